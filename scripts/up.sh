@@ -1,0 +1,212 @@
+#!/bin/bash
+# up.sh - build the images, make missing secrets, deploy the swarmhub stack
+# and wait until the hub is healthy (`make up`).
+#
+# Environment (all optional):
+#   SWARMHUB_STACK            stack name                       swarmhub
+#   SWARMHUB_ENV_FILE         the hub's settings  compose/swarmhub.env (copied
+#                             from compose/swarmhub.env.example when missing)
+#   SWARMHUB_SECRETS_DIR      secret files (dir mode 0700)    compose/secrets
+#   SWARMHUB_PROFILES_FILE    profiles JSON    compose/profiles.json (a small
+#                             one using swarmhub/notebook is written if missing)
+#   SWARMHUB_HUB_IMAGE, SWARMHUB_PROXY_IMAGE, SWARMHUB_DB_IMAGE
+#                             use these images instead of building
+#                             swarmhub/hub:latest, swarmhub/nginx:latest,
+#                             swarmhub/postgres:15
+#   SWARMHUB_BUILD=0          build nothing (images must exist on the nodes)
+#   SWARMHUB_HTTPS_PORT=443 SWARMHUB_HTTP_PORT=80 SWARMHUB_HUB_PORT=8000
+#   SWARMHUB_PROXY_REPLICAS=1 SWARMHUB_NETWORK_NAME=swarmhub-users
+#   SWARMHUB_COMPOSE_EXTRA    more compose files (space separated) merged
+#                             after compose/docker-compose.yml
+#   SWARMHUB_UP_TIMEOUT=240   seconds to wait for a healthy hub
+# Secrets made when missing: db_password, hub_secret, admin_token (random),
+# ldap_bind_password (put the real one there before the first `make up`),
+# tls_cert + tls_key (self-signed for localhost, 127.0.0.1 and this host).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+say() { printf 'up: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+now() { date +%s; }
+T0=$(now)
+
+export SWARMHUB_STACK=${SWARMHUB_STACK:-swarmhub}
+SWARMHUB_ENV_FILE=$(realpath -m "${SWARMHUB_ENV_FILE:-compose/swarmhub.env}")
+SWARMHUB_SECRETS_DIR=$(realpath -m "${SWARMHUB_SECRETS_DIR:-compose/secrets}")
+SWARMHUB_PROFILES_FILE=$(realpath -m "${SWARMHUB_PROFILES_FILE:-compose/profiles.json}")
+export SWARMHUB_ENV_FILE SWARMHUB_SECRETS_DIR SWARMHUB_PROFILES_FILE
+export SWARMHUB_HTTPS_PORT=${SWARMHUB_HTTPS_PORT:-443}
+export SWARMHUB_HTTP_PORT=${SWARMHUB_HTTP_PORT:-80}
+export SWARMHUB_HUB_PORT=${SWARMHUB_HUB_PORT:-8000}
+export SWARMHUB_PROXY_REPLICAS=${SWARMHUB_PROXY_REPLICAS:-1}
+export SWARMHUB_NETWORK_NAME=${SWARMHUB_NETWORK_NAME:-swarmhub-users}
+BUILD=${SWARMHUB_BUILD:-1}
+TIMEOUT=${SWARMHUB_UP_TIMEOUT:-240}
+
+# ---- Docker and the swarm ---------------------------------------------------
+docker info >/dev/null 2>&1 || die "docker does not answer (is dockerd running? are you in group docker?)"
+state=$(docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}')
+case $state in
+"active true") ;;
+"active false") die "this node is a swarm worker: run make up on a manager" ;;
+inactive*)
+	say "this engine is not in a swarm: docker swarm init"
+	docker swarm init >/dev/null 2>&1 ||
+	    docker swarm init --advertise-addr 127.0.0.1 >/dev/null ||
+	    die "docker swarm init failed; run it by hand (--advertise-addr ADDR)" ;;
+*) die "swarm state '$state'" ;;
+esac
+
+# ---- images ---------------------------------------------------------------------
+build() {	# TAG CONTEXT-ARGS...
+	local tag=$1 t; shift
+	t=$(now)
+	say "building $tag"
+	docker build -q -t "$tag" "$@" >/dev/null 2>"$SWARMHUB_SECRETS_DIR/.build.log" ||
+	    { tail -n 30 "$SWARMHUB_SECRETS_DIR/.build.log" >&2; die "docker build $tag failed"; }
+	say "built $tag in $(( $(now) - t )) s ($(docker image inspect -f '{{.Size}}' "$tag" |
+	    awk '{printf "%.1f MB", $1/1e6}'))"
+}
+mkdir -p "$SWARMHUB_SECRETS_DIR"
+chmod 700 "$SWARMHUB_SECRETS_DIR"
+if [ "$BUILD" != 0 ]; then
+	if ! docker image inspect debian:bookworm >/dev/null 2>&1 ||
+	   ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+		say "debian:bookworm is missing: images/build-base.sh (debootstrap, a few minutes)"
+		images/build-base.sh >/dev/null
+	fi
+	if [ -z "${SWARMHUB_HUB_IMAGE:-}" ]; then
+		t=$(now); say "building swarmhub/hub:latest"
+		tar -c Makefile common spawner culler hub images/hub |
+		    docker build -q -t swarmhub/hub:latest -f images/hub/Dockerfile - \
+		    >/dev/null 2>"$SWARMHUB_SECRETS_DIR/.build.log" ||
+		    { tail -n 30 "$SWARMHUB_SECRETS_DIR/.build.log" >&2; die "docker build swarmhub/hub failed"; }
+		say "built swarmhub/hub:latest in $(( $(now) - t )) s ($(docker image inspect \
+		    -f '{{.Size}}' swarmhub/hub:latest | awk '{printf "%.1f MB", $1/1e6}'))"
+	fi
+	[ -n "${SWARMHUB_PROXY_IMAGE:-}" ] || build swarmhub/nginx:latest images/nginx
+	[ -n "${SWARMHUB_DB_IMAGE:-}" ] || build swarmhub/postgres:15 images/postgres
+	docker image inspect swarmhub/notebook:latest >/dev/null 2>&1 ||
+	    build swarmhub/notebook:latest images/notebook
+fi
+export SWARMHUB_HUB_IMAGE=${SWARMHUB_HUB_IMAGE:-swarmhub/hub:latest}
+export SWARMHUB_PROXY_IMAGE=${SWARMHUB_PROXY_IMAGE:-swarmhub/nginx:latest}
+export SWARMHUB_DB_IMAGE=${SWARMHUB_DB_IMAGE:-swarmhub/postgres:15}
+
+# ---- settings, profiles, secrets --------------------------------------------------
+if [ ! -f "$SWARMHUB_ENV_FILE" ]; then
+	cp compose/swarmhub.env.example "$SWARMHUB_ENV_FILE"
+	say "wrote $SWARMHUB_ENV_FILE from compose/swarmhub.env.example (local accounts; edit it)"
+fi
+if [ ! -f "$SWARMHUB_PROFILES_FILE" ]; then
+	cat >"$SWARMHUB_PROFILES_FILE" <<'EOF'
+{
+  "cpu_reservation_ratio": 0.25,
+  "images": {
+    "notebook": {"image": "swarmhub/notebook:latest",
+                 "description": "Jupyter Notebook 6 (Debian 12)",
+                 "cmd": ["python3", "-m", "notebook", "--ip=0.0.0.0", "--port={port}",
+                         "--no-browser", "--NotebookApp.base_url={base_url}",
+                         "--notebook-dir=/home/jovyan/work"],
+                 "port": 8888}
+  },
+  "profiles": {
+    "default": {"images": ["notebook"], "cpu": {"min": 0.5, "max": 2, "default": 1},
+                "mem_gb": {"min": 0.5, "max": 4, "default": 1}}
+  }
+}
+EOF
+	say "wrote $SWARMHUB_PROFILES_FILE (see compose/profiles.example.json)"
+fi
+secret() {	# NAME COMMAND...: make SECRETS_DIR/NAME with the command's output
+	local f="$SWARMHUB_SECRETS_DIR/$1"; shift
+	[ -s "$f" ] && return 0
+	(umask 077; "$@" >"$f")
+	say "generated secret $(basename "$f")"
+}
+secret db_password openssl rand -hex 24
+secret hub_secret openssl rand -hex 32
+secret admin_token openssl rand -hex 32
+secret ldap_bind_password echo unused
+if [ ! -s "$SWARMHUB_SECRETS_DIR/tls_cert" ] || [ ! -s "$SWARMHUB_SECRETS_DIR/tls_key" ]; then
+	h=$(hostname -f 2>/dev/null || hostname)
+	(umask 077; openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=$h" \
+	    -addext "subjectAltName=DNS:$h,DNS:localhost,IP:127.0.0.1" \
+	    -keyout "$SWARMHUB_SECRETS_DIR/tls_key" -out "$SWARMHUB_SECRETS_DIR/tls_cert" 2>/dev/null) ||
+	    die "openssl req failed"
+	say "generated a self-signed TLS certificate for $h (replace tls_cert/tls_key with real ones)"
+fi
+chmod 600 "$SWARMHUB_SECRETS_DIR"/*
+# Configs and secrets are immutable: a content change gets a new name.
+SWARMHUB_CONFIG_VERSION=$(cat "$SWARMHUB_SECRETS_DIR"/{db_password,hub_secret,admin_token,ldap_bind_password,tls_cert,tls_key} \
+    "$SWARMHUB_PROFILES_FILE" compose/nginx.conf | sha256sum | cut -c1-10)
+export SWARMHUB_CONFIG_VERSION
+
+# ---- deploy --------------------------------------------------------------------------
+files=(-c compose/docker-compose.yml)
+for f in ${SWARMHUB_COMPOSE_EXTRA:-}; do files+=(-c "$f"); done
+say "docker stack deploy ${files[*]} $SWARMHUB_STACK (hub $SWARMHUB_HUB_IMAGE," \
+    "db $SWARMHUB_DB_IMAGE, https port $SWARMHUB_HTTPS_PORT)"
+for _ in $(seq 1 30); do	# a network of a just-removed stack may linger
+	out=$(docker stack deploy --resolve-image never "${files[@]}" "$SWARMHUB_STACK" 2>&1) && break
+	case $out in
+	*"network"*"not found"*|*"is already in use"*|*"has active endpoints"*|*"Cannot"*"network"*)
+		say "waiting for the old network to go: ${out##*$'\n'}"; sleep 2 ;;
+	*) echo "$out" >&2; die "docker stack deploy failed" ;;
+	esac
+done
+
+# ---- wait until healthy -----------------------------------------------------------------
+say "waiting for the hub (up to $TIMEOUT s): http://127.0.0.1:$SWARMHUB_HUB_PORT/hub/health"
+deadline=$(( $(now) + TIMEOUT )); last=""
+current_hub() {	# true when a task of this version runs, is healthy and answers
+	local task state cfg c h
+	task=$(docker service ps -q --filter desired-state=running "${SWARMHUB_STACK}_hub" 2>/dev/null | head -n 1)
+	[ -n "$task" ] || return 1
+	state=$(docker inspect -f '{{.Status.State}}' "$task" 2>/dev/null)
+	cfg=$(docker inspect -f '{{range .Spec.ContainerSpec.Configs}}{{.ConfigName}} {{end}}' "$task" 2>/dev/null)
+	[ "$state" = running ] && [[ $cfg == *"_$SWARMHUB_CONFIG_VERSION"* ]] || return 1
+	c=$(docker inspect -f '{{.Status.ContainerStatus.ContainerID}}' "$task" 2>/dev/null)
+	h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$c" 2>/dev/null)
+	[ "$h" = healthy ] || return 1
+	[ "$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 3 \
+	    "http://127.0.0.1:$SWARMHUB_HUB_PORT/hub/health" 2>/dev/null)" = 200 ]
+}
+while ! current_hub; do
+	line=$(docker stack ps "$SWARMHUB_STACK" --filter desired-state=running \
+	    --format '{{.Name}}={{.CurrentState}}{{if .Error}} ({{.Error}}){{end}}' 2>/dev/null |
+	    sed -E "s/^${SWARMHUB_STACK}_//; s/\.[0-9]+=/=/; s/ (about |less than )?[0-9a-z ]+ ago//I" |
+	    sort | tr '\n' ' ')
+	[ "$line" != "$last" ] && say "  $line"; last=$line
+	if [ "$(now)" -ge "$deadline" ]; then
+		docker service logs --tail 30 "${SWARMHUB_STACK}_hub" >&2 2>&1 || true
+		die "the hub is not healthy after $TIMEOUT s (logs above; docker stack ps $SWARMHUB_STACK)"
+	fi
+	sleep 2
+done
+# configs/secrets of earlier versions that nothing uses any more
+for kind in config secret; do
+	docker $kind ls --filter "label=com.docker.stack.namespace=$SWARMHUB_STACK" \
+	    --format '{{.Name}}' | grep -v "_${SWARMHUB_CONFIG_VERSION}\$" |
+	    xargs -r docker $kind rm >/dev/null 2>&1 || true
+done
+hubc=$(docker ps -q --filter "label=com.docker.swarm.service.name=${SWARMHUB_STACK}_hub" | head -n 1)
+auth=$(sed -n 's/^SWARMHUB_AUTH=//p' "$SWARMHUB_ENV_FILE" | tail -n 1)
+if [ "${auth:-local}" = local ] && [ ! -s "$SWARMHUB_SECRETS_DIR/admin_password" ]; then
+	(umask 077; openssl rand -base64 12 >"$SWARMHUB_SECRETS_DIR/admin_password")
+	# through the running hub's API (it caches users in memory)
+	ctl() { docker exec -i "$hubc" sh -c 'SWARMHUB_TOKEN=$(cat /run/secrets/admin_token) exec swarmhubctl "$@"' ctl "$@"; }
+	if ! ctl users add admin --admin --password-stdin <"$SWARMHUB_SECRETS_DIR/admin_password" >/dev/null 2>&1; then
+		# it exists already (a kept database): new password, admin rights
+		ctl users set-password admin <"$SWARMHUB_SECRETS_DIR/admin_password" >/dev/null &&
+		    ctl users set-admin admin on >/dev/null ||
+		    { rm -f "$SWARMHUB_SECRETS_DIR/admin_password"; die "could not create the local account admin"; }
+	fi
+	say "created the local admin account: admin / $(cat "$SWARMHUB_SECRETS_DIR/admin_password")" \
+	    "(kept in $SWARMHUB_SECRETS_DIR/admin_password)"
+fi
+url="https://localhost${SWARMHUB_HTTPS_PORT/#/:}"; url=${url%:443}
+[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://127.0.0.1:$SWARMHUB_HUB_PORT"
+say "the hub is healthy after $(( $(now) - T0 )) s: $url/hub/login"
+say "admin CLI: SWARMHUB_URL=http://127.0.0.1:$SWARMHUB_HUB_PORT bin/swarmhubctl --token-file $SWARMHUB_SECRETS_DIR/admin_token users list"
+say "  or: docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${SWARMHUB_STACK}_hub) sh -c 'SWARMHUB_TOKEN=\$(cat /run/secrets/admin_token) swarmhubctl users list'"

@@ -1,0 +1,161 @@
+/*
+ * internal.h - what the files of spawner/ share; never included outside spawner/.
+ *
+ *   profiles.c  parse and validate the profiles JSON; options and quotas
+ *   spec.c      build the service-create JSON (pure), name escaping, turn
+ *               Docker task errors into sentences (pure)
+ *   docker.c    the Docker Engine API over libcurl (unix socket or TLS)
+ *   home_local.c / home_nfs.c   struct home_ops implementations
+ *   spawner.c   spawner.h: start/stop/locate/list, readiness, progress
+ */
+#ifndef SWARMHUB_SPAWNER_INTERNAL_H
+#define SWARMHUB_SPAWNER_INTERNAL_H
+
+#include <stddef.h>
+#include "spawner.h"
+
+/* ---- profiles.c ------------------------------------------------------ */
+struct image_def {
+	char *key;		/* "scipy" */
+	char *image;		/* "jupyter/scipy-notebook:2024-05-20" */
+	char *description;
+	char **cmd;		/* NULL-terminated; {base_url} {port} expanded by spec.c */
+	size_t ncmd;
+	char **env;		/* NULL-terminated "K=V" (optional "env" object) */
+	size_t nenv;
+	int port;		/* default 8888 */
+};
+
+struct range {
+	double min, max, def;
+};
+
+struct quota {
+	long servers;		/* -1: no limit (key absent) */
+	double cpu, mem_gb;	/* < 0: no limit */
+	long gpus;		/* -1: no limit */
+};
+
+struct profile_def {
+	char *name;		/* group name or "default" */
+	char **images;		/* keys into images, NULL-terminated */
+	size_t nimages;
+	struct range cpu, mem_gb;
+	long gpus;		/* max GPUs a user may ask for (0: none) */
+	char **constraints;	/* placement constraints, NULL-terminated */
+	size_t nconstraints;
+	struct quota quota;
+	long cull_timeout_s;	/* optional "cull_timeout"; 0: hub default */
+};
+
+struct profiles {
+	double cpu_reservation_ratio;	/* default 1.0 */
+	struct image_def *images;
+	size_t nimages;
+	struct profile_def *profiles;
+	size_t nprofiles;
+};
+
+/* Parses the file; unknown keys, wrong types, missing images, min > max,
+ * default outside [min, max]: ERR_INVALID naming the key path
+ * ("profiles.datascience.cpu.max: must be a number"). */
+int profiles_load(const char *path, struct profiles **out, struct err *e);
+int profiles_parse(const char *json, size_t len, struct profiles **out,
+		   struct err *e);
+void profiles_free(struct profiles *p);
+const struct profile_def *profiles_get(const struct profiles *p,
+				       const char *name);
+const struct image_def *profiles_image(const struct profiles *p,
+				       const char *key);
+/* spawner_options / spawner_quota_check / spawner_profiles_json on a
+ * given set of profiles (spawner.c takes the lock and calls these). */
+int profiles_options(const struct profiles *p, const char *const *groups,
+		     size_t ngroups, const char *options_json,
+		     struct spawn_opts *out, struct err *e);
+int profiles_quota_check(const struct profiles *p, const struct spawn_opts *o,
+			 const struct spawn_opts *in_use, size_t n,
+			 struct err *e);
+char *profiles_json(const struct profiles *p, const char *const *groups,
+		    size_t ngroups);
+
+/* ---- spec.c ---------------------------------------------------------- */
+/* DockerSpawner-style escaping: [a-z0-9] kept, anything else "-xx" (hex);
+ * the result fits Docker's 63-character service names. Heap string. */
+char *spec_escape(const char *s);
+
+struct spec_input {
+	const struct spawner_cfg *cfg;
+	const struct spawn_req *req;
+	const struct image_def *image;
+	const struct profile_def *profile;
+	double cpu_reservation_ratio;
+	const char *service_name;
+	const char *home_source;	/* bind: host path; volume: NFS device
+					 * ":<export>/<user>" with addr below */
+	const char *nfs_addr;		/* volume mode: "addr=host,nfsvers=3,…" */
+};
+/* The body of POST /services/create (heap JSON string). */
+char *spec_build(const struct spec_input *in, struct err *e);
+
+/* A task's state and Status.Err/Message as a sentence for the user, e.g.
+ * ("rejected", "No such image: x:1") -> "image 'x:1' not found on node";
+ * ("pending", "no suitable node (insufficient resources on 1 node)") ->
+ * "no node has the CPU or memory free that this server asks for".
+ * Heap string. */
+char *spec_task_message(const char *state, const char *err,
+			const char *message, const struct spawn_opts *o);
+
+/* ---- docker.c -------------------------------------------------------- */
+struct docker;
+
+struct docker_resp {
+	long status;		/* HTTP status */
+	char *body;		/* NUL-terminated, owned */
+	size_t len;
+};
+void docker_resp_release(struct docker_resp *r);
+
+/* host: unix:///path or tcp://host:port (TLS with cert_path/{ca,cert,key}.pem
+ * when cert_path is set). Negotiates the API version (>= 1.41). */
+int docker_new(const char *host, const char *cert_path, struct docker **out,
+	       struct err *e);
+void docker_free(struct docker *d);
+/* path like "/services/create" (the version prefix is added). Any non-2xx
+ * is -1 with Docker's "message" in e (ERR_NOTFOUND for 404, ERR_CONFLICT
+ * for 409, ERR_UPSTREAM otherwise, ERR_UNAVAILABLE when unreachable); resp
+ * is filled in both cases (may be NULL). */
+int docker_get(struct docker *d, const char *path, struct docker_resp *resp,
+	       struct err *e);
+int docker_post(struct docker *d, const char *path, const char *json,
+		struct docker_resp *resp, struct err *e);
+int docker_delete(struct docker *d, const char *path,
+		  struct docker_resp *resp, struct err *e);
+/* URL-encodes a filters JSON for query strings (heap string). */
+char *docker_escape(struct docker *d, const char *s);
+
+/* ---- homes ----------------------------------------------------------- */
+struct home_ops {
+	/* Creates <root>/<user> when missing with uid:gid and mode; makes
+	 * sure the shared dir exists. */
+	int (*ensure)(void *h, const char *user, long uid, long gid, long mode,
+		      const char *shared_dir, struct err *e);
+	/* Renames <root>/<user> to <root>/.archive/<user>-<date> (with -2,
+	 * -3... when taken); final (size >= 128) gets the path it went to
+	 * relative to the root (".archive/<user>-<date>[-N]"). */
+	int (*archive)(void *h, const char *user, const char *date,
+		       char *final, size_t size,
+		       struct err *e);
+	/* Deletes <root>/<user> recursively. */
+	int (*remove)(void *h, const char *user, struct err *e);
+	/* Names of the directories in <root> (heap, NULL-terminated). */
+	int (*list)(void *h, char ***names, struct err *e);
+	void (*free)(void *h);
+};
+/* root: a local directory. */
+int home_local_new(const char *root, const struct home_ops **ops, void **h,
+		   struct err *e);
+/* url: nfs://server/export[?nfsport=&mountport=] (NFSv3). */
+int home_nfs_new(const char *url, const struct home_ops **ops, void **h,
+		 struct err *e);
+
+#endif

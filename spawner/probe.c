@@ -1,0 +1,111 @@
+/*
+ * probe.c - is a user's server answering? GET <base_url>api/status with the
+ * server token must give 200 and a JSON object: any other answer (the
+ * machine's outbound proxy answers unroutable addresses with a fake 404)
+ * means "not yet".
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <string.h>
+#include "spawner.h"
+
+static size_t
+collect(char *p, size_t size, size_t n, void *ctx)
+{
+	struct strbuf *sb = ctx;
+
+	if (sb->len + size * n > 1 << 20)
+		return 0;
+	sb_add(sb, p, size * n);
+	return size * n;
+}
+
+/* GET url with the token; the body parsed as JSON (caller decrefs). */
+static json_t *
+get_json_url(const char *url, const char *token, long timeout_ms,
+	     struct err *e)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	struct strbuf sb;
+	char *auth;
+	long status = 0;
+	json_t *j = NULL;
+	CURLcode rc;
+
+	if (c == NULL) {
+		err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
+		return NULL;
+	}
+	sb_init(&sb);
+	auth = xasprintf("Authorization: token %s", token);
+	h = curl_slist_append(h, auth);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
+	rc = curl_easy_perform(c);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (rc == CURLE_OK && status == 200 && sb.len)
+		j = json_loadb(sb.buf, sb.len, 0, NULL);
+	if (j == NULL)
+		err_set(e, ERR_UPSTREAM, "%s: %s", url, rc != CURLE_OK ?
+			curl_easy_strerror(rc) : "no JSON answer");
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	free(auth);
+	sb_release(&sb);
+	return j;
+}
+
+int
+spawner_status(const char *base_url, const char *token, long timeout_ms,
+	       int64_t *last_activity_ms, int *kernel_busy, struct err *e)
+{
+	char *url = xasprintf("%sapi/status", base_url);
+	json_t *st = get_json_url(url, token, timeout_ms, e), *k, *it;
+	const char *la;
+	size_t i;
+
+	free(url);
+	*last_activity_ms = 0;
+	*kernel_busy = 0;
+	if (st == NULL)
+		return -1;
+	la = json_string_value(json_object_get(st, "last_activity"));
+	if (la && time_parse_iso8601(la, last_activity_ms) < 0)
+		*last_activity_ms = 0;
+	json_decref(st);
+	/* asking must not count as activity (Jupyter honours this) */
+	url = xasprintf("%sapi/kernels?no_track_activity=1", base_url);
+	k = get_json_url(url, token, timeout_ms, NULL);
+	free(url);
+	json_array_foreach(k, i, it) {
+		const char *s = json_string_value(json_object_get(it,
+		    "execution_state"));
+
+		if (s && strcmp(s, "busy") == 0)
+			*kernel_busy = 1;
+	}
+	json_decref(k);
+	return 0;
+}
+
+int
+spawner_probe(const char *url, const char *token, long timeout_ms,
+	      struct err *e)
+{
+	json_t *j = get_json_url(url, token, timeout_ms, e);
+	int ok = json_is_object(j);
+
+	if (j && !ok)
+		err_set(e, ERR_UPSTREAM, "%s: answered JSON that is not an "
+			"object", url);
+	json_decref(j);
+	return ok ? 0 : -1;
+}

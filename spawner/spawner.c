@@ -1,0 +1,1066 @@
+/*
+ * spawner.c - spawner.h: start, stop, locate and list user servers.
+ *
+ * A start: home (NFS or local) -> POST /services/create (spec.c) -> poll
+ * the service's task until it runs (START_TIMEOUT), reporting each state in
+ * words -> poll <base_url>api/status with the server token until it answers
+ * 200 with JSON (HTTP_TIMEOUT). Any failure removes the service, so nothing
+ * is left half-started. Profiles are swapped whole under a rwlock on reload.
+ * Ownership: struct spawner owns copies of its settings, the Docker client,
+ * the home backend and the profiles.
+ */
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "internal.h"
+
+struct spawner {
+	struct spawner_cfg cfg;
+	char *strings[12];		/* owned copies behind cfg */
+	struct docker *d;
+	pthread_rwlock_t plock;
+	struct profiles *profiles;
+	const struct home_ops *home_ops;
+	void *home;
+	char *nfs_host;			/* volume mode */
+	char *nfs_path;
+};
+
+static const char *
+keep(struct spawner *sp, int i, const char *s, const char *def)
+{
+	sp->strings[i] = xstrdup(s && *s ? s : def);
+	return sp->strings[i];
+}
+
+static void
+copy_cfg(struct spawner *sp, const struct spawner_cfg *c)
+{
+	sp->cfg = *c;
+	sp->cfg.docker_host = keep(sp, 0, c->docker_host,
+				   "unix:///var/run/docker.sock");
+	sp->cfg.docker_cert_path = c->docker_cert_path && *c->docker_cert_path
+	    ? keep(sp, 1, c->docker_cert_path, "") : NULL;
+	sp->cfg.network = keep(sp, 2, c->network, "");
+	sp->cfg.hub_id = keep(sp, 3, c->hub_id, "swarmhub");
+	sp->cfg.name_template = keep(sp, 4, c->name_template, "jupyter-{user}");
+	sp->cfg.profiles_path = keep(sp, 5, c->profiles_path, "");
+	sp->cfg.home = keep(sp, 6, c->home, "");
+	sp->cfg.home_mount = keep(sp, 7, c->home_mount, "bind");
+	sp->cfg.home_bind_root = keep(sp, 8, c->home_bind_root,
+	    strncmp(sp->cfg.home, "nfs://", 6) ? sp->cfg.home : "");
+	sp->cfg.home_target = keep(sp, 9, c->home_target, "/home/jovyan/work");
+	sp->cfg.shared_dir = c->shared_dir && *c->shared_dir
+	    ? keep(sp, 10, c->shared_dir, "") : NULL;
+}
+
+/* ---- small JSON helpers over Docker answers --------------------------- */
+static json_t *
+get_json(struct spawner *sp, const char *path, struct err *e)
+{
+	struct docker_resp r = { 0 };
+	json_t *j = NULL;
+
+	if (docker_get(sp->d, path, &r, e) == 0) {
+		j = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+		if (j == NULL)
+			err_set(e, ERR_UPSTREAM, "Docker answered %s with "
+				"something that is not JSON", path);
+	}
+	docker_resp_release(&r);
+	return j;
+}
+
+static const char *
+jstr(json_t *o, const char *path)
+{
+	char key[64];
+	const char *dot;
+
+	while ((dot = strchr(path, '.')) != NULL) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		o = json_object_get(o, key);
+		path = dot + 1;
+	}
+	o = json_object_get(o, path);
+	return json_is_string(o) ? json_string_value(o) : NULL;
+}
+
+static int
+check_swarm(struct spawner *sp, struct err *e)
+{
+	json_t *info = get_json(sp, "/info", e);
+	json_t *sw;
+	int ok;
+
+	if (info == NULL)
+		return -1;
+	sw = json_object_get(info, "Swarm");
+	ok = json_is_true(json_object_get(sw, "ControlAvailable"));
+	json_decref(info);
+	if (!ok)
+		return err_set(e, ERR_INVALID, "the Docker engine at %s is not "
+		    "a swarm manager: run 'docker swarm init' there, or point "
+		    "SWARMHUB_DOCKER_HOST at a manager", sp->cfg.docker_host);
+	return 0;
+}
+
+static int
+check_network(struct spawner *sp, struct err *e)
+{
+	char *esc = docker_escape(sp->d, sp->cfg.network);
+	char *path = xasprintf("/networks/%s", esc);
+	json_t *n = get_json(sp, path, e);
+	int attachable;
+
+	free(esc);
+	free(path);
+	if (n == NULL && e->code == ERR_NOTFOUND)
+		return err_set(e, ERR_INVALID, "network '%s' does not exist: "
+		    "create it with 'docker network create -d overlay "
+		    "--attachable %s'", sp->cfg.network, sp->cfg.network);
+	if (n == NULL)
+		return -1;
+	attachable = json_is_true(json_object_get(n, "Attachable"));
+	json_decref(n);
+	if (!attachable)
+		return err_set(e, ERR_INVALID, "network '%s' is not attachable: "
+		    "recreate it with --attachable (or attachable: true in the "
+		    "stack file)", sp->cfg.network);
+	return 0;
+}
+
+static int
+open_home(struct spawner *sp, struct err *e)
+{
+	const char *h = sp->cfg.home;
+
+	if (*h == '\0')
+		return 0;
+	if (strncmp(h, "nfs://", 6) == 0) {
+		const char *host = h + 6, *slash = strchr(host, '/');
+		const char *q;
+
+		if (slash == NULL)
+			return err_set(e, ERR_INVALID, "SWARMHUB_HOME: '%s' has "
+			    "no export path (nfs://server/export)", h);
+		sp->nfs_host = xstrndup(host, (size_t)(slash - host));
+		q = strchr(slash, '?');
+		sp->nfs_path = q ? xstrndup(slash, (size_t)(q - slash))
+				 : xstrdup(slash);
+		return home_nfs_new(h, &sp->home_ops, &sp->home, e);
+	}
+	if (h[0] != '/')
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME: '%s' is neither "
+		    "nfs://server/export nor an absolute directory", h);
+	return home_local_new(h, &sp->home_ops, &sp->home, e);
+}
+
+int
+spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
+	    struct err *e)
+{
+	struct spawner *sp = xcalloc(1, sizeof(*sp));
+
+	*out = NULL;
+	copy_cfg(sp, cfg);
+	pthread_rwlock_init(&sp->plock, NULL);
+	if (strcmp(sp->cfg.home_mount, "bind") && strcmp(sp->cfg.home_mount,
+							  "volume")) {
+		err_set(e, ERR_INVALID, "SWARMHUB_HOME_MOUNT: '%s' is not bind "
+			"or volume", sp->cfg.home_mount);
+		goto fail;
+	}
+	if (docker_new(sp->cfg.docker_host, sp->cfg.docker_cert_path, &sp->d,
+		       e) < 0 || check_swarm(sp, e) < 0 ||
+	    check_network(sp, e) < 0 ||
+	    profiles_load(sp->cfg.profiles_path, &sp->profiles, e) < 0 ||
+	    open_home(sp, e) < 0)
+		goto fail;
+	*out = sp;
+	return 0;
+fail:
+	spawner_free(sp);
+	return -1;
+}
+
+void
+spawner_free(struct spawner *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->home_ops)
+		sp->home_ops->free(sp->home);
+	profiles_free(sp->profiles);
+	docker_free(sp->d);
+	pthread_rwlock_destroy(&sp->plock);
+	for (size_t i = 0; i < sizeof(sp->strings) / sizeof(sp->strings[0]);
+	     i++)
+		free(sp->strings[i]);
+	free(sp->nfs_host);
+	free(sp->nfs_path);
+	free(sp);
+}
+
+int
+spawner_reload_profiles(struct spawner *sp, struct err *e)
+{
+	struct profiles *p, *old;
+
+	if (profiles_load(sp->cfg.profiles_path, &p, e) < 0)
+		return -1;
+	pthread_rwlock_wrlock(&sp->plock);
+	old = sp->profiles;
+	sp->profiles = p;
+	pthread_rwlock_unlock(&sp->plock);
+	profiles_free(old);
+	return 0;
+}
+
+int
+spawner_ping(struct spawner *sp, struct err *e)
+{
+	/* /_ping is cheap; /info (check_swarm) is slow under load */
+	return docker_get(sp->d, "/_ping", NULL, e);
+}
+
+/* ---- profiles under the lock ----------------------------------------- */
+int
+spawner_options(struct spawner *sp, const char *const *groups, size_t n,
+		const char *json, struct spawn_opts *out, struct err *e)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	rc = profiles_options(sp->profiles, groups, n, json, out, e);
+	pthread_rwlock_unlock(&sp->plock);
+	return rc;
+}
+
+int
+spawner_quota_check(struct spawner *sp, const struct spawn_opts *o,
+		    const struct spawn_opts *in_use, size_t n, struct err *e)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	rc = profiles_quota_check(sp->profiles, o, in_use, n, e);
+	pthread_rwlock_unlock(&sp->plock);
+	return rc;
+}
+
+char *
+spawner_profiles_json(struct spawner *sp, const char *const *groups,
+		      size_t n)
+{
+	char *s;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	s = profiles_json(sp->profiles, groups, n);
+	pthread_rwlock_unlock(&sp->plock);
+	return s;
+}
+
+/* Docker names are at most 63 characters: a longer one keeps its first 54
+ * and gets "-" and 8 hex digits of a hash of the whole (takes name over). */
+static char *
+fit_name(char *name)
+{
+	uint32_t h = 2166136261u;
+	char *fit;
+
+	if (strlen(name) <= 63)
+		return name;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	fit = xasprintf("%.54s-%08x", name, h);
+	free(name);
+	return fit;
+}
+
+char *
+spawner_service_name(const struct spawner *sp, const char *user,
+		     const char *server)
+{
+	const char *t = sp->cfg.name_template;
+	const char *at = strstr(t, "{user}");
+	char *u = spec_escape(user), *name;
+
+	if (at == NULL)
+		name = xasprintf("%s%s", t, u);
+	else
+		name = xasprintf("%.*s%s%s", (int)(at - t), t, u, at + 6);
+	free(u);
+	if (server && *server) {
+		char *s = spec_escape(server), *full;
+
+		full = xasprintf("%s--%s", name, s);
+		free(s);
+		free(name);
+		name = full;
+	}
+	return fit_name(name);
+}
+
+/* ---- tasks ----------------------------------------------------------- */
+struct task {
+	char state[32];
+	char desired[32];
+	char err[512];
+	char message[256];
+	char container[80];
+};
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
+
+	nanosleep(&ts, NULL);
+}
+
+static int64_t
+mono_ms(void)
+{
+	return time_mono_ms();
+}
+
+static void
+copy_field(char *dst, size_t size, const char *src)
+{
+	snprintf(dst, size, "%s", src ? src : "");
+}
+
+/* The newest task of the service; ERR_NOTFOUND when it has none. */
+static int
+newest_task(struct spawner *sp, const char *service, struct task *t,
+	    struct err *e)
+{
+	char *f = xasprintf("{\"service\":[\"%s\"]}", service);
+	char *esc = docker_escape(sp->d, f);
+	char *path = xasprintf("/tasks?filters=%s", esc);
+	json_t *a = get_json(sp, path, e), *it, *best = NULL;
+	const char *best_at = "";
+	size_t i;
+
+	free(f);
+	free(esc);
+	free(path);
+	if (a == NULL)
+		return -1;
+	json_array_foreach(a, i, it) {
+		const char *at = jstr(it, "CreatedAt");
+
+		if (at && strcmp(at, best_at) > 0) {
+			best = it;
+			best_at = at;
+		}
+	}
+	if (best) {
+		copy_field(t->state, sizeof(t->state), jstr(best, "Status.State"));
+		copy_field(t->desired, sizeof(t->desired),
+			   jstr(best, "DesiredState"));
+		copy_field(t->err, sizeof(t->err), jstr(best, "Status.Err"));
+		copy_field(t->message, sizeof(t->message),
+			   jstr(best, "Status.Message"));
+		copy_field(t->container, sizeof(t->container),
+			   jstr(best, "Status.ContainerStatus.ContainerID"));
+	}
+	json_decref(a);
+	if (best == NULL)
+		return err_set(e, ERR_NOTFOUND, "the service has no task yet");
+	return 0;
+}
+
+static int
+task_failed(const char *state)
+{
+	static const char *const bad[] = { "rejected", "failed", "shutdown",
+		"complete", "orphaned", "remove", NULL };
+
+	for (int i = 0; bad[i]; i++)
+		if (strcmp(state, bad[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *
+state_words(const char *state, int *progress)
+{
+	static const struct { const char *s; int p; const char *w; } map[] = {
+		{ "new", 30, "Task created" },
+		{ "pending", 30, "Waiting for a node with room for this server" },
+		{ "assigned", 40, "Assigned to a node" },
+		{ "accepted", 45, "The node accepted the server" },
+		{ "preparing", 50, "Preparing the image on the node" },
+		{ "ready", 55, "Container ready" },
+		{ "starting", 60, "Starting the container" },
+		{ "running", 70, "Container running; waiting for Jupyter to "
+				 "answer" },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i].s, state) == 0) {
+			*progress = map[i].p;
+			return map[i].w;
+		}
+	*progress = 50;
+	return state;
+}
+
+static void
+report(spawn_progress_fn fn, void *ctx, int progress, const char *msg)
+{
+	if (fn)
+		fn(ctx, progress, msg);
+}
+
+static int
+cancelled(const struct spawn_req *req)
+{
+	return req->cancel && *req->cancel;
+}
+
+/* Waits for the task to run; reports each new state or error. */
+static int
+wait_running(struct spawner *sp, const char *service,
+	     const struct spawn_req *req, spawn_progress_fn fn, void *ctx,
+	     struct task *t, struct err *e)
+{
+	int64_t deadline = mono_ms() + sp->cfg.start_timeout_s * 1000;
+	char last[600] = "", now[600];
+
+	for (;;) {
+		struct err te = { 0 };
+		int p;
+
+		if (cancelled(req))
+			return err_set(e, ERR_UPSTREAM, "start cancelled");
+		if (newest_task(sp, service, t, &te) == 0) {
+			const char *w = state_words(t->state, &p);
+			char *why = *t->err ? spec_task_message(t->state,
+			    t->err, t->message, req->opts) : NULL;
+
+			snprintf(now, sizeof(now), "%s%s%s", w, why ? ": " : "",
+				 why ? why : "");
+			if (task_failed(t->state)) {
+				err_set(e, ERR_UPSTREAM, "%s", why ? why :
+					"the server's task stopped");
+				free(why);
+				return -1;
+			}
+			free(why);
+			if (strcmp(now, last) != 0)
+				report(fn, ctx, p, now);
+			snprintf(last, sizeof(last), "%s", now);
+			if (strcmp(t->state, "running") == 0)
+				return 0;
+		} else if (te.code != ERR_NOTFOUND) {
+			*e = te;
+			return -1;
+		}
+		if (mono_ms() >= deadline)
+			return err_set(e, ERR_TIMEOUT, "the server was not "
+			    "running after %ld s (%s)", sp->cfg.start_timeout_s,
+			    *last ? last : "no task was created");
+		/* poll fast at first: every ms of delay is the user's */
+		sleep_ms(mono_ms() - deadline + sp->cfg.start_timeout_s * 1000 <
+			 5000 ? 50 : 250);
+	}
+}
+
+/* ---- reaching a running server --------------------------------------- */
+static int
+gwbridge_ip(struct spawner *sp, const char *container, char *ip, size_t size,
+	    struct err *e)
+{
+	json_t *n = get_json(sp, "/networks/docker_gwbridge", e);
+	json_t *c;
+	const char *addr;
+
+	if (n == NULL)
+		return -1;
+	c = json_object_get(json_object_get(n, "Containers"), container);
+	addr = jstr(c, "IPv4Address");
+	if (addr)
+		snprintf(ip, size, "%.*s", (int)strcspn(addr, "/"), addr);
+	json_decref(n);
+	if (addr == NULL)
+		return err_set(e, ERR_NOTFOUND, "the server's container has no "
+		    "docker_gwbridge address (is the hub on a swarm node? "
+		    "use SWARMHUB_CONNECT=dns inside the stack)");
+	return 0;
+}
+
+static int
+image_port(struct spawner *sp, const char *image_key)
+{
+	const struct image_def *img;
+	int port = 8888;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	img = profiles_image(sp->profiles, image_key);
+	if (img && img->port > 0)
+		port = img->port;
+	pthread_rwlock_unlock(&sp->plock);
+	return port;
+}
+
+/* Where the server answers. With gwbridge the address appears when the
+ * container joins the bridge; a container that exits at once never gets
+ * one, and Docker may still say "running" for a moment: so look again
+ * for a few seconds, and report the task's own error when it stopped. */
+static int
+address(struct spawner *sp, const char *service, const struct task *t,
+	int port, struct server_addr *out, struct err *e)
+{
+	int64_t until = mono_ms() + 5000;
+	struct task now = *t;
+
+	snprintf(out->service_name, sizeof(out->service_name), "%s", service);
+	out->port = port;
+	if (!sp->cfg.connect_gwbridge) {
+		snprintf(out->host, sizeof(out->host), "%s", service);
+		return 0;
+	}
+	for (;;) {
+		struct err te = { 0 };
+
+		if (gwbridge_ip(sp, now.container, out->host, sizeof(out->host),
+				e) == 0)
+			return 0;
+		if (newest_task(sp, service, &now, &te) == 0 &&
+		    strcmp(now.state, "running") != 0) {
+			char *why = spec_task_message(now.state, now.err,
+						      now.message, NULL);
+
+			err_set(e, ERR_UPSTREAM, "%s", why);
+			free(why);
+			return -1;
+		}
+		if (mono_ms() >= until)
+			return -1;
+		sleep_ms(100);
+	}
+}
+
+/* Once a second while waiting for HTTP: did the server die meanwhile? */
+static int
+server_died(struct spawner *sp, const char *service,
+	    const struct spawn_req *req, int64_t *checked, struct err *e)
+{
+	struct task t;
+	char *why;
+
+	*checked = mono_ms();
+	if (newest_task(sp, service, &t, e) < 0 ||
+	    strcmp(t.state, "running") == 0)
+		return 0;
+	why = spec_task_message(t.state, t.err, t.message, req->opts);
+	err_set(e, ERR_UPSTREAM, "the server stopped while starting: %s", why);
+	free(why);
+	return 1;
+}
+
+static int
+wait_http(struct spawner *sp, const char *service,
+	  const struct spawn_req *req, const struct server_addr *a,
+	  spawn_progress_fn fn, void *ctx, struct err *e)
+{
+	int64_t start = mono_ms(), checked = start;
+	int64_t deadline = start + sp->cfg.http_timeout_s * 1000;
+	char *url = xasprintf("http://%s:%d%sapi/status", a->host, a->port,
+			      req->base_url);
+	struct err pe = { 0 };
+	int rc = -1, tries = 0;
+
+	for (;;) {
+		if (cancelled(req)) {
+			err_set(e, ERR_UPSTREAM, "start cancelled");
+			break;
+		}
+		if (spawner_probe(url, req->token, 1000, &pe) == 0) {
+			rc = 0;
+			break;
+		}
+		tries++;
+		if (mono_ms() - checked >= 1000 &&
+		    server_died(sp, service, req, &checked, e))
+			break;
+		if (tries == 20)
+			report(fn, ctx, 80, "Jupyter is starting");
+		if (mono_ms() >= deadline) {
+			err_set(e, ERR_TIMEOUT, "the server did not answer "
+				"within %ld s (last answer: %s)",
+				sp->cfg.http_timeout_s, pe.msg);
+			break;
+		}
+		/* 25 ms for the first 10 s (a refused connection costs
+		 * little), then 250 ms */
+		sleep_ms(mono_ms() - start < 10000 ? 25 : 250);
+	}
+	free(url);
+	return rc;
+}
+
+/* ---- start, stop, locate, list --------------------------------------- */
+static char *
+home_source(struct spawner *sp, const char *user)
+{
+	if (strcmp(sp->cfg.home_mount, "volume") == 0 && sp->nfs_path)
+		return xasprintf(":%s/%s", sp->nfs_path, user);
+	if (*sp->cfg.home_bind_root == '\0')
+		return NULL;
+	return xasprintf("%s/%s", sp->cfg.home_bind_root, user);
+}
+
+static char *
+build_spec(struct spawner *sp, const struct spawn_req *req,
+	   const char *service, struct err *e)
+{
+	struct spec_input in = { 0 };
+	char *src = home_source(sp, req->user);
+	char *nfs = sp->nfs_host ? xasprintf("addr=%s,nfsvers=3,nolock,soft",
+					     sp->nfs_host) : NULL;
+	char *spec = NULL;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	in.cfg = &sp->cfg;
+	in.req = req;
+	in.image = profiles_image(sp->profiles, req->opts->image);
+	in.profile = profiles_get(sp->profiles, req->opts->profile);
+	in.cpu_reservation_ratio = sp->profiles->cpu_reservation_ratio;
+	in.service_name = service;
+	in.home_source = src;
+	in.nfs_addr = nfs;
+	if (in.image == NULL || in.profile == NULL)
+		err_set(e, ERR_INVALID, "profile '%s' or image '%s' is no "
+			"longer configured", req->opts->profile,
+			req->opts->image);
+	else
+		spec = spec_build(&in, e);
+	pthread_rwlock_unlock(&sp->plock);
+	free(src);
+	free(nfs);
+	return spec;
+}
+
+static int
+remove_service(struct spawner *sp, const char *service, struct err *e)
+{
+	char *esc = docker_escape(sp->d, service);
+	char *path = xasprintf("/services/%s", esc);
+	int rc = docker_delete(sp->d, path, NULL, e);
+
+	free(esc);
+	free(path);
+	if (rc < 0 && e->code == ERR_NOTFOUND)
+		rc = 0;
+	return rc;
+}
+
+/* The swarmhub.hub label of an existing service ("" none); -1 gone. */
+static int
+service_hub(struct spawner *sp, const char *service, char *hub, size_t size,
+	    struct err *e)
+{
+	char *esc = docker_escape(sp->d, service);
+	char *path = xasprintf("/services/%s", esc);
+	json_t *s = get_json(sp, path, e), *labels;
+
+	free(esc);
+	free(path);
+	if (s == NULL)
+		return -1;
+	labels = json_object_get(json_object_get(s, "Spec"), "Labels");
+	copy_field(hub, size, json_string_value(json_object_get(labels,
+	    "swarmhub.hub")));
+	json_decref(s);
+	return 0;
+}
+
+static int
+create_service(struct spawner *sp, const char *service, const char *spec,
+	       struct err *e)
+{
+	struct err ce = { 0 };
+	char owner[128];
+
+	if (docker_post(sp->d, "/services/create", spec, NULL, &ce) == 0)
+		return 0;
+	if (ce.code == ERR_UNAVAILABLE) {
+		*e = ce;
+		return -1;
+	}
+	if (ce.code != ERR_CONFLICT) {
+		err_set(e, ce.code, "Docker refused the server: %s", ce.msg);
+		return -1;
+	}
+	if (service_hub(sp, service, owner, sizeof(owner), &ce) == 0 &&
+	    strcmp(owner, sp->cfg.hub_id) != 0)
+		return err_set(e, ERR_CONFLICT, "a service named '%s' already "
+		    "exists and is not this hub's (swarmhub.hub='%s'): give "
+		    "each hub on a swarm its own SWARMHUB_SERVICE_NAME_TEMPLATE",
+		    service, owner);
+	/* a stale service of a server the hub knows is stopped */
+	log_event(LOG_WARN, "spawn.stale_service", "service=%s", service);
+	if (remove_service(sp, service, e) < 0)
+		return -1;
+	for (int i = 0; i < 40; i++) {
+		if (docker_post(sp->d, "/services/create", spec, NULL, &ce) == 0)
+			return 0;
+		if (ce.code != ERR_CONFLICT)
+			break;
+		sleep_ms(250);
+	}
+	return err_set(e, ce.code, "Docker refused the server: %s", ce.msg);
+}
+
+static int
+ensure_home(struct spawner *sp, const struct spawn_req *req,
+	    spawn_progress_fn fn, void *ctx, struct err *e)
+{
+	if (sp->home_ops == NULL)
+		return 0;
+	report(fn, ctx, 10, "Preparing your home directory");
+	return sp->home_ops->ensure(sp->home, req->user, sp->cfg.home_uid,
+				    sp->cfg.home_gid, sp->cfg.home_mode,
+				    sp->cfg.shared_dir, e);
+}
+
+int
+spawner_start(struct spawner *sp, const struct spawn_req *req,
+	      spawn_progress_fn fn, void *ctx, struct server_addr *out,
+	      struct err *e)
+{
+	char *service = spawner_service_name(sp, req->user, req->server);
+	char *spec = NULL;
+	struct task t = { 0 };
+	struct err ignore = { 0 };
+	int created = 0, rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (ensure_home(sp, req, fn, ctx, e) < 0)
+		goto out;
+	spec = build_spec(sp, req, service, e);
+	if (spec == NULL || create_service(sp, service, spec, e) < 0)
+		goto out;
+	created = 1;
+	report(fn, ctx, 20, "Server requested from the swarm");
+	if (wait_running(sp, service, req, fn, ctx, &t, e) < 0 ||
+	    address(sp, service, &t, image_port(sp, req->opts->image), out,
+		    e) < 0 ||
+	    wait_http(sp, service, req, out, fn, ctx, e) < 0)
+		goto out;
+	rc = 0;
+out:
+	if (rc < 0 && created) {
+		log_event(LOG_WARN, "spawn.cleanup", "service=%s err=%s",
+			  service, e->msg);
+		remove_service(sp, service, &ignore);
+	}
+	free(spec);
+	free(service);
+	return rc;
+}
+
+/* Containers (running or not) of the service on this node: -1 on error. */
+static long
+containers_left(struct spawner *sp, const char *service, struct err *e)
+{
+	char *f = xasprintf("{\"label\":[\"com.docker.swarm.service.name=%s\"]}",
+			    service);
+	char *esc = docker_escape(sp->d, f);
+	char *path = xasprintf("/containers/json?all=1&filters=%s", esc);
+	json_t *a = get_json(sp, path, e);
+	long n = a ? (long)json_array_size(a) : -1;
+
+	json_decref(a);
+	free(f);
+	free(esc);
+	free(path);
+	return n;
+}
+
+int
+spawner_stop(struct spawner *sp, const char *user, const char *server,
+	     struct err *e)
+{
+	char *service = spawner_service_name(sp, user, server);
+	int64_t deadline = mono_ms() + 60000;
+	int rc;
+
+	rc = remove_service(sp, service, e);
+	/* the service disappears at once; its container takes seconds */
+	while (rc == 0) {
+		struct err ce = { 0 };
+		long n = containers_left(sp, service, &ce);
+
+		if (n <= 0)
+			break;	/* gone (or Docker cannot tell: not ours) */
+		if (mono_ms() >= deadline) {
+			rc = err_set(e, ERR_TIMEOUT, "the server's container "
+			    "was still there 60 s after removal");
+			break;
+		}
+		sleep_ms(100);
+	}
+	free(service);
+	return rc;
+}
+
+int
+spawner_locate(struct spawner *sp, const char *user, const char *server,
+	       const struct spawn_opts *opts, struct server_addr *out,
+	       struct err *e)
+{
+	char *service = spawner_service_name(sp, user, server);
+	char *esc = docker_escape(sp->d, service);
+	char *path = xasprintf("/services/%s", esc);
+	json_t *s = get_json(sp, path, e);
+	struct task t = { 0 };
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (s == NULL)
+		goto out;
+	{
+		json_t *labels = json_object_get(json_object_get(s, "Spec"),
+						 "Labels");
+		const char *owner = json_string_value(json_object_get(labels,
+		    "swarmhub.hub"));
+
+		if (owner == NULL || strcmp(owner, sp->cfg.hub_id) != 0) {
+			err_set(e, ERR_NOTFOUND, "service '%s' belongs to "
+				"another hub", service);
+			goto out;
+		}
+	}
+	copy_field(out->service_id, sizeof(out->service_id), jstr(s, "ID"));
+	if (newest_task(sp, service, &t, e) < 0)
+		goto out;
+	if (strcmp(t.state, "running") != 0) {
+		err_set(e, ERR_NOTFOUND, "the server's task is %s%s%s", t.state,
+			*t.err ? ": " : "", t.err);
+		goto out;
+	}
+	rc = address(sp, service, &t, opts ? image_port(sp, opts->image) :
+		     8888, out, e);
+out:
+	json_decref(s);
+	free(esc);
+	free(path);
+	free(service);
+	return rc;
+}
+
+static void
+fill_service(json_t *svc, json_t *running_ids, struct spawner_service *o)
+{
+	json_t *labels = json_object_get(json_object_get(svc, "Spec"),
+					 "Labels");
+	const char *id = jstr(svc, "ID");
+
+	memset(o, 0, sizeof(*o));
+	/* label keys contain dots: not a path for jstr */
+	copy_field(o->user, sizeof(o->user), json_string_value(
+	    json_object_get(labels, "swarmhub.user")));
+	copy_field(o->server, sizeof(o->server), json_string_value(
+	    json_object_get(labels, "swarmhub.server")));
+	copy_field(o->service_id, sizeof(o->service_id), id);
+	copy_field(o->name, sizeof(o->name), jstr(svc, "Spec.Name"));
+	o->running = id && json_object_get(running_ids, id) != NULL;
+}
+
+/* ServiceID -> true for every task in state running. */
+static json_t *
+running_services(struct spawner *sp, struct err *e)
+{
+	char *esc = docker_escape(sp->d, "{\"desired-state\":[\"running\"]}");
+	char *path = xasprintf("/tasks?filters=%s", esc);
+	json_t *a = get_json(sp, path, e), *it, *ids;
+	size_t i;
+
+	free(esc);
+	free(path);
+	if (a == NULL)
+		return NULL;
+	ids = json_object();
+	json_array_foreach(a, i, it) {
+		const char *sid = jstr(it, "ServiceID");
+		const char *st = jstr(it, "Status.State");
+
+		if (sid && st && strcmp(st, "running") == 0)
+			json_object_set_new(ids, sid, json_true());
+	}
+	json_decref(a);
+	return ids;
+}
+
+int
+spawner_list(struct spawner *sp, struct spawner_service **out, size_t *n,
+	     struct err *e)
+{
+	char *f = xasprintf("{\"label\":[\"swarmhub.hub=%s\"]}",
+			    sp->cfg.hub_id);
+	char *esc = docker_escape(sp->d, f);
+	char *path = xasprintf("/services?filters=%s", esc);
+	json_t *a = get_json(sp, path, e), *ids = NULL, *it;
+	size_t i;
+
+	free(f);
+	free(esc);
+	free(path);
+	*out = NULL;
+	*n = 0;
+	if (a == NULL || (ids = running_services(sp, e)) == NULL) {
+		json_decref(a);
+		return -1;
+	}
+	*out = xcalloc(json_array_size(a) + 1, sizeof(**out));
+	json_array_foreach(a, i, it)
+		fill_service(it, ids, &(*out)[(*n)++]);
+	json_decref(a);
+	json_decref(ids);
+	return 0;
+}
+
+size_t
+spawner_cull_timeouts(struct spawner *sp, char ***names, long **secs)
+{
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	*names = xcalloc(sp->profiles->nprofiles + 1, sizeof(**names));
+	*secs = xcalloc(sp->profiles->nprofiles + 1, sizeof(**secs));
+	for (size_t i = 0; i < sp->profiles->nprofiles; i++) {
+		const struct profile_def *p = &sp->profiles->profiles[i];
+
+		if (p->cull_timeout_s <= 0)
+			continue;
+		(*names)[n] = xstrdup(p->name);
+		(*secs)[n++] = p->cull_timeout_s;
+	}
+	pthread_rwlock_unlock(&sp->plock);
+	return n;
+}
+
+/* ---- homes and checks for admins ------------------------------------- */
+static int
+need_home(struct spawner *sp, struct err *e)
+{
+	if (sp->home_ops == NULL)
+		return err_set(e, ERR_UNAVAILABLE, "no home directories are "
+		    "configured (SWARMHUB_HOME)");
+	return 0;
+}
+
+int
+spawner_home_archive(struct spawner *sp, const char *name, char *archived_to,
+		     size_t size, struct err *e)
+{
+	char date[32];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (need_home(sp, e) < 0)
+		return -1;
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%Y%m%d-%H%M%S", &tm);
+	return sp->home_ops->archive(sp->home, name, date, archived_to, size,
+				     e);
+}
+
+int
+spawner_home_delete(struct spawner *sp, const char *name, struct err *e)
+{
+	if (need_home(sp, e) < 0)
+		return -1;
+	return sp->home_ops->remove(sp->home, name, e);
+}
+
+int
+spawner_home_list(struct spawner *sp, char ***names, struct err *e)
+{
+	char **v, *shared = NULL;
+	size_t k = 0;
+
+	*names = NULL;
+	if (need_home(sp, e) < 0 || sp->home_ops->list(sp->home, &v, e) < 0)
+		return -1;
+	if (sp->cfg.shared_dir) {
+		const char *b = strrchr(sp->cfg.shared_dir, '/');
+
+		shared = xstrdup(b ? b + 1 : sp->cfg.shared_dir);
+	}
+	for (size_t i = 0; v[i]; i++) {
+		if (v[i][0] == '.' || (shared && strcmp(v[i], shared) == 0))
+			free(v[i]);
+		else
+			v[k++] = v[i];
+	}
+	v[k] = NULL;
+	free(shared);
+	*names = v;
+	return 0;
+}
+
+int
+spawner_remove_service(struct spawner *sp, const char *service,
+		       struct err *e)
+{
+	struct spawner_service *v;
+	size_t n;
+	int found = 0;
+
+	if (spawner_list(sp, &v, &n, e) < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		found |= strcmp(v[i].name, service) == 0;
+	free(v);
+	if (!found)
+		return err_set(e, ERR_NOTFOUND, "no service '%s' with this "
+		    "hub's label", service);
+	return remove_service(sp, service, e);
+}
+
+int
+spawner_check_swarm(struct spawner *sp, struct err *e)
+{
+	return check_swarm(sp, e);
+}
+
+int
+spawner_check_network(struct spawner *sp, struct err *e)
+{
+	return check_network(sp, e);
+}
+
+int
+spawner_check_profiles(struct spawner *sp, struct err *e)
+{
+	struct profiles *p;
+
+	if (profiles_load(sp->cfg.profiles_path, &p, e) < 0)
+		return -1;
+	profiles_free(p);
+	return 0;
+}
+
+int
+spawner_check_homes(struct spawner *sp, struct err *e)
+{
+	char name[64];
+
+	if (need_home(sp, e) < 0)
+		return -1;
+	snprintf(name, sizeof(name), "swarmhub-doctor-%ld", (long)getpid());
+	if (sp->home_ops->ensure(sp->home, name, sp->cfg.home_uid,
+				 sp->cfg.home_gid, 0700, NULL, e) < 0)
+		return -1;
+	return sp->home_ops->remove(sp->home, name, e);
+}

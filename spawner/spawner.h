@@ -1,0 +1,186 @@
+/*
+ * spawner.h - one Docker Swarm service per user server, homes, profiles.
+ *
+ * The only header of spawner/ that other modules include. It knows nothing
+ * about HTTP sessions or HTML and exposes no libcurl or jansson type.
+ * Blocking calls (spawner_start, spawner_stop, spawner_locate) are meant to
+ * run on the hub's worker threads; every function is thread-safe.
+ * Errors: 0 or -1 with *e filled; e->msg is written for the person who
+ * pressed "start" ("image 'x' not found on node", "no node has 64 GB of
+ * memory free", "your group's quota of 40 CPUs is in use (38 used)",
+ * "the server did not answer within 600 s").
+ *   ERR_INVALID      bad options (message names the field and the range)
+ *   ERR_FORBIDDEN    profile not allowed for the user's groups
+ *   ERR_TOOMANY      quota exceeded
+ *   ERR_UNAVAILABLE  Docker (or NFS) cannot be reached
+ *   ERR_UPSTREAM     Docker refused or the task failed (message says why)
+ *   ERR_TIMEOUT      START_TIMEOUT or HTTP_TIMEOUT passed
+ */
+#ifndef SWARMHUB_SPAWNER_H
+#define SWARMHUB_SPAWNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../common/common.h"
+
+struct spawner;
+
+struct spawner_cfg {
+	const char *docker_host;	/* unix:///var/run/docker.sock, tcp://h:2376 */
+	const char *docker_cert_path;	/* dir with ca.pem cert.pem key.pem (tcp) */
+	const char *network;		/* overlay network of user services */
+	const char *hub_id;		/* value of the swarmhub.hub label */
+	const char *name_template;	/* service name, default "jupyter-{user}" */
+	const char *profiles_path;	/* profiles JSON */
+	const char *home;		/* nfs://server/export[?…] or /local/dir */
+	const char *home_mount;		/* "bind" or "volume" */
+	const char *home_bind_root;	/* bind: HOME_BIND_ROOT/<user> on nodes */
+	const char *home_target;	/* default /home/jovyan/work */
+	long home_uid, home_gid, home_mode;	/* 1000, 100, 0700 */
+	const char *shared_dir;		/* NULL: none; mounted read-write at
+					 * <home_target>/shared */
+	long start_timeout_s;		/* task scheduled and running */
+	long http_timeout_s;		/* then api/status answering 200 */
+	int connect_gwbridge;		/* CONNECT=gwbridge (else dns) */
+};
+
+/* Negotiates the Docker API version (>= 1.41), checks that the engine is a
+ * swarm manager and that network exists and is attachable, loads the
+ * profiles. Any failure: a message that says what to fix. */
+int spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
+		struct err *e);
+void spawner_free(struct spawner *sp);
+/* Reloads the profiles file; on error the old profiles stay in force and
+ * the message names the offending key. */
+int spawner_reload_profiles(struct spawner *sp, struct err *e);
+/* Docker answers (GET /_ping): cheap enough to ask before every start. */
+int spawner_ping(struct spawner *sp, struct err *e);
+
+/* ---- profiles and options -------------------------------------------- */
+struct spawn_opts {
+	char profile[64];	/* a group name or "default" */
+	char image[64];		/* key in the profiles' "images" */
+	double cpu;		/* CPU limit */
+	double mem_gb;		/* memory limit, GB (10^9 bytes) */
+	int gpus;
+};
+
+/*
+ * Validates a user's options (JSON object text, NULL or "" for none)
+ * against the profiles the user may use (the groups plus "default"),
+ * filling defaults from the chosen profile (first allowed one when none is
+ * named). Unknown keys, wrong types and values out of range: ERR_INVALID
+ * naming the field and the allowed range; a profile of another group:
+ * ERR_FORBIDDEN.
+ */
+int spawner_options(struct spawner *sp, const char *const *groups,
+		    size_t ngroups, const char *options_json,
+		    struct spawn_opts *out, struct err *e);
+/* The options as the JSON object stored in user_options (heap string). */
+char *spawner_options_json(const struct spawn_opts *o);
+
+/*
+ * Quota of o->profile: in_use lists the options of the running and pending
+ * servers of that profile's group members started with that profile.
+ * ERR_TOOMANY with what is in use when o would exceed servers, cpu, mem_gb
+ * or gpus.
+ */
+int spawner_quota_check(struct spawner *sp, const struct spawn_opts *o,
+			const struct spawn_opts *in_use, size_t n,
+			struct err *e);
+
+/* The profiles as JSON for the spawn form (heap string), limited to those
+ * the groups allow. */
+char *spawner_profiles_json(struct spawner *sp, const char *const *groups,
+			    size_t ngroups);
+
+/* ---- servers --------------------------------------------------------- */
+struct spawn_req {
+	const char *user;	/* normalized username */
+	const char *server;	/* server name, "" for the default one */
+	const struct spawn_opts *opts;
+	const char *token;	/* JUPYTER_TOKEN, given by the hub */
+	const char *base_url;	/* "/user/alice/" */
+	const volatile int *cancel;	/* non-zero: give up and clean up */
+};
+
+/* Where a running server answers. */
+struct server_addr {
+	char service_id[80];
+	char service_name[128];
+	char host[64];		/* service name (dns) or gwbridge address */
+	int port;
+};
+
+/* progress 1..99 and a sentence ("Task pending: no suitable node ..."). */
+typedef void (*spawn_progress_fn)(void *ctx, int progress, const char *msg);
+
+/*
+ * Creates the home (when missing), then the service, waits for its task to
+ * run (START_TIMEOUT) and for <base_url>api/status to answer 200 with JSON
+ * (HTTP_TIMEOUT), reporting each task state change through fn. On any
+ * failure the service is removed and *e says why in words a person reads.
+ */
+int spawner_start(struct spawner *sp, const struct spawn_req *req,
+		  spawn_progress_fn fn, void *ctx, struct server_addr *out,
+		  struct err *e);
+/* Removes the service and waits until its tasks are gone (gone already: 0). */
+int spawner_stop(struct spawner *sp, const char *user, const char *server,
+		 struct err *e);
+/* Finds a running server (at start, for adoption): ERR_NOTFOUND when there
+ * is no running task. opts (may be NULL) gives the image, hence the port.
+ * Does not probe HTTP. */
+int spawner_locate(struct spawner *sp, const char *user, const char *server,
+		   const struct spawn_opts *opts, struct server_addr *out,
+		   struct err *e);
+
+struct spawner_service {
+	char user[USER_NAME_MAX + 1];	/* from the swarmhub.user label */
+	char server[64];		/* swarmhub.server label */
+	char service_id[80];
+	char name[128];
+	int running;			/* a task is in state running */
+};
+/* Services carrying this hub's label (heap array, caller frees). */
+int spawner_list(struct spawner *sp, struct spawner_service **out,
+		 size_t *n, struct err *e);
+
+/* GET url with "Authorization: token <token>": 0 when it answers 200 with
+ * a JSON object within timeout_ms (libcurl; spawner/probe.c). */
+int spawner_probe(const char *url, const char *token, long timeout_ms,
+		  struct err *e);
+
+/* Asks a running server: GET <base>api/status (its last_activity) and
+ * <base>api/kernels (any execution_state "busy"), with the token. */
+int spawner_status(const char *base_url, const char *token, long timeout_ms,
+		   int64_t *last_activity_ms, int *kernel_busy,
+		   struct err *e);
+
+/* Per-profile idle timeouts ("cull_timeout" in the profiles): *names and
+ * *secs heap arrays of the returned count (free with strv_free / free). */
+size_t spawner_cull_timeouts(struct spawner *sp, char ***names, long **secs);
+
+/* ---- homes and checks for admins (swarmhubctl cleanup/orphans/doctor) */
+/* ERR_UNAVAILABLE when no HOME is configured. archived_to (size >= 128)
+ * gets ".archive/<name>-<YYYYmmdd-HHMMSS>". */
+int spawner_home_archive(struct spawner *sp, const char *name,
+			 char *archived_to, size_t size, struct err *e);
+int spawner_home_delete(struct spawner *sp, const char *name, struct err *e);
+/* Directory names under the home root (heap, NULL-terminated; the shared
+ * dir and dot entries left out). */
+int spawner_home_list(struct spawner *sp, char ***names, struct err *e);
+/* Removes a service carrying this hub's label (ERR_NOTFOUND otherwise). */
+int spawner_remove_service(struct spawner *sp, const char *service,
+			   struct err *e);
+/* Doctor checks; each 0, or -1 with *e saying what is wrong. */
+int spawner_check_swarm(struct spawner *sp, struct err *e);
+int spawner_check_network(struct spawner *sp, struct err *e);
+int spawner_check_profiles(struct spawner *sp, struct err *e);
+/* Creates and removes a scratch directory under the home root. */
+int spawner_check_homes(struct spawner *sp, struct err *e);
+
+/* The service name for a user's server (escaped; heap string). */
+char *spawner_service_name(const struct spawner *sp, const char *user,
+			   const char *server);
+
+#endif

@@ -1,0 +1,231 @@
+/*
+ * config.c - every SWARMHUB_* setting the hub core reads, with defaults.
+ * README.md documents each one; keep the two in step.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+static int
+str_setting(const char *name, const char *def, const char **out,
+	    struct err *e)
+{
+	struct err le = { ERR_OK, "" };
+	const char *v = cfg_get(name, def, &le);
+
+	if (le.code != ERR_OK) {
+		if (e)
+			*e = le;
+		return -1;
+	}
+	if (v != NULL && *v == '\0')
+		v = def;
+	*out = v;
+	return 0;
+}
+
+static int
+load_ldap(struct ldap_cfg *l, struct err *e)
+{
+	int rc = 0;
+	long t;
+
+	rc |= str_setting("LDAP_URI", NULL, &l->uri, e);
+	rc |= str_setting("LDAP_BIND_DN_TEMPLATE", NULL,
+			  &l->bind_dn_templates, e);
+	rc |= cfg_bool("LDAP_STARTTLS", 0, &l->starttls, e);
+	rc |= str_setting("LDAP_CA_FILE", NULL, &l->ca_file, e);
+	rc |= str_setting("LDAP_SEARCH_BASE", NULL, &l->search_base, e);
+	rc |= str_setting("LDAP_SEARCH_FILTER", "(uid={username})",
+			  &l->search_filter, e);
+	rc |= str_setting("LDAP_SEARCH_USER", NULL, &l->search_user, e);
+	rc |= str_setting("LDAP_SEARCH_PASSWORD", NULL,
+			  &l->search_password, e);
+	rc |= str_setting("LDAP_GROUP_BASE", NULL, &l->group_base, e);
+	rc |= str_setting("LDAP_ALLOWED_GROUPS", NULL, &l->allowed_groups, e);
+	rc |= str_setting("LDAP_ADMIN_GROUPS", NULL, &l->admin_groups, e);
+	rc |= cfg_long("LDAP_TIMEOUT", 5, 1, 120, &t, e);
+	l->timeout_s = t;
+	if (rc)
+		return -1;
+	if (l->uri == NULL)
+		return err_set(e, ERR_INVALID, "SWARMHUB_AUTH=ldap needs "
+		    "SWARMHUB_LDAP_URI (for example ldap://ldap.example.com)");
+	if (l->bind_dn_templates == NULL && l->search_base == NULL)
+		return err_set(e, ERR_INVALID, "SWARMHUB_AUTH=ldap needs "
+		    "SWARMHUB_LDAP_BIND_DN_TEMPLATE or SWARMHUB_LDAP_SEARCH_BASE");
+	return 0;
+}
+
+static int
+load_auth(struct hub_cfg *c, struct err *e)
+{
+	const char *auth, *admins, *proxies;
+
+	if (str_setting("AUTH", "local", &auth, e) < 0 ||
+	    str_setting("ADMIN_USERS", "", &admins, e) < 0 ||
+	    str_setting("ADMIN_TOKEN", NULL, &c->admin_token, e) < 0 ||
+	    str_setting("TRUSTED_PROXIES", "", &proxies, e) < 0)
+		return -1;
+	if (strcmp(auth, "ldap") == 0)
+		c->auth_ldap = 1;
+	else if (strcmp(auth, "local") != 0)
+		return err_set(e, ERR_INVALID, "SWARMHUB_AUTH: '%.40s' is not "
+		    "an authenticator (use local or ldap)", auth);
+	if (c->admin_token && strlen(c->admin_token) < 32)
+		return err_set(e, ERR_INVALID, "SWARMHUB_ADMIN_TOKEN is shorter "
+		    "than 32 characters (make one with: openssl rand -hex 32)");
+	c->admin_users = str_split(admins, ',', NULL);
+	for (char **p = c->admin_users; *p; p++) {
+		char norm[USER_NAME_MAX + 1];
+
+		if (user_name_normalize(*p, norm, e) < 0)
+			return err_set(e, ERR_INVALID, "SWARMHUB_ADMIN_USERS: "
+			    "'%.64s': %s", *p, e->msg);
+		strcpy(*p, norm);
+	}
+	c->trusted_proxies = str_split(proxies, ',', NULL);
+	return c->auth_ldap ? load_ldap(&c->ldap, e) : 0;
+}
+
+static int
+load_numbers(struct hub_cfg *c, struct err *e)
+{
+	return cfg_duration("AUTH_RECHECK", 900, &c->auth_recheck_s, e) |
+	       cfg_duration("SESSION_IDLE_TIMEOUT", 3 * 86400,
+			    &c->session_idle_s, e) |
+	       cfg_duration("SESSION_MAX_AGE", 14 * 86400,
+			    &c->session_max_age_s, e) |
+	       cfg_long("HTTP_THREADS", 4, 1, 256, &c->http_threads, e) |
+	       cfg_long("MAX_BODY_BYTES", 1 << 20, 1024, 1L << 30,
+			&c->max_body_bytes, e) |
+	       cfg_long("DB_POOL", 4, 1, 64, &c->db_pool, e) |
+	       cfg_duration("DB_WAIT", 60, &c->db_wait_s, e) |
+	       cfg_long("LOGIN_MAX_FAILURES", 5, 1, 1000,
+			&c->login_max_failures, e) |
+	       cfg_duration("LOGIN_WINDOW", 300, &c->login_window_s, e);
+}
+
+static int
+load_home(struct spawner_cfg *sc, struct err *e)
+{
+	const char *mode;
+	long v;
+
+	if (str_setting("HOME", "", &sc->home, e) < 0 ||
+	    str_setting("HOME_MOUNT", "bind", &sc->home_mount, e) < 0 ||
+	    str_setting("HOME_BIND_ROOT", NULL, &sc->home_bind_root, e) < 0 ||
+	    str_setting("HOME_TARGET", "/home/jovyan/work", &sc->home_target,
+			e) < 0 ||
+	    str_setting("SHARED_DIR", NULL, &sc->shared_dir, e) < 0 ||
+	    str_setting("HOME_MODE", "0700", &mode, e) < 0 ||
+	    cfg_long("HOME_UID", 1000, 0, 1L << 31, &sc->home_uid, e) < 0 ||
+	    cfg_long("HOME_GID", 100, 0, 1L << 31, &sc->home_gid, e) < 0)
+		return -1;
+	v = strtol(mode, NULL, 8);
+	if (strspn(mode, "01234567") != strlen(mode) || v <= 0 || v > 07777)
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME_MODE: '%.20s' is "
+		    "not an octal mode such as 0700", mode);
+	sc->home_mode = v;
+	return 0;
+}
+
+static int
+load_cull(struct hub_cfg *c, struct err *e)
+{
+	long probe_s;
+
+	if (cfg_duration("CULL_TIMEOUT", 3000, &c->cull_timeout_s, e) < 0 ||
+	    cfg_duration("CULL_EVERY", 300, &c->cull_every_s, e) < 0 ||
+	    cfg_duration("CULL_MAX_AGE", 0, &c->cull_max_age_s, e) < 0 ||
+	    cfg_duration("CULL_USERS_AFTER", 0, &c->cull_users_after_s, e) < 0 ||
+	    cfg_bool("CULL_ADMIN_SERVERS", 1, &c->cull_admin_servers, e) < 0 ||
+	    cfg_bool("CULL_KERNEL_BUSY", 1, &c->cull_kernel_busy, e) < 0 ||
+	    cfg_bool("CULL_WEBSOCKETS", 0, &c->cull_websockets, e) < 0 ||
+	    cfg_long("CULL_CONCURRENCY", 10, 1, 1000, &c->cull_concurrency,
+		     e) < 0 ||
+	    cfg_duration("CULL_PROBE_TIMEOUT", 5, &probe_s, e) < 0)
+		return -1;
+	if (c->cull_every_s < 1)
+		return err_set(e, ERR_INVALID, "SWARMHUB_CULL_EVERY must be at "
+		    "least 1 second");
+	c->cull_probe_timeout_ms = probe_s * 1000;
+	return 0;
+}
+
+static int
+load_spawn(struct hub_cfg *c, struct err *e)
+{
+	struct spawner_cfg *sc = &c->spawn;
+	const char *connect;
+
+	if (str_setting("NETWORK", NULL, &sc->network, e) < 0 ||
+	    str_setting("DOCKER_HOST", "unix:///var/run/docker.sock",
+			&sc->docker_host, e) < 0 ||
+	    str_setting("DOCKER_CERT_PATH", NULL, &sc->docker_cert_path,
+			e) < 0 ||
+	    str_setting("HUB_ID", "swarmhub", &sc->hub_id, e) < 0 ||
+	    str_setting("SERVICE_NAME_TEMPLATE", "jupyter-{user}",
+			&sc->name_template, e) < 0 ||
+	    str_setting("PROFILES", "/etc/swarmhub/profiles.json",
+			&sc->profiles_path, e) < 0 ||
+	    str_setting("CONNECT", "dns", &connect, e) < 0 ||
+	    cfg_duration("START_TIMEOUT", 600, &sc->start_timeout_s, e) < 0 ||
+	    cfg_duration("HTTP_TIMEOUT", 600, &sc->http_timeout_s, e) < 0 ||
+	    cfg_long("CONCURRENT_SPAWN_LIMIT", 100, 1, 10000,
+		     &c->concurrent_spawn_limit, e) < 0 ||
+	    cfg_duration("RECONCILE_EVERY", 60, &c->reconcile_every_s, e) < 0 ||
+	    load_home(sc, e) < 0)
+		return -1;
+	if (strcmp(connect, "gwbridge") == 0)
+		sc->connect_gwbridge = 1;
+	else if (strcmp(connect, "dns") != 0)
+		return err_set(e, ERR_INVALID, "SWARMHUB_CONNECT: '%.20s' is not "
+		    "dns or gwbridge", connect);
+	if (strchr(sc->hub_id, ',') || strchr(sc->hub_id, '"'))
+		return err_set(e, ERR_INVALID, "SWARMHUB_HUB_ID may not contain "
+		    "',' or '\"'");
+	if (!strstr(sc->name_template, "{user}"))
+		return err_set(e, ERR_INVALID, "SWARMHUB_SERVICE_NAME_TEMPLATE "
+		    "must contain {user}");
+	c->spawn_enabled = sc->network != NULL;
+	return load_cull(c, e) |
+	       cfg_bool("ADMIN_ACCESS", 0, &c->admin_access, e) |
+	       cfg_duration("PROXY_TIMEOUT", 120, &c->proxy_timeout_s, e) |
+	       cfg_long("EDGE_THREADS", 2, 1, 64, &c->edge_threads, e);
+}
+
+int
+hub_cfg_load(struct hub_cfg *c, struct err *e)
+{
+	const char *level;
+
+	memset(c, 0, sizeof(*c));
+	if (str_setting("LISTEN", "0.0.0.0:8000", &c->listen, e) < 0 ||
+	    str_setting("DB", "postgresql:///swarmhub", &c->db, e) < 0 ||
+	    str_setting("SECRET", NULL, &c->secret, e) < 0 ||
+	    str_setting("HUB_NAME", "swarmhub", &c->hub_name, e) < 0 ||
+	    str_setting("LOG_LEVEL", "info", &level, e) < 0)
+		return -1;
+	if (c->secret == NULL || strlen(c->secret) < 32)
+		return err_set(e, ERR_INVALID, "SWARMHUB_SECRET (or "
+		    "SWARMHUB_SECRET_FILE) must be set to at least 32 "
+		    "characters (make one with: openssl rand -hex 32)");
+	c->log_level = log_level_parse(level);
+	if (c->log_level < 0)
+		return err_set(e, ERR_INVALID, "SWARMHUB_LOG_LEVEL: '%.20s' is "
+		    "not debug, info, warn or error", level);
+	if (load_auth(c, e) < 0 || load_numbers(c, e) != 0 ||
+	    load_spawn(c, e) < 0)
+		return -1;
+	return 0;
+}
+
+void
+hub_cfg_release(struct hub_cfg *c)
+{
+	strv_free(c->admin_users);
+	strv_free(c->trusted_proxies);
+	c->admin_users = NULL;
+	c->trusted_proxies = NULL;
+}

@@ -1,0 +1,239 @@
+/*
+ * cull.c - the culler's view of the hub (struct culler_ops) and its
+ * settings. culler/ decides; this file lists servers with the proxy's
+ * activity record, asks each server for its own last activity and kernel
+ * states, and stops the ones the culler picks, leaving the reason where
+ * the user sees it (home page, history, audit log, metrics).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "../culler/culler.h"
+#include "internal.h"
+
+static uint64_t culled_total[CULL_REASON_COUNT];
+static struct culler *culler;
+static struct culler_profile_timeout *overrides;
+static size_t noverrides;
+static char **override_names;
+static long *override_secs;
+
+static int
+list_servers(void *ctx, struct culler_server **out, size_t *n)
+{
+	struct hub *h = ctx;
+	struct culler_server *v;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	v = xcalloc(h->state.nusers + 1, sizeof(*v));
+	*n = 0;
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+		struct server *s = u->server;
+		struct culler_server *c;
+
+		if (s == NULL || s->state == SRV_STOPPED)
+			continue;
+		c = &v[(*n)++];
+		snprintf(c->user, sizeof(c->user), "%s", u->name);
+		snprintf(c->profile, sizeof(c->profile), "%s",
+			 s->has_opts ? s->opts.profile : "");
+		c->admin = u->admin;
+		c->pending = s->state != SRV_RUNNING;
+		c->started_ms = s->started_ms;
+		c->proxy_ms = __atomic_load_n(&s->last_activity_ms,
+					      __ATOMIC_RELAXED);
+		c->client_ms = __atomic_load_n(&s->last_client_ms,
+					       __ATOMIC_RELAXED);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	*out = v;
+	return 0;
+}
+
+static int
+probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
+{
+	struct hub *h = ctx;
+	struct user *u;
+	char base[200] = "", token[65], nonce[33] = "";
+	struct err e = { 0 };
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, user);
+	if (u && u->server && u->server->state == SRV_RUNNING &&
+	    *u->server->ip)
+	{
+		snprintf(base, sizeof(base), "http://%s:%d/user/%s/",
+			 u->server->ip, u->server->addr.port, user);
+		memcpy(nonce, u->server->nonce, sizeof(nonce));
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (*base == '\0')
+		return -1;
+	servers_token(h, user, nonce, token);
+	if (spawner_status(base, token, h->cfg.cull_probe_timeout_ms,
+			   server_ms, kernel_busy, &e) < 0) {
+		log_event(LOG_DEBUG, "culler.probe_failed", "user=%s err=%s",
+			  user, e.msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+stop(void *ctx, const struct culler_action *a)
+{
+	struct hub *h = ctx;
+	struct err e = { 0 };
+	char *reason = xasprintf("culled: %s", a->message);
+	char *detail = xasprintf("{\"reason\": \"%s\"}", a->label);
+	int rc = servers_stop(h, a->user, "culler", reason, &e);
+
+	if (rc >= 0) {
+		__atomic_add_fetch(&culled_total[a->reason], 1,
+				   __ATOMIC_RELAXED);
+		hub_audit(h, "culler", "server.cull", a->user, detail, "");
+		log_event(LOG_INFO, "culler.stopped", "user=%s reason=%s msg=%s",
+			  a->user, a->label, a->message);
+	} else {
+		log_event(LOG_WARN, "culler.stop_failed", "user=%s err=%s",
+			  a->user, e.msg);
+	}
+	free(reason);
+	free(detail);
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+list_users(void *ctx, struct culler_user **out, size_t *n)
+{
+	struct hub *h = ctx;
+	struct culler_user *v;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	v = xcalloc(h->state.nusers + 1, sizeof(*v));
+	*n = h->state.nusers;
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+
+		snprintf(v[i].name, sizeof(v[i].name), "%s", u->name);
+		v[i].admin = u->admin;
+		v[i].has_server = u->server && u->server->state != SRV_STOPPED;
+		v[i].created_ms = u->created_ms;
+		v[i].last_activity_ms = __atomic_load_n(&u->last_activity_ms,
+							__ATOMIC_RELAXED);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	*out = v;
+	return 0;
+}
+
+static int
+delete_user(void *ctx, const struct culler_action *a)
+{
+	struct hub *h = ctx;
+	struct err e = { 0 };
+
+	if (store_user_delete(h->store, a->user, &e) < 0) {
+		log_event(LOG_WARN, "culler.delete_failed", "user=%s err=%s",
+			  a->user, e.msg);
+		return -1;
+	}
+	pthread_rwlock_wrlock(&h->state.lock);
+	state_user_remove(&h->state, a->user);
+	pthread_rwlock_unlock(&h->state.lock);
+	__atomic_add_fetch(&culled_total[a->reason], 1, __ATOMIC_RELAXED);
+	hub_audit(h, "culler", "user.delete", a->user,
+		  "{\"reason\": \"user_inactive\"}", "");
+	return 0;
+}
+
+static void
+load_overrides(struct hub *h)
+{
+	free(overrides);
+	strv_free(override_names);
+	free(override_secs);
+	noverrides = spawner_cull_timeouts(h->spawner, &override_names,
+					   &override_secs);
+	overrides = xcalloc(noverrides + 1, sizeof(*overrides));
+	for (size_t i = 0; i < noverrides; i++) {
+		overrides[i].profile = override_names[i];
+		overrides[i].timeout_s = override_secs[i];
+	}
+}
+
+static void
+policy(struct hub *h, struct culler_policy *p)
+{
+	culler_policy_init(p);
+	p->timeout_s = h->cfg.cull_timeout_s;
+	p->max_age_s = h->cfg.cull_max_age_s;
+	p->cull_admins = h->cfg.cull_admin_servers;
+	p->kernel_busy_counts = h->cfg.cull_kernel_busy;
+	p->websockets_count = h->cfg.cull_websockets;
+	p->users_after_s = h->cfg.cull_users_after_s;
+	p->profile_timeouts = overrides;
+	p->nprofile_timeouts = noverrides;
+}
+
+int
+cull_start(struct hub *h, struct err *e)
+{
+	struct culler_ops ops = { list_servers, probe, stop, list_users,
+				  delete_user, NULL, h };
+	struct culler_policy p;
+
+	if (h->spawner == NULL || (h->cfg.cull_timeout_s <= 0 &&
+				   h->cfg.cull_max_age_s <= 0))
+		return 0;
+	load_overrides(h);
+	policy(h, &p);
+	culler = culler_start(&ops, &p, h->cfg.cull_every_s,
+			      (int)h->cfg.cull_concurrency,
+			      h->cfg.cull_probe_timeout_ms, e);
+	if (culler == NULL)
+		return -1;
+	log_event(LOG_INFO, "culler.started", "timeout_s=%ld every_s=%ld "
+		  "max_age_s=%ld", h->cfg.cull_timeout_s, h->cfg.cull_every_s,
+		  h->cfg.cull_max_age_s);
+	return 0;
+}
+
+void
+cull_reload(struct hub *h)
+{
+	struct culler_policy p;
+
+	if (culler == NULL)
+		return;
+	load_overrides(h);
+	policy(h, &p);
+	culler_set_policy(culler, &p);
+}
+
+void
+cull_stop(void)
+{
+	culler_stop(culler);
+	culler = NULL;
+	free(overrides);
+	strv_free(override_names);
+	free(override_secs);
+	overrides = NULL;
+	override_names = NULL;
+	override_secs = NULL;
+}
+
+void
+cull_metrics(struct strbuf *sb)
+{
+	sb_adds(sb, "# HELP jupyterhub_culled_total servers (and users) "
+		"culled, by reason\n# TYPE jupyterhub_culled_total counter\n");
+	for (int r = 0; r < CULL_REASON_COUNT; r++)
+		sb_addf(sb, "jupyterhub_culled_total{reason=\"%s\"} %llu\n",
+			culler_reason_label((enum culler_reason)r),
+			(unsigned long long)__atomic_load_n(&culled_total[r],
+							    __ATOMIC_RELAXED));
+}

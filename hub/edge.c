@@ -1,0 +1,2200 @@
+/*
+ * edge.c - the epoll HTTP/1.1 reverse proxy in front of the hub.
+ *
+ * Each worker thread owns an epoll set, a SO_REUSEPORT listener, its
+ * client connections and a pool of idle upstream connections; nothing is
+ * shared between workers but the configuration and the counters. Sockets
+ * are edge-triggered: an event only sets "readable"/"writable" hints on the
+ * connection and pump() then does all the work it can until a socket says
+ * EAGAIN, so there is no interest juggling and no busy loop.
+ *
+ * A client connection (struct conn) moves through ST_HEAD (reading a request
+ * head), ST_RESPOND (the edge answers itself), ST_PROXY (request streamed up,
+ * response streamed down, both through fixed buffers: a full buffer stops
+ * the reading side, which is the backpressure), ST_WS (a byte relay after a
+ * 101) and ST_LINGER (response written, draining the client before close).
+ * Bodies are framed by struct framer (Content-Length or chunked, passed
+ * through unchanged) so both ends stay in step and connections are reused.
+ * Ownership: the worker owns its conns; a conn owns its buffers, its
+ * upstream socket and the routed body; conn_close() is the one teardown.
+ * Freed structures are parked on a dead list until the end of the epoll
+ * batch so that a later event of the same batch never sees freed memory.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include "edge.h"
+
+#define IN_CAP		(16 * 1024)	/* client -> upstream buffer */
+#define RESP_CAP	(64 * 1024)	/* upstream -> client buffer */
+#define SCRATCH_CAP	(64 * 1024)	/* per worker, WebSocket relay */
+#define MAX_HDRS	128
+#define POOL_MAX	256		/* idle upstream conns per worker */
+#define POOL_IDLE_MS	30000
+#define LINGER_MS	2000
+#define SWEEP_MS	100
+#define TAG_POOL	2		/* epoll data: pconn | TAG_POOL */
+#define EV_LISTEN	((uint64_t)3)
+#define EV_WAKE		((uint64_t)7)
+
+enum cstate { ST_HEAD, ST_RESPOND, ST_PROXY, ST_WS, ST_LINGER };
+enum rstate { R_HEAD, R_BODY, R_DONE };
+enum fmode { FR_NONE, FR_LEN, FR_CHUNKED, FR_CLOSE };
+
+/* [off, fwd) ready to send, [fwd, len) not yet framed (or pipelined). */
+struct buf {
+	char *p;
+	uint32_t off, fwd, len, cap;
+};
+
+struct framer {
+	uint8_t mode;
+	uint8_t cst;
+	uint8_t digits;
+	uint64_t left;
+};
+
+struct worker;
+
+struct conn {
+	struct conn *next, *prev;	/* worker list; next also dead list */
+	struct worker *w;
+	int fd, ufd;
+	struct pconn *up;		/* the upstream connection (ufd) */
+	uint8_t st, rst, dead;
+	uint8_t crd, cwr, urd, uwr;	/* readiness hints */
+	uint8_t chup, uhup;		/* peer shut down or error seen */
+	uint8_t keepalive;		/* client wants keep-alive */
+	uint8_t http10, head_req, upgrade, connecting, reused;
+	uint8_t req_done, resp_keep, resp_dirty, resp_sent, got_byte;
+	uint8_t ceof, ueof, cshut, ushut, is_ws, has_body;
+	struct framer rqf, rsf;
+	struct buf in;			/* from client */
+	struct buf rb;			/* from upstream */
+	struct buf cout;		/* heads we write to the client */
+	struct buf uout;		/* the request head for the upstream */
+	char *body;			/* EDGE_RESPOND body */
+	size_t body_len, body_off;
+	int64_t deadline;
+	int64_t act_sec[2];
+	long timeout_ms;
+	uint32_t hscan;
+	char peer[INET_ADDRSTRLEN];
+	char ukey[116];
+	char act[80];
+};
+
+/* An upstream connection: in use by c, or idle in the worker's pool. Its
+ * epoll registration points here for its whole life (no epoll_ctl when it
+ * moves between a conn and the pool). */
+struct pconn {
+	struct pconn *next, *prev;	/* pool list; next also dead list */
+	struct conn *c;
+	int fd;
+	uint8_t dead, pooled;
+	int64_t since;
+	char key[116];
+};
+
+struct worker {
+	pthread_t th;
+	int ep, lfd, evfd;
+	int started;
+	int64_t now;
+	int64_t last_sweep;
+	struct conn *conns;
+	struct pconn *pool;
+	int npool;
+	struct conn *dead_conns;
+	struct pconn *dead_pool;
+	char *scratch;
+};
+
+struct hdr {
+	const char *n, *v;
+	uint32_t nl, vl;
+};
+
+/* The tokens of Connection headers. */
+struct ctoks {
+	struct hdr t[16];
+	int n, close, keep, upgrade;
+};
+
+/* What handle_request found in a request (h last: not zeroed). */
+struct reqinfo {
+	char *method, *target;
+	int http10, nh;
+	const char *host, *cookie, *auth, *origin, *xff, *xfp, *upg, *te;
+	int has_cl, nhost, nauth, nte;
+	uint64_t cl;
+	struct ctoks ct;
+	struct hdr h[MAX_HDRS];
+};
+
+static struct {
+	struct edge_cfg cfg;
+	struct edge_hooks hooks;
+	char **trusted;
+	struct worker *w;
+	int nw;
+	size_t in_cap;
+} E;
+static int E_running;
+
+static _Atomic uint64_t st_requests, st_upstream_errors, st_ws_open,
+    st_conns_open;
+
+static int pump_step(struct conn *c);
+static void conn_close(struct conn *c, const char *why);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void
+stat_add(_Atomic uint64_t *v, int64_t d)
+{
+	atomic_fetch_add_explicit(v, (uint64_t)d, memory_order_relaxed);
+}
+
+static int
+tchar(unsigned char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+	    (ch >= 'A' && ch <= 'Z') || (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+static int
+name_is(const struct hdr *h, const char *name)
+{
+	return strlen(name) == h->nl && strncasecmp(h->n, name, h->nl) == 0;
+}
+
+static int
+val_is(const char *v, size_t vl, const char *s)
+{
+	return strlen(s) == vl && strncasecmp(v, s, vl) == 0;
+}
+
+static const char *
+reason(int status)
+{
+	switch (status) {
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 413: return "Content Too Large";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "Unknown";
+	}
+}
+
+/* ---- buffers ---------------------------------------------------------- */
+
+static void
+buf_free(struct buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static void
+buf_reset(struct buf *b)
+{
+	b->off = b->fwd = b->len = 0;
+}
+
+/* Makes room at the end: allocates lazily, moves data to the front. */
+static uint32_t
+buf_room(struct buf *b, uint32_t cap, int force)
+{
+	if (b->p == NULL) {
+		b->p = xmalloc(cap);
+		b->cap = cap;
+	}
+	if (b->off == b->len) {
+		buf_reset(b);
+	} else if (b->len == b->cap && b->off > 0 &&
+	    (force || b->off >= b->cap / 2)) {
+		memmove(b->p, b->p + b->off, b->len - b->off);
+		b->fwd -= b->off;
+		b->len -= b->off;
+		b->off = 0;
+	}
+	return b->cap - b->len;
+}
+
+static void
+buf_add(struct buf *b, const char *s, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 512;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		b->p = xrealloc(b->p, cap);
+		b->cap = (uint32_t)cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += (uint32_t)n;
+	b->fwd = b->len;
+}
+
+static void
+buf_adds(struct buf *b, const char *s)
+{
+	buf_add(b, s, strlen(s));
+}
+
+static void
+buf_addf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+buf_addf(struct buf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		buf_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n :
+		    sizeof(tmp) - 1);
+}
+
+/* writev without SIGPIPE. */
+static ssize_t
+sendv(int fd, struct iovec *iov, int n)
+{
+	struct msghdr m;
+
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = iov;
+	m.msg_iovlen = (size_t)n;
+	return sendmsg(fd, &m, MSG_NOSIGNAL);
+}
+
+static void
+buf_hdr(struct buf *b, const char *n, size_t nl, const char *v, size_t vl)
+{
+	buf_add(b, n, nl);
+	buf_add(b, ": ", 2);
+	buf_add(b, v, vl);
+	buf_add(b, "\r\n", 2);
+}
+
+/* ---- body framing ----------------------------------------------------- */
+
+enum { CH_SIZE0, CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR,
+	CH_DATA_LF, CH_TRAILER, CH_TLINE, CH_TLINE_LF, CH_END_LF, CH_DONE };
+
+static int
+hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static int
+chunk_byte(struct framer *f, char ch)
+{
+	int h;
+
+	switch (f->cst) {
+	case CH_SIZE0:
+	case CH_SIZE:
+		h = hexval(ch);
+		if (h >= 0 && f->digits < 15) {
+			f->left = f->left * 16 + (uint64_t)h;
+			f->digits++;
+			f->cst = CH_SIZE;
+		} else if (f->cst == CH_SIZE && (ch == ';' || ch == ' ' ||
+		    ch == '\t')) {
+			f->cst = CH_EXT;
+		} else if (f->cst == CH_SIZE && ch == '\r') {
+			f->cst = CH_SIZE_LF;
+		} else {
+			return -1;
+		}
+		return 0;
+	case CH_EXT:
+		if (ch == '\r')
+			f->cst = CH_SIZE_LF;
+		else if ((unsigned char)ch < ' ' && ch != '\t')
+			return -1;
+		return 0;
+	case CH_SIZE_LF:
+		if (ch != '\n')
+			return -1;
+		f->digits = 0;
+		f->cst = f->left ? CH_DATA : CH_TRAILER;
+		return 0;
+	case CH_DATA_CR:
+		f->cst = CH_DATA_LF;
+		return ch == '\r' ? 0 : -1;
+	case CH_DATA_LF:
+		f->cst = CH_SIZE0;
+		return ch == '\n' ? 0 : -1;
+	case CH_TRAILER:
+		f->cst = ch == '\r' ? CH_END_LF : CH_TLINE;
+		return 0;
+	case CH_TLINE:
+		if (ch == '\r')
+			f->cst = CH_TLINE_LF;
+		return 0;
+	case CH_TLINE_LF:
+		f->cst = CH_TRAILER;
+		return ch == '\n' ? 0 : -1;
+	case CH_END_LF:
+		f->cst = CH_DONE;
+		return ch == '\n' ? 0 : -1;
+	}
+	return -1;
+}
+
+/*
+ * Frames n more bytes of a body: returns how many belong to it (the rest
+ * follows the body), sets *done at its end; -1 on bad chunked syntax.
+ */
+static long
+fr_scan(struct framer *f, const char *p, size_t n, int *done)
+{
+	size_t i = 0, k;
+
+	*done = 0;
+	switch (f->mode) {
+	case FR_NONE:
+		*done = 1;
+		return 0;
+	case FR_CLOSE:
+		return (long)n;
+	case FR_LEN:
+		k = f->left < n ? (size_t)f->left : n;
+		f->left -= k;
+		*done = f->left == 0;
+		return (long)k;
+	}
+	while (i < n && f->cst != CH_DONE) {
+		if (f->cst == CH_DATA) {
+			k = f->left < n - i ? (size_t)f->left : n - i;
+			f->left -= k;
+			i += k;
+			if (f->left == 0)
+				f->cst = CH_DATA_CR;
+			continue;
+		}
+		if (chunk_byte(f, p[i++]) < 0)
+			return -1;
+	}
+	*done = f->cst == CH_DONE;
+	return (long)i;
+}
+
+static void
+fr_init(struct framer *f, int mode, uint64_t len)
+{
+	memset(f, 0, sizeof(*f));
+	f->mode = (uint8_t)mode;
+	f->left = len;
+	if (mode == FR_LEN && len == 0)
+		f->mode = FR_NONE;
+}
+
+/* ---- head parsing ----------------------------------------------------- */
+
+/* Finds the end of a head ("\r\n\r\n") in p[from, n); offset after it. */
+static long
+head_end(const char *p, size_t from, size_t n)
+{
+	const char *q = p + from;
+
+	while ((q = memchr(q, '\r', (size_t)(p + n - q))) != NULL) {
+		if ((size_t)(q - p) + 4 <= n && memcmp(q, "\r\n\r\n", 4) == 0)
+			return q - p + 4;
+		if ((size_t)(q - p) + 4 > n)
+			return -1;
+		q++;
+	}
+	return -1;
+}
+
+/*
+ * Splits header lines in [p, end) into h[]; NUL-terminates values.
+ * Returns the count, -1 malformed, -2 too many.
+ */
+static int
+parse_headers(char *p, char *end, struct hdr *h, int max)
+{
+	int n = 0;
+
+	while (p < end) {
+		char *eol = memchr(p, '\r', (size_t)(end - p));
+		char *colon, *v, *ve;
+
+		if (eol == NULL || eol + 1 >= end || eol[1] != '\n')
+			return -1;
+		if (eol == p)
+			return n;
+		if (n == max)
+			return -2;
+		colon = p;
+		while (colon < eol && tchar((unsigned char)*colon))
+			colon++;
+		if (colon == p || colon == eol || *colon != ':')
+			return -1;
+		v = colon + 1;
+		while (v < eol && (*v == ' ' || *v == '\t'))
+			v++;
+		ve = eol;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		for (char *s = v; s < ve; s++)
+			if (((unsigned char)*s < ' ' && *s != '\t') ||
+			    *s == 0x7f)
+				return -1;
+		h[n].n = p;
+		h[n].nl = (uint32_t)(colon - p);
+		h[n].v = v;
+		h[n].vl = (uint32_t)(ve - v);
+		*ve = '\0';
+		n++;
+		p = eol + 2;
+	}
+	return -1;
+}
+
+static int
+parse_cl(const char *v, size_t vl, uint64_t *out)
+{
+	uint64_t x = 0;
+
+	if (vl == 0 || vl > 18)
+		return -1;
+	for (size_t i = 0; i < vl; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+		x = x * 10 + (uint64_t)(v[i] - '0');
+	}
+	*out = x;
+	return 0;
+}
+
+/* Adds the comma-separated tokens of a Connection header to ri->ctok. */
+static void
+conn_tokens(struct ctoks *ct, const char *v, size_t vl)
+{
+	size_t i = 0;
+
+	while (i < vl) {
+		size_t s, e;
+
+		while (i < vl && (v[i] == ',' || v[i] == ' ' || v[i] == '\t'))
+			i++;
+		s = i;
+		while (i < vl && v[i] != ',')
+			i++;
+		e = i;
+		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+			e--;
+		if (e == s)
+			continue;
+		if (val_is(v + s, e - s, "close"))
+			ct->close = 1;
+		else if (val_is(v + s, e - s, "keep-alive"))
+			ct->keep = 1;
+		else if (val_is(v + s, e - s, "upgrade"))
+			ct->upgrade = 1;
+		if (ct->n < 16) {
+			ct->t[ct->n].n = v + s;
+			ct->t[ct->n].nl = (uint32_t)(e - s);
+			ct->n++;
+		}
+	}
+}
+
+/* Collects the headers the edge acts on; returns an HTTP status or 0. */
+static int
+scan_headers(struct reqinfo *ri)
+{
+	for (int i = 0; i < ri->nh; i++) {
+		struct hdr *h = &ri->h[i];
+		uint64_t cl;
+
+		if (name_is(h, "host")) {
+			ri->host = h->v;
+			ri->nhost++;
+		} else if (name_is(h, "content-length")) {
+			if (parse_cl(h->v, h->vl, &cl) < 0 ||
+			    (ri->has_cl && cl != ri->cl))
+				return 400;
+			ri->has_cl = 1;
+			ri->cl = cl;
+		} else if (name_is(h, "transfer-encoding")) {
+			ri->te = h->v;
+			ri->nte++;
+		} else if (name_is(h, "connection")) {
+			conn_tokens(&ri->ct, h->v, h->vl);
+		} else if (name_is(h, "cookie")) {
+			if (ri->cookie == NULL)
+				ri->cookie = h->v;
+		} else if (name_is(h, "authorization")) {
+			ri->auth = h->v;
+			ri->nauth++;
+		} else if (name_is(h, "origin")) {
+			ri->origin = h->v;
+		} else if (name_is(h, "x-forwarded-for")) {
+			ri->xff = h->v;
+		} else if (name_is(h, "x-forwarded-proto")) {
+			ri->xfp = h->v;
+		} else if (name_is(h, "upgrade")) {
+			ri->upg = h->v;
+		}
+	}
+	return 0;
+}
+
+/* Checks framing and duplicates: returns an HTTP status or 0. */
+static int
+check_request(struct reqinfo *ri, int *mode)
+{
+	int st = scan_headers(ri);
+
+	if (st)
+		return st;
+	if (ri->nhost > 1 || ri->nauth > 1 || (!ri->http10 && !ri->nhost))
+		return 400;
+	*mode = ri->has_cl ? FR_LEN : FR_NONE;
+	if (ri->nte) {
+		if (ri->has_cl || ri->http10)
+			return 400;
+		if (ri->nte > 1 || !val_is(ri->te, strlen(ri->te), "chunked"))
+			return 501;
+		*mode = FR_CHUNKED;
+	}
+	return 0;
+}
+
+static int
+parse_request_line(char *p, char *eol, struct reqinfo *ri)
+{
+	char *sp1, *sp2;
+
+	sp1 = memchr(p, ' ', (size_t)(eol - p));
+	if (sp1 == NULL || sp1 == p)
+		return 400;
+	for (char *s = p; s < sp1; s++)
+		if (!tchar((unsigned char)*s))
+			return 400;
+	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
+	if (sp2 == NULL || sp2 == sp1 + 1)
+		return 400;
+	for (char *s = sp1 + 1; s < sp2; s++)
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return 400;
+	if (sp1[1] != '/' && !(sp2 - sp1 == 2 && sp1[1] == '*') &&
+	    strncasecmp(sp1 + 1, "http://", 7) != 0 &&
+	    strncasecmp(sp1 + 1, "https://", 8) != 0)
+		return 400;
+	if (eol - sp2 - 1 != 8 || memcmp(sp2 + 1, "HTTP/", 5) != 0)
+		return 400;
+	if (memcmp(sp2 + 6, "1.1", 3) == 0)
+		ri->http10 = 0;
+	else if (memcmp(sp2 + 6, "1.0", 3) == 0)
+		ri->http10 = 1;
+	else if (sp2[6] >= '0' && sp2[6] <= '9' && sp2[7] == '.')
+		return 505;
+	else
+		return 400;
+	*sp1 = '\0';
+	*sp2 = '\0';
+	ri->method = p;
+	ri->target = sp1 + 1;
+	return 0;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void
+conn_activity(struct conn *c, int from_client)
+{
+	int64_t sec = c->w->now / 1000;
+
+	if (!c->act[0] || !E.hooks.activity || c->act_sec[from_client] == sec)
+		return;
+	c->act_sec[from_client] = sec;
+	E.hooks.activity(E.hooks.ctx, c->act, from_client);
+}
+
+static void
+upstream_failed(struct conn *c, int status)
+{
+	stat_add(&st_upstream_errors, 1);
+	if (c->act[0] && E.hooks.upstream_failed)
+		E.hooks.upstream_failed(E.hooks.ctx, c->act, status);
+}
+
+static void
+up_free(struct worker *w, struct pconn *p)
+{
+	close(p->fd);
+	p->dead = 1;
+	p->c = NULL;
+	p->next = w->dead_pool;
+	w->dead_pool = p;
+}
+
+static void
+close_ufd(struct conn *c)
+{
+	if (c->up)
+		up_free(c->w, c->up);
+	c->up = NULL;
+	c->ufd = -1;
+	c->urd = c->uwr = c->uhup = 0;
+}
+
+static void
+conn_close(struct conn *c, const char *why)
+{
+	struct worker *w = c->w;
+
+	if (c->dead)
+		return;
+	log_event(LOG_DEBUG, "edge.close", "peer=%s state=%d reason=%s",
+		  c->peer, c->st, why);
+	c->dead = 1;
+	close(c->fd);
+	close_ufd(c);
+	buf_free(&c->in);
+	buf_free(&c->rb);
+	buf_free(&c->cout);
+	buf_free(&c->uout);
+	free(c->body);
+	c->body = NULL;
+	if (c->is_ws)
+		stat_add(&st_ws_open, -1);
+	stat_add(&st_conns_open, -1);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = w->dead_conns;
+	w->dead_conns = c;
+}
+
+static int
+ep_add(struct worker *w, int fd, uint64_t data)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.u64 = data,
+	};
+
+	return epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+/* Ready for the next request on a keep-alive connection. */
+static void
+conn_next(struct conn *c)
+{
+	c->st = ST_HEAD;
+	c->rst = R_HEAD;
+	c->hscan = 0;
+	c->in.fwd = c->in.off;
+	buf_reset(&c->rb);
+	buf_reset(&c->cout);
+	buf_reset(&c->uout);
+	c->req_done = c->resp_keep = c->resp_dirty = c->resp_sent = 0;
+	c->got_byte = c->reused = c->connecting = c->has_body = 0;
+	c->upgrade = c->head_req = 0;
+	c->act[0] = '\0';
+	c->deadline = c->w->now + (c->in.len > c->in.off ?
+	    E.cfg.header_timeout_ms : E.cfg.idle_timeout_ms);
+}
+
+/* Writes what is left of the response, then shuts down and drains. */
+static void
+conn_linger(struct conn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	close_ufd(c);
+	c->st = ST_LINGER;
+	c->deadline = c->w->now + LINGER_MS;
+}
+
+/* The edge answers itself: body is taken over. */
+static void
+respond(struct conn *c, int status, const char *type, char *body,
+	size_t len, const char *location, int keep)
+{
+	buf_reset(&c->cout);
+	close_ufd(c);
+	free(c->body);
+	c->body = c->head_req ? NULL : body;
+	if (c->head_req)
+		free(body);
+	c->body_len = c->body ? len : 0;
+	c->body_off = 0;
+	c->keepalive = keep && c->keepalive;
+	buf_addf(&c->cout, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+		 "Content-Length: %zu\r\n", status, reason(status),
+		 type ? type : "text/plain", len);
+	if (location && location[0] && !strpbrk(location, "\r\n")) {
+		buf_adds(&c->cout, "Location: ");
+		buf_adds(&c->cout, location);
+		buf_adds(&c->cout, "\r\n");
+	}
+	buf_adds(&c->cout, "Cache-Control: no-store\r\nConnection: ");
+	buf_adds(&c->cout, c->keepalive ? "keep-alive\r\n\r\n" :
+	    "close\r\n\r\n");
+	c->st = ST_RESPOND;
+	c->deadline = 0;
+}
+
+static void
+respond_error(struct conn *c, int status, const char *msg, int keep)
+{
+	char *body = NULL;
+	size_t len = 0;
+
+	log_event(LOG_DEBUG, "edge.error", "peer=%s status=%d msg=%s",
+		  c->peer, status, msg);
+	if (E.hooks.error_page)
+		body = E.hooks.error_page(E.hooks.ctx, status, msg, &len);
+	if (body) {
+		respond(c, status, "text/html; charset=utf-8", body, len,
+			NULL, keep);
+		return;
+	}
+	body = xasprintf("%d %s\n", status, reason(status));
+	respond(c, status, "text/plain; charset=utf-8", body, strlen(body),
+		NULL, keep);
+}
+
+static int
+step_respond(struct conn *c)
+{
+	struct iovec iov[2];
+	ssize_t n;
+
+	if (!c->cwr)
+		return 0;
+	iov[0].iov_base = c->cout.p + c->cout.off;
+	iov[0].iov_len = c->cout.len - c->cout.off;
+	iov[1].iov_base = c->body + c->body_off;
+	iov[1].iov_len = c->body_len - c->body_off;
+	if (iov[0].iov_len + iov[1].iov_len == 0) {
+		free(c->body);
+		c->body = NULL;
+		if (!c->keepalive) {
+			conn_linger(c);
+		} else {
+			conn_next(c);
+		}
+		return 1;
+	}
+	n = sendv(c->fd, iov, 2);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			c->cwr = errno == EINTR;
+			return 0;
+		}
+		conn_close(c, "client write error");
+		return -1;
+	}
+	if ((size_t)n >= iov[0].iov_len) {
+		c->body_off += (size_t)n - iov[0].iov_len;
+		c->cout.off = c->cout.len;
+	} else {
+		c->cout.off += (uint32_t)n;
+	}
+	return 1;
+}
+
+static int
+step_linger(struct conn *c)
+{
+	ssize_t n;
+
+	if (!c->crd)
+		return 0;
+	n = recv(c->fd, c->w->scratch, SCRATCH_CAP, 0);
+	if (n > 0)
+		return 1;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->crd = errno == EINTR;
+		return 0;
+	}
+	conn_close(c, "closed after response");
+	return -1;
+}
+
+/* ---- upstream pool ---------------------------------------------------- */
+
+static void
+pool_unlink(struct worker *w, struct pconn *p)
+{
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		w->pool = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	p->next = p->prev = NULL;
+	p->pooled = 0;
+	w->npool--;
+}
+
+static void
+pool_drop(struct worker *w, struct pconn *p)
+{
+	pool_unlink(w, p);
+	up_free(w, p);
+}
+
+/* Gives c an idle upstream connection to key; 0, or -1 if none. */
+static int
+pool_take(struct worker *w, const char *key, struct conn *c)
+{
+	for (struct pconn *p = w->pool; p; p = p->next) {
+		if (strcmp(p->key, key) != 0)
+			continue;
+		pool_unlink(w, p);
+		p->c = c;
+		c->up = p;
+		c->ufd = p->fd;
+		return 0;
+	}
+	return -1;
+}
+
+/* Parks c's upstream connection in the pool. */
+static void
+pool_put(struct worker *w, struct conn *c)
+{
+	struct pconn *p = c->up;
+
+	if (w->npool >= POOL_MAX) {
+		close_ufd(c);
+		return;
+	}
+	c->up = NULL;
+	c->ufd = -1;
+	c->urd = c->uwr = c->uhup = 0;
+	p->c = NULL;
+	p->pooled = 1;
+	p->since = w->now;
+	p->next = w->pool;
+	if (w->pool)
+		w->pool->prev = p;
+	w->pool = p;
+	w->npool++;
+}
+
+/* ---- proxying: the request up ------------------------------------------ */
+
+static int
+trusted_peer(const char *ip)
+{
+	for (char **t = E.trusted; t && *t; t++)
+		if (strcmp(*t, ip) == 0 || strcmp(*t, "*") == 0)
+			return 1;
+	return 0;
+}
+
+/* The last entry of an X-Forwarded-For list, into out. */
+static void
+xff_last(const char *xff, char *out, size_t size)
+{
+	const char *s = strrchr(xff, ',');
+	size_t n;
+
+	s = s ? s + 1 : xff;
+	while (*s == ' ' || *s == '\t')
+		s++;
+	n = strcspn(s, " \t");
+	if (n == 0 || n >= size)
+		return;
+	memcpy(out, s, n);
+	out[n] = '\0';
+}
+
+/* Appends the Cookie header without the cookie named strip. */
+static void
+add_cookie(struct buf *b, const struct hdr *h, const char *strip)
+{
+	size_t sl = strlen(strip), i = 0, start = b->len;
+	int first = 1;
+
+	if (!sl) {
+		buf_hdr(b, h->n, h->nl, h->v, h->vl);
+		return;
+	}
+	buf_adds(b, "Cookie: ");
+	while (i < h->vl) {
+		size_t s, e;
+
+		while (i < h->vl && (h->v[i] == ';' || h->v[i] == ' '))
+			i++;
+		s = i;
+		while (i < h->vl && h->v[i] != ';')
+			i++;
+		e = i;
+		while (e > s && h->v[e - 1] == ' ')
+			e--;
+		if (e == s || (e - s > sl && h->v[s + sl] == '=' &&
+		    memcmp(h->v + s, strip, sl) == 0) ||
+		    (e - s == sl && memcmp(h->v + s, strip, sl) == 0))
+			continue;
+		if (!first)
+			buf_add(b, "; ", 2);
+		buf_add(b, h->v + s, e - s);
+		first = 0;
+	}
+	if (first) {
+		b->len = b->fwd = (uint32_t)start;
+		return;
+	}
+	buf_add(b, "\r\n", 2);
+}
+
+static int
+hop_by_hop(const struct hdr *h, const struct ctoks *ct)
+{
+	static const char *const hop[] = { "connection", "keep-alive",
+		"proxy-connection", "te", "trailer", "upgrade",
+		"proxy-authorization", "proxy-authenticate", NULL };
+
+	for (int i = 0; hop[i]; i++)
+		if (name_is(h, hop[i]))
+			return 1;
+	for (int i = 0; i < ct->n; i++)
+		if (h->nl == ct->t[i].nl &&
+		    strncasecmp(h->n, ct->t[i].n, h->nl) == 0 &&
+		    !val_is(h->n, h->nl, "transfer-encoding") &&
+		    !val_is(h->n, h->nl, "content-length"))
+			return 1;
+	return 0;
+}
+
+static void
+build_upstream_head(struct conn *c, const struct reqinfo *ri,
+		    const struct edge_target *t)
+{
+	struct buf *b = &c->uout;
+	int trusted = trusted_peer(c->peer);
+	int drop_auth = t->authorization[0] || t->strip_authorization;
+
+	buf_reset(b);
+	buf_adds(b, ri->method);
+	buf_add(b, " ", 1);
+	buf_adds(b, ri->target);
+	buf_adds(b, ri->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+	for (int i = 0; i < ri->nh; i++) {
+		const struct hdr *h = &ri->h[i];
+
+		if (hop_by_hop(h, &ri->ct) ||
+		    name_is(h, "x-forwarded-for") ||
+		    name_is(h, "x-forwarded-proto") ||
+		    name_is(h, "x-forwarded-host") ||
+		    name_is(h, "content-length") ||
+		    (drop_auth && name_is(h, "authorization")))
+			continue;
+		if (name_is(h, "cookie"))
+			add_cookie(b, h, t->strip_cookie);
+		else
+			buf_hdr(b, h->n, h->nl, h->v, h->vl);
+	}
+	if (ri->has_cl)
+		buf_addf(b, "Content-Length: %llu\r\n",
+			 (unsigned long long)ri->cl);
+	if (c->upgrade) {
+		buf_adds(b, "Connection: upgrade\r\nUpgrade: ");
+		buf_adds(b, ri->upg);
+		buf_adds(b, "\r\n");
+	} else if (ri->http10) {
+		buf_adds(b, "Connection: keep-alive\r\n");
+	}
+	buf_adds(b, "X-Forwarded-For: ");
+	if (trusted && ri->xff) {
+		buf_adds(b, ri->xff);
+		buf_adds(b, ", ");
+	}
+	buf_adds(b, c->peer);
+	buf_adds(b, "\r\nX-Forwarded-Proto: ");
+	buf_adds(b, (trusted && ri->xfp && strcasecmp(ri->xfp, "https") == 0)
+	    ? "https\r\n" : "http\r\n");
+	if (ri->host && ri->host[0])
+		buf_hdr(b, "X-Forwarded-Host", 16, ri->host, strlen(ri->host));
+	if (t->authorization[0] && !strpbrk(t->authorization, "\r\n"))
+		buf_hdr(b, "Authorization", 13, t->authorization,
+			strlen(t->authorization));
+	buf_adds(b, "\r\n");
+}
+
+/* Starts a nonblocking connect; -1 with errno when it failed at once. */
+static int
+upstream_connect(struct conn *c, const struct edge_target *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, one = 1;
+
+	memset(&ss, 0, sizeof(ss));
+	if (t->unix_path[0]) {
+		struct sockaddr_un *su = (struct sockaddr_un *)&ss;
+
+		su->sun_family = AF_UNIX;
+		snprintf(su->sun_path, sizeof(su->sun_path), "%s",
+			 t->unix_path);
+		sl = sizeof(*su);
+	} else {
+		struct sockaddr_in *si = (struct sockaddr_in *)&ss;
+
+		si->sin_family = AF_INET;
+		si->sin_port = htons((uint16_t)t->port);
+		if (t->port <= 0 || t->port > 65535 ||
+		    inet_pton(AF_INET, t->host, &si->sin_addr) != 1) {
+			errno = EINVAL;
+			return -1;
+		}
+		sl = sizeof(*si);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    0);
+	if (fd < 0)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		/* an upstream that vanished (a killed container: nobody
+		 * ACKs) is an error after 10 s, not after PROXY_TIMEOUT or
+		 * minutes of retransmission on a pooled connection */
+		unsigned int user_timeout_ms = 10000;
+
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
+			   sizeof(user_timeout_ms));
+	}
+	if (connect(fd, (struct sockaddr *)&ss, sl) < 0 &&
+	    errno != EINPROGRESS) {
+		int e = errno;
+
+		close(fd);
+		errno = e == EAGAIN ? ECONNREFUSED : e;
+		return -1;
+	}
+	c->connecting = 1;
+	c->up = xcalloc(1, sizeof(*c->up));
+	c->up->fd = c->ufd = fd;
+	c->up->c = c;
+	snprintf(c->up->key, sizeof(c->up->key), "%s", c->ukey);
+	c->urd = c->uwr = c->uhup = 0;
+	if (ep_add(c->w, fd, (uint64_t)(uintptr_t)c->up | TAG_POOL) < 0) {
+		close_ufd(c);
+		errno = EMFILE;
+		return -1;
+	}
+	return 0;
+}
+
+static void
+proxy_fail(struct conn *c, int status, const char *msg)
+{
+	upstream_failed(c, status);
+	log_event(LOG_INFO, "edge.upstream_error", "upstream=%s status=%d "
+		  "err=%s", c->ukey, status, msg);
+	if (c->resp_sent) {
+		conn_close(c, msg);
+		return;
+	}
+	respond_error(c, status, msg, c->req_done);
+}
+
+static void
+proxy_start(struct conn *c, const struct edge_target *t)
+{
+	if (t->unix_path[0])
+		snprintf(c->ukey, sizeof(c->ukey), "unix:%s", t->unix_path);
+	else
+		snprintf(c->ukey, sizeof(c->ukey), "%s:%d", t->host, t->port);
+	c->timeout_ms = t->timeout_ms > 0 ? t->timeout_ms : 30000;
+	c->deadline = c->w->now + c->timeout_ms;
+	c->st = ST_PROXY;
+	c->rst = R_HEAD;
+	if (pool_take(c->w, c->ukey, c) == 0) {
+		/* Idle and quiet (data or EOF would have dropped it): the
+		 * answer to our request raises an event. */
+		c->reused = 1;
+		c->uwr = 1;
+		c->urd = 0;
+		return;
+	}
+	c->reused = 0;
+	if (upstream_connect(c, t) < 0)
+		proxy_fail(c, 502, strerror(errno));
+}
+
+/* A reused upstream died before answering: try once on a fresh one. */
+static int
+proxy_retry(struct conn *c)
+{
+	struct edge_target t;
+	char *colon;
+
+	if (!c->reused || c->got_byte || c->has_body)
+		return 0;
+	memset(&t, 0, sizeof(t));
+	if (strncmp(c->ukey, "unix:", 5) == 0) {
+		snprintf(t.unix_path, sizeof(t.unix_path), "%s", c->ukey + 5);
+	} else {
+		colon = strrchr(c->ukey, ':');
+		snprintf(t.host, sizeof(t.host), "%.*s",
+			 (int)(colon - c->ukey), c->ukey);
+		t.port = (int)strtol(colon + 1, NULL, 10);
+	}
+	close_ufd(c);
+	c->reused = 0;
+	c->uout.off = 0;
+	if (upstream_connect(c, &t) < 0) {
+		proxy_fail(c, 502, strerror(errno));
+		return 1;
+	}
+	return 1;
+}
+
+static void
+route_request(struct conn *c, struct reqinfo *ri, int mode)
+{
+	struct edge_request rq;
+	struct edge_target t;
+	char ip[INET6_ADDRSTRLEN];
+
+	snprintf(ip, sizeof(ip), "%s", c->peer);
+	memset(&rq, 0, sizeof(rq));
+	rq.method = ri->method;
+	rq.target = ri->target;
+	rq.host = ri->host ? ri->host : "";
+	rq.cookie = ri->cookie;
+	rq.authorization = ri->auth;
+	rq.origin = ri->origin;
+	rq.upgrade = c->upgrade;
+	if (trusted_peer(c->peer)) {
+		if (ri->xff)
+			xff_last(ri->xff, ip, sizeof(ip));
+		rq.https = ri->xfp && strcasecmp(ri->xfp, "https") == 0;
+	}
+	rq.client_ip = ip;
+	memset(&t, 0, sizeof(t));
+	E.hooks.route(E.hooks.ctx, &rq, &t);
+	if (t.action == EDGE_RESPOND) {
+		respond(c, t.status ? t.status : 500, t.content_type, t.body,
+			t.body ? t.body_len : 0, t.location, mode == FR_NONE);
+		return;
+	}
+	free(t.body);
+	snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	build_upstream_head(c, ri, &t);
+	fr_init(&c->rqf, mode, ri->cl);
+	c->has_body = c->rqf.mode != FR_NONE;
+	conn_activity(c, 1);
+	proxy_start(c, &t);
+}
+
+/* A complete head sits in c->in [off, end): parse, check, route. */
+static void
+handle_request(struct conn *c, long end)
+{
+	static _Thread_local struct reqinfo ri;
+	char *p = c->in.p + c->in.off, *eol;
+	int st, mode = FR_NONE, nh;
+
+	memset(&ri, 0, offsetof(struct reqinfo, h));
+	c->in.off = (uint32_t)end;
+	c->in.fwd = c->in.off;
+	stat_add(&st_requests, 1);
+	c->keepalive = 0;
+	eol = memchr(p, '\r', (size_t)(c->in.p + end - p));
+	st = eol[1] == '\n' ? parse_request_line(p, eol, &ri) : 400;
+	if (!st) {
+		nh = parse_headers(eol + 2, c->in.p + end, ri.h, MAX_HDRS);
+		st = nh == -2 ? 431 : nh < 0 ? 400 : 0;
+		ri.nh = nh;
+	}
+	if (!st)
+		st = check_request(&ri, &mode);
+	if (st) {
+		respond_error(c, st, "malformed request", 0);
+		return;
+	}
+	c->http10 = (uint8_t)ri.http10;
+	c->keepalive = ri.http10 ? ri.ct.keep : !ri.ct.close;
+	c->head_req = strcmp(ri.method, "HEAD") == 0;
+	c->upgrade = ri.upg && ri.ct.upgrade && !ri.http10 &&
+	    strcasecmp(ri.upg, "websocket") == 0;
+	route_request(c, &ri, mode);
+}
+
+static int
+step_head(struct conn *c)
+{
+	struct buf *b = &c->in;
+	uint32_t from;
+	long end;
+	ssize_t n;
+
+	if (b->len > b->off) {
+		from = b->off + (c->hscan > 3 ? c->hscan - 3 : 0);
+		end = head_end(b->p, from, b->len);
+		if (end > 0 && (size_t)(end - b->off) <= E.cfg.max_header_bytes) {
+			c->hscan = 0;
+			handle_request(c, end);
+			return 1;
+		}
+		c->hscan = b->len - b->off;
+		if (b->len - b->off >= E.cfg.max_header_bytes) {
+			respond_error(c, 431, "request head too large", 0);
+			return 1;
+		}
+	}
+	if (!c->crd)
+		return 0;
+	buf_room(b, (uint32_t)E.in_cap, 1);
+	n = recv(c->fd, b->p + b->len, b->cap - b->len, 0);
+	if (n > 0) {
+		if (b->len == b->off)
+			c->deadline = c->w->now + E.cfg.header_timeout_ms;
+		/* A short read drained the socket; with edge triggering new
+		 * data raises a new event (EOF seen in chup keeps reading). */
+		if ((uint32_t)n < b->cap - b->len && !c->chup)
+			c->crd = 0;
+		b->len += (uint32_t)n;
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->crd = errno == EINTR;
+		return 0;
+	}
+	conn_close(c, n == 0 ? (b->len > b->off ? "client eof in head" :
+	    "client closed") : "client read error");
+	return -1;
+}
+
+/* Frames what the client sent so far: -1 on bad chunked syntax. */
+static int
+req_scan(struct conn *c)
+{
+	struct buf *b = &c->in;
+	int done;
+	long k;
+
+	if (c->req_done || c->rqf.mode == FR_NONE || b->len == b->fwd)
+		return 0;
+	k = fr_scan(&c->rqf, b->p + b->fwd, b->len - b->fwd, &done);
+	if (k < 0)
+		return -1;
+	b->fwd += (uint32_t)k;
+	if (done)
+		c->rqf.mode = FR_NONE;
+	return 0;
+}
+
+/* Sends the request head and framed body bytes up; 1 progress. */
+static int
+req_write(struct conn *c)
+{
+	struct buf *b = &c->in;
+	struct iovec iov[2];
+	ssize_t n;
+
+	if (!c->uwr || (c->uout.off == c->uout.len && b->fwd == b->off))
+		return 0;
+	iov[0].iov_base = c->uout.p + c->uout.off;
+	iov[0].iov_len = c->uout.len - c->uout.off;
+	iov[1].iov_base = b->p + b->off;
+	iov[1].iov_len = b->fwd - b->off;
+	n = sendv(c->ufd, iov, 2);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->uwr = errno == EINTR;
+		return 0;
+	}
+	if (n < 0) {
+		if (proxy_retry(c))
+			return 1;
+		proxy_fail(c, 502, "upstream reset");
+		return -1;
+	}
+	if ((size_t)n >= iov[0].iov_len) {
+		c->uout.off = c->uout.len;
+		b->off += (uint32_t)(n - (ssize_t)iov[0].iov_len);
+	} else {
+		c->uout.off += (uint32_t)n;
+	}
+	return 1;
+}
+
+/* Streams the request up: frame, send, read more body from the client. */
+static int
+req_step(struct conn *c)
+{
+	struct buf *b = &c->in;
+	int prog;
+	ssize_t n;
+
+	if (req_scan(c) < 0) {
+		conn_close(c, "bad chunked request body");
+		return -1;
+	}
+	if ((prog = req_write(c)) < 0 || c->st != ST_PROXY)
+		return prog;
+	if (!c->req_done && c->rqf.mode != FR_NONE && b->len == b->fwd &&
+	    c->crd && buf_room(b, (uint32_t)E.in_cap, 0) > 0) {
+		n = recv(c->fd, b->p + b->len, b->cap - b->len, 0);
+		if (n > 0) {
+			b->len += (uint32_t)n;
+			conn_activity(c, 1);
+			prog = 1;
+		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			c->crd = errno == EINTR;
+		} else {
+			conn_close(c, "client eof in request body");
+			return -1;
+		}
+	}
+	if (c->rqf.mode == FR_NONE && c->uout.off == c->uout.len &&
+	    b->off == b->fwd && !c->req_done) {
+		c->req_done = 1;
+		prog = 1;
+	}
+	return prog;
+}
+
+/* ---- proxying: the response down ---------------------------------------- */
+
+static int
+resp_headers(struct conn *c, struct hdr *h, int nh, int status, int http10,
+	     int *mode, uint64_t *len)
+{
+	struct ctoks ct;
+	int keep, cl = 0, chunked = 0, te = 0;
+	uint64_t v;
+
+	memset(&ct, 0, sizeof(ct));
+	for (int i = 0; i < nh; i++) {
+		if (name_is(&h[i], "connection"))
+			conn_tokens(&ct, h[i].v, h[i].vl);
+		if (name_is(&h[i], "transfer-encoding")) {
+			size_t vl = h[i].vl;
+
+			te = 1;
+			chunked = vl >= 7 && strncasecmp(h[i].v + vl - 7,
+			    "chunked", 7) == 0 && (vl == 7 ||
+			    h[i].v[vl - 8] == ' ' || h[i].v[vl - 8] == ',');
+		}
+		if (name_is(&h[i], "content-length")) {
+			if (parse_cl(h[i].v, h[i].vl, &v) < 0 ||
+			    (cl && v != *len))
+				return -1;
+			cl = 1;
+			*len = v;
+		}
+	}
+	keep = http10 ? ct.keep : !ct.close;
+	*mode = te ? (chunked ? FR_CHUNKED : FR_CLOSE) :
+	    cl ? FR_LEN : FR_CLOSE;
+	if (c->head_req || status == 204 || status == 304 || status < 200)
+		*mode = FR_NONE;
+	c->resp_keep = (uint8_t)keep;
+	for (int i = 0; i < nh; i++) {
+		if (hop_by_hop(&h[i], &ct) &&
+		    !(status == 101 && name_is(&h[i], "upgrade")))
+			continue;
+		if (te && name_is(&h[i], "content-length"))
+			continue;
+		buf_hdr(&c->cout, h[i].n, h[i].nl, h[i].v, h[i].vl);
+	}
+	return 0;
+}
+
+/* A complete response head in c->rb [off, end): rewrite it into cout. */
+static int
+handle_response(struct conn *c, long end)
+{
+	static _Thread_local struct hdr h[MAX_HDRS];
+	char *p = c->rb.p + c->rb.off, *eol;
+	int status, nh, mode = FR_CLOSE;
+	uint64_t len = 0;
+
+	eol = memchr(p, '\r', (size_t)(c->rb.p + end - p));
+	if (eol - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' ||
+	    (p[12] != ' ' && p[12] != '\r') || eol[1] != '\n')
+		return -1;
+	for (int i = 9; i < 12; i++)
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+	status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+	if (status < 100 || (status == 101 && !c->upgrade))
+		return -1;
+	nh = parse_headers(eol + 2, c->rb.p + end, h, MAX_HDRS);
+	if (nh < 0)
+		return -1;
+	buf_add(&c->cout, "HTTP/1.1", 8);
+	buf_add(&c->cout, p + 8, (size_t)(eol - p - 8));
+	buf_add(&c->cout, "\r\n", 2);
+	if (resp_headers(c, h, nh, status, p[7] == '0', &mode, &len) < 0)
+		return -1;
+	if (status == 101) {
+		buf_adds(&c->cout, "Connection: upgrade\r\n\r\n");
+	} else if (status < 200) {
+		buf_adds(&c->cout, "\r\n");
+	} else {
+		if (mode == FR_CLOSE || !c->resp_keep)
+			c->keepalive = 0;
+		if (mode == FR_CLOSE)
+			c->resp_keep = 0;
+		buf_adds(&c->cout, c->keepalive ? "Connection: keep-alive\r\n\r\n"
+		    : "Connection: close\r\n\r\n");
+	}
+	c->rb.off = (uint32_t)end;
+	c->rb.fwd = c->rb.off;
+	c->resp_sent = 1;
+	if (status == 101) {
+		c->st = ST_WS;
+		c->is_ws = 1;
+		c->in.fwd = c->in.len;
+		c->rb.fwd = c->rb.len;
+		c->deadline = 0;
+		stat_add(&st_ws_open, 1);
+	} else if (status >= 200) {
+		fr_init(&c->rsf, mode, len);
+		c->rst = R_BODY;
+		c->deadline = 0;
+	}
+	return 0;
+}
+
+static void
+finish_response(struct conn *c)
+{
+	int clean = c->resp_keep && !c->resp_dirty && c->req_done &&
+	    c->rb.len == c->rb.fwd && !c->ueof;
+
+	if (clean && c->up)
+		pool_put(c->w, c);
+	close_ufd(c);
+	if (c->keepalive && c->req_done)
+		conn_next(c);
+	else
+		conn_linger(c);
+}
+
+/* Reads from the upstream into c->rb; 1 data, 0 nothing, -1 closed. */
+static int
+resp_read(struct conn *c)
+{
+	ssize_t n;
+
+	if (!c->urd || c->ufd < 0 ||
+	    buf_room(&c->rb, RESP_CAP, c->rst == R_HEAD) == 0)
+		return 0;
+	n = recv(c->ufd, c->rb.p + c->rb.len, c->rb.cap - c->rb.len, 0);
+	if (n > 0) {
+		if ((uint32_t)n < c->rb.cap - c->rb.len && !c->uhup)
+			c->urd = 0;
+		c->rb.len += (uint32_t)n;
+		c->got_byte = 1;
+		conn_activity(c, 0);
+		return 1;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+		c->urd = errno == EINTR;
+		return 0;
+	}
+	c->ueof = 1;
+	c->urd = 0;
+	if (c->rst == R_BODY && c->rsf.mode == FR_CLOSE && n == 0)
+		return 1;	/* resp_parse ends the body */
+	if (c->rst == R_HEAD && !c->got_byte && proxy_retry(c))
+		return 1;
+	proxy_fail(c, 502, n == 0 ? "upstream closed" : "upstream reset");
+	return -1;
+}
+
+static int
+resp_parse(struct conn *c)
+{
+	struct buf *b = &c->rb;
+	int done;
+	long k;
+
+	if (c->rst == R_HEAD && b->len > b->fwd) {
+		k = head_end(b->p, b->off, b->len);
+		if (k < 0) {
+			b->fwd = b->off;
+			if (b->off == 0 && b->len == b->cap) {
+				proxy_fail(c, 502, "upstream head too large");
+				return -1;
+			}
+			return 0;
+		}
+		if (handle_response(c, k) < 0) {
+			proxy_fail(c, 502, "bad upstream response");
+			return -1;
+		}
+		return 1;
+	}
+	if (c->rst == R_BODY && b->len > b->fwd) {
+		k = fr_scan(&c->rsf, b->p + b->fwd, b->len - b->fwd, &done);
+		if (k < 0) {
+			proxy_fail(c, 502, "bad chunked response");
+			return -1;
+		}
+		b->fwd += (uint32_t)k;
+		if (done) {
+			c->rst = R_DONE;
+			c->resp_dirty = b->len > b->fwd;
+		}
+		return 1;
+	}
+	if (c->rst == R_BODY && (c->rsf.mode == FR_NONE ||
+	    (c->rsf.mode == FR_CLOSE && c->ueof))) {
+		c->rst = R_DONE;
+		return 1;
+	}
+	return 0;
+}
+
+/* Writes cout and framed body bytes to the client. */
+static int
+resp_write(struct conn *c)
+{
+	struct iovec iov[2];
+	ssize_t n;
+
+	if (!c->cwr || (c->cout.off == c->cout.len && c->rb.off == c->rb.fwd))
+		return 0;
+	iov[0].iov_base = c->cout.p + c->cout.off;
+	iov[0].iov_len = c->cout.len - c->cout.off;
+	iov[1].iov_base = c->rb.p + c->rb.off;
+	iov[1].iov_len = c->rb.fwd - c->rb.off;
+	n = sendv(c->fd, iov, 2);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			c->cwr = errno == EINTR;
+			return 0;
+		}
+		conn_close(c, "client write error");
+		return -1;
+	}
+	if ((size_t)n >= iov[0].iov_len) {
+		buf_reset(&c->cout);
+		c->rb.off += (uint32_t)(n - (ssize_t)iov[0].iov_len);
+	} else {
+		c->cout.off += (uint32_t)n;
+	}
+	return 1;
+}
+
+static int
+resp_step(struct conn *c)
+{
+	int r, prog = 0;
+
+	/* Head and body bytes framed first, so one write carries both. */
+	while ((r = resp_parse(c)) > 0) {
+		prog = 1;
+		if (c->st != ST_PROXY)
+			return 1;
+	}
+	if (r < 0)
+		return -1;
+	if ((r = resp_write(c)) < 0)
+		return -1;
+	prog |= r;
+	if (c->rst != R_DONE) {
+		if ((r = resp_read(c)) < 0)
+			return -1;
+		prog |= r;
+	}
+	if (c->rst == R_DONE && c->cout.off == c->cout.len &&
+	    c->rb.off == c->rb.fwd) {
+		finish_response(c);
+		return 1;
+	}
+	return prog;
+}
+
+static int
+step_proxy(struct conn *c)
+{
+	int r, prog = 0, err = 0;
+	socklen_t el = sizeof(err);
+
+	if (c->connecting) {
+		if (!c->uwr)
+			return 0;
+		if (getsockopt(c->ufd, SOL_SOCKET, SO_ERROR, &err, &el) < 0)
+			err = errno;
+		if (err) {
+			proxy_fail(c, 502, strerror(err));
+			return 1;
+		}
+		c->connecting = 0;
+	}
+	if ((r = req_step(c)) < 0)
+		return -1;
+	prog |= r;
+	if (c->st != ST_PROXY)
+		return 1;
+	if ((r = resp_step(c)) < 0)
+		return -1;
+	return prog | r;
+}
+
+/* ---- WebSocket relay ---------------------------------------------------- */
+
+/* Moves bytes one way: src -> b -> dst; frees b when drained. */
+static int
+relay(struct conn *c, int up)
+{
+	struct buf *b = up ? &c->in : &c->rb;
+	int sfd = up ? c->fd : c->ufd, dfd = up ? c->ufd : c->fd;
+	uint8_t *srd = up ? &c->crd : &c->urd, *dwr = up ? &c->uwr : &c->cwr;
+	uint8_t *eof = up ? &c->ceof : &c->ueof;
+	uint8_t *shut = up ? &c->ushut : &c->cshut;
+	ssize_t n, m;
+	int prog = 0;
+
+	for (;;) {
+		if (!up && c->cout.off < c->cout.len) {
+			if (!*dwr)
+				break;
+			n = send(dfd, c->cout.p + c->cout.off,
+				 c->cout.len - c->cout.off, MSG_NOSIGNAL);
+			if (n < 0)
+				goto werr;
+			c->cout.off += (uint32_t)n;
+			if (c->cout.off == c->cout.len)
+				buf_free(&c->cout);
+			prog = 1;
+			continue;
+		}
+		if (b->off < b->len) {
+			if (!*dwr)
+				break;
+			n = send(dfd, b->p + b->off, b->len - b->off,
+				 MSG_NOSIGNAL);
+			if (n < 0)
+				goto werr;
+			b->off += (uint32_t)n;
+			if (b->off == b->len)
+				buf_free(b);
+			prog = 1;
+			continue;
+		}
+		if (*eof) {
+			if (!*shut) {
+				shutdown(dfd, SHUT_WR);
+				*shut = 1;
+				prog = 1;
+			}
+			break;
+		}
+		if (!*srd)
+			break;
+		n = recv(sfd, c->w->scratch, SCRATCH_CAP, 0);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+			*srd = errno == EINTR;
+			break;
+		}
+		if (n < 0) {
+			conn_close(c, up ? "client reset" : "upstream reset");
+			return -1;
+		}
+		prog = 1;
+		if (n == 0) {
+			*eof = 1;
+			continue;
+		}
+		conn_activity(c, up);
+		m = *dwr ? send(dfd, c->w->scratch, (size_t)n, MSG_NOSIGNAL) : 0;
+		if (m < 0 && errno != EAGAIN && errno != EINTR)
+			goto werr;
+		if (m < 0) {
+			*dwr = 0;
+			m = 0;
+		}
+		if (m < n) {
+			buf_free(b);
+			buf_add(b, c->w->scratch + m, (size_t)(n - m));
+		}
+	}
+	return prog;
+werr:
+	if (errno == EAGAIN || errno == EINTR) {
+		*dwr = errno == EINTR;
+		return prog;
+	}
+	conn_close(c, up ? "upstream write error" : "client write error");
+	return -1;
+}
+
+static int
+step_ws(struct conn *c)
+{
+	int r, prog = 0;
+
+	/* Idle WebSockets keep no buffers: the request head went out
+	 * before the 101 came back, drained buffers go. */
+	if (c->uout.p)
+		buf_free(&c->uout);
+	if (c->in.p && c->in.off == c->in.len)
+		buf_free(&c->in);
+	if (c->rb.p && c->rb.off == c->rb.len)
+		buf_free(&c->rb);
+	if ((r = relay(c, 1)) < 0)
+		return -1;
+	prog |= r;
+	if ((r = relay(c, 0)) < 0)
+		return -1;
+	prog |= r;
+	if (c->ushut && c->cshut) {
+		conn_close(c, "websocket closed");
+		return -1;
+	}
+	return prog;
+}
+
+/* ---- the worker loop ---------------------------------------------------- */
+
+static int
+pump_step(struct conn *c)
+{
+	switch (c->st) {
+	case ST_HEAD:
+		return step_head(c);
+	case ST_RESPOND:
+		return step_respond(c);
+	case ST_PROXY:
+		return step_proxy(c);
+	case ST_WS:
+		return step_ws(c);
+	case ST_LINGER:
+		return step_linger(c);
+	}
+	return -1;
+}
+
+static void
+pump(struct conn *c)
+{
+	while (!c->dead && pump_step(c) > 0)
+		;
+}
+
+static void
+accept_all(struct worker *w)
+{
+	struct sockaddr_in sa;
+	socklen_t sl;
+	struct conn *c;
+	int fd, one = 1;
+
+	for (;;) {
+		sl = sizeof(sa);
+		fd = accept4(w->lfd, (struct sockaddr *)&sa, &sl,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN)
+				log_event(LOG_WARN, "edge.accept_failed",
+					  "err=%s", strerror(errno));
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c = xcalloc(1, sizeof(*c));
+		c->w = w;
+		c->fd = fd;
+		c->ufd = -1;
+		inet_ntop(AF_INET, &sa.sin_addr, c->peer, sizeof(c->peer));
+		c->deadline = w->now + E.cfg.header_timeout_ms;
+		c->next = w->conns;
+		if (w->conns)
+			w->conns->prev = c;
+		w->conns = c;
+		stat_add(&st_conns_open, 1);
+		if (ep_add(w, fd, (uint64_t)(uintptr_t)c) < 0)
+			conn_close(c, "epoll add failed");
+	}
+}
+
+static void
+on_timeout(struct conn *c)
+{
+	if (c->st == ST_PROXY && c->rst == R_HEAD) {
+		if (c->connecting || !c->got_byte)
+			proxy_fail(c, 504, "upstream timed out");
+		else
+			proxy_fail(c, 504, "upstream head timed out");
+		pump(c);
+		return;
+	}
+	conn_close(c, c->st == ST_LINGER ? "linger timeout" :
+	    c->in.len > c->in.off ? "header timeout" : "idle timeout");
+}
+
+static void
+sweep(struct worker *w)
+{
+	struct conn *c, *next;
+	struct pconn *p, *pn;
+
+	w->last_sweep = w->now;
+	for (c = w->conns; c; c = next) {
+		next = c->next;
+		if (c->deadline && c->deadline <= w->now)
+			on_timeout(c);
+	}
+	for (p = w->pool; p; p = pn) {
+		pn = p->next;
+		if (w->now - p->since > POOL_IDLE_MS)
+			pool_drop(w, p);
+	}
+}
+
+static void
+reap(struct worker *w)
+{
+	while (w->dead_conns) {
+		struct conn *c = w->dead_conns;
+
+		w->dead_conns = c->next;
+		free(c);
+	}
+	while (w->dead_pool) {
+		struct pconn *p = w->dead_pool;
+
+		w->dead_pool = p->next;
+		free(p);
+	}
+}
+
+static void
+dispatch(struct worker *w, const struct epoll_event *ev)
+{
+	uint64_t d = ev->data.u64;
+	uint32_t e = ev->events;
+	struct conn *c;
+	int rd = (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+	int wr = (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+
+	if (d == EV_LISTEN) {
+		accept_all(w);
+		return;
+	}
+	if ((d & 7) == TAG_POOL) {
+		struct pconn *p = (struct pconn *)(uintptr_t)(d & ~(uint64_t)7);
+
+		if (p->dead)
+			return;
+		if (p->pooled) {
+			/* Data or EOF on an idle connection: it is done. */
+			if (e & ~(uint32_t)EPOLLOUT)
+				pool_drop(w, p);
+			return;
+		}
+		c = p->c;
+		if (c == NULL || c->dead)
+			return;
+		c->urd |= (uint8_t)rd;
+		c->uwr |= (uint8_t)wr;
+		c->uhup |= (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+	} else {
+		c = (struct conn *)(uintptr_t)d;
+		if (c->dead)
+			return;
+		c->crd |= (uint8_t)rd;
+		c->cwr |= (uint8_t)wr;
+		c->chup |= (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+		if ((e & (EPOLLERR | EPOLLHUP)) && c->st == ST_PROXY) {
+			conn_close(c, "client reset");
+			return;
+		}
+	}
+	pump(c);
+}
+
+static void
+worker_shutdown(struct worker *w)
+{
+	while (w->conns)
+		conn_close(w->conns, "edge stopping");
+	while (w->pool)
+		pool_drop(w, w->pool);
+	reap(w);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event ev[256];
+	int stop = 0;
+
+	while (!stop) {
+		int n = epoll_wait(w->ep, ev, 256, SWEEP_MS);
+
+		w->now = time_mono_ms();
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.u64 == EV_WAKE)
+				stop = 1;
+			else
+				dispatch(w, &ev[i]);
+		}
+		reap(w);
+		if (w->now - w->last_sweep >= SWEEP_MS) {
+			sweep(w);
+			reap(w);
+		}
+	}
+	worker_shutdown(w);
+	return NULL;
+}
+
+/* ---- start and stop ----------------------------------------------------- */
+
+static int
+parse_listen(const char *s, struct sockaddr_in *sa, struct err *e)
+{
+	const char *colon = s ? strrchr(s, ':') : NULL;
+	char host[64];
+	long port;
+
+	memset(sa, 0, sizeof(*sa));
+	if (colon == NULL || (size_t)(colon - s) >= sizeof(host))
+		return err_set(e, ERR_INVALID, "bad listen address '%s'",
+			       s ? s : "");
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	if (str_to_long(colon + 1, 0, 65535, &port, "listen port", e) < 0)
+		return -1;
+	sa->sin_family = AF_INET;
+	sa->sin_port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) != 1)
+		return err_set(e, ERR_INVALID, "bad listen address '%s'", s);
+	return 0;
+}
+
+/* SO_REUSEPORT would let a second process share a busy port without a
+ * word: first make sure nobody listens there (a plain bind fails then). */
+static int
+port_free(const struct sockaddr_in *sa, struct err *e)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc;
+
+	if (fd < 0)
+		return err_set(e, ERR_INTERNAL, "socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	if (rc < 0)
+		err_set(e, ERR_UNAVAILABLE, "cannot listen on port %d: %s",
+			ntohs(sa->sin_port), strerror(errno));
+	close(fd);
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+listen_socket(struct sockaddr_in *sa, struct err *e)
+{
+	int fd, one = 1;
+	socklen_t sl = sizeof(*sa);
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return err_set(e, ERR_INTERNAL, "socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)sa, sizeof(*sa)) < 0 ||
+	    listen(fd, 4096) < 0 ||
+	    getsockname(fd, (struct sockaddr *)sa, &sl) < 0) {
+		err_set(e, ERR_UNAVAILABLE, "cannot listen on port %d: %s",
+			ntohs(sa->sin_port), strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int
+worker_init(struct worker *w, struct sockaddr_in *sa, struct err *e)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	w->ep = w->evfd = w->lfd = -1;
+	w->lfd = listen_socket(sa, e);
+	if (w->lfd < 0)
+		return -1;
+	w->ep = epoll_create1(EPOLL_CLOEXEC);
+	w->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (w->ep < 0 || w->evfd < 0)
+		return err_set(e, ERR_INTERNAL, "epoll: %s", strerror(errno));
+	ev.data.u64 = EV_LISTEN;
+	ev.events = EPOLLIN;
+	if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &ev) < 0)
+		return err_set(e, ERR_INTERNAL, "epoll: %s", strerror(errno));
+	ev.data.u64 = EV_WAKE;
+	ev.events = EPOLLIN;
+	if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->evfd, &ev) < 0)
+		return err_set(e, ERR_INTERNAL, "epoll: %s", strerror(errno));
+	w->scratch = xmalloc(SCRATCH_CAP);
+	w->now = w->last_sweep = time_mono_ms();
+	return 0;
+}
+
+static void
+worker_release(struct worker *w)
+{
+	if (w->lfd >= 0)
+		close(w->lfd);
+	if (w->ep >= 0)
+		close(w->ep);
+	if (w->evfd >= 0)
+		close(w->evfd);
+	free(w->scratch);
+}
+
+static void
+edge_free(void)
+{
+	for (int i = 0; i < E.nw; i++)
+		worker_release(&E.w[i]);
+	free(E.w);
+	strv_free(E.trusted);
+	memset(&E, 0, sizeof(E));
+}
+
+int
+edge_start(const struct edge_cfg *cfg, const struct edge_hooks *hooks,
+	   struct err *e)
+{
+	struct sockaddr_in sa;
+	size_t n = 0;
+
+	if (E_running)
+		return err_set(e, ERR_CONFLICT, "edge already running");
+	if (parse_listen(cfg->listen, &sa, e) < 0 ||
+	    (sa.sin_port != 0 && port_free(&sa, e) < 0))
+		return -1;
+	E.cfg = *cfg;
+	E.hooks = *hooks;
+	if (E.cfg.threads < 1)
+		E.cfg.threads = 1;
+	if (E.cfg.idle_timeout_ms <= 0)
+		E.cfg.idle_timeout_ms = 75000;
+	if (E.cfg.header_timeout_ms <= 0)
+		E.cfg.header_timeout_ms = 30000;
+	if (E.cfg.max_header_bytes < 1024)
+		E.cfg.max_header_bytes = 16 * 1024;
+	E.in_cap = E.cfg.max_header_bytes + 1 > IN_CAP ?
+	    E.cfg.max_header_bytes + 1 : IN_CAP;
+	while (cfg->trusted_proxies && cfg->trusted_proxies[n])
+		n++;
+	E.trusted = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		E.trusted[i] = xstrdup(cfg->trusted_proxies[i]);
+	E.cfg.trusted_proxies = NULL;
+	E.w = xcalloc((size_t)E.cfg.threads, sizeof(*E.w));
+	for (int i = 0; i < E.cfg.threads; i++) {
+		E.nw = i + 1;
+		if (worker_init(&E.w[i], &sa, e) < 0)
+			goto fail;
+	}
+	for (int i = 0; i < E.nw; i++) {
+		if (pthread_create(&E.w[i].th, NULL, worker_main, &E.w[i])) {
+			err_set(e, ERR_INTERNAL, "cannot start edge thread");
+			goto fail;
+		}
+		E.w[i].started = 1;
+	}
+	E_running = 1;
+	log_event(LOG_INFO, "edge.listening", "addr=%s threads=%d",
+		  cfg->listen, E.nw);
+	return 0;
+fail:
+	for (int i = 0; i < E.nw; i++) {
+		if (!E.w[i].started)
+			continue;
+		eventfd_write(E.w[i].evfd, 1);
+		pthread_join(E.w[i].th, NULL);
+	}
+	edge_free();
+	return -1;
+}
+
+void
+edge_stop(void)
+{
+	if (!E_running)
+		return;
+	for (int i = 0; i < E.nw; i++)
+		eventfd_write(E.w[i].evfd, 1);
+	for (int i = 0; i < E.nw; i++)
+		pthread_join(E.w[i].th, NULL);
+	edge_free();
+	E_running = 0;
+}
+
+void
+edge_get_stats(struct edge_stats *s)
+{
+	s->requests = atomic_load_explicit(&st_requests,
+	    memory_order_relaxed);
+	s->upstream_errors = atomic_load_explicit(&st_upstream_errors,
+	    memory_order_relaxed);
+	s->websockets_open = atomic_load_explicit(&st_ws_open,
+	    memory_order_relaxed);
+	s->connections_open = atomic_load_explicit(&st_conns_open,
+	    memory_order_relaxed);
+}

@@ -1,0 +1,367 @@
+/*
+ * http.c - the HTTP server (libmicrohttpd): collects a request, hands it to
+ * the router, sends the answer, records metrics.
+ *
+ * libmicrohttpd runs its own thread pool over epoll. A request body is
+ * collected up to MAX_BODY_BYTES (the rest is read and dropped, and the
+ * handler answers 413). Handlers fill r->status/resp; this file adds the
+ * security headers every answer carries.
+ * Ownership: a struct conn_ctx lives from the first callback of a request
+ * to libmicrohttpd's completion callback, which frees it.
+ */
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include "internal.h"
+
+struct conn_ctx {
+	struct strbuf body;
+	int too_big;
+};
+
+static struct MHD_Daemon *daemon_;
+static struct hub *hub_;
+
+const char *
+req_header(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *
+req_query(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND,
+					   name);
+}
+
+const char *
+req_cookie(struct req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+}
+
+void
+req_reply(struct req *r, int status, const char *content_type, char *body,
+	  size_t len)
+{
+	free(r->resp);
+	r->status = status;
+	r->content_type = content_type;
+	r->resp = body;
+	r->resp_len = len;
+}
+
+void
+req_add_header(struct req *r, const char *name, const char *value)
+{
+	sb_adds(&r->headers, name);
+	sb_addc(&r->headers, '\0');
+	sb_adds(&r->headers, value);
+	sb_addc(&r->headers, '\0');
+}
+
+void
+req_json(struct req *r, int status, char *json)
+{
+	req_reply(r, status, "application/json", json, strlen(json));
+}
+
+void
+req_json_error(struct req *r, int status, const char *fmt, ...)
+{
+	struct strbuf sb;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	sb_init(&sb);
+	sb_addf(&sb, "{\"status\": %d, \"message\": ", status);
+	sb_add_json(&sb, msg);
+	sb_adds(&sb, "}");
+	req_json(r, status, sb_detach(&sb, NULL));
+}
+
+void
+req_redirect(struct req *r, const char *location)
+{
+	req_add_header(r, "Location", location);
+	req_reply(r, 302, "text/plain", xstrdup(""), 0);
+}
+
+int
+err_http_status(enum err_code code)
+{
+	static const int map[] = {
+		[ERR_OK] = 200, [ERR_INVALID] = 400, [ERR_NOTFOUND] = 404,
+		[ERR_CONFLICT] = 409, [ERR_AUTH] = 403, [ERR_FORBIDDEN] = 403,
+		[ERR_TIMEOUT] = 504, [ERR_UNAVAILABLE] = 503,
+		[ERR_UPSTREAM] = 502, [ERR_INTERNAL] = 500, [ERR_TOOMANY] = 429,
+	};
+
+	if ((size_t)code >= sizeof(map) / sizeof(map[0]))
+		return 500;
+	return map[code];
+}
+
+static enum method
+parse_method(const char *m)
+{
+	static const char *const names[] = {
+		"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
+	};
+
+	for (int i = 0; i < 7; i++)
+		if (strcmp(m, names[i]) == 0)
+			return (enum method)i;
+	return M_OTHER;
+}
+
+static int
+trusted(struct hub *h, const char *ip)
+{
+	for (char **p = h->cfg.trusted_proxies; p && *p; p++)
+		if (strcmp(*p, ip) == 0 || strcmp(*p, "*") == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The client's address. Behind the edge (a unix-socket peer) the address is
+ * in X-Forwarded-For, where each proxy appended the address it was called
+ * from: walk it from the right past the trusted proxies (TRUSTED_PROXIES);
+ * the first other entry is the client. The edge sets X-Forwarded-Proto
+ * only from a trusted proxy's word.
+ */
+static void
+client_address(struct req *r)
+{
+	const union MHD_ConnectionInfo *ci;
+	const char *xff, *proto;
+	char **parts;
+	size_t n;
+
+	r->ip[0] = '\0';
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr && ci->client_addr->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)
+		    ci->client_addr)->sin_addr, r->ip, sizeof(r->ip));
+	if (ci && ci->client_addr && ci->client_addr->sa_family != AF_UNIX)
+		return;		/* not through the edge: take the peer */
+	xff = req_header(r, "X-Forwarded-For");
+	parts = str_split(xff ? xff : "", ',', &n);
+	for (size_t i = n; i > 0; i--) {
+		snprintf(r->ip, sizeof(r->ip), "%s", parts[i - 1]);
+		if (!trusted(r->hub, parts[i - 1]))
+			break;
+	}
+	strv_free(parts);
+	proto = req_header(r, "X-Forwarded-Proto");
+	r->https = proto && strcasecmp(proto, "https") == 0;
+}
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static enum MHD_Result
+send_reply(struct req *r)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	const char *ct = r->content_type ? r->content_type : "text/plain";
+
+	if (r->custom) {
+		ret = MHD_queue_response(r->conn, (unsigned)r->status,
+					 r->custom);
+		MHD_destroy_response(r->custom);
+		r->custom = NULL;
+		return ret;
+	}
+	if (r->resp == NULL)
+		req_json_error(r, 500, "internal error: no answer");
+	resp = MHD_create_response_from_buffer(r->resp_len, r->resp,
+					       MHD_RESPMEM_MUST_FREE);
+	r->resp = NULL;
+	MHD_add_response_header(resp, "Content-Type", ct);
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	MHD_add_response_header(resp, "Referrer-Policy", "same-origin");
+	if (strncmp(ct, "text/html", 9) == 0) {
+		MHD_add_response_header(resp, "Content-Security-Policy",
+		    "default-src 'self'; script-src 'self'; style-src 'self'; "
+		    "img-src 'self' data:; frame-ancestors 'none'; "
+		    "form-action 'self'; base-uri 'none'");
+		MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+	}
+	MHD_add_response_header(resp, "Cache-Control", "no-store");
+	for (size_t i = 0; i < r->headers.len; ) {
+		const char *name = r->headers.buf + i;
+		const char *value = name + strlen(name) + 1;
+
+		MHD_add_response_header(resp, name, value);
+		i += strlen(name) + strlen(value) + 2;
+	}
+	ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result
+on_request(void *cls, struct MHD_Connection *conn, const char *url,
+	   const char *method, const char *version, const char *upload,
+	   size_t *upload_size, void **con_cls)
+{
+	struct conn_ctx *cc = *con_cls;
+	struct req r;
+	enum MHD_Result ret;
+
+	(void)cls;
+	(void)version;
+	if (cc == NULL) {
+		cc = xcalloc(1, sizeof(*cc));
+		sb_init(&cc->body);
+		*con_cls = cc;
+		return MHD_YES;
+	}
+	if (*upload_size) {
+		if (cc->body.len + *upload_size >
+		    (size_t)hub_->cfg.max_body_bytes)
+			cc->too_big = 1;
+		else
+			sb_add(&cc->body, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	memset(&r, 0, sizeof(r));
+	r.hub = hub_;
+	r.conn = conn;
+	r.method = parse_method(method);
+	r.path = url;
+	r.body = cc->body.buf ? cc->body.buf : "";
+	r.body_len = cc->body.len;
+	r.body_too_big = cc->too_big;
+	r.start_us = now_us();
+	r.route = "other";
+	sb_init(&r.headers);
+	client_address(&r);
+	router_dispatch(&r);
+	if (r.status == 0 && r.custom == NULL)
+		req_json_error(&r, 500, "internal error: no answer");
+	metrics_observe(hub_->metrics, r.route, r.method, r.status,
+			(double)(now_us() - r.start_us) / 1e6);
+	log_event(LOG_DEBUG, "http.request", "method=%s path=%s status=%d "
+		  "us=%ld ip=%s", method, url, r.status,
+		  (long)(now_us() - r.start_us), r.ip);
+	ret = send_reply(&r);
+	sb_release(&r.headers);
+	free(r.resp);
+	return ret;
+}
+
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+	     enum MHD_RequestTerminationCode toe)
+{
+	struct conn_ctx *cc = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (cc == NULL)
+		return;
+	sb_release(&cc->body);
+	free(cc);
+	*con_cls = NULL;
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	str_trim(msg);
+	log_event(LOG_WARN, "http.server", "msg=%s", msg);
+}
+
+static char sock_dir[64];
+
+/* A unix socket in a fresh 0700 directory: only this process (and root)
+ * can reach libmicrohttpd; the edge relays every hub request to it. */
+static int
+internal_socket(struct hub *h, struct err *e)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	snprintf(sock_dir, sizeof(sock_dir), "/tmp/swarmhub.XXXXXX");
+	if (mkdtemp(sock_dir) == NULL)
+		return err_set(e, ERR_INTERNAL, "cannot make a directory in "
+		    "/tmp for the internal socket");
+	snprintf(h->internal_socket, sizeof(h->internal_socket), "%s/hub.sock",
+		 sock_dir);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", h->internal_socket);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, 1024) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return err_set(e, ERR_INTERNAL, "cannot listen on %s",
+			       h->internal_socket);
+	}
+	return fd;
+}
+
+int
+http_start(struct hub *h, struct err *e)
+{
+	int fd = internal_socket(h, e);
+
+	if (fd < 0)
+		return -1;
+	hub_ = h;
+	daemon_ = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
+	    MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
+	    0, NULL, NULL, on_request, NULL,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+	    MHD_OPTION_LISTEN_SOCKET, fd,
+	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)h->cfg.http_threads,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
+	    MHD_OPTION_END);
+	if (daemon_ == NULL) {
+		close(fd);
+		return err_set(e, ERR_INTERNAL, "cannot start the HTTP server "
+		    "on %s", h->internal_socket);
+	}
+	return 0;
+}
+
+void
+http_stop(void)
+{
+	if (daemon_)
+		MHD_stop_daemon(daemon_);
+	daemon_ = NULL;
+	if (hub_ && *hub_->internal_socket) {
+		unlink(hub_->internal_socket);
+		rmdir(sock_dir);
+	}
+}

@@ -1,0 +1,429 @@
+/*
+ * internal.h - what the hub's own files share (nothing outside hub/ may
+ * include it).
+ *
+ * The hub keeps users, API tokens and sessions in memory (struct state),
+ * filled from PostgreSQL at start and updated after each successful write:
+ * every authenticated request is answered from memory, never from a
+ * database round trip. Activity (user last_activity, token last_used,
+ * session last_seen) is recorded in memory and flushed in batches.
+ * Locking: state.lock is a rwlock; readers hold it while they use a user,
+ * token or session; writers change the maps only after the database agreed.
+ */
+#ifndef SWARMHUB_HUB_INTERNAL_H
+#define SWARMHUB_HUB_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "../common/common.h"
+#include "../spawner/spawner.h"
+#include "auth.h"
+#include "store.h"
+
+#define HUB_VERSION "0.1.0"
+#define HUB_API_VERSION "3.0.0"	/* the JupyterHub REST API we speak */
+
+/* ---- configuration (config.c) --------------------------------------- */
+struct hub_cfg {
+	const char *listen;		/* host:port */
+	const char *db;
+	const char *secret;
+	int auth_ldap;			/* AUTH=ldap */
+	char **admin_users;		/* NULL-terminated */
+	const char *admin_token;	/* NULL: none */
+	struct ldap_cfg ldap;
+	long auth_recheck_s;		/* re-check LDAP groups after this */
+	long session_idle_s;
+	long session_max_age_s;
+	long http_threads;
+	long max_body_bytes;
+	long db_pool;
+	long db_wait_s;			/* wait for the database at start */
+	long login_max_failures;	/* per name or address, per window */
+	long login_window_s;
+	char **trusted_proxies;		/* addresses allowed to set X-Forwarded-* */
+	const char *hub_name;
+	int log_level;
+	/* spawning (enabled when NETWORK is set) */
+	struct spawner_cfg spawn;
+	int spawn_enabled;
+	long concurrent_spawn_limit;
+	long reconcile_every_s;
+	/* culler */
+	long cull_timeout_s, cull_every_s, cull_max_age_s, cull_users_after_s;
+	int cull_admin_servers, cull_kernel_busy, cull_websockets;
+	long cull_concurrency, cull_probe_timeout_ms;
+	/* proxy */
+	int admin_access;		/* admins may open others' servers */
+	long proxy_timeout_s;		/* upstream connect + first byte */
+	long edge_threads;
+};
+/* Reads every SWARMHUB_* setting; -1 with a message naming the setting. */
+int hub_cfg_load(struct hub_cfg *c, struct err *e);
+void hub_cfg_release(struct hub_cfg *c);
+
+/* ---- crypto (crypto.c, libcrypto) ------------------------------------ */
+void crypto_random(void *buf, size_t n);
+/* 32 random bytes as 64 hex characters; out >= 65 bytes. */
+void crypto_token(char *out);
+/* SHA-256 of s as hex; out >= 65 bytes. */
+void crypto_sha256_hex(const char *s, size_t n, char *out);
+/* HMAC-SHA256(key, msg) as hex; out >= 65 bytes. */
+void crypto_hmac_hex(const char *key, const char *msg, char *out);
+
+/* ---- in-memory state (state.c) --------------------------------------- */
+enum srv_state { SRV_STOPPED, SRV_STARTING, SRV_RUNNING, SRV_STOPPING };
+
+struct progress;
+
+/* A user's default server. Fields change under state.lock (write). */
+struct server {
+	enum srv_state state;
+	struct spawn_opts opts;
+	int has_opts;
+	char *options_json;		/* user_options as stored */
+	int64_t started_ms;
+	int64_t last_activity_ms;
+	char *last_error;		/* last failure or stop reason */
+	struct server_addr addr;
+	char ip[64];			/* addr.host resolved (the proxy's) */
+	char nonce[33];			/* new at each start: part of the
+					 * server token */
+	int activity_dirty;		/* atomic */
+	int64_t last_client_ms;		/* atomic: traffic from the browser */
+	struct progress *progress;	/* events of the last start (ref) */
+};
+
+struct user {
+	int64_t id;
+	char *name;
+	int admin;
+	int64_t created_ms;
+	int64_t last_activity_ms;	/* atomic; 0 = never */
+	int activity_dirty;		/* atomic */
+	char *password_hash;
+	char **groups;			/* NULL-terminated, sorted */
+	size_t ngroups;
+	struct server *server;		/* NULL: never had one */
+};
+
+struct token {
+	int64_t id;
+	char hash[65];
+	char *user;
+	char *note;
+	int64_t created_ms;
+	int64_t last_used_ms;		/* atomic */
+	int64_t expires_ms;
+	int dirty;			/* atomic */
+};
+
+struct session {
+	char hash[65];
+	char *user;
+	int64_t created_ms;
+	int64_t last_seen_ms;		/* atomic */
+	int64_t expires_ms;
+	int64_t auth_checked_ms;
+	int dirty;			/* atomic */
+};
+
+struct map;	/* string -> pointer (state.c) */
+
+struct state {
+	pthread_rwlock_t lock;
+	struct map *users;		/* name -> struct user */
+	struct user **user_list;	/* by id, for paging */
+	size_t nusers, cap_users;
+	struct map *tokens;		/* hash -> struct token */
+	struct map *sessions;		/* hash -> struct session */
+};
+
+int state_init(struct state *s);
+void state_release(struct state *s);
+/* Loads users, tokens and sessions from the store (at start). */
+int state_load(struct state *s, struct store *st, struct err *e);
+
+/* Lookups: caller holds s->lock (read or write). */
+struct user *state_user(struct state *s, const char *name);
+struct token *state_token(struct state *s, const char *hash);
+struct session *state_session(struct state *s, const char *hash);
+
+/* Changes: caller holds s->lock for writing. */
+/* An id after every known one (the database's own id is read at the next
+ * start; only the order matters in memory). */
+int64_t state_next_id(struct state *s);
+struct user *state_user_add(struct state *s, const struct store_user *u);
+void state_user_remove(struct state *s, const char *name);
+void state_user_rename(struct state *s, struct user *u, const char *name);
+void state_user_set_groups(struct user *u, const char *const *g, size_t n);
+void state_token_add(struct state *s, const struct store_token *t);
+void state_token_remove(struct state *s, const char *hash);
+void state_token_remove_id(struct state *s, int64_t id);
+/* The user's tokens ordered by id (heap array of borrowed pointers; the
+ * caller holds the lock while using them and frees the array). */
+struct token **state_tokens_of(struct state *s, const char *user, size_t *n);
+void state_session_add(struct state *s, const struct store_session *ss);
+void state_session_remove(struct state *s, const char *hash);
+/* Removes every token and session of user (memory only). */
+void state_forget_user(struct state *s, const char *user);
+
+size_t state_count_sessions(struct state *s);
+size_t state_count_tokens(struct state *s);
+
+/* Activity (lock-free on the record; caller holds the read lock). */
+void state_touch_user(struct user *u, int64_t now_ms);
+void state_touch_token(struct token *t, int64_t now_ms);
+void state_touch_session(struct session *ss, int64_t now_ms);
+/* Writes dirty activity to the store in batches; returns records written. */
+long state_flush(struct state *s, struct store *st, struct err *e);
+
+/* ---- the hub --------------------------------------------------------- */
+struct ratelimit;
+struct metrics;
+
+struct hub {
+	struct hub_cfg cfg;
+	struct store *store;
+	struct state state;
+	struct auth_ldap *ldap;		/* NULL with local auth */
+	struct ratelimit *rl;
+	struct metrics *metrics;
+	struct spawner *spawner;	/* NULL when spawning is off */
+	int active_actions;		/* spawns + stops under way (atomic) */
+	long orphans;			/* services with our label, no server */
+	char admin_token_hash[65];	/* "" when none */
+	char internal_socket[108];	/* libmicrohttpd's unix socket (the
+					 * edge proxies hub requests there;
+					 * abstract: starts with '@') */
+	int64_t started_ms;
+	/* health: cached result of the last database ping */
+	pthread_mutex_t health_lock;
+	int64_t health_checked_ms;
+	int health_ok;
+	char health_msg[256];
+	volatile int stopping;
+};
+
+/* ---- HTTP (http.c): the request as handlers see it ------------------- */
+struct req;
+struct MHD_Connection;
+
+enum method { M_GET, M_POST, M_PUT, M_PATCH, M_DELETE, M_HEAD, M_OPTIONS,
+	      M_OTHER };
+
+struct req {
+	struct hub *hub;
+	struct MHD_Connection *conn;
+	enum method method;
+	const char *path;		/* decoded */
+	const char *body;		/* NUL-terminated, may be "" */
+	size_t body_len;
+	int body_too_big;
+	char ip[64];			/* client address (after trusted XFF) */
+	int https;			/* arrived over HTTPS per trusted proxy */
+	int64_t start_us;
+	/* the response */
+	int status;
+	char *resp;			/* owned */
+	size_t resp_len;
+	const char *content_type;
+	struct strbuf headers;		/* "Name: value\n" lines */
+	const char *route;		/* metrics label */
+	struct MHD_Response *custom;	/* a streaming answer (SSE) */
+};
+
+const char *req_header(struct req *r, const char *name);
+const char *req_query(struct req *r, const char *name);
+const char *req_cookie(struct req *r, const char *name);
+/* Takes body over. */
+void req_reply(struct req *r, int status, const char *content_type,
+	       char *body, size_t len);
+void req_add_header(struct req *r, const char *name, const char *value);
+/* {"status": N, "message": "..."} */
+void req_json_error(struct req *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void req_json(struct req *r, int status, char *json);
+void req_redirect(struct req *r, const char *location);
+int err_http_status(enum err_code code);
+
+int http_start(struct hub *h, struct err *e);
+void http_stop(void);
+
+/* ---- routing (router.c) ---------------------------------------------- */
+void router_dispatch(struct req *r);
+
+/* ---- authentication of a request (sessions.c) ------------------------ */
+enum who_kind { WHO_NONE, WHO_USER, WHO_SERVICE };
+struct who {
+	enum who_kind kind;
+	char name[USER_NAME_MAX + 1];	/* user name, or "admin-token" */
+	int admin;
+	int by_cookie;			/* needs XSRF for changes */
+	char session_hash[65];
+};
+/* Who sent r (token header first, then session cookie). */
+void who_identify(struct req *r, struct who *w);
+/* The same from raw values (the edge): Authorization header, the value of
+ * the session cookie (either may be NULL). */
+void who_from(struct hub *h, const char *authorization, const char *cookie,
+	      struct who *w);
+/* The value of cookie name in a Cookie header (heap string), or NULL. */
+char *cookie_value(const char *header, const char *name);
+#define SESSION_COOKIE "swarmhub-session"
+/* XSRF token for a session (hex). */
+void xsrf_for_session(struct hub *h, const char *session_hash, char *out);
+/* 1 when r carries a valid X-XSRFToken (or _xsrf) for w's session. */
+int xsrf_ok(struct req *r, const struct who *w, const char *form_value);
+
+/* Login: checks credentials, creates/updates the user, opens a session.
+ * On success fills cookie (the raw session id, 43+ chars). */
+int login_check(struct hub *h, const char *username, const char *password,
+		const char *ip, char *name_out, char *cookie_out,
+		struct err *e);
+void session_cookie_header(struct req *r, const char *value, long max_age);
+void logout_session(struct hub *h, const char *session_hash);
+/* Re-checks LDAP membership of an old session: 0 keep, -1 revoke. */
+int session_recheck(struct hub *h, const char *session_hash);
+
+/* ---- rate limit of failed logins (sessions.c) ------------------------ */
+struct ratelimit *ratelimit_new(long max_failures, long window_s);
+void ratelimit_free(struct ratelimit *rl);
+/* Seconds to wait before another try for key, 0 when allowed. */
+long ratelimit_wait(struct ratelimit *rl, const char *key, int64_t now_ms);
+void ratelimit_fail(struct ratelimit *rl, const char *key, int64_t now_ms);
+void ratelimit_clear(struct ratelimit *rl, const char *key);
+
+/* ---- servers (servers.c) --------------------------------------------- */
+/* Starts name's server with the options (JSON text or NULL). 0: started in
+ * the background (202); -1 with *e (ERR_INVALID/ERR_FORBIDDEN 400/403,
+ * ERR_CONFLICT already running or pending, ERR_TOOMANY over the
+ * concurrent-spawn limit, quota: ERR_FORBIDDEN). */
+int servers_start(struct hub *h, const char *name, const char *options_json,
+		  const char *actor, struct err *e);
+/* 0 stopped already (204), 1 stop under way (202), -1 with *e. */
+int servers_stop(struct hub *h, const char *name, const char *actor,
+		 const char *reason, struct err *e);
+/* Loads server rows, adopts running services, marks the rest stopped. */
+int servers_load(struct hub *h, struct err *e);
+void servers_reconcile(struct hub *h);
+/* The server token: HMAC of the hub's secret, HUB_ID, the user and the
+ * start's nonce; out >= 65 bytes. */
+void servers_token(struct hub *h, const char *user, const char *nonce,
+		   char *out);
+/* Every few seconds: servers whose task stopped are re-checked at once. */
+void servers_sweep(struct hub *h);
+/* The progress stream of name's server as an MHD response (or NULL and
+ * an error reply on r). */
+void servers_progress(struct req *r, const char *name);
+void servers_keepalive(void);
+/* At shutdown: pending starts give up (and remove their services). */
+void servers_cancel_all(struct hub *h);
+/* Re-checks name's server with Docker in the background. */
+void servers_recheck(struct hub *h, const char *name);
+void server_free(struct server *s);
+/* Appends the "servers" part of the user model. */
+void servers_model(struct strbuf *sb, const struct user *u, int *ready,
+		   int *pending);
+
+/* ---- API (api.c), pages (pages.c), metrics (metrics.c) --------------- */
+void api_handle(struct req *r, const char *sub);	/* sub: after /hub/api */
+void pages_login(struct req *r);
+void pages_logout(struct req *r);
+void pages_home(struct req *r);
+void pages_static(struct req *r);
+void pages_error(struct req *r, int status, const char *title,
+		 const char *message);
+/* The same page as a heap string (for the edge). */
+char *pages_error_html(struct hub *h, int status, const char *title,
+		       const char *message, size_t *len);
+/* Pages of pages_spawn.c and pages_admin.c; name: the user acted for
+ * (NULL: the signed-in user). */
+void pages_spawn(struct req *r, const char *name);
+void pages_spawn_pending(struct req *r, const char *name);
+void pages_home_stop(struct req *r);
+void pages_admin(struct req *r);
+void pages_token(struct req *r);
+/* What the pages_*.c files share (pages.c). */
+enum page_flags { PAGE_WIDE = 1 << 0, PAGE_REFRESH = 1 << 1 };
+/* Writes the head, header and navigation (w may be NULL). */
+void pages_begin(struct strbuf *sb, struct hub *h, const char *title,
+		 const struct who *w, int flags);
+/* Closes the page and replies with it. */
+void pages_end(struct req *r, struct strbuf *sb, int status);
+/* Fills w with the signed-in user (session cookie); otherwise redirects
+ * to the login page (with next = this page) and returns -1. */
+int pages_signed_in(struct req *r, struct who *w);
+/* next when it is a local path ("/x", never "//x"), else dflt. */
+const char *pages_local_path(const char *next, const char *dflt);
+/* Appends s percent-encoded for a query value. */
+void pages_add_urlenc(struct strbuf *sb, const char *s);
+/* Appends "<time>2024-05-01 10:00 UTC (5 minutes ago)</time>" or
+ * "never". */
+void pages_add_time(struct strbuf *sb, int64_t ms, int64_t now_ms);
+/* The same, short: "5 min ago" with the full time as its title. */
+void pages_add_ago(struct strbuf *sb, int64_t ms, int64_t now_ms);
+/* Appends the hidden _xsrf input of w's session. */
+void pages_add_xsrf(struct strbuf *sb, struct hub *h, const struct who *w);
+/* "stopped", "starting", "running", "stopping". */
+const char *pages_state_word(enum srv_state st);
+/* Appends a number without trailing zeros ("0.5", "2"). */
+void pages_add_num(struct strbuf *sb, double v);
+/* What the active servers of a profile's group members, started with that
+ * profile, use (what its quota caps; pages_spawn.c). */
+struct pages_usage {
+	long servers;
+	double cpu, mem_gb;
+	long gpus;
+};
+void pages_usage_of(struct hub *h, const char *profile,
+		    struct pages_usage *u);
+/* The embedded stylesheet and script (assets.c). */
+extern const char assets_css[];
+extern const size_t assets_css_len;
+extern const char assets_js[];
+extern const size_t assets_js_len;
+
+/* ---- admin endpoints /hub/api/swarmhub/... (api_admin.c) ------------ */
+void api_admin_handle(struct req *r, const struct who *w, const char *sub);
+
+/* ---- the culler (cull.c) --------------------------------------------- */
+int cull_start(struct hub *h, struct err *e);
+void cull_reload(struct hub *h);
+void cull_stop(void);
+void cull_metrics(struct strbuf *sb);
+
+/* ---- the edge's router (route.c) ------------------------------------- */
+struct edge_request;
+struct edge_target;
+void route_request(void *ctx, const struct edge_request *rq,
+		   struct edge_target *t);
+void route_activity(void *ctx, const char *key, int from_client);
+void route_upstream_failed(void *ctx, const char *key, int status);
+char *route_error_page(void *ctx, int status, const char *msg, size_t *len);
+
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+void metrics_observe(struct metrics *m, const char *route, enum method meth,
+		     int status, double seconds);
+void metrics_login(struct metrics *m, int ok);
+char *metrics_render(struct hub *h, size_t *len);
+
+/* ---- audit (writes through the store; never fails the caller) -------- */
+void hub_audit(struct hub *h, const char *actor, const char *action,
+	       const char *target, const char *detail, const char *ip);
+/* Health with a one-second cache. */
+int hub_health(struct hub *h, char *msg, size_t size);
+
+/* JSON request parsing (json.c): shared by the API and the fuzz target. */
+struct json_t;
+/* Parses body as a JSON object whose keys are all in allowed (NULL-ended
+ * list); -1 with ERR_INVALID naming the problem. Caller json_decref's. */
+int json_parse_object(const char *body, size_t len,
+		      const char *const *allowed, struct json_t **out,
+		      struct err *e);
+/* Decodes application/x-www-form-urlencoded; returns the value of key
+ * (heap) or NULL. Invalid encoding → NULL. */
+char *form_value(const char *body, size_t len, const char *key);
+
+#endif

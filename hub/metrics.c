@@ -1,0 +1,196 @@
+/*
+ * metrics.c - Prometheus text format at /hub/metrics, with JupyterHub's
+ * metric names where one exists. Counters are relaxed atomics in fixed
+ * tables (route x method x status), so recording costs no lock.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "internal.h"
+
+static const char *const routes[] = {
+	"api", "api_user", "api_users", "api_user_one", "api_tokens",
+	"api_token_one", "api_activity", "api_server", "api_groups", "health",
+	"metrics", "login", "logout", "home", "root", "static", "notfound",
+	"api_progress", "api_admin", "other"
+};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+static const char *const methods[] = {
+	"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "OTHER"
+};
+#define NMETHODS 8
+static const int statuses[] = {
+	200, 201, 202, 204, 302, 400, 403, 404, 405, 409, 413, 429, 500, 501,
+	502, 503, 504, 0
+};
+#define NSTATUS (sizeof(statuses) / sizeof(statuses[0]))
+static const double buckets[] = {
+	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+	2.5, 5, 10
+};
+#define NBUCKETS (sizeof(buckets) / sizeof(buckets[0]))
+
+struct series {
+	uint64_t count;
+	uint64_t sum_us;
+	uint64_t bucket[NBUCKETS];
+};
+
+struct metrics {
+	struct series s[NROUTES][NMETHODS][NSTATUS];
+	uint64_t login_ok, login_failed;
+};
+
+struct metrics *
+metrics_new(void)
+{
+	return xcalloc(1, sizeof(struct metrics));
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	free(m);
+}
+
+static size_t
+route_index(const char *route)
+{
+	for (size_t i = 0; i < NROUTES; i++)
+		if (strcmp(routes[i], route) == 0)
+			return i;
+	return NROUTES - 1;
+}
+
+static size_t
+status_index(int status)
+{
+	for (size_t i = 0; i + 1 < NSTATUS; i++)
+		if (statuses[i] == status)
+			return i;
+	return NSTATUS - 1;
+}
+
+void
+metrics_observe(struct metrics *m, const char *route, enum method meth,
+		int status, double seconds)
+{
+	struct series *s = &m->s[route_index(route)][meth][status_index(status)];
+
+	__atomic_add_fetch(&s->count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->sum_us, (uint64_t)(seconds * 1e6),
+			   __ATOMIC_RELAXED);
+	for (size_t i = 0; i < NBUCKETS; i++)
+		if (seconds <= buckets[i]) {
+			__atomic_add_fetch(&s->bucket[i], 1, __ATOMIC_RELAXED);
+			break;
+		}
+}
+
+void
+metrics_login(struct metrics *m, int ok)
+{
+	__atomic_add_fetch(ok ? &m->login_ok : &m->login_failed, 1,
+			   __ATOMIC_RELAXED);
+}
+
+static void
+render_series(struct strbuf *sb, const struct series *s, const char *labels)
+{
+	uint64_t cum = 0;
+	uint64_t count = __atomic_load_n(&s->count, __ATOMIC_RELAXED);
+
+	for (size_t i = 0; i < NBUCKETS; i++) {
+		cum += __atomic_load_n(&s->bucket[i], __ATOMIC_RELAXED);
+		sb_addf(sb, "jupyterhub_request_duration_seconds_bucket{%s,"
+			"le=\"%g\"} %llu\n", labels, buckets[i],
+			(unsigned long long)cum);
+	}
+	sb_addf(sb, "jupyterhub_request_duration_seconds_bucket{%s,le=\"+Inf\"}"
+		" %llu\n", labels, (unsigned long long)count);
+	sb_addf(sb, "jupyterhub_request_duration_seconds_count{%s} %llu\n",
+		labels, (unsigned long long)count);
+	sb_addf(sb, "jupyterhub_request_duration_seconds_sum{%s} %.6f\n",
+		labels, (double)__atomic_load_n(&s->sum_us, __ATOMIC_RELAXED) /
+		1e6);
+}
+
+static void
+render_requests(struct strbuf *sb, struct metrics *m)
+{
+	char labels[160];
+
+	sb_adds(sb, "# HELP jupyterhub_request_duration_seconds request "
+		"duration for all HTTP requests\n# TYPE "
+		"jupyterhub_request_duration_seconds histogram\n");
+	for (size_t r = 0; r < NROUTES; r++)
+		for (size_t k = 0; k < NMETHODS; k++)
+			for (size_t c = 0; c < NSTATUS; c++) {
+				const struct series *s = &m->s[r][k][c];
+
+				if (__atomic_load_n(&s->count,
+						    __ATOMIC_RELAXED) == 0)
+					continue;
+				snprintf(labels, sizeof(labels), "code=\"%d\","
+					 "handler=\"%s\",method=\"%s\"",
+					 statuses[c] ? statuses[c] : 599,
+					 routes[r], methods[k]);
+				render_series(sb, s, labels);
+			}
+}
+
+char *
+metrics_render(struct hub *h, size_t *len)
+{
+	struct strbuf sb;
+	size_t users, admins = 0, sessions, tokens, running = 0, pending = 0;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	users = h->state.nusers;
+	for (size_t i = 0; i < users; i++) {
+		const struct server *s = h->state.user_list[i]->server;
+
+		admins += h->state.user_list[i]->admin != 0;
+		running += s && s->state == SRV_RUNNING;
+		pending += s && (s->state == SRV_STARTING ||
+				 s->state == SRV_STOPPING);
+	}
+	sessions = state_count_sessions(&h->state);
+	tokens = state_count_tokens(&h->state);
+	pthread_rwlock_unlock(&h->state.lock);
+	sb_init(&sb);
+	sb_addf(&sb, "# HELP jupyterhub_total_users total number of users\n"
+		"# TYPE jupyterhub_total_users gauge\n"
+		"jupyterhub_total_users %zu\n"
+		"# HELP swarmhub_admin_users users with admin rights\n"
+		"# TYPE swarmhub_admin_users gauge\nswarmhub_admin_users %zu\n"
+		"# HELP jupyterhub_running_servers the number of user servers "
+		"currently running\n# TYPE jupyterhub_running_servers gauge\n"
+		"jupyterhub_running_servers %zu\n"
+		"# HELP jupyterhub_pending_servers servers starting or "
+		"stopping\n# TYPE jupyterhub_pending_servers gauge\n"
+		"jupyterhub_pending_servers %zu\n"
+		"# HELP swarmhub_sessions open browser sessions\n"
+		"# TYPE swarmhub_sessions gauge\nswarmhub_sessions %zu\n"
+		"# HELP swarmhub_api_tokens API tokens\n"
+		"# TYPE swarmhub_api_tokens gauge\nswarmhub_api_tokens %zu\n",
+		users, admins, running, pending, sessions, tokens);
+	sb_addf(&sb, "# HELP swarmhub_orphan_services services with this hub's "
+		"labels that no running server owns\n# TYPE "
+		"swarmhub_orphan_services gauge\nswarmhub_orphan_services "
+		"%ld\n", __atomic_load_n(&h->orphans, __ATOMIC_RELAXED));
+	sb_addf(&sb, "# HELP swarmhub_logins_total login attempts by result\n"
+		"# TYPE swarmhub_logins_total counter\n"
+		"swarmhub_logins_total{result=\"success\"} %llu\n"
+		"swarmhub_logins_total{result=\"failure\"} %llu\n",
+		(unsigned long long)__atomic_load_n(&h->metrics->login_ok,
+						    __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&h->metrics->login_failed,
+						    __ATOMIC_RELAXED));
+	sb_addf(&sb, "# HELP swarmhub_database_up 1 when the last database "
+		"check succeeded\n# TYPE swarmhub_database_up gauge\n"
+		"swarmhub_database_up %d\n", h->health_ok);
+	cull_metrics(&sb);
+	render_requests(&sb, h->metrics);
+	return sb_detach(&sb, len);
+}

@@ -1,0 +1,273 @@
+/*
+ * route.c - where the edge sends each request.
+ *
+ * /user/<name>/... goes to that user's server when the caller may use it
+ * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
+ * credentials removed and the server token added. Everything else goes to
+ * the hub's own HTTP server (libmicrohttpd) on its internal unix socket.
+ * Answers come from memory only: session and token maps, server addresses.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include "edge.h"
+#include "internal.h"
+
+static void
+respond(struct edge_target *t, int status, const char *type, char *body)
+{
+	t->action = EDGE_RESPOND;
+	t->status = status;
+	t->content_type = type;
+	t->body = body;
+	t->body_len = strlen(body);
+}
+
+static void
+redirect(struct edge_target *t, const char *location)
+{
+	respond(t, 302, "text/plain", xstrdup(""));
+	snprintf(t->location, sizeof(t->location), "%s", location);
+}
+
+static void
+json_error(struct edge_target *t, int status, const char *msg)
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	sb_addf(&sb, "{\"status\": %d, \"message\": ", status);
+	sb_add_json(&sb, msg);
+	sb_adds(&sb, "}");
+	respond(t, status, "application/json", sb_detach(&sb, NULL));
+}
+
+static void
+page_error(struct hub *h, struct edge_target *t, int status,
+	   const char *title, const char *msg)
+{
+	size_t len;
+	char *html = pages_error_html(h, status, title, msg, &len);
+
+	respond(t, status, "text/html; charset=utf-8", html);
+	t->body_len = len;
+}
+
+/* Percent-encodes s for a query value ('/' too, as the login page does). */
+static void
+url_escape(struct strbuf *sb, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-_.~", c))
+			sb_addc(sb, (char)c);
+		else
+			sb_addf(sb, "%%%02X", c);
+	}
+}
+
+/* Origin must be this hub's own (scheme://Host) when present. */
+static int
+origin_ok(const struct edge_request *rq)
+{
+	char own[300];
+
+	if (rq->origin == NULL)
+		return 1;
+	snprintf(own, sizeof(own), "%s://%s", rq->https ? "https" : "http",
+		 rq->host);
+	return strcasecmp(own, rq->origin) == 0;
+}
+
+static int
+state_changing(const char *method)
+{
+	return strcmp(method, "GET") && strcmp(method, "HEAD") &&
+	       strcmp(method, "OPTIONS");
+}
+
+/* The part after /user/<name>/ names an API call (…/api/…). */
+static int
+is_api(const char *rest)
+{
+	return strncmp(rest, "api/", 4) == 0 || strstr(rest, "/api/") != NULL;
+}
+
+static void
+not_running(struct hub *h, struct edge_target *t, const char *name,
+	    const char *rest, enum srv_state st, const char *target)
+{
+	struct strbuf sb;
+
+	if (is_api(rest)) {
+		char *msg = xasprintf("%s's server is not running", name);
+
+		json_error(t, 503, msg);
+		free(msg);
+		return;
+	}
+	sb_init(&sb);
+	sb_adds(&sb, st == SRV_STARTING ? "/hub/spawn-pending/" : "/hub/spawn/");
+	url_escape(&sb, name);
+	if (st != SRV_STARTING) {
+		sb_adds(&sb, "?next=");
+		url_escape(&sb, target);
+	}
+	redirect(t, sb.buf);
+	sb_release(&sb);
+	(void)h;
+}
+
+/* Fills t for a running server of name; 0, or -1 when not running. */
+static int
+to_server(struct hub *h, const char *name, struct edge_target *t,
+	  enum srv_state *st)
+{
+	struct user *u;
+	struct server *s;
+	char nonce[33] = "";
+	int ok = 0;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	s = u ? u->server : NULL;
+	*st = s ? s->state : SRV_STOPPED;
+	if (s && s->state == SRV_RUNNING && *s->ip) {
+		snprintf(t->host, sizeof(t->host), "%s", s->ip);
+		t->port = s->addr.port;
+		memcpy(nonce, s->nonce, sizeof(nonce));
+		ok = 1;
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (!ok)
+		return -1;
+	{
+		char token[65];
+
+		servers_token(h, name, nonce, token);
+		snprintf(t->authorization, sizeof(t->authorization),
+			 "token %s", token);
+	}
+	t->action = EDGE_PROXY;
+	t->strip_authorization = 1;
+	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
+		 SESSION_COOKIE);
+	snprintf(t->activity, sizeof(t->activity), "%s", name);
+	t->timeout_ms = h->cfg.proxy_timeout_s * 1000;
+	return 0;
+}
+
+static void
+user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
+{
+	const char *p = rq->target + 6, *slash = strchr(p, '/');
+	char name[USER_NAME_MAX + 1], *cookie;
+	size_t n = slash ? (size_t)(slash - p) : strcspn(p, "?");
+	struct who w;
+	enum srv_state st;
+	const char *rest = slash ? slash + 1 : "";
+
+	if (n == 0 || n > USER_NAME_MAX) {
+		page_error(h, t, 404, "Page not found", "There is no such user.");
+		return;
+	}
+	memcpy(name, p, n);
+	name[n] = '\0';
+	if (slash == NULL) {	/* /user/alice → /user/alice/ */
+		char *loc = xasprintf("/user/%s/%s", name, p + n);
+
+		redirect(t, loc);
+		free(loc);
+		return;
+	}
+	cookie = rq->cookie ? cookie_value(rq->cookie, SESSION_COOKIE) : NULL;
+	who_from(h, rq->authorization, cookie, &w);
+	free(cookie);
+	if (w.kind == WHO_NONE) {
+		struct strbuf sb;
+
+		if (is_api(rest) || rq->authorization) {
+			json_error(t, 403, "not logged in: log in at /hub/login "
+				   "or send an API token");
+			return;
+		}
+		sb_init(&sb);
+		sb_adds(&sb, "/hub/login?next=");
+		url_escape(&sb, rq->target);
+		redirect(t, sb.buf);
+		sb_release(&sb);
+		return;
+	}
+	if (strcmp(w.name, name) != 0 &&
+	    !(w.admin && w.kind == WHO_USER && h->cfg.admin_access)) {
+		page_error(h, t, 403, "Not your server", "This notebook server "
+			   "belongs to someone else.");
+		return;
+	}
+	if ((rq->upgrade || state_changing(rq->method)) && !origin_ok(rq)) {
+		page_error(h, t, 403, "Cross-site request refused", "This "
+			   "request came from another site.");
+		return;
+	}
+	if (to_server(h, name, t, &st) < 0)
+		not_running(h, t, name, rest, st, rq->target);
+}
+
+void
+route_request(void *ctx, const struct edge_request *rq, struct edge_target *t)
+{
+	struct hub *h = ctx;
+
+	if (strncmp(rq->target, "/user/", 6) == 0) {
+		user_route(h, rq, t);
+		return;
+	}
+	t->action = EDGE_PROXY;
+	snprintf(t->unix_path, sizeof(t->unix_path), "%s", h->internal_socket);
+	t->timeout_ms = 600000;	/* the progress stream is long-lived */
+}
+
+void
+route_activity(void *ctx, const char *key, int from_client)
+{
+	struct hub *h = ctx;
+	struct user *u;
+	int64_t now = time_now_ms();
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, key);
+	if (u && u->server) {
+		__atomic_store_n(&u->server->last_activity_ms, now,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&u->server->activity_dirty, 1,
+				 __ATOMIC_RELAXED);
+		if (from_client)
+			__atomic_store_n(&u->server->last_client_ms, now,
+					 __ATOMIC_RELAXED);
+		state_touch_user(u, now);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+}
+
+void
+route_upstream_failed(void *ctx, const char *key, int status)
+{
+	struct hub *h = ctx;
+
+	log_event(LOG_WARN, "proxy.upstream_failed", "user=%s status=%d", key,
+		  status);
+	servers_recheck(h, key);
+}
+
+char *
+route_error_page(void *ctx, int status, const char *msg, size_t *len)
+{
+	const char *title = status == 502 ? "The server did not answer" :
+			    status == 504 ? "The server is too slow" :
+			    "Bad request";
+
+	return pages_error_html(ctx, status, title, msg, len);
+}

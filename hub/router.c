@@ -1,0 +1,94 @@
+/*
+ * router.c - maps a path to its handler. The paths are JupyterHub's.
+ */
+#include <string.h>
+#include "internal.h"
+
+static int
+is(const char *path, const char *want)
+{
+	return strcmp(path, want) == 0;
+}
+
+/* A user name as the last part of a page path ("alice", not "a/b"). */
+static int
+user_part(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= USER_NAME_MAX && strchr(s, '/') == NULL;
+}
+
+static void
+health(struct req *r)
+{
+	char msg[256];
+	int ok = hub_health(r->hub, msg, sizeof(msg));
+
+	r->route = "health";
+	if (ok)
+		req_json(r, 200, xstrdup("{\"status\": \"ok\"}"));
+	else
+		req_json_error(r, 503, "%s", msg);
+}
+
+static void
+metrics(struct req *r)
+{
+	size_t len;
+	char *text = metrics_render(r->hub, &len);
+
+	r->route = "metrics";
+	req_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+		  len);
+}
+
+void
+router_dispatch(struct req *r)
+{
+	const char *p = r->path;
+
+	if (r->body_too_big) {
+		req_json_error(r, 413, "request body is larger than %ld bytes",
+			       r->hub->cfg.max_body_bytes);
+		return;
+	}
+	if (strncmp(p, "/hub/api", 8) == 0 && (p[8] == '\0' || p[8] == '/')) {
+		api_handle(r, p + 8);
+		return;
+	}
+	if (is(p, "/hub/health")) {
+		health(r);
+	} else if (is(p, "/hub/metrics")) {
+		metrics(r);
+	} else if (is(p, "/hub/login")) {
+		pages_login(r);
+	} else if (is(p, "/hub/logout")) {
+		pages_logout(r);
+	} else if (is(p, "/hub/static/style.css") ||
+		   is(p, "/hub/static/app.js")) {
+		pages_static(r);
+	} else if (is(p, "/hub/home")) {
+		pages_home(r);
+	} else if (is(p, "/hub/home/stop")) {
+		pages_home_stop(r);
+	} else if (is(p, "/hub/spawn")) {
+		pages_spawn(r, NULL);
+	} else if (strncmp(p, "/hub/spawn/", 11) == 0 && user_part(p + 11)) {
+		pages_spawn(r, p + 11);
+	} else if (strncmp(p, "/hub/spawn-pending/", 19) == 0 &&
+		   user_part(p + 19)) {
+		pages_spawn_pending(r, p + 19);
+	} else if (is(p, "/hub/admin")) {
+		pages_admin(r);
+	} else if (is(p, "/hub/token")) {
+		pages_token(r);
+	} else if (is(p, "/") || is(p, "/hub") || is(p, "/hub/")) {
+		r->route = "root";
+		req_redirect(r, "/hub/home");
+	} else {
+		r->route = "notfound";
+		pages_error(r, 404, "Page not found",
+			    "There is nothing at this address.");
+	}
+}

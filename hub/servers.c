@@ -1,0 +1,1151 @@
+/*
+ * servers.c - users' servers as the hub sees them: start and stop on
+ * worker threads, the progress stream, adoption at start and the periodic
+ * reconcile with Docker.
+ *
+ * Each start or stop runs on its own detached thread (bounded by
+ * CONCURRENT_SPAWN_LIMIT); it looks the user up by name under state.lock
+ * whenever it changes the server, so a user deleted meanwhile is noticed.
+ * Progress events are kept per start in a refcounted struct progress and
+ * replayed to late listeners; a listener with nothing to read is suspended
+ * (libmicrohttpd) and resumed by the next event or keepalive tick, so it
+ * holds no thread.
+ */
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "internal.h"
+
+/* ---- progress -------------------------------------------------------- */
+struct progress {
+	pthread_mutex_t lock;
+	int refs;
+	char **events;		/* "data: {...}\n\n" */
+	size_t n, cap;
+	int done;
+	volatile int cancel;	/* a stop asked during this start */
+};
+
+static struct progress *
+progress_new(void)
+{
+	struct progress *p = xcalloc(1, sizeof(*p));
+
+	pthread_mutex_init(&p->lock, NULL);
+	p->refs = 1;
+	return p;
+}
+
+static struct progress *
+progress_ref(struct progress *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->refs++;
+	pthread_mutex_unlock(&p->lock);
+	return p;
+}
+
+static void
+progress_unref(struct progress *p)
+{
+	int left;
+
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	left = --p->refs;
+	pthread_mutex_unlock(&p->lock);
+	if (left)
+		return;
+	for (size_t i = 0; i < p->n; i++)
+		free(p->events[i]);
+	free(p->events);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+}
+
+static void wake_listeners(void);
+
+/* kind: 0 progress, 1 ready, 2 failed. */
+static void
+progress_add(struct progress *p, int pct, const char *msg, int kind,
+	     const char *url)
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	sb_addf(&sb, "data: {\"progress\": %d, \"message\": ", pct);
+	sb_add_json(&sb, msg);
+	if (kind == 1) {
+		sb_adds(&sb, ", \"ready\": true, \"url\": ");
+		sb_add_json(&sb, url);
+	} else if (kind == 2) {
+		sb_adds(&sb, ", \"failed\": true");
+	}
+	sb_adds(&sb, "}\n\n");
+	pthread_mutex_lock(&p->lock);
+	if (!p->done) {
+		if (p->n == p->cap) {
+			p->cap = p->cap * 2 + 8;
+			p->events = xrealloc(p->events,
+					     p->cap * sizeof(*p->events));
+		}
+		p->events[p->n++] = sb_detach(&sb, NULL);
+		p->done = kind != 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+	sb_release(&sb);
+	wake_listeners();
+}
+
+void
+server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	free(s->options_json);
+	free(s->last_error);
+	progress_unref(s->progress);
+	free(s);
+}
+
+static const char *
+state_name(enum srv_state st)
+{
+	static const char *const names[] = { "stopped", "pending", "running",
+					     "stopping" };
+
+	return names[st];
+}
+
+void
+servers_token(struct hub *h, const char *user, const char *nonce, char *out)
+{
+	char *msg = xasprintf("server:%s:%s:%s", h->cfg.spawn.hub_id, user,
+			      nonce ? nonce : "");
+
+	crypto_hmac_hex(h->cfg.secret, msg, out);
+	free(msg);
+}
+
+/* ---- the user model's server part ------------------------------------ */
+void
+servers_model(struct strbuf *sb, const struct user *u, int *ready,
+	      int *pending)
+{
+	const struct server *s = u->server;
+	char ts[40];
+
+	*ready = s && s->state == SRV_RUNNING;
+	*pending = s && (s->state == SRV_STARTING || s->state == SRV_STOPPING);
+	if (!*ready && !*pending) {
+		sb_adds(sb, "{}");
+		return;
+	}
+	sb_adds(sb, "{\"\": {\"name\": \"\", \"ready\": ");
+	sb_adds(sb, *ready ? "true" : "false");
+	sb_adds(sb, ", \"pending\": ");
+	sb_adds(sb, s->state == SRV_STARTING ? "\"spawn\"" :
+		s->state == SRV_STOPPING ? "\"stop\"" : "null");
+	sb_adds(sb, ", \"stopped\": false, \"url\": ");
+	{
+		char *url = xasprintf("/user/%s/", u->name);
+
+		sb_add_json(sb, url);
+		free(url);
+		url = xasprintf("/hub/api/users/%s/server/progress", u->name);
+		sb_adds(sb, ", \"progress_url\": ");
+		sb_add_json(sb, url);
+		free(url);
+	}
+	time_iso8601(s->started_ms, ts, sizeof(ts));
+	sb_adds(sb, ", \"started\": ");
+	if (*ts)
+		sb_addf(sb, "\"%s\"", ts);
+	else
+		sb_adds(sb, "null");
+	time_iso8601(__atomic_load_n(&s->last_activity_ms, __ATOMIC_RELAXED),
+		     ts, sizeof(ts));
+	sb_adds(sb, ", \"last_activity\": ");
+	if (*ts)
+		sb_addf(sb, "\"%s\"", ts);
+	else
+		sb_adds(sb, "null");
+	sb_adds(sb, ", \"state\": {}, \"user_options\": ");
+	sb_adds(sb, s->options_json ? s->options_json : "{}");
+	sb_adds(sb, "}}");
+}
+
+/* addr.host as an IPv4 literal (service names resolve through Docker's
+ * DNS on the overlay network); blocking: workers and reconcile only. */
+static void
+resolve(const char *host, char *ip, size_t size)
+{
+	struct addrinfo hints = { 0 }, *res = NULL;
+	struct in_addr a;
+
+	ip[0] = '\0';
+	if (inet_pton(AF_INET, host, &a) == 1) {
+		snprintf(ip, size, "%s", host);
+		return;
+	}
+	hints.ai_family = AF_INET;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, NULL, &hints, &res) == 0 && res) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)
+		    res->ai_addr)->sin_addr, ip, (socklen_t)size);
+	} else {
+		log_event(LOG_WARN, "server.resolve_failed", "host=%s", host);
+	}
+	if (res)
+		freeaddrinfo(res);
+}
+
+/* ---- persistence ----------------------------------------------------- */
+/* Writes the server row of name as it is in memory (caller holds no lock). */
+static void
+save(struct hub *h, const char *name)
+{
+	struct store_server row = { 0 };
+	struct err e = { 0 };
+	struct user *u;
+	char *opts = NULL, *err = NULL, *service = NULL, *image = NULL;
+	char *nonce = NULL;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	if (u && u->server) {
+		struct server *s = u->server;
+
+		row.state = state_name(s->state);
+		opts = xstrdup(s->options_json ? s->options_json : "{}");
+		err = s->last_error ? xstrdup(s->last_error) : NULL;
+		service = *s->addr.service_id ? xstrdup(s->addr.service_id)
+					      : NULL;
+		image = s->has_opts ? xstrdup(s->opts.image) : NULL;
+		row.started_ms = s->started_ms;
+		row.last_activity_ms = s->last_activity_ms;
+		nonce = xstrdup(s->nonce);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (row.state) {
+		row.user = name;
+		row.name = "";
+		row.user_options = opts;
+		row.last_error = err;
+		row.service_id = service;
+		row.image = image;
+		row.token_nonce = nonce;
+		if (store_server_save(h->store, &row, &e) < 0)
+			log_event(LOG_WARN, "server.save_failed", "user=%s "
+				  "err=%s", name, e.msg);
+	}
+	free(opts);
+	free(err);
+	free(service);
+	free(image);
+	free(nonce);
+}
+
+static void
+event(struct hub *h, const char *name, const char *kind, const char *msg)
+{
+	struct err e = { 0 };
+
+	if (store_server_event(h->store, name, "", kind, msg, &e) < 0)
+		log_event(LOG_WARN, "server.event_failed", "user=%s err=%s",
+			  name, e.msg);
+}
+
+/* ---- workers --------------------------------------------------------- */
+struct job {
+	struct hub *h;
+	char name[USER_NAME_MAX + 1];
+	char actor[USER_NAME_MAX + 16];
+	char reason[256];
+	struct spawn_opts opts;
+	struct progress *progress;
+	char nonce[33];
+	int64_t t0;
+};
+
+static void
+on_progress(void *ctx, int pct, const char *msg)
+{
+	struct job *j = ctx;
+
+	progress_add(j->progress, pct, msg, 0, NULL);
+	log_event(LOG_INFO, "spawn.progress", "user=%s progress=%d msg=%s",
+		  j->name, pct, msg);
+}
+
+/* Under the write lock: the user's server, or NULL when the user is gone. */
+static struct server *
+server_of(struct hub *h, const char *name)
+{
+	struct user *u = state_user(&h->state, name);
+
+	return u ? u->server : NULL;
+}
+
+/*
+ * A new server answers at s's address, so any other server the hub still
+ * routes to that address is gone (Docker reuses addresses): stop routing
+ * there at once, before a request for it reaches the newcomer. Returns
+ * their names for a re-check (heap, NULL-terminated). Write lock held.
+ */
+static char **
+unroute_same_address(struct hub *h, const struct server *s)
+{
+	char **names = xcalloc(h->state.nusers + 1, sizeof(*names));
+	size_t n = 0;
+
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+		struct server *o = u->server;
+
+		if (o == NULL || o == s || o->state != SRV_RUNNING ||
+		    strcmp(o->ip, s->ip) != 0 || o->addr.port != s->addr.port)
+			continue;
+		o->ip[0] = '\0';
+		names[n++] = xstrdup(u->name);
+		log_event(LOG_WARN, "server.address_reused", "user=%s ip=%s",
+			  u->name, s->ip);
+	}
+	return names;
+}
+
+static void
+start_done(struct job *j, int rc, const struct server_addr *a,
+	   const struct err *e)
+{
+	struct hub *h = j->h;
+	struct server *s;
+	char *url = xasprintf("/user/%s/", j->name);
+	int cancelled = 0;
+	struct err ignore = { 0 };
+	char ip[64] = "";
+	char **stale = NULL;
+
+	if (rc == 0)
+		resolve(a->host, ip, sizeof(ip));
+	pthread_rwlock_wrlock(&h->state.lock);
+	s = server_of(h, j->name);
+	if (s && j->progress->cancel && rc == 0)
+		cancelled = 1;
+	if (s && rc == 0 && !cancelled) {
+		s->state = SRV_RUNNING;
+		s->addr = *a;
+		snprintf(s->ip, sizeof(s->ip), "%s", ip);
+		stale = unroute_same_address(h, s);
+		s->started_ms = time_now_ms();
+		s->last_activity_ms = s->started_ms;
+		free(s->last_error);
+		s->last_error = NULL;
+	} else if (s) {
+		s->state = SRV_STOPPED;
+		free(s->last_error);
+		s->last_error = xstrdup(j->progress->cancel ?
+		    "the start was cancelled" : e->msg);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (s == NULL || cancelled)	/* user deleted, or stop asked */
+		spawner_stop(h->spawner, j->name, "", &ignore);
+	if (rc == 0 && s && !cancelled) {
+		progress_add(j->progress, 100, "Server ready", 1, url);
+		log_event(LOG_INFO, "spawn.ready", "user=%s service=%s ms=%ld",
+			  j->name, a->service_name,
+			  (long)(time_mono_ms() - j->t0));
+		event(h, j->name, "ready", url);
+	} else {
+		char *msg = xasprintf("Spawn failed: %s", j->progress->cancel ?
+		    "the start was cancelled" : e->msg);
+
+		progress_add(j->progress, 100, msg, 2, NULL);
+		log_event(LOG_WARN, "spawn.failed", "user=%s err=%s", j->name,
+			  e->msg);
+		event(h, j->name, "failed", msg);
+		hub_audit(h, j->actor, "server.start_failed", j->name, NULL, "");
+		free(msg);
+	}
+	if (s)
+		save(h, j->name);
+	for (char **p = stale; p && *p; p++)
+		servers_recheck(h, *p);
+	strv_free(stale);
+	free(url);
+}
+
+static void *
+start_worker(void *arg)
+{
+	struct job *j = arg;
+	struct hub *h = j->h;
+	struct server_addr a;
+	struct err e = { 0 };
+	char token[65], *base = xasprintf("/user/%s/", j->name);
+	struct spawn_req req = { j->name, "", &j->opts, token, base,
+				 &j->progress->cancel };
+	int rc;
+
+	servers_token(h, j->name, j->nonce, token);
+	rc = spawner_start(h->spawner, &req, on_progress, j, &a, &e);
+	start_done(j, rc, &a, &e);
+	progress_unref(j->progress);
+	__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+	free(base);
+	free(j);
+	return NULL;
+}
+
+static void *
+stop_worker(void *arg)
+{
+	struct job *j = arg;
+	struct hub *h = j->h;
+	struct err e = { 0 };
+	struct server *s;
+	int rc = spawner_stop(h->spawner, j->name, "", &e);
+
+	pthread_rwlock_wrlock(&h->state.lock);
+	s = server_of(h, j->name);
+	if (s) {
+		s->state = rc == 0 ? SRV_STOPPED : SRV_RUNNING;
+		free(s->last_error);
+		s->last_error = rc == 0 ? (*j->reason ? xstrdup(j->reason)
+						      : NULL)
+					: xasprintf("stop failed: %s", e.msg);
+		if (rc == 0) {
+			memset(&s->addr, 0, sizeof(s->addr));
+			s->ip[0] = '\0';
+		}
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (rc == 0)
+		log_event(LOG_INFO, "server.stopped", "user=%s ms=%ld", j->name,
+			  (long)(time_mono_ms() - j->t0));
+	else
+		log_event(LOG_WARN, "server.stop_failed", "user=%s err=%s",
+			  j->name, e.msg);
+	event(h, j->name, rc == 0 ? "stop" : "stop_failed",
+	      rc == 0 ? j->reason : e.msg);
+	if (s)
+		save(h, j->name);
+	__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+	free(j);
+	return NULL;
+}
+
+static int
+launch(void *(*fn)(void *), struct job *j, struct err *e)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int rc;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	rc = pthread_create(&t, &attr, fn, j);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		return err_set(e, ERR_INTERNAL, "cannot start a worker thread");
+	return 0;
+}
+
+/* ---- start and stop -------------------------------------------------- */
+static int
+member(const struct user *u, const char *group)
+{
+	if (strcmp(group, "default") == 0)
+		return 1;
+	for (size_t i = 0; i < u->ngroups; i++)
+		if (strcmp(u->groups[i], group) == 0)
+			return 1;
+	return 0;
+}
+
+/* Options of active servers started with profile by its group's members;
+ * caller holds the lock. */
+static struct spawn_opts *
+in_use(struct hub *h, const char *profile, size_t *n)
+{
+	struct spawn_opts *v = xcalloc(h->state.nusers + 1, sizeof(*v));
+
+	*n = 0;
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+		struct server *s = u->server;
+
+		if (s && s->has_opts && s->state != SRV_STOPPED &&
+		    strcmp(s->opts.profile, profile) == 0 &&
+		    member(u, profile))
+			v[(*n)++] = s->opts;
+	}
+	return v;
+}
+
+/* Checks and marks the server as starting (write lock held). */
+static int
+claim_start(struct hub *h, struct user *u, const struct spawn_opts *o,
+	    const char *opts_json, struct progress *p, struct err *e)
+{
+	struct server *s = u->server;
+	struct spawn_opts *used;
+	size_t n;
+	int rc;
+
+	if (s && s->state == SRV_RUNNING)
+		return err_set(e, ERR_CONFLICT, "%s's server is already "
+			       "running", u->name);
+	if (s && s->state != SRV_STOPPED)
+		return err_set(e, ERR_CONFLICT, "%s's server has a pending %s; "
+		    "wait until it is done", u->name,
+		    s->state == SRV_STARTING ? "start" : "stop");
+	used = in_use(h, o->profile, &n);
+	rc = spawner_quota_check(h->spawner, o, used, n, e);
+	free(used);
+	if (rc < 0)
+		return -1;
+	if (s == NULL)
+		s = u->server = xcalloc(1, sizeof(*s));
+	s->state = SRV_STARTING;
+	s->opts = *o;
+	s->has_opts = 1;
+	{
+		unsigned char b[16];
+		static const char hx[] = "0123456789abcdef";
+
+		crypto_random(b, sizeof(b));
+		for (int i = 0; i < 16; i++) {
+			s->nonce[2 * i] = hx[b[i] >> 4];
+			s->nonce[2 * i + 1] = hx[b[i] & 15];
+		}
+		s->nonce[32] = '\0';
+	}
+	free(s->options_json);
+	s->options_json = xstrdup(opts_json);
+	progress_unref(s->progress);
+	s->progress = progress_ref(p);
+	return 0;
+}
+
+static int
+user_options(struct hub *h, const char *name, const char *json,
+	     struct spawn_opts *o, struct err *e)
+{
+	struct user *u;
+	char **groups = NULL;
+	size_t n = 0;
+	int rc;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	if (u) {
+		groups = xcalloc(u->ngroups + 1, sizeof(*groups));
+		for (n = 0; n < u->ngroups; n++)
+			groups[n] = xstrdup(u->groups[n]);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (u == NULL)
+		return err_set(e, ERR_NOTFOUND, "user %s does not exist", name);
+	rc = spawner_options(h->spawner, (const char *const *)groups, n, json,
+			     o, e);
+	strv_free(groups);
+	return rc;
+}
+
+int
+servers_start(struct hub *h, const char *name, const char *options_json,
+	      const char *actor, struct err *e)
+{
+	struct spawn_opts o;
+	struct progress *p;
+	struct job *j;
+	struct user *u;
+	char *opts_json;
+	int rc;
+
+	if (h->spawner == NULL)
+		return err_set(e, ERR_UNAVAILABLE, "spawning is not configured "
+		    "on this hub (set SWARMHUB_NETWORK and SWARMHUB_PROFILES)");
+	if (user_options(h, name, options_json, &o, e) < 0)
+		return -1;
+	if (spawner_ping(h->spawner, e) < 0)
+		return err_set(e, ERR_UNAVAILABLE, "cannot start servers now: "
+		    "%s", e->msg);
+	if (__atomic_add_fetch(&h->active_actions, 1, __ATOMIC_RELAXED) >
+	    h->cfg.concurrent_spawn_limit) {
+		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+		return err_set(e, ERR_TOOMANY, "too many servers are starting "
+		    "or stopping right now (limit %ld): try again in a moment",
+		    h->cfg.concurrent_spawn_limit);
+	}
+	opts_json = spawner_options_json(&o);
+	p = progress_new();
+	progress_add(p, 0, "Server requested", 0, NULL);
+	j = xcalloc(1, sizeof(*j));
+	pthread_rwlock_wrlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	rc = u ? claim_start(h, u, &o, opts_json, p, e)
+	       : err_set(e, ERR_NOTFOUND, "user %s does not exist", name);
+	if (rc == 0)
+		memcpy(j->nonce, u->server->nonce, sizeof(j->nonce));
+	pthread_rwlock_unlock(&h->state.lock);
+	free(opts_json);
+	if (rc < 0) {
+		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+		progress_unref(p);
+		free(j);
+		return -1;
+	}
+	j->h = h;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	snprintf(j->actor, sizeof(j->actor), "%s", actor);
+	j->opts = o;
+	j->progress = p;
+	j->t0 = time_mono_ms();
+	save(h, name);
+	event(h, name, "spawn", actor);
+	hub_audit(h, actor, "server.start", name, NULL, "");
+	log_event(LOG_INFO, "spawn.requested", "user=%s profile=%s image=%s "
+		  "cpu=%.2f mem_gb=%.2f by=%s", name, o.profile, o.image, o.cpu,
+		  o.mem_gb, actor);
+	if (launch(start_worker, j, e) < 0) {
+		struct err fe = { ERR_INTERNAL, "no worker thread" };
+
+		j->progress = progress_ref(p);
+		start_done(j, -1, NULL, &fe);
+		progress_unref(j->progress);
+		progress_unref(p);
+		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+int
+servers_stop(struct hub *h, const char *name, const char *actor,
+	     const char *reason, struct err *e)
+{
+	struct user *u;
+	struct server *s;
+	struct job *j;
+	int what = 0;	/* 0 nothing, 1 cancel a start, 2 stop */
+
+	if (h->spawner == NULL)
+		return err_set(e, ERR_UNAVAILABLE, "spawning is not configured "
+		    "on this hub");
+	pthread_rwlock_wrlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	s = u ? u->server : NULL;
+	if (s && s->state == SRV_STARTING) {
+		s->progress->cancel = 1;
+		what = 1;
+	} else if (s && s->state == SRV_STOPPING) {
+		what = 1;
+	} else if (s && s->state == SRV_RUNNING) {
+		s->state = SRV_STOPPING;
+		what = 2;
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (u == NULL)
+		return err_set(e, ERR_NOTFOUND, "user %s does not exist", name);
+	if (what < 2)
+		return what;
+	__atomic_add_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+	j = xcalloc(1, sizeof(*j));
+	j->h = h;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	snprintf(j->actor, sizeof(j->actor), "%s", actor);
+	snprintf(j->reason, sizeof(j->reason), "%s", reason ? reason : "");
+	j->t0 = time_mono_ms();
+	hub_audit(h, actor, "server.stop", name, NULL, "");
+	log_event(LOG_INFO, "server.stop_requested", "user=%s by=%s", name,
+		  actor);
+	save(h, name);
+	if (launch(stop_worker, j, e) < 0) {
+		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+		free(j);
+		return -1;
+	}
+	return 1;
+}
+
+/* ---- the progress stream --------------------------------------------- */
+/*
+ * Suspended listeners: a connection is in this list only while it is
+ * suspended, so a resume never touches a closed connection (libmicrohttpd
+ * closes a connection only while it is being processed).
+ */
+#define KEEPALIVE_MS 15000
+
+struct listener {
+	struct progress *p;
+	struct MHD_Connection *conn;
+	size_t next;
+	int64_t last_send_ms;
+	int suspended;
+	struct listener *next_waiting;
+	char *extra;	/* a final event made up for this listener */
+};
+
+static pthread_mutex_t waiting_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct listener *waiting;
+
+/*
+ * Listeners are taken off the list under the lock, and resumed after it is
+ * released: a suspended connection off the list is ours alone (nobody else
+ * resumes it, libmicrohttpd does not close it), and no libmicrohttpd call
+ * runs under waiting_lock here, so its internal locks and ours are never
+ * taken in opposite orders.
+ */
+static void
+resume_all(int only_stale)
+{
+	struct listener **pp, *l;
+	struct MHD_Connection *stack[64], **conns = stack;
+	size_t n = 0, cap = 64;
+	int64_t now = time_mono_ms();
+
+	pthread_mutex_lock(&waiting_lock);
+	for (pp = &waiting; (l = *pp) != NULL; ) {
+		if (only_stale && now - l->last_send_ms < KEEPALIVE_MS) {
+			pp = &l->next_waiting;
+			continue;
+		}
+		*pp = l->next_waiting;
+		l->suspended = 0;
+		if (n == cap) {
+			struct MHD_Connection **more = xmalloc(2 * cap *
+							       sizeof(*more));
+
+			memcpy(more, conns, n * sizeof(*more));
+			if (conns != stack)
+				free(conns);
+			conns = more;
+			cap *= 2;
+		}
+		conns[n++] = l->conn;
+	}
+	pthread_mutex_unlock(&waiting_lock);
+	for (size_t i = 0; i < n; i++)
+		MHD_resume_connection(conns[i]);
+	if (conns != stack)
+		free(conns);
+}
+
+static void
+wake_listeners(void)
+{
+	resume_all(0);
+}
+
+void
+servers_keepalive(void)
+{
+	resume_all(1);
+}
+
+static ssize_t
+copy_out(char *buf, size_t max, const char *ev, size_t *next)
+{
+	size_t len = strlen(ev);
+
+	if (len > max)
+		return 0;
+	memcpy(buf, ev, len);
+	(*next)++;
+	return (ssize_t)len;
+}
+
+static ssize_t
+read_events(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct listener *l = cls;
+	ssize_t n = 0;
+	int done;
+
+	(void)pos;
+	if (l->extra) {
+		size_t i = 0;
+
+		n = copy_out(buf, max, l->extra, &i);
+		free(l->extra);
+		l->extra = NULL;
+		return n ? n : MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	pthread_mutex_lock(&l->p->lock);
+	while (l->next < l->p->n) {
+		ssize_t k = copy_out(buf + n, max - (size_t)n,
+				     l->p->events[l->next], &l->next);
+
+		if (k == 0)
+			break;
+		n += k;
+	}
+	done = l->p->done && l->next >= l->p->n;
+	pthread_mutex_unlock(&l->p->lock);
+	if (n > 0 || (done && n == 0)) {
+		l->last_send_ms = time_mono_ms();
+		return n ? n : MHD_CONTENT_READER_END_OF_STREAM;
+	}
+	if (time_mono_ms() - l->last_send_ms >= KEEPALIVE_MS && max > 16) {
+		memcpy(buf, ": keepalive\n\n", 13);
+		l->last_send_ms = time_mono_ms();
+		return 13;
+	}
+	pthread_mutex_lock(&waiting_lock);
+	pthread_mutex_lock(&l->p->lock);
+	if (l->next >= l->p->n && !l->p->done) {
+		l->suspended = 1;
+		l->next_waiting = waiting;
+		waiting = l;
+		MHD_suspend_connection(l->conn);
+	}
+	pthread_mutex_unlock(&l->p->lock);
+	pthread_mutex_unlock(&waiting_lock);
+	return 0;
+}
+
+static void
+free_listener(void *cls)
+{
+	struct listener *l = cls;
+	struct listener **pp;
+
+	pthread_mutex_lock(&waiting_lock);
+	for (pp = &waiting; *pp; pp = &(*pp)->next_waiting)
+		if (*pp == l) {
+			*pp = l->next_waiting;
+			break;
+		}
+	pthread_mutex_unlock(&waiting_lock);
+	progress_unref(l->p);
+	free(l->extra);
+	free(l);
+}
+
+void
+servers_progress(struct req *r, const char *name)
+{
+	struct hub *h = r->hub;
+	struct listener *l = xcalloc(1, sizeof(*l));
+	struct user *u;
+	struct server *s;
+	char *url = xasprintf("/user/%s/", name);
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	s = u ? u->server : NULL;
+	if (s && s->progress && s->state != SRV_STOPPING)
+		l->p = progress_ref(s->progress);
+	pthread_rwlock_unlock(&h->state.lock);
+	if (u == NULL) {
+		free(l);
+		free(url);
+		req_json_error(r, 404, "user %s does not exist", name);
+		return;
+	}
+	if (l->p == NULL) {	/* adopted, stopped, or never started */
+		struct progress *p = progress_new();
+		int running = s && s->state == SRV_RUNNING;
+
+		progress_add(p, 100, running ? "Server ready" :
+			     "the server is not running", running ? 1 : 2, url);
+		l->p = p;
+	}
+	free(url);
+	l->conn = r->conn;
+	l->last_send_ms = time_mono_ms();
+	r->custom = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
+	    read_events, l, free_listener);
+	MHD_add_response_header(r->custom, "Content-Type", "text/event-stream");
+	MHD_add_response_header(r->custom, "Cache-Control", "no-cache");
+	MHD_add_response_header(r->custom, "X-Accel-Buffering", "no");
+	r->status = 200;
+	r->content_type = "text/event-stream";
+}
+
+/* ---- adoption and reconcile ------------------------------------------ */
+static enum srv_state
+parse_state(const char *s)
+{
+	if (strcmp(s, "running") == 0)
+		return SRV_RUNNING;
+	if (strcmp(s, "pending") == 0)
+		return SRV_STARTING;
+	if (strcmp(s, "stopping") == 0)
+		return SRV_STOPPING;
+	return SRV_STOPPED;
+}
+
+static int
+opts_from_json(const char *json, struct spawn_opts *o)
+{
+	json_t *j = json_loads(json ? json : "{}", 0, NULL);
+	json_t *v;
+
+	memset(o, 0, sizeof(*o));
+	if (j == NULL)
+		return 0;
+	if ((v = json_object_get(j, "profile")) && json_is_string(v))
+		snprintf(o->profile, sizeof(o->profile), "%s",
+			 json_string_value(v));
+	if ((v = json_object_get(j, "image")) && json_is_string(v))
+		snprintf(o->image, sizeof(o->image), "%s", json_string_value(v));
+	o->cpu = json_number_value(json_object_get(j, "cpu"));
+	o->mem_gb = json_number_value(json_object_get(j, "mem_gb"));
+	o->gpus = (int)json_integer_value(json_object_get(j, "gpus"));
+	json_decref(j);
+	return *o->image != '\0';
+}
+
+static int
+load_row(void *ctx, const struct store_server *row)
+{
+	struct hub *h = ctx;
+	struct user *u;
+	struct server *s;
+
+	if (*row->name)
+		return 0;	/* named servers: not supported yet */
+	u = state_user(&h->state, row->user);
+	if (u == NULL)
+		return 0;
+	s = u->server ? u->server : (u->server = xcalloc(1, sizeof(*s)));
+	s->state = parse_state(row->state);
+	s->has_opts = opts_from_json(row->user_options, &s->opts);
+	free(s->options_json);
+	s->options_json = xstrdup(row->user_options);
+	s->started_ms = row->started_ms;
+	s->last_activity_ms = row->last_activity_ms;
+	snprintf(s->nonce, sizeof(s->nonce), "%s",
+		 row->token_nonce ? row->token_nonce : "");
+	free(s->last_error);
+	s->last_error = row->last_error ? xstrdup(row->last_error) : NULL;
+	return 0;
+}
+
+/* Brings one server in line with Docker. */
+static void
+check_one(struct hub *h, const char *name, int at_start)
+{
+	struct server_addr a;
+	struct spawn_opts o;
+	struct err e = { 0 };
+	struct server *s;
+	enum srv_state before;
+	int has_opts, rc, changed = 0;
+	char ip[64] = "";
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	s = server_of(h, name);
+	before = s ? s->state : SRV_STOPPED;
+	has_opts = s && s->has_opts;
+	if (s)
+		o = s->opts;
+	pthread_rwlock_unlock(&h->state.lock);
+	if (s == NULL || (!at_start && before != SRV_RUNNING) ||
+	    before == SRV_STOPPED)
+		return;
+	rc = spawner_locate(h->spawner, name, "", has_opts ? &o : NULL, &a,
+			    &e);
+	if (rc < 0 && e.code != ERR_NOTFOUND) {
+		log_event(LOG_WARN, "reconcile.failed", "user=%s err=%s", name,
+			  e.msg);
+		return;
+	}
+	if (rc == 0)
+		resolve(a.host, ip, sizeof(ip));
+	pthread_rwlock_wrlock(&h->state.lock);
+	s = server_of(h, name);
+	if (s && s->state == before) {
+		changed = 1;
+		if (rc == 0) {
+			s->state = SRV_RUNNING;
+			s->addr = a;
+			snprintf(s->ip, sizeof(s->ip), "%s", ip);
+		} else {
+			s->ip[0] = '\0';
+			s->state = SRV_STOPPED;
+			free(s->last_error);
+			s->last_error = xasprintf("the server stopped on its own "
+			    "(%s)", e.msg);
+		}
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	if (rc < 0 && changed) {
+		/* no running task: leave no half-started service behind */
+		struct err ignore = { 0 };
+
+		spawner_stop(h->spawner, name, "", &ignore);
+	}
+	if (!changed || (rc == 0 && !at_start && before == SRV_RUNNING))
+		return;
+	log_event(rc == 0 ? LOG_INFO : LOG_WARN, rc == 0 ? "server.adopted" :
+		  "server.gone", "user=%s err=%s", name, rc ? e.msg : "");
+	event(h, name, rc == 0 ? "adopted" : "gone", rc ? e.msg : "");
+	save(h, name);
+}
+
+static void
+count_orphans(struct hub *h)
+{
+	struct spawner_service *v;
+	struct err e = { 0 };
+	size_t n;
+	long orphans = 0;
+
+	if (spawner_list(h->spawner, &v, &n, &e) < 0) {
+		log_event(LOG_WARN, "reconcile.list_failed", "err=%s", e.msg);
+		return;
+	}
+	pthread_rwlock_rdlock(&h->state.lock);
+	for (size_t i = 0; i < n; i++) {
+		struct server *s = server_of(h, v[i].user);
+
+		if (s == NULL || s->state == SRV_STOPPED) {
+			orphans++;
+			log_event(LOG_WARN, "reconcile.orphan", "service=%s "
+				  "user=%s", v[i].name, v[i].user);
+		}
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	__atomic_store_n(&h->orphans, orphans, __ATOMIC_RELAXED);
+	free(v);
+}
+
+static void
+check_all(struct hub *h, int at_start)
+{
+	char **names;
+	size_t n = 0;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	names = xcalloc(h->state.nusers + 1, sizeof(*names));
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+
+		if (u->server && u->server->state != SRV_STOPPED)
+			names[n++] = xstrdup(u->name);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	for (size_t i = 0; i < n; i++)
+		check_one(h, names[i], at_start);
+	strv_free(names);
+	count_orphans(h);
+}
+
+int
+servers_load(struct hub *h, struct err *e)
+{
+	int rc;
+
+	pthread_rwlock_wrlock(&h->state.lock);
+	rc = store_servers_load(h->store, load_row, h, e);
+	pthread_rwlock_unlock(&h->state.lock);
+	if (rc == 0 && h->spawner)
+		check_all(h, 1);
+	return rc;
+}
+
+void
+servers_reconcile(struct hub *h)
+{
+	if (h->spawner)
+		check_all(h, 0);
+}
+
+/* After a 502 Docker may still say "running" for a moment: look at 0, 1
+ * and 3 s until it tells. */
+static void *
+recheck_worker(void *arg)
+{
+	struct job *j = arg;
+	static const int wait_ms[] = { 0, 1000, 2000 };
+
+	for (int i = 0; i < 3; i++) {
+		struct server *s;
+		int running;
+
+		usleep((useconds_t)wait_ms[i] * 1000);
+		check_one(j->h, j->name, 0);
+		pthread_rwlock_rdlock(&j->h->state.lock);
+		s = server_of(j->h, j->name);
+		running = s && s->state == SRV_RUNNING;
+		pthread_rwlock_unlock(&j->h->state.lock);
+		if (!running)
+			break;
+	}
+	free(j);
+	return NULL;
+}
+
+void
+servers_recheck(struct hub *h, const char *name)
+{
+	struct job *j;
+	struct err e = { 0 };
+
+	if (h->spawner == NULL)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->h = h;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	if (launch(recheck_worker, j, &e) < 0)
+		free(j);
+}
+
+void
+servers_cancel_all(struct hub *h)
+{
+	pthread_rwlock_rdlock(&h->state.lock);
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct server *s = h->state.user_list[i]->server;
+
+		if (s && s->state == SRV_STARTING && s->progress)
+			s->progress->cancel = 1;
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+}
+
+/* Two Docker calls, however many servers: any running server whose
+ * service has no running task is re-checked now (a container that died
+ * must not keep its route: its address may go to someone else's). */
+void
+servers_sweep(struct hub *h)
+{
+	struct spawner_service *v;
+	struct err e = { 0 };
+	char **suspects;
+	size_t n, k = 0;
+
+	if (h->spawner == NULL || spawner_list(h->spawner, &v, &n, &e) < 0)
+		return;
+	pthread_rwlock_rdlock(&h->state.lock);
+	suspects = xcalloc(h->state.nusers + 1, sizeof(*suspects));
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+		int alive = 0;
+
+		if (u->server == NULL || u->server->state != SRV_RUNNING)
+			continue;
+		for (size_t x = 0; x < n && !alive; x++)
+			alive = v[x].running && !*v[x].server &&
+				strcmp(v[x].user, u->name) == 0;
+		if (!alive)
+			suspects[k++] = xstrdup(u->name);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	free(v);
+	for (size_t i = 0; i < k; i++)
+		check_one(h, suspects[i], 0);
+	strv_free(suspects);
+}

@@ -1,0 +1,438 @@
+/*
+ * test_auth_ldap.c - auth_ldap against the private slapd of
+ * tests/services/slapd.sh (template bind, search-then-bind, groups from
+ * memberOf and group_base, allowed/admin groups, StartTLS, ldaps,
+ * unreachable servers, lookup). stderr (the hub's log) is captured and
+ * checked for passwords, then replayed.
+ */
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../hub/auth.h"
+#include "../lib/t.h"
+
+#define SCRIPT "tests/services/slapd.sh start DIR"
+#define PEOPLE "ou=People,dc=example,dc=com"
+#define GROUPS "ou=Groups,dc=example,dc=com"
+#define TMPL "uid={username}," PEOPLE
+#define ERIN_PW "p@ss w0rd'\"\\*()"
+
+static const char *uri, *ldaps_uri, *ca;
+
+/* A struct ldap_cfg for template binds on the plain URI. */
+static struct ldap_cfg
+tmpl_cfg(void)
+{
+	struct ldap_cfg c = {
+		.uri = uri,
+		.bind_dn_templates = TMPL,
+		.timeout_s = 5,
+	};
+	return c;
+}
+
+/* A search-then-bind config: as reader when reader is set. */
+static struct ldap_cfg
+search_cfg(int reader)
+{
+	struct ldap_cfg c = {
+		.uri = uri,
+		.search_base = PEOPLE,
+		.search_user = reader ? "cn=reader,dc=example,dc=com" : NULL,
+		.search_password = reader ? "readerpw" : NULL,
+		.group_base = GROUPS,
+		.timeout_s = 5,
+	};
+	return c;
+}
+
+/* Logs in with cfg; returns the err code (ERR_OK on success). */
+static int
+login(const struct ldap_cfg *cfg, const char *user, const char *pw,
+      struct auth_user *u, struct err *e)
+{
+	struct auth_ldap *a = NULL;
+	struct err tmp = { 0 };
+	int rc;
+
+	if (e == NULL)
+		e = &tmp;
+	memset(u, 0, sizeof(*u));
+	if (auth_ldap_new(cfg, &a, e) < 0)
+		return (int)e->code;
+	rc = auth_ldap_login(a, user, pw, u, e);
+	auth_ldap_free(a);
+	return rc == 0 ? ERR_OK : (int)e->code;
+}
+
+static int
+lookup(const struct ldap_cfg *cfg, const char *user, struct auth_user *u,
+       struct err *e)
+{
+	struct auth_ldap *a = NULL;
+	int rc;
+
+	memset(u, 0, sizeof(*u));
+	if (auth_ldap_new(cfg, &a, e) < 0)
+		return (int)e->code;
+	rc = auth_ldap_lookup(a, user, u, e);
+	auth_ldap_free(a);
+	return rc == 0 ? ERR_OK : (int)e->code;
+}
+
+static int
+has_group(const struct auth_user *u, const char *cn)
+{
+	for (size_t i = 0; i < u->ngroups; i++)
+		if (strcmp(u->groups[i], cn) == 0)
+			return 1;
+	return 0;
+}
+
+/* A TCP port on 127.0.0.1 nobody listens on. */
+static int
+closed_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		port = 1;
+	else
+		port = ntohs(sa.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+static void
+test_template(void)
+{
+	struct ldap_cfg c = tmpl_cfg();
+	struct auth_user u;
+	struct err e = { 0 };
+
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK,
+	    "alice logs in with a bind DN template (%s)", e.msg);
+	T_STREQ(u.name, "alice", "the name is alice");
+	T_OK(has_group(&u, "datascience"), "alice is in datascience");
+	T_OK(has_group(&u, "x<script>alert(1)</script>"),
+	    "alice's evil group comes back unescaped");
+	T_OK(u.admin == -1, "admin is -1 without admin_groups");
+	auth_user_release(&u);
+
+	c.bind_dn_templates = "uid={username},ou=Nobody,dc=example,dc=com; "
+	    TMPL;
+	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_OK,
+	    "the second template binds when the first does not (%s)", e.msg);
+	T_OK(has_group(&u, "datascience"), "bob is in datascience");
+	auth_user_release(&u);
+
+	c = tmpl_cfg();
+	T_OK(login(&c, "alice", "wrong", &u, &e) == ERR_AUTH,
+	    "a wrong password is ERR_AUTH");
+	T_STREQ(e.msg, "invalid username or password", "the message is vague");
+	T_OK(login(&c, "nosuchuser", "x", &u, NULL) == ERR_AUTH,
+	    "an unknown user is ERR_AUTH");
+	T_OK(login(&c, "erin", ERIN_PW, &u, &e) == ERR_OK,
+	    "erin logs in with her special-character password (%s)", e.msg);
+	auth_user_release(&u);
+	T_OK(login(&c, "  FRANK ", "frankpw", &u, &e) == ERR_OK,
+	    "'  FRANK ' logs in (%s)", e.msg);
+	T_STREQ(u.name, "frank", "the name is normalized to frank");
+	T_OK(has_group(&u, "frank-team"), "frank is in frank-team");
+	auth_user_release(&u);
+}
+
+static void
+test_search(void)
+{
+	struct ldap_cfg c;
+	struct auth_user u;
+	struct err e = { 0 };
+
+	for (int reader = 1; reader >= 0; reader--) {
+		c = search_cfg(reader);
+		T_OK(login(&c, "carol", "carolpw", &u, &e) == ERR_OK,
+		    "search-then-bind (reader=%d) logs carol in (%s)", reader,
+		    e.msg);
+		T_OK(has_group(&u, "hub-admins"), "carol is in hub-admins");
+		T_OK(has_group(&u, "analysts"),
+		    "carol is in the posixGroup analysts");
+		T_OK(u.ngroups == 2, "carol has 2 groups, got %zu", u.ngroups);
+		auth_user_release(&u);
+		T_OK(login(&c, "carol", "bobpw", &u, NULL) == ERR_AUTH,
+		    "search-then-bind: wrong password is ERR_AUTH");
+		T_OK(login(&c, "nosuchuser", "x", &u, &e) == ERR_AUTH,
+		    "search-then-bind: unknown user is ERR_AUTH");
+		T_OK(login(&c, "erin", ERIN_PW, &u, &e) == ERR_OK,
+		    "search-then-bind: erin's password works (%s)", e.msg);
+		auth_user_release(&u);
+	}
+	c = search_cfg(1);
+	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_OK, "bob logs in");
+	T_OK(has_group(&u, "datascience") && has_group(&u, "analysts") &&
+	    u.ngroups == 2, "bob: datascience (memberOf + search, once) "
+	    "and analysts");
+	auth_user_release(&u);
+	c.search_password = "wrong";
+	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_UPSTREAM,
+	    "a bad search password is ERR_UPSTREAM");
+	T_OK(strstr(e.msg, "wrong") == NULL, "the message has no password");
+}
+
+static void
+test_refused(void)
+{
+	static const char *const evil[] = {
+		"*", "alice)(uid=*", "alice*", "*)(|(uid=*", "alice\\2a",
+		"", "   ", "uid=alice," PEOPLE,
+	};
+	struct ldap_cfg c = tmpl_cfg(), s = search_cfg(0);
+	struct auth_user u;
+	struct err e = { 0 };
+	char closed[64];
+
+	for (size_t i = 0; i < sizeof(evil) / sizeof(*evil); i++) {
+		T_OK(login(&c, evil[i], "alicepw", &u, NULL) != ERR_OK,
+		    "template: '%s' does not log in", evil[i]);
+		T_OK(login(&s, evil[i], "alicepw", &u, NULL) != ERR_OK,
+		    "search: '%s' does not log in", evil[i]);
+	}
+	T_OK(login(&c, "alice", "", &u, &e) == ERR_AUTH,
+	    "an empty password is ERR_AUTH");
+	T_OK(login(&s, "alice", NULL, &u, &e) == ERR_AUTH,
+	    "a NULL password is ERR_AUTH");
+	snprintf(closed, sizeof(closed), "ldap://127.0.0.1:%d", closed_port());
+	c.uri = closed;
+	T_OK(login(&c, "alice", "", &u, &e) == ERR_AUTH,
+	    "an empty password is refused before any connection (%s)", e.msg);
+	s.uri = closed;
+	T_OK(login(&s, "alice", "", &u, &e) == ERR_AUTH,
+	    "search mode: an empty password never reaches the server");
+}
+
+static void
+test_groups(void)
+{
+	struct ldap_cfg c = search_cfg(1);
+	struct auth_user u;
+	struct err e = { 0 };
+
+	c.allowed_groups = "datascience";
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK,
+	    "alice is allowed by cn (%s)", e.msg);
+	auth_user_release(&u);
+	T_OK(login(&c, "dave", "davepw", &u, &e) == ERR_FORBIDDEN,
+	    "dave (no group) is ERR_FORBIDDEN");
+	T_STREQ(e.msg, "user 'dave' is not a member of an allowed group",
+	    "the message names dave");
+	T_OK(login(&c, "dave", "wrong", &u, &e) == ERR_AUTH,
+	    "dave with a wrong password is ERR_AUTH, not ERR_FORBIDDEN");
+	T_OK(login(&c, "carol", "carolpw", &u, &e) == ERR_FORBIDDEN,
+	    "carol is not in datascience");
+
+	c.allowed_groups = "datascience,CN=Hub-Admins, ou=Groups,dc=example,"
+	    "dc=com";
+	T_OK(login(&c, "carol", "carolpw", &u, &e) == ERR_OK,
+	    "carol is allowed by a full DN, case and spaces aside (%s)",
+	    e.msg);
+	auth_user_release(&u);
+	c.allowed_groups = "cn=analysts," GROUPS;
+	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_OK,
+	    "bob is allowed by the DN of a posixGroup (%s)", e.msg);
+	auth_user_release(&u);
+	c.allowed_groups = "cn=datascience,ou=Other,dc=example,dc=com";
+	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_FORBIDDEN,
+	    "a DN in another branch does not allow bob");
+
+	c.allowed_groups = NULL;
+	c.admin_groups = "hub-admins";
+	T_OK(login(&c, "carol", "carolpw", &u, &e) == ERR_OK &&
+	    u.admin == 1, "carol is admin via admin_groups");
+	auth_user_release(&u);
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK &&
+	    u.admin == 0, "alice is not admin");
+	auth_user_release(&u);
+	c.admin_groups = "cn=hub-admins," GROUPS;
+	T_OK(login(&c, "carol", "carolpw", &u, &e) == ERR_OK &&
+	    u.admin == 1, "carol is admin via an admin group DN");
+	auth_user_release(&u);
+
+	c = tmpl_cfg();
+	c.allowed_groups = "x<script>alert(1)</script>";
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK,
+	    "the evil group cn can be allowed (%s)", e.msg);
+	auth_user_release(&u);
+}
+
+static void
+test_tls(void)
+{
+	struct ldap_cfg c = tmpl_cfg();
+	struct auth_user u;
+	struct err e = { 0 };
+	const char *sys = "/etc/ssl/certs/ca-certificates.crt";
+
+	if (access(sys, R_OK) != 0)
+		sys = "/nonexistent/ca.pem";
+	c.starttls = 1;
+	c.ca_file = ca;
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK,
+	    "StartTLS with the test CA works (%s)", e.msg);
+	auth_user_release(&u);
+	c.ca_file = NULL;
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK,
+	    "StartTLS without ca_file uses LDAPTLS_CACERT (%s)", e.msg);
+	auth_user_release(&u);
+	c.ca_file = sys;
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_UNAVAILABLE,
+	    "StartTLS with the wrong CA is ERR_UNAVAILABLE (%s)", e.msg);
+	c.ca_file = "/nonexistent/ca.pem";
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_UNAVAILABLE,
+	    "StartTLS with a missing CA file is ERR_UNAVAILABLE (%s)", e.msg);
+
+	c = tmpl_cfg();
+	c.uri = ldaps_uri;
+	c.ca_file = ca;
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK,
+	    "ldaps:// with the test CA works (%s)", e.msg);
+	T_OK(has_group(&u, "datascience"), "ldaps: groups are read");
+	auth_user_release(&u);
+	c.ca_file = sys;
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_UNAVAILABLE,
+	    "ldaps:// with the wrong CA is ERR_UNAVAILABLE (%s)", e.msg);
+	c = search_cfg(1);
+	c.uri = ldaps_uri;
+	c.ca_file = ca;
+	T_OK(login(&c, "carol", "carolpw", &u, &e) == ERR_OK,
+	    "ldaps:// search-then-bind works (%s)", e.msg);
+	auth_user_release(&u);
+}
+
+static void
+test_unreachable(void)
+{
+	struct ldap_cfg c = tmpl_cfg(), s = search_cfg(1);
+	struct auth_user u;
+	struct err e = { 0 };
+	char closed[64];
+	struct timespec t0, t1;
+	double secs;
+
+	snprintf(closed, sizeof(closed), "ldap://127.0.0.1:%d", closed_port());
+	c.uri = closed;
+	c.timeout_s = 2;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_UNAVAILABLE,
+	    "a closed port is ERR_UNAVAILABLE (%s)", e.msg);
+	T_OK(strstr(e.msg, closed) && strstr(e.msg, "unreachable"),
+	    "the message names the server: %s", e.msg);
+	T_OK(strstr(e.msg, "alicepw") == NULL, "no password in the message");
+	s.uri = closed;
+	T_OK(lookup(&s, "bob", &u, &e) == ERR_UNAVAILABLE,
+	    "lookup on a closed port is ERR_UNAVAILABLE");
+
+	/* A black-holed address: the network timeout bounds the wait. */
+	c.uri = "ldap://192.0.2.1:389";
+	c.timeout_s = 1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_UNAVAILABLE,
+	    "an unroutable server is ERR_UNAVAILABLE (%s)", e.msg);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	secs = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	T_OK(secs < 3.0, "it fails within the timeout (%.2f s)", secs);
+}
+
+static void
+test_lookup(void)
+{
+	struct ldap_cfg c;
+	struct auth_user u;
+	struct err e = { 0 };
+
+	for (int reader = 1; reader >= 0; reader--) {
+		c = search_cfg(reader);
+		T_OK(lookup(&c, "bob", &u, &e) == ERR_OK,
+		    "lookup bob (reader=%d) (%s)", reader, e.msg);
+		T_STREQ(u.name, "bob", "lookup name");
+		T_OK(has_group(&u, "datascience") && has_group(&u, "analysts"),
+		    "lookup returns bob's groups");
+		auth_user_release(&u);
+		T_OK(lookup(&c, "nosuchuser", &u, &e) == ERR_NOTFOUND,
+		    "lookup of a missing user is ERR_NOTFOUND");
+	}
+	c = search_cfg(1);
+	c.allowed_groups = "datascience";
+	T_OK(lookup(&c, "dave", &u, &e) == ERR_FORBIDDEN,
+	    "lookup applies allowed_groups");
+	T_OK(lookup(&c, "*", &u, &e) == ERR_INVALID,
+	    "lookup of '*' is ERR_INVALID");
+
+	c = tmpl_cfg();
+	c.admin_groups = "hub-admins";
+	T_OK(lookup(&c, "Carol", &u, &e) == ERR_OK && u.admin == 1,
+	    "template-mode lookup reads carol's groups (%s)", e.msg);
+	T_STREQ(u.name, "carol", "template lookup name");
+	auth_user_release(&u);
+	T_OK(lookup(&c, "nosuchuser", &u, &e) == ERR_NOTFOUND,
+	    "template-mode lookup of a missing user is ERR_NOTFOUND");
+}
+
+/* Runs the tests with stderr in a file; fails if a password was logged. */
+int
+main(void)
+{
+	static const char *const secrets[] = {
+		"alicepw", "bobpw", "carolpw", "davepw", "frankpw", "readerpw",
+		"p@ss w0rd",
+	};
+	FILE *log = tmpfile();
+	char line[1024];
+	int saved = dup(2), leaked = 0;
+
+	uri = t_need_env("SWARMHUB_TEST_LDAP_URI", "ldap", SCRIPT);
+	ldaps_uri = t_need_env("SWARMHUB_TEST_LDAPS_URI", "ldap", SCRIPT);
+	ca = t_need_env("SWARMHUB_TEST_LDAP_CA", "ldap", SCRIPT);
+	if (log == NULL || saved < 0)
+		return 2;
+	/* libldap reads this once, at its first use: the ca_file-less case
+	 * must use the global TLS settings. */
+	setenv("LDAPTLS_CACERT", ca, 1);
+	log_set_level(LOG_DEBUG);
+	fflush(stderr);
+	dup2(fileno(log), 2);
+
+	test_template();
+	test_search();
+	test_refused();
+	test_groups();
+	test_tls();
+	test_unreachable();
+	test_lookup();
+
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	rewind(log);
+	while (fgets(line, sizeof(line), log)) {
+		int fail = strncmp(line, "FAIL", 4) == 0;
+
+		for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++)
+			if (strstr(line, secrets[i]) && !fail)
+				leaked = 1;
+		if (getenv("T_VERBOSE") || strncmp(line, "FAIL", 4) == 0 ||
+		    strncmp(line, "  got", 5) == 0)
+			fputs(line, stderr);
+	}
+	fclose(log);
+	T_OK(!leaked, "no password appears in the log");
+	return t_done();
+}

@@ -1,0 +1,723 @@
+"""
+test_pages.py - the hub's web pages in a real browser (headless Chromium,
+Selenium, as in test_browser.py) and over plain HTTP, against a hub with
+PostgreSQL, slapd (alice in datascience and in the group
+`x<script>alert(1)</script>`, carol in hub-admins) and the spawner on the
+local swarm (SWARMHUB_CONNECT=gwbridge, the tiny image
+swarmhub/test-notebook:latest, homes in a local directory).
+
+Needs: SWARMHUB_TEST_DB (+ _PG_DIR), SWARMHUB_TEST_LDAP_URI,
+SWARMHUB_TEST_DOCKER_NETWORK ('tests/services/docker.sh start'), the image.
+SWARMHUB_TEST_SKIP=docker (or ldap, postgres) skips instead of failing.
+Screenshots: $SWARMHUB_TEST_OUT/pages-*.png.
+"""
+import html.parser
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from conftest import (PID, SHARED_ENV, Hub, ldap_env, login_ok, need_ldap,
+                      need_postgres, out_dir, skipped, xsrf_of)
+
+HUB_ID = f"pages{PID}"
+TINY = "swarmhub/test-notebook:latest"
+NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
+          "--ip=0.0.0.0", "--port={port}"]
+XSS_GROUP = "x<script>alert(1)</script>"
+MARKUP_DESC = 'Tiny <b>bold</b> notebook <img src=x id="evil">'
+HUB_NAME = "Data <Lab>"
+LOGO = ("data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcv"
+        "MjAwMC9zdmciIHZpZXdCb3g9IjAgMCAzMiAzMiI+PGNpcmNsZSBjeD0iMTYiIGN5PSIx"
+        "NiIgcj0iMTQiIGZpbGw9IiNmNGEyNjEiLz48L3N2Zz4=")
+APT = ("apt-get install -y chromium chromium-driver python3-selenium "
+       "(and run the tests with /usr/bin/python3)")
+CSP = "script-src 'self'"
+
+
+# ---- the hub ---------------------------------------------------------------
+
+def need_docker():
+    need_postgres()
+    need_ldap()
+    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
+        if skipped("docker"):
+            pytest.skip("SWARMHUB_TEST_SKIP=docker")
+        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
+                    "'tests/services/docker.sh start' and export what it "
+                    "prints (tests/run.sh does this), or set "
+                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
+    if not os.access("/var/run/docker.sock", os.W_OK):
+        pytest.fail("/var/run/docker.sock is not usable: run "
+                    "'tests/services/docker.sh start'", pytrace=False)
+
+
+def docker_cleanup():
+    """Removes the services this module's hub made (label swarmhub.hub)."""
+    from test_spawn import remove_our_services  # the Docker API helpers
+    import test_spawn
+    old = test_spawn.HUB_ID
+    test_spawn.HUB_ID = HUB_ID
+    try:
+        remove_our_services(wait=True)
+    finally:
+        test_spawn.HUB_ID = old
+
+
+def write_profiles(path):
+    common = {"cpu": {"min": 0.1, "max": 1, "default": 0.5},
+              "mem_gb": {"min": 0.1, "max": 2, "default": 0.25}}
+    doc = {
+        "cpu_reservation_ratio": 0.1,
+        "images": {
+            "tiny": {"image": TINY, "description": MARKUP_DESC,
+                     "cmd": NB_CMD, "port": 8888},
+            "crashy": {"image": TINY, "description": "exits at once",
+                       "cmd": ["sh", "-c", "exit 3"]},
+            "analyst": {"image": TINY, "description": "only for analysts",
+                        "cmd": NB_CMD},
+        },
+        "profiles": {
+            "default": {"images": ["tiny"], **common},
+            "datascience": {"images": ["tiny", "crashy"], **common,
+                            "gpus": 1,
+                            "quota": {"servers": 5, "cpu": 4}},
+            "analysts": {"images": ["analyst"], **common},
+            XSS_GROUP: {"images": ["tiny"], **common},
+        },
+    }
+    Path(path).write_text(json.dumps(doc, indent=1))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    need_docker()
+    d = tmp_path_factory.mktemp("pages")
+    homes = d / "homes"
+    homes.mkdir()
+    env = ldap_env(**SHARED_ENV)
+    env.update({
+        "SWARMHUB_NETWORK": os.environ["SWARMHUB_TEST_DOCKER_NETWORK"],
+        "SWARMHUB_CONNECT": "gwbridge",
+        "SWARMHUB_HUB_ID": HUB_ID,
+        "SWARMHUB_SERVICE_NAME_TEMPLATE": f"pg{PID}-{{user}}",
+        "SWARMHUB_PROFILES": write_profiles(d / "profiles.json"),
+        "SWARMHUB_HOME": str(homes),
+        "SWARMHUB_HOME_UID": str(os.getuid()),
+        "SWARMHUB_HOME_GID": str(os.getgid()),
+        "SWARMHUB_START_TIMEOUT": "20",
+        "SWARMHUB_HTTP_TIMEOUT": "30",
+        "SWARMHUB_RECONCILE_EVERY": "5",
+        "SWARMHUB_HUB_NAME": HUB_NAME,
+        "SWARMHUB_LOGO_URL": LOGO,
+    })
+    h = Hub("pages", env=env)
+    yield h
+    try:
+        docker_cleanup()
+    finally:
+        rc = h.cleanup()
+        shutil.rmtree(homes, ignore_errors=True)
+        assert rc == 0, f"swarmhub exited {rc}; log {h.log}"
+
+
+def wait_for(fn, timeout, what, interval=0.25):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
+
+
+def server_state(hub, name):
+    r = hub.api("GET", f"/users/{name}")
+    assert r.status_code == 200, r.text
+    s = r.json()["servers"].get("")
+    if not s:
+        return "stopped"
+    return "running" if s["ready"] else (s["pending"] or "pending")
+
+
+def stop_server(hub, name):
+    hub.api("DELETE", f"/users/{name}/server")
+    wait_for(lambda: server_state(hub, name) == "stopped", 40,
+             f"{name}'s server to stop")
+
+
+def start_server(hub, name, options):
+    r = hub.api("POST", f"/users/{name}/server", json=options)
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_for(lambda: server_state(hub, name) == "running", 60,
+             f"{name}'s server to run:\n{hub.stderr()[-2000:]}")
+
+
+# ---- the browser -------------------------------------------------------------
+
+@pytest.fixture
+def browser(request):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.fail("selenium is missing: " + APT, pytrace=False)
+    for f in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
+        if not os.access(f, os.X_OK):
+            pytest.fail(f"{f} is missing: " + APT, pytrace=False)
+    profile = tempfile.mkdtemp(prefix="swarmhub-chromium-")
+    o = Options()
+    o.binary_location = "/usr/bin/chromium"
+    for a in ["--headless=new", "--no-sandbox", "--disable-gpu",
+              "--disable-dev-shm-usage", "--disable-background-networking",
+              "--disable-extensions", "--disable-sync", "--no-first-run",
+              "--disable-default-apps", "--disable-component-update",
+              "--window-size=1280,900", "--no-proxy-server",
+              f"--user-data-dir={profile}"]:
+        o.add_argument(a)
+    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    log = out_dir() / f"chromedriver-pages-{PID}-{safe}.log"
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver",
+                                         log_path=str(log)), options=o)
+    d.set_page_load_timeout(20)
+    try:
+        yield d
+        no_alert(d)
+        bad = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
+               and "Content Security Policy" in e["message"]]
+        assert not bad, f"CSP violations: {bad}"
+    finally:
+        d.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shot(d, name):
+    d.save_screenshot(str(out_dir() / f"pages-{name}.png"))
+
+
+def no_alert(d):
+    from selenium.common.exceptions import NoAlertPresentException
+    try:
+        text = d.switch_to.alert.text
+    except NoAlertPresentException:
+        return
+    raise AssertionError(f"a script ran: alert({text!r})")
+
+
+def wait(d, cond, timeout=15):
+    from selenium.webdriver.support.ui import WebDriverWait
+    return WebDriverWait(d, timeout).until(cond)
+
+
+def by(d, css):
+    from selenium.webdriver.common.by import By
+    return d.find_element(By.CSS_SELECTOR, css)
+
+
+def all_by(d, css):
+    from selenium.webdriver.common.by import By
+    return d.find_elements(By.CSS_SELECTOR, css)
+
+
+def text_of(d, css):
+    """The element's text, "" while it is missing or being replaced (the
+    page reloads)."""
+    from selenium.common.exceptions import WebDriverException
+    try:
+        return by(d, css).text
+    except WebDriverException:
+        return ""
+
+
+def path_of(d):
+    return urlsplit(d.current_url).path
+
+
+def loaded(d):
+    wait(d, lambda x: x.execute_script("return document.readyState")
+         == "complete")
+
+
+def gone(el):
+    """The element left the page. Chromedriver sometimes reports a replaced
+    page as a generic error ("Node with given id does not belong to the
+    document") instead of a stale element: both mean the page changed."""
+    from selenium.common.exceptions import WebDriverException
+
+    def check(_):
+        try:
+            el.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    return check
+
+
+def click_and_load(d, css, timeout=15):
+    el = by(d, css)
+    el.click()
+    wait(d, gone(el), timeout)
+    loaded(d)
+
+
+def sign_in(d, hub, user, password):
+    d.get(hub.url + "/hub/login")
+    by(d, "#username").send_keys(user)
+    by(d, "#password").send_keys(password)
+    click_and_load(d, "button[type=submit]")
+    assert path_of(d) == "/hub/home", d.current_url
+
+
+def home_state(d, hub):
+    d.get(hub.url + "/hub/home")
+    return by(d, "#state").text
+
+
+# ---- HTML checks without a browser ------------------------------------------
+
+class Controls(html.parser.HTMLParser):
+    """Collects form controls, label targets and the <title>."""
+
+    def __init__(self):
+        super().__init__()
+        self.controls, self.labelled, self.title = [], set(), None
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("input", "select", "textarea") and a.get("type") not in (
+                "hidden", "submit", "button"):
+            self.controls.append(a)
+        if tag == "label" and a.get("for"):
+            self.labelled.add(a["for"])
+        self._in_title = tag == "title"
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title = (self.title or "") + data
+
+
+def check_page(r, what):
+    assert r.status_code < 500 or r.status_code == 503, (what, r.status_code)
+    csp = r.headers.get("Content-Security-Policy", "")
+    assert CSP in csp and "style-src 'self'" in csp, (what, csp)
+    assert "unsafe-inline" not in csp
+    p = Controls()
+    p.feed(r.text)
+    assert p.title and p.title.strip(), f"{what}: no <title>"
+    unlabelled = [c for c in p.controls if c.get("id") not in p.labelled
+                  and not c.get("aria-label")]
+    assert not unlabelled, f"{what}: controls without a label: {unlabelled}"
+    assert "<script>" not in r.text.replace(
+        '<script src="/hub/static/app.js" defer></script>', ""), \
+        f"{what}: an unescaped <script>"
+    assert " style=" not in r.text and "<style" not in r.text, what
+    return p
+
+
+def ds_index(html_text):
+    """The index of alice's datascience profile in the form (the order of
+    her groups is the directory's)."""
+    m = re.search(r'data-fieldset="pf-(\d+)" value="datascience"', html_text)
+    assert m, "no datascience profile in the form"
+    return int(m.group(1))
+
+
+def session_of(hub, user):
+    return login_ok(hub, user, user + "pw")
+
+
+def test_pages_http_csp_titles_labels(hub):
+    alice = session_of(hub, "alice")
+    carol = session_of(hub, "carol")
+    anon = requests.Session()
+    pages = [(anon, "/hub/login"), (alice, "/hub/home"),
+             (alice, "/hub/spawn"), (alice, "/hub/token"),
+             (carol, "/hub/admin"), (carol, "/hub/admin?q=alice&sort=state"),
+             (carol, "/hub/spawn/alice"), (alice, "/hub/nowhere"),
+             (alice, "/hub/admin")]
+    for s, path in pages:
+        r = s.get(hub.url + path, timeout=15, allow_redirects=False)
+        check_page(r, path)
+    # the stylesheet and the script are served from the hub
+    for path, ctype in (("/hub/static/style.css", "text/css"),
+                        ("/hub/static/app.js", "text/javascript")):
+        r = anon.get(hub.url + path, timeout=15)
+        assert r.status_code == 200 and r.headers["Content-Type"] \
+            .startswith(ctype), (path, r.status_code, r.headers)
+    # hub name (escaped) and logo on the login page
+    r = anon.get(hub.url + "/hub/login", timeout=15)
+    assert "Data &lt;Lab&gt;" in r.text and 'src="data:image/svg+xml' \
+        in r.text
+
+
+def test_pages_http_xsrf_and_permissions(hub):
+    alice = session_of(hub, "alice")
+    r = alice.post(hub.url + "/hub/spawn", data={"profile": "default"},
+                   allow_redirects=False, timeout=15)
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    r = alice.post(hub.url + "/hub/spawn", data={"profile": "default",
+                   "_xsrf": "0" * 64}, allow_redirects=False, timeout=15)
+    assert r.status_code == 403, r.status_code
+    assert server_state(hub, "alice") == "stopped"
+    r = alice.post(hub.url + "/hub/home/stop", allow_redirects=False,
+                   timeout=15)
+    assert r.status_code == 403, r.status_code
+    for path in ("/hub/admin", "/hub/spawn/carol", "/hub/spawn-pending/carol"):
+        r = alice.get(hub.url + path, allow_redirects=False, timeout=15)
+        assert r.status_code == 403, (path, r.status_code)
+        check_page(r, path)
+    # not signed in: to the login page, coming back here afterwards
+    r = requests.get(hub.url + "/hub/admin", allow_redirects=False,
+                     timeout=15)
+    assert r.status_code == 302 and r.headers["Location"] == \
+        "/hub/login?next=/hub/admin", r.headers
+    # an API token is no page session: pages want the cookie
+    tok = hub.make_token("alice")
+    r = requests.get(hub.url + "/hub/home", allow_redirects=False,
+                     headers={"Authorization": f"token {tok}"}, timeout=15)
+    assert r.status_code == 302
+
+
+def test_pages_spawn_validation_over_http(hub):
+    """The form's POST keeps values and names the field, without a
+    browser; a foreign profile is refused."""
+    alice = session_of(hub, "alice")
+    x = xsrf_of(alice)
+    i = ds_index(alice.get(hub.url + "/hub/spawn", timeout=15).text)
+    r = alice.post(hub.url + "/hub/spawn", allow_redirects=False, timeout=15,
+                   data={"_xsrf": x, "profile": "datascience",
+                         "image": "tiny", "cpu": "7", "mem_gb": "1.5"})
+    assert r.status_code == 400, r.status_code
+    assert f'id="cpu-{i}-error"' in r.text and "cpu must be between" in r.text
+    assert 'value="7"' in r.text and 'value="1.5"' in r.text
+    r = alice.post(hub.url + "/hub/spawn", allow_redirects=False, timeout=15,
+                   data={"_xsrf": x, "profile": "analysts"})
+    assert r.status_code == 403 and "not available" in r.text, r.status_code
+    r = alice.post(hub.url + "/hub/spawn", allow_redirects=False, timeout=15,
+                   data={"_xsrf": x, "profile": "datascience",
+                         "mem_gb": "lots"})
+    assert r.status_code == 400 and "mem_gb must be a number" in r.text
+    assert server_state(hub, "alice") == "stopped"
+
+
+# ---- in the browser ----------------------------------------------------------
+
+def test_pages_login(browser, hub):
+    browser.get(hub.url + "/hub/login")
+    assert HUB_NAME in by(browser, "h1").text
+    assert by(browser, ".brand img").get_attribute("src").startswith(
+        "data:image/svg+xml")
+    shot(browser, "login")
+    by(browser, "#username").send_keys("alice")
+    by(browser, "#password").send_keys("wrong")
+    click_and_load(browser, "button[type=submit]")
+    assert "invalid" in by(browser, ".error").text.lower()
+    shot(browser, "login-error")
+
+
+def test_pages_alice_start_and_stop(browser, hub):
+    """Home, the spawn form (only alice's choices, the error on the field),
+    the progress page up to the redirect to /user/alice/, home running,
+    stop from home."""
+    d = browser
+    sign_in(d, hub, "alice", "alicepw")
+    assert by(d, "#state").text == "stopped"
+    assert "alice" in by(d, "h1").text
+    # the <script> group is shown as text, and ran nothing
+    assert XSS_GROUP in by(d, "#groups").text
+    no_alert(d)
+    assert all_by(d, "a[href='/hub/admin']") == []
+    shot(d, "home-stopped")
+
+    click_and_load(d, "#start")
+    assert path_of(d) == "/hub/spawn"
+    radios = [r.get_attribute("value") for r in
+              all_by(d, "input[name=profile]")]
+    assert sorted(radios) == sorted(["datascience", XSS_GROUP, "default"]), \
+        radios
+    # the first of her groups is chosen; take datascience
+    i = ds_index(d.page_source)
+    o = len(radios) - 1
+    by(d, f"label[for=profile-{i}]").click()
+    assert by(d, "input[name=profile][value=datascience]").is_selected()
+    # the datascience fieldset: its images, a GPU field, the quota
+    fs = by(d, f"#pf-{i}")
+    images = [i.get_attribute("value") for i in
+              fs.find_elements("css selector", "input[name=image]")]
+    assert images == ["tiny", "crashy"], images
+    assert by(d, f"#image-{i}-0").is_selected()  # the profile's first image
+    assert "analyst" not in d.page_source
+    assert MARKUP_DESC in fs.text  # the markup is text
+    assert all_by(d, "#evil") == [] and all_by(d, "form b") == []
+    assert by(d, f"#cpu-{i}").get_attribute("max") == "1"
+    assert by(d, f"#cpu-{i}").get_attribute("value") == "0.5"
+    assert by(d, f"#gpus-{i}").get_attribute("max") == "1"
+    assert "Servers" in by(d, f"#pf-{i} .quota").text
+    assert not by(d, f"#pf-{o}").is_displayed()
+    # switching the profile shows its own fields (app.js)
+    by(d, f"label[for=profile-{o}]").click()
+    assert by(d, f"#pf-{o}").is_displayed() and not by(d, f"#pf-{i}").is_displayed()
+    assert by(d, f"#pf-{i}").get_attribute("disabled") is not None
+    assert by(d, f"#image-{o}-0").is_selected()
+    by(d, f"label[for=profile-{i}]").click()
+    assert by(d, f"#pf-{i}").is_displayed()
+    assert by(d, f"#image-{i}-0").is_selected() and \
+        by(d, f"#image-{i}-0").get_attribute("name") == "image"
+    shot(d, "spawn-form")
+
+    # out of range: the server's message next to the CPU field, values kept
+    cpu, mem = by(d, f"#cpu-{i}"), by(d, f"#mem_gb-{i}")
+    cpu.clear()
+    cpu.send_keys("5")
+    mem.clear()
+    mem.send_keys("1.5")
+    d.execute_script("document.querySelector('form.spawn').noValidate = true")
+    click_and_load(d, "form.spawn button[type=submit]")
+    assert path_of(d) == "/hub/spawn"
+    err = by(d, f"#cpu-{i}-error")
+    assert "cpu must be between 0.1 and 1" in err.text, err.text
+    field = by(d, f"#cpu-{i}")
+    assert field.get_attribute("value") == "5"
+    assert field.get_attribute("aria-invalid") == "true"
+    assert f"cpu-{i}-error" in field.get_attribute("aria-describedby")
+    assert by(d, f"#mem_gb-{i}").get_attribute("value") == "1.5"
+    assert "cpu must be between" in by(d, "#form-error").text
+    assert d.switch_to.active_element == field  # focus on the bad field
+    # the error sits in the CPU field's own block
+    assert by(d, f"#cpu-{i}").find_element(
+        "xpath", "..").find_element("css selector", ".field-error") \
+        .text == err.text
+    shot(d, "spawn-error")
+
+    # a valid start: the progress page, then /user/alice/
+    cpu = by(d, f"#cpu-{i}")
+    cpu.clear()
+    cpu.send_keys("0.5")
+    click_and_load(d, "form.spawn button[type=submit]")
+    shot(d, "progress")
+    assert path_of(d) in ("/hub/spawn-pending/alice", "/user/alice/"), \
+        d.current_url
+    wait(d, lambda x: path_of(x) == "/user/alice/", 60)
+    assert server_state(hub, "alice") == "running"
+
+    # home: running, with what was asked for
+    assert home_state(d, hub) == "running"
+    facts = by(d, "dl.facts").text
+    assert "tiny" in facts and "0.5" in facts and "1.5 GB" in facts, facts
+    assert "datascience" in facts
+    # the idle timeout that applies (CULL_TIMEOUT's default: 3000 s)
+    assert "after 50 min idle" in facts, facts
+    assert by(d, "#open").get_attribute("href").endswith("/user/alice/")
+    shot(d, "home-running")
+    d.set_window_size(390, 844)
+    d.get(hub.url + "/hub/home")
+    shot(d, "home-phone")
+    d.set_window_size(1280, 900)
+    d.get(hub.url + "/hub/home")
+
+    # the form of a running server leads to it
+    d.get(hub.url + "/hub/spawn")
+    assert path_of(d) == "/user/alice/"
+
+    # stop from home
+    d.get(hub.url + "/hub/home")
+    click_and_load(d, "#stop")
+    assert path_of(d) == "/hub/home"
+    wait(d, lambda x: home_state(x, hub) == "stopped", 40)
+    assert "stopped by alice" in by(d, "#last-error").text
+    shot(d, "home-stopped-after")
+
+
+def test_pages_next_is_kept(hub):
+    """`next` survives the login, the form's POST and the progress page,
+    which leads there once the server runs."""
+    r = requests.get(hub.url + "/hub/spawn/alice?next=/user/alice/tree",
+                     allow_redirects=False, timeout=15)
+    assert r.status_code == 302 and r.headers["Location"] == \
+        "/hub/login?next=/hub/spawn/alice%3Fnext%3D/user/alice/tree"
+    alice = session_of(hub, "alice")
+    r = alice.post(hub.url + "/hub/spawn?next=/user/alice/tree",
+                   allow_redirects=False, timeout=15,
+                   data={"_xsrf": xsrf_of(alice), "profile": "default"})
+    assert r.status_code == 302, (r.status_code, r.text[:500])
+    assert r.headers["Location"] == \
+        "/hub/spawn-pending/alice?next=/user/alice/tree"
+    page = alice.get(hub.url + r.headers["Location"], timeout=15,
+                     allow_redirects=False)
+    if page.status_code == 200:
+        assert 'data-next="/user/alice/tree"' in page.text
+    wait_for(lambda: server_state(hub, "alice") == "running", 60,
+             "alice's server to run")
+    r = alice.get(hub.url + "/hub/spawn-pending/alice?next=/user/alice/tree",
+                  allow_redirects=False, timeout=15)
+    assert r.status_code == 302 and r.headers["Location"] == \
+        "/user/alice/tree"
+    # next is never another site
+    r = alice.get(hub.url + "/hub/spawn-pending/alice?next=//evil.example/",
+                  allow_redirects=False, timeout=15)
+    assert r.headers["Location"] == "/user/alice/"
+    stop_server(hub, "alice")
+
+
+def test_pages_start_failure_and_retry(browser, hub):
+    d = browser
+    sign_in(d, hub, "alice", "alicepw")
+    d.get(hub.url + "/hub/spawn")
+    i = ds_index(d.page_source)
+    by(d, f"label[for=profile-{i}]").click()
+    by(d, f"label[for=image-{i}-1]").click()  # crashy
+    click_and_load(d, "form.spawn button[type=submit]")
+    wait(d, lambda x: by(x, "#failed").is_displayed(), 60)
+    assert by(d, "#failed-msg").text
+    retry = by(d, "#retry")
+    assert urlsplit(retry.get_attribute("href")).path == "/hub/spawn"
+    assert all_by(d, "#log li"), "no event in the log"
+    shot(d, "progress-failed")
+    retry.click()
+    loaded(d)
+    assert path_of(d) == "/hub/spawn"
+    wait(d, lambda x: server_state(hub, "alice") == "stopped", 30)
+
+
+def test_pages_admin_finds_and_stops_alice(browser, hub):
+    d = browser
+    # alice exists after her first login; start her server by the API
+    session_of(hub, "alice")
+    start_server(hub, "alice", {"profile": "datascience", "image": "tiny",
+                                "cpu": 0.2, "mem_gb": 0.3})
+    sign_in(d, hub, "carol", "carolpw")
+    assert by(d, "a[href='/hub/admin']")
+    d.get(hub.url + "/hub/admin")
+    by(d, "#q").send_keys("ali")
+    click_and_load(d, "form.search button[type=submit]")
+    assert "q=ali" in d.current_url
+    rows = all_by(d, "#users tbody tr")
+    names = [r.get_attribute("data-user") for r in rows]
+    assert names == ["alice"], names
+    row = rows[0]
+    assert "running" in row.text and "0.2 CPU, 0.3 GB" in row.text, row.text
+    assert XSS_GROUP in row.text
+    no_alert(d)
+    # quota use: datascience has alice's server
+    q = [r.text for r in all_by(d, "#quotas tbody tr")
+         if r.text.startswith("datascience")]
+    assert q and "1 of 5" in q[0] and "0.2 of 4" in q[0], q
+    assert all_by(d, "#audit tbody tr"), "no audit entries"
+    shot(d, "admin")
+    by(d, "#users tr[data-user=alice] button[data-action=stop]").click()
+    wait(d, lambda x: "stopped" in text_of(x, "#flash"), 60)
+    assert server_state(hub, "alice") == "stopped"
+    assert "stopped" in by(d, "#users tr[data-user=alice] .badge").text
+    shot(d, "admin-stopped")
+    # sort and paging links keep the search
+    d.get(hub.url + "/hub/admin?sort=state")
+    assert by(d, "#sort").get_attribute("value") == "state"
+    # the admin opens the spawn form for alice
+    d.get(hub.url + "/hub/spawn/alice")
+    assert "alice" in by(d, "h1").text
+    assert urlsplit(by(d, "form.spawn").get_attribute("action")).path == \
+        "/hub/spawn/alice"
+    shot(d, "spawn-for-alice")
+
+
+def test_pages_admin_add_and_set_admin(browser, hub):
+    d = browser
+    sign_in(d, hub, "carol", "carolpw")
+    d.get(hub.url + "/hub/admin")
+    name = f"pg{PID}new"
+    by(d, "#usernames").send_keys(name)
+    by(d, "#add-users button[type=submit]").click()
+    wait(d, lambda x: "Added 1" in text_of(x, "#flash"), 15)
+    assert hub.api("GET", f"/users/{name}").status_code == 200
+    d.get(hub.url + f"/hub/admin?q={name}")
+    by(d, f"tr[data-user={name}] button[data-action=admin]").click()
+    wait(d, lambda x: "now an administrator" in text_of(x, "#flash"), 15)
+    assert hub.api("GET", f"/users/{name}").json()["admin"] is True
+
+
+def test_pages_tokens(browser, hub):
+    d = browser
+    sign_in(d, hub, "alice", "alicepw")
+    by(d, "a[href='/hub/token']").click()
+    loaded(d)
+    assert path_of(d) == "/hub/token"
+    by(d, "#note").send_keys("ci <b>job</b>")
+    from selenium.webdriver.support.ui import Select
+    Select(by(d, "#expires")).select_by_value("86400")
+    by(d, "#token-form button[type=submit]").click()
+    wait(d, lambda x: by(x, "#new-token").is_displayed(), 15)
+    token = by(d, "#new-token-value").text
+    assert re.fullmatch(r"[0-9a-f]{64}", token), token
+    assert hub.api("GET", "/user", token=token).json()["name"] == "alice"
+    shot(d, "token-created")
+    # shown once: not on the page any more after a reload
+    d.get(hub.url + "/hub/token")
+    assert token not in d.page_source
+    row = [r for r in all_by(d, "#tokens tbody tr")
+           if "ci <b>job</b>" in r.text]
+    assert row, "the new token is not listed"
+    shot(d, "tokens")
+    row[0].find_element("css selector", "button[data-action=revoke]").click()
+    wait(d, lambda x: "revoked" in text_of(x, "#token-msg"), 15)
+    assert hub.api("GET", "/user", token=token).status_code == 403
+    d.get(hub.url + "/hub/token")
+    assert "ci <b>job</b>" not in by(d, "#tokens").text
+
+
+def test_pages_error_pages(browser, hub):
+    d = browser
+    sign_in(d, hub, "alice", "alicepw")
+    d.get(hub.url + "/hub/no-such-page")
+    assert "Page not found" in by(d, "h1").text
+    assert by(d, "a[href='/hub/home']")
+    shot(d, "error-404")
+    d.get(hub.url + "/hub/admin")
+    assert "Administrators only" in by(d, "h1").text
+    shot(d, "error-403")
+
+
+def test_pages_spawning_off(local_hub):
+    """A hub without the spawner says so on home and the spawn form."""
+    from conftest import HUBADMIN, HUBADMIN_PW
+    s = login_ok(local_hub, HUBADMIN, HUBADMIN_PW)
+    r = s.get(local_hub.url + "/hub/spawn", timeout=15)
+    assert r.status_code == 503 and 'id="no-spawner"' in r.text
+    check_page(r, "/hub/spawn without spawner")
+    r = s.get(local_hub.url + "/hub/home", timeout=15)
+    assert "not set up" in r.text and 'id="start"' not in r.text
+
+
+def test_pages_admin_fast_with_many_users(hub):
+    """10,000 users: the admin page (search, sort, a later page) stays
+    fast."""
+    names = [f"bulk{PID}x{i:05d}" for i in range(10000)]
+    for i in range(0, len(names), 1000):
+        r = hub.api("POST", "/users", json={"usernames": names[i:i + 1000]},
+                    timeout=120)
+        assert r.status_code == 201, (r.status_code, r.text[:300])
+    carol = session_of(hub, "carol")
+    for q in ("", "?sort=last_activity&page=150", "?q=x0999&sort=state",
+              "?sort=state&page=100"):
+        t0 = time.monotonic()
+        r = carol.get(hub.url + "/hub/admin" + q, timeout=30)
+        ms = (time.monotonic() - t0) * 1000
+        assert r.status_code == 200
+        assert ms < 500, f"/hub/admin{q} took {ms:.0f} ms"
+    assert "Page 150 of" in carol.get(
+        hub.url + "/hub/admin?page=150", timeout=30).text

@@ -1,0 +1,1235 @@
+"""
+test_spawn.py - the spawner against real services: the real hub on the
+host (SWARMHUB_CONNECT=gwbridge), a one-node Docker swarm, nfs-ganesha for
+the homes (containers bind-mount the exported directory: this kernel has no
+NFS client) and PostgreSQL.
+
+Needs (tests/run.sh exports them):
+  SWARMHUB_TEST_DOCKER_NETWORK  from 'tests/services/docker.sh start'
+  SWARMHUB_TEST_NFS_URL, SWARMHUB_TEST_NFS_DIR
+                                from 'tests/services/nfs.sh start DIR'
+  the image swarmhub/test-notebook:latest (images/test-notebook)
+SWARMHUB_TEST_SKIP=docker or nfs skips instead of failing.
+
+Every hub here runs with SWARMHUB_HUB_ID=t<pid>, every username is unique,
+and every service labelled swarmhub.hub=t<pid> is removed after each test
+(and waited for at the end of the module), whatever happened.
+
+Servers are reached the way INFRA.md says: through the task container's
+docker_gwbridge address, never the overlay address (the machine's proxy
+answers those with a fake 404).
+"""
+import concurrent.futures
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import (PID, Hub, db_uri, drop_database, free_port, hub_binary,
+                      need_postgres, new_database, psql_super, skipped,
+                      uniq)
+
+HUB_ID = f"t{PID}"
+DOCKER_SOCK = "/var/run/docker.sock"
+TINY = "swarmhub/test-notebook:latest"
+MISSING_IMAGE = "swarmhub/no-such-image:404"
+RATIO = 0.1                 # cpu_reservation_ratio of the test profiles
+HOME_TARGET = "/home/jovyan/work"
+START_TIMEOUT = 15
+HTTP_TIMEOUT = 20
+NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
+          "--ip=0.0.0.0", "--port={port}"]
+
+# A plain HTTP client for the servers' gwbridge addresses: never a proxy.
+DIRECT = requests.Session()
+DIRECT.trust_env = False
+
+
+# ---- services this file needs ---------------------------------------------
+
+def need_docker_nfs():
+    need_postgres()
+    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
+        if skipped("docker"):
+            pytest.skip("SWARMHUB_TEST_SKIP=docker")
+        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
+                    "'tests/services/docker.sh start' and export what it "
+                    "prints (tests/run.sh does this), or set "
+                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
+    if not (os.environ.get("SWARMHUB_TEST_NFS_URL") and
+            os.environ.get("SWARMHUB_TEST_NFS_DIR")):
+        if skipped("nfs"):
+            pytest.skip("SWARMHUB_TEST_SKIP=nfs")
+        pytest.fail("SWARMHUB_TEST_NFS_URL / SWARMHUB_TEST_NFS_DIR are not "
+                    "set: run 'tests/services/nfs.sh start DIR' and export "
+                    "what it prints (tests/run.sh does this), or set "
+                    "SWARMHUB_TEST_SKIP=nfs", pytrace=False)
+    st, _ = docker("GET", f"/images/{TINY}/json")
+    if st != 200:
+        pytest.fail(f"image {TINY} is missing: images/build-base.sh && "
+                    f"docker build -t {TINY} images/test-notebook",
+                    pytrace=False)
+
+
+def NET():
+    return os.environ["SWARMHUB_TEST_DOCKER_NETWORK"]
+
+
+def NFS_URL():
+    return os.environ["SWARMHUB_TEST_NFS_URL"]
+
+
+def NFS_DIR():
+    return Path(os.environ["SWARMHUB_TEST_NFS_DIR"])
+
+
+# ---- the Docker Engine API over its unix socket ----------------------------
+
+class _UnixConn(http.client.HTTPConnection):
+    def __init__(self, path, timeout=30):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def docker(method, path, body=None, timeout=30):
+    """(status, parsed JSON or None) of one Engine API call (v1.41)."""
+    c = _UnixConn(DOCKER_SOCK, timeout)
+    try:
+        data = json.dumps(body) if body is not None else None
+        c.request(method, "/v1.41" + path, body=data,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        raw = r.read()
+    finally:
+        c.close()
+    try:
+        return r.status, json.loads(raw) if raw else None
+    except ValueError:
+        return r.status, raw.decode(errors="replace")
+
+
+def filters(**f):
+    return urllib.parse.quote(json.dumps(f))
+
+
+def our_services():
+    st, v = docker("GET", "/services?filters=" +
+                   filters(label=[f"swarmhub.hub={HUB_ID}"]))
+    assert st == 200, (st, v)
+    return v
+
+
+def service(name):
+    st, v = docker("GET", f"/services/{name}")
+    return v if st == 200 else None
+
+
+def tasks(name):
+    st, v = docker("GET", "/tasks?filters=" + filters(service=[name]))
+    return v if st == 200 else []
+
+
+def containers(name, running_only=False):
+    f = {"label": [f"com.docker.swarm.service.name={name}"]}
+    if running_only:
+        f["status"] = ["running"]
+    st, v = docker("GET", "/containers/json?all=1&filters=" +
+                   filters(**f))
+    assert st == 200, (st, v)
+    return v
+
+
+def esc(s):
+    return "".join(c if ("a" <= c <= "z" or "0" <= c <= "9") else
+                   "-%02x" % ord(c) for c in s)
+
+
+def service_name(user):
+    return "jupyter-" + esc(user)
+
+
+def running_container(user, timeout=10):
+    """The container id of the user's running task."""
+    name = service_name(user)
+    deadline = time.monotonic() + timeout
+    while True:
+        for t in tasks(name):
+            cid = t.get("Status", {}).get("ContainerStatus", {}) \
+                .get("ContainerID")
+            if t["Status"]["State"] == "running" and cid:
+                return cid
+        assert time.monotonic() < deadline, \
+            f"{name} has no running task: {tasks(name)}"
+        time.sleep(0.2)
+
+
+def gw_ip(user):
+    """The docker_gwbridge IPv4 of the user's running task container."""
+    cid = running_container(user)
+    for _ in range(50):
+        st, net = docker("GET", "/networks/docker_gwbridge")
+        c = (net.get("Containers") or {}).get(cid)
+        if c and c.get("IPv4Address"):
+            return c["IPv4Address"].split("/")[0]
+        time.sleep(0.1)
+    raise AssertionError(f"container {cid} has no docker_gwbridge address")
+
+
+def token_nonce(user):
+    """The nonce of user's current start, from the hub's database (a
+    server's token changes at every start). Usernames are unique per run,
+    so the run's databases are searched for the user."""
+    dbs = psql_super("SELECT datname FROM pg_database WHERE datname LIKE "
+                     f"'hub_t{os.getpid()}%'").split()
+    for db in dbs:
+        try:
+            out = psql_super("SELECT coalesce(s.token_nonce, '') FROM servers s"
+                             " JOIN users u ON u.id = s.user_id WHERE u.name ="
+                             f" '{user}' AND s.name = ''", db=db).strip()
+        except RuntimeError:
+            continue
+        if out:
+            return out
+    return ""
+
+
+def server_token(secret, user):
+    return hmac.new(secret.encode(),
+                    f"server:{HUB_ID}:{user}:{token_nonce(user)}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def direct(user, path, token, ip=None, **kw):
+    """GET http://<gwbridge ip>:8888/user/<user>/<path> straight to the
+    container (token None: no Authorization header)."""
+    ip = ip or gw_ip(user)
+    headers = {"Authorization": f"token {token}"} if token else {}
+    kw.setdefault("timeout", 10)
+    return DIRECT.get(f"http://{ip}:8888/user/{user}/{path}",
+                      headers=headers, **kw)
+
+
+def remove_our_services(wait=False):
+    names = []
+    for s in our_services():
+        names.append(s["Spec"]["Name"])
+        docker("DELETE", f"/services/{s['ID']}")
+    if wait:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st, v = docker("GET", "/containers/json?all=1&filters=" +
+                           filters(label=[f"swarmhub.hub={HUB_ID}"]))
+            if st == 200 and not v:
+                break
+            time.sleep(0.5)
+    return names
+
+
+def wait_for(fn, timeout, what, interval=0.25):
+    """Polls fn() until it returns something true; returns it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for "
+                                 f"{what}")
+        time.sleep(interval)
+
+
+# ---- profiles and hubs -----------------------------------------------------
+
+def write_profiles(path, **extra_profiles):
+    common = {"cpu": {"min": 0.1, "max": 1, "default": 0.5},
+              "mem_gb": {"min": 0.1, "max": 200, "default": 0.25}}
+    doc = {
+        "cpu_reservation_ratio": RATIO,
+        "images": {
+            "tiny": {"image": TINY, "description": "fake notebook",
+                     "cmd": NB_CMD, "port": 8888},
+            "missing": {"image": MISSING_IMAGE, "cmd": NB_CMD},
+            # runs, never answers HTTP
+            "sleepy": {"image": TINY, "cmd": ["sleep", "3600"]},
+            # exits at once
+            "crashy": {"image": TINY, "cmd": ["sh", "-c", "exit 3"]},
+        },
+        "profiles": {
+            "default": {"images": ["tiny", "missing", "sleepy", "crashy"],
+                        **common},
+            # a group profile with a quota of one server
+            "labq": {"images": ["tiny"], **common, "quota": {"servers": 1}},
+            # a group profile no node can satisfy
+            "nopegrp": {"images": ["tiny"], **common,
+                        "constraints": ["node.labels.nope==1"]},
+            # a group nobody here belongs to
+            "other": {"images": ["tiny"], **common},
+            **extra_profiles,
+        },
+    }
+    Path(path).write_text(json.dumps(doc, indent=1))
+    return str(path)
+
+
+def spawn_env(profiles, **over):
+    env = {
+        "SWARMHUB_NETWORK": NET(),
+        "SWARMHUB_CONNECT": "gwbridge",
+        "SWARMHUB_HUB_ID": HUB_ID,
+        "SWARMHUB_PROFILES": str(profiles),
+        "SWARMHUB_HOME": NFS_URL(),
+        "SWARMHUB_HOME_MOUNT": "bind",
+        "SWARMHUB_HOME_BIND_ROOT": str(NFS_DIR()),
+        "SWARMHUB_START_TIMEOUT": str(START_TIMEOUT),
+        "SWARMHUB_HTTP_TIMEOUT": str(HTTP_TIMEOUT),
+        "SWARMHUB_RECONCILE_EVERY": "2",
+    }
+    env.update(over)
+    return env
+
+
+def fixed_credentials():
+    """SECRET and ADMIN_TOKEN given explicitly, so a restarted hub (and the
+    test computing server tokens) agree on them."""
+    return {"SWARMHUB_SECRET": secrets.token_hex(32),
+            "SWARMHUB_ADMIN_TOKEN": secrets.token_hex(32)}
+
+
+def new_hub(label, env, db=None):
+    hub = Hub(label, env=env, db=db)
+    hub.secret = env.get("SWARMHUB_SECRET", hub.secret)
+    hub.admin_token = env.get("SWARMHUB_ADMIN_TOKEN", hub.admin_token)
+    return hub
+
+
+def stop_hub(hub):
+    rc = hub.stop()
+    assert rc == 0, (f"swarmhub ({hub.label}) exited {rc} on SIGTERM; log "
+                     f"{hub.log}:\n{hub.stderr()[-2000:]}")
+
+
+def set_groups(hub, members):
+    """members: {group: [user, ...]} written straight into the database
+    (local accounts have no groups otherwise); a hub reads them at start."""
+    for g, users in members.items():
+        names = ",".join(f"'{u}'" for u in users)
+        hub.sql(f"INSERT INTO groups (name) VALUES ('{g}') "
+                f"ON CONFLICT (name) DO NOTHING")
+        hub.sql(f"INSERT INTO user_groups (user_id, group_id) "
+                f"SELECT u.id, g.id FROM users u, groups g "
+                f"WHERE g.name = '{g}' AND u.name IN ({names})")
+
+
+# ---- the REST side ---------------------------------------------------------
+
+def user_model(hub, name, token=None):
+    r = hub.api("GET", f"/users/{name}", token=token)
+    assert r.status_code == 200, (r.status_code, r.text)
+    return r.json()
+
+
+def post_server(hub, name, options=None, token=None):
+    kw = {"json": options} if options is not None else {}
+    return hub.api("POST", f"/users/{name}/server", token=token, **kw)
+
+
+def start(hub, name, options=None, token=None):
+    r = post_server(hub, name, options, token)
+    assert r.status_code == 202, (r.status_code, r.text)
+    return r
+
+
+def progress(hub, name, timeout=60, token=None):
+    """Every event of the progress stream until ready/failed (or its end)."""
+    r = hub.api("GET", f"/users/{name}/server/progress", token=token,
+                stream=True, timeout=20)
+    assert r.status_code == 200, (r.status_code, r.text)
+    ctype = r.headers.get("Content-Type", "")
+    assert ctype.startswith("text/event-stream"), ctype
+    events = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                ev = json.loads(line[5:])
+                events.append(ev)
+                if ev.get("ready") or ev.get("failed"):
+                    break
+            assert time.monotonic() < deadline, \
+                f"progress of {name} did not end in {timeout} s: {events}"
+    finally:
+        r.close()
+    return events
+
+
+def start_ready(hub, name, options=None):
+    start(hub, name, options)
+    ev = progress(hub, name)
+    assert ev and ev[-1].get("ready") is True, \
+        f"{name} did not become ready: {ev}\n{hub.stderr()[-2000:]}"
+    return ev
+
+
+def server_gone(hub, name):
+    return user_model(hub, name)["servers"] == {}
+
+
+def metric(hub, name):
+    r = hub.get("/hub/metrics")
+    assert r.status_code == 200, r.status_code
+    m = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", r.text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def parallel(*calls):
+    """Runs the zero-argument callables at once; returns their results."""
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as ex:
+        futs = [ex.submit(c) for c in calls]
+        return [f.result() for f in futs]
+
+
+# ---- fixtures --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def spawn_dir(tmp_path_factory):
+    need_docker_nfs()
+    d = tmp_path_factory.mktemp("spawn")
+    yield d
+    remove_our_services(wait=True)
+    for p in NFS_DIR().glob(f"*{PID}x*"):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def main_hub(spawn_dir):
+    """A hub shared by most tests, with users in the groups labq (q1, q2)
+    and nopegrp (c1, c2). Setting groups takes a first hub (it creates the
+    schema and the users), SQL, and a second hub on the same database."""
+    profiles = write_profiles(spawn_dir / "profiles.json")
+    env = spawn_env(profiles, **fixed_credentials())
+    db = new_database()
+    setup = new_hub("spawn-setup", env, db=db)
+    groups = {"labq": [uniq("q1"), uniq("q2")],
+              "nopegrp": [uniq("c1"), uniq("c2")]}
+    for users in groups.values():
+        for u in users:
+            setup.make_user(u)
+    set_groups(setup, groups)
+    stop_hub(setup)
+    hub = new_hub("spawn", env, db=db)
+    hub.groups = groups
+    hub.profiles = profiles
+    yield hub
+    try:
+        stop_hub(hub)
+    finally:
+        drop_database(db)
+
+
+@pytest.fixture(autouse=True)
+def _remove_services(request):
+    yield
+    if "spawn_dir" in request.fixturenames:
+        remove_our_services()
+
+
+@pytest.fixture
+def scratch_db(spawn_dir):
+    name = new_database()
+    yield name
+    drop_database(name)
+
+
+# ---- spawn, progress, the service, the home, stop --------------------------
+
+def test_spawn_ready_service_home_and_stop(main_hub):
+    hub = main_hub
+    alice = hub.make_user(uniq("alice"))
+    # a name that needs escaping in the service name
+    bob = hub.make_user(f"bob.{PID}x_{secrets.token_hex(2)}@lab-x")
+    t0 = time.monotonic()
+    start(hub, alice, {"cpu": 0.5, "mem_gb": 0.25})
+    start(hub, bob, {"cpu": 0.2, "mem_gb": 0.3, "image": "tiny"})
+    ev_a, ev_b = parallel(lambda: progress(hub, alice),
+                          lambda: progress(hub, bob))
+    took = time.monotonic() - t0
+    for name, ev in ((alice, ev_a), (bob, ev_b)):
+        assert ev[0] == {"progress": 0, "message": "Server requested"}, ev
+        assert ev[-1] == {"progress": 100, "message": ev[-1]["message"],
+                          "ready": True, "url": f"/user/{name}/"}, ev
+        middle = ev[1:-1]
+        assert middle and all(0 < e["progress"] < 100 for e in middle), ev
+        assert any("running" in e["message"].lower() for e in middle), \
+            f"no task state among the events: {ev}"
+        pct = [e["progress"] for e in ev]
+        assert pct == sorted(pct), f"progress went backwards: {ev}"
+    assert took < START_TIMEOUT, f"two tiny servers took {took:.1f} s"
+
+    # a late listener gets every past event replayed
+    assert progress(hub, alice) == ev_a
+
+    # the user model
+    m = user_model(hub, alice)
+    srv = m["servers"][""]
+    assert srv["ready"] is True and srv["pending"] is None, m
+    assert srv["url"] == f"/user/{alice}/" and m["server"] == srv["url"], m
+    assert srv["progress_url"] == \
+        f"/hub/api/users/{alice}/server/progress", m
+    assert srv["user_options"] == {"profile": "default", "image": "tiny",
+                                   "cpu": 0.5, "mem_gb": 0.25, "gpus": 0}, m
+    assert srv["started"] and srv["started"].endswith("Z"), m
+    assert user_model(hub, bob)["servers"][""]["user_options"] == {
+        "profile": "default", "image": "tiny", "cpu": 0.2, "mem_gb": 0.3,
+        "gpus": 0}
+    r = hub.api("GET", "/users", params={"state": "ready"})
+    assert r.status_code == 200, r.text
+    ready = {u["name"] for u in r.json()}
+    assert {alice, bob} <= ready, ready
+
+    # api/status answers with the server token only
+    tok = server_token(hub.secret, alice)
+    ip = gw_ip(alice)
+    r = direct(alice, "api/status", tok, ip=ip)
+    assert r.status_code == 200 and "last_activity" in r.json(), r.text
+    assert direct(alice, "api/status", None, ip=ip).status_code == 403
+    assert direct(alice, "api/status", server_token(hub.secret, bob),
+                  ip=ip).status_code == 403
+
+    # the service
+    net_id = docker("GET", f"/networks/{NET()}")[1]["Id"]
+    for name, cpu, mem in ((alice, 0.5, 0.25), (bob, 0.2, 0.3)):
+        svc = service(service_name(name))
+        assert svc, f"no service {service_name(name)}: " \
+                    f"{[s['Spec']['Name'] for s in our_services()]}"
+        spec = svc["Spec"]
+        assert spec["Labels"] == {"swarmhub.hub": HUB_ID,
+                                  "swarmhub.user": name,
+                                  "swarmhub.server": ""}, spec["Labels"]
+        assert spec["EndpointSpec"]["Mode"] == "dnsrr", spec["EndpointSpec"]
+        tt = spec["TaskTemplate"]
+        assert tt["RestartPolicy"]["Condition"] == "none", tt
+        res = tt["Resources"]
+        assert res["Limits"] == {"NanoCPUs": round(cpu * 1e9),
+                                 "MemoryBytes": round(mem * 1e9)}, res
+        assert res["Reservations"]["NanoCPUs"] == round(cpu * 1e9 * RATIO)
+        assert res["Reservations"]["MemoryBytes"] == round(mem * 1e9), res
+        assert [n["Target"] for n in tt["Networks"]] in ([net_id],
+                                                        [NET()]), tt
+        cs = tt["ContainerSpec"]
+        assert cs["Image"].split("@")[0] == TINY, cs
+        assert cs["User"] == "1000:100", cs
+        mounts = [(mt["Type"], mt["Source"], mt["Target"])
+                  for mt in cs["Mounts"]]
+        assert ("bind", str(NFS_DIR() / name), HOME_TARGET) in mounts, mounts
+        envs = dict(e.split("=", 1) for e in cs["Env"])
+        assert envs["JUPYTER_TOKEN"] == server_token(hub.secret, name)
+        assert envs["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{name}/", envs
+        argv = cs.get("Command", []) + cs.get("Args", [])
+        assert f"--NotebookApp.base_url=/user/{name}/" in argv, argv
+        assert "--port=8888" in argv, argv
+
+        # the home, made over NFS on the export
+        st = os.stat(NFS_DIR() / name)
+        assert (st.st_uid, st.st_gid) == (1000, 100), st
+        assert st.st_mode & 0o7777 == 0o700, oct(st.st_mode)
+
+    # a file written in the container appears in the export
+    r = direct(alice, "write", tok, ip=ip, params={"name": "from-alice.txt"})
+    assert r.status_code == 200, r.text
+    assert r.json()["path"] == f"{HOME_TARGET}/from-alice.txt", r.json()
+    f = NFS_DIR() / alice / "from-alice.txt"
+    assert f.is_file(), sorted(os.listdir(NFS_DIR() / alice))
+    assert (f.stat().st_uid, f.stat().st_gid) == (1000, 100)
+    assert f.read_text().startswith("written by fake_notebook")
+
+    # bob does not see alice's files
+    bob_cid = running_container(bob)
+    r = subprocess.run(["docker", "exec", bob_cid, "ls", "-a", HOME_TARGET],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "from-alice.txt" not in r.stdout, r.stdout
+    r = subprocess.run(["docker", "exec", bob_cid, "sh", "-c",
+                        "find / -name from-alice.txt 2>/dev/null; true"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "", r.stdout
+
+    # a second start while running
+    r = post_server(hub, alice)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.json()["status"] == 400 and "running" in r.json()["message"]
+
+    # stop: 202, then stopped, the service and its container gone
+    svc_a = service_name(alice)
+    r = hub.api("DELETE", f"/users/{alice}/server")
+    assert r.status_code == 202, (r.status_code, r.text)
+    wait_for(lambda: server_gone(hub, alice), 30, f"{alice} stopped")
+    seen_running = containers(svc_a, running_only=True)
+    assert service(svc_a) is None
+    assert hub.api("DELETE", f"/users/{alice}/server").status_code == 204
+    assert alice not in {u["name"] for u in hub.api(
+        "GET", "/users", params={"state": "ready"}).json()}
+    # the file outlives the server
+    assert f.is_file()
+    assert not seen_running, (
+        "the hub reported the server stopped while its container was still "
+        f"running: {[c['Id'][:12] + ' ' + c['Status'] for c in seen_running]}"
+        " (issue 3: 'remove the service and wait until its tasks are gone')")
+    wait_for(lambda: not containers(svc_a), 30, f"{svc_a}'s container gone")
+
+
+def test_start_with_own_token_and_permissions(main_hub):
+    hub = main_hub
+    me, other = hub.make_user(uniq("own")), hub.make_user(uniq("oth"))
+    tok = hub.make_token(me)
+    r = post_server(hub, other, token=tok)
+    assert r.status_code == 403, (r.status_code, r.text)
+    r = hub.api("DELETE", f"/users/{other}/server", token=tok)
+    assert r.status_code == 403, (r.status_code, r.text)
+    r = hub.api("GET", f"/users/{other}/server/progress", token=tok)
+    assert r.status_code == 403, (r.status_code, r.text)
+    start(hub, me, token=tok)
+    ev = progress(hub, me, token=tok)
+    assert ev[-1].get("ready") is True, ev
+    m = user_model(hub, me, token=tok)
+    assert m["servers"][""]["ready"] is True, m
+    assert m["servers"][""]["user_options"]["profile"] == "default"
+
+
+# ---- failures --------------------------------------------------------------
+
+def test_bad_image_and_crashing_server_fail_fast(main_hub):
+    hub = main_hub
+    u = hub.make_user(uniq("badimg"))
+    crash = hub.make_user(uniq("crash"))
+    t0 = time.monotonic()
+    start(hub, u, {"image": "missing"})
+    start(hub, crash, {"image": "crashy"})
+    ev, ev_crash = parallel(lambda: progress(hub, u, timeout=30),
+                            lambda: progress(hub, crash, timeout=30))
+    took = time.monotonic() - t0
+    last = ev[-1]
+    assert last.get("failed") is True and last["progress"] == 100, ev
+    assert "not found" in last["message"], ev
+    assert MISSING_IMAGE in last["message"], ev
+    assert ev_crash[-1].get("failed") is True, ev_crash
+    assert "3" in ev_crash[-1]["message"] and \
+        "exit" in ev_crash[-1]["message"], ev_crash
+    assert took < START_TIMEOUT, f"the failures took {took:.1f} s"
+    for name in (u, crash):
+        assert service(service_name(name)) is None
+        m = user_model(hub, name)
+        assert m["servers"] == {} and m["server"] is None, m
+    # a late listener learns the failure too
+    late = progress(hub, u, timeout=10)
+    assert late[-1].get("failed") is True, late
+
+
+def test_constraint_memory_and_silent_server_fail_with_reasons(main_hub):
+    """Three starts at once that can only time out: a constraint no node
+    has, more memory than the node has (both START_TIMEOUT), and a server
+    that runs but never answers HTTP (HTTP_TIMEOUT)."""
+    hub = main_hub
+    c1 = hub.groups["nopegrp"][0]
+    big = hub.make_user(uniq("bigmem"))
+    mute = hub.make_user(uniq("mute"))
+    t0 = time.monotonic()
+    start(hub, c1)                                   # profile nopegrp
+    start(hub, big, {"mem_gb": 150, "cpu": 0.1})     # the node has ~25 GB
+    start(hub, mute, {"image": "sleepy"})
+    # while they wait, the model says pending
+    for name in (c1, big, mute):
+        srv = user_model(hub, name)["servers"][""]
+        assert srv["ready"] is False and srv["pending"] == "spawn", srv
+    # a second start while pending
+    r = post_server(hub, c1)
+    assert r.status_code == 400, (r.status_code, r.text)
+    ev_c, ev_m, ev_s = parallel(lambda: progress(hub, c1, timeout=60),
+                                lambda: progress(hub, big, timeout=60),
+                                lambda: progress(hub, mute, timeout=60))
+    took = time.monotonic() - t0
+    for ev in (ev_c, ev_m):
+        assert ev[-1].get("failed") is True, ev
+        assert any(e["progress"] not in (0, 100) and "node" in
+                   e["message"].lower() for e in ev), \
+            f"no 'waiting for a node' event: {ev}"
+    assert "constraint" in ev_c[-1]["message"], ev_c
+    assert "no node" in ev_m[-1]["message"] and \
+        "150 GB" in ev_m[-1]["message"], ev_m
+    assert ev_s[-1].get("failed") is True, ev_s
+    assert f"{HTTP_TIMEOUT} s" in ev_s[-1]["message"], ev_s
+    assert START_TIMEOUT - 1 <= took < HTTP_TIMEOUT + 15, took
+    for name in (c1, big, mute):
+        assert service(service_name(name)) is None
+        assert user_model(hub, name)["servers"] == {}
+
+
+def test_stop_while_pending_cancels_the_start(main_hub):
+    hub = main_hub
+    c2 = hub.groups["nopegrp"][1]                    # stays pending
+    start(hub, c2)
+    wait_for(lambda: service(service_name(c2)), 10, "the pending service")
+    t0 = time.monotonic()
+    r = hub.api("DELETE", f"/users/{c2}/server")
+    assert r.status_code == 202, (r.status_code, r.text)
+    ev = progress(hub, c2, timeout=30)
+    assert ev[-1].get("failed") is True, ev
+    assert time.monotonic() - t0 < 10, "the cancel waited for START_TIMEOUT"
+    wait_for(lambda: server_gone(hub, c2), 10, f"{c2} stopped")
+    wait_for(lambda: service(service_name(c2)) is None, 10,
+             "the cancelled service removed")
+
+
+# ---- options, profiles, quotas, limits -------------------------------------
+
+@pytest.mark.parametrize("options, status, words", [
+    ({"cpu": 5}, 400, ["cpu", "0.1", "1"]),
+    ({"cpu": 0.01}, 400, ["cpu"]),
+    ({"mem_gb": 500}, 400, ["mem_gb", "200"]),
+    ({"gpus": 1}, 400, ["gpus"]),
+    ({"cpu": "lots"}, 400, ["cpu"]),
+    ({"image": "nope"}, 400, ["image", "tiny"]),
+    ({"colour": "red"}, 400, ["colour"]),
+    ({"profile": "nosuch"}, 400, ["nosuch"]),
+    ({"profile": "other"}, 403, ["other"]),
+    ({"profile": "labq"}, 403, ["labq"]),
+])
+def test_bad_options_refused(main_hub, options, status, words):
+    hub = main_hub
+    u = hub.make_user(uniq("opt"))
+    r = post_server(hub, u, options)
+    assert r.status_code == status, (r.status_code, r.text)
+    body = r.json()
+    assert body["status"] == status, body
+    for w in words:
+        assert w.lower() in body["message"].lower(), body
+    assert user_model(hub, u)["servers"] == {}
+    assert service(service_name(u)) is None
+
+
+def test_body_not_json_refused(main_hub):
+    u = main_hub.make_user(uniq("nojs"))
+    r = main_hub.api("POST", f"/users/{u}/server", data=b"{cpu: 1",
+                     headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert user_model(main_hub, u)["servers"] == {}
+
+
+def test_group_quota(main_hub):
+    hub = main_hub
+    q1, q2 = hub.groups["labq"]
+    start_ready(hub, q1)                 # no profile named: the group's
+    m = user_model(hub, q1)
+    assert m["servers"][""]["user_options"]["profile"] == "labq", m
+    r = post_server(hub, q2)
+    assert r.status_code == 403, (r.status_code, r.text)
+    assert "quota" in r.json()["message"], r.json()
+    assert user_model(hub, q2)["servers"] == {}
+    # the default profile is not under labq's quota
+    r = post_server(hub, q2, {"profile": "default"})
+    assert r.status_code == 202, (r.status_code, r.text)
+    assert progress(hub, q2)[-1].get("ready") is True
+    r = hub.api("DELETE", f"/users/{q2}/server")
+    assert r.status_code == 202, r.text
+    wait_for(lambda: server_gone(hub, q2), 30, f"{q2} stopped")
+    # once q1 stops, q2 may use labq
+    assert hub.api("DELETE", f"/users/{q1}/server").status_code == 202
+    wait_for(lambda: server_gone(hub, q1), 30, f"{q1} stopped")
+    start_ready(hub, q2, {"profile": "labq"})
+
+
+def test_concurrent_spawn_limit(start_hub, spawn_dir):
+    profiles = write_profiles(spawn_dir / "limit.json")
+    hub = start_hub("spawn-limit", spawn_env(
+        profiles, SWARMHUB_CONCURRENT_SPAWN_LIMIT="1"))
+    a, b = hub.make_user(uniq("lima")), hub.make_user(uniq("limb"))
+    barrier = threading.Barrier(2)
+
+    def go(name):
+        barrier.wait()
+        return post_server(hub, name)
+    ra, rb = parallel(lambda: go(a), lambda: go(b))
+    codes = sorted([ra.status_code, rb.status_code])
+    assert codes == [202, 429], (ra.status_code, ra.text, rb.status_code,
+                                 rb.text)
+    won, lost = (a, b) if ra.status_code == 202 else (b, a)
+    refused = rb if ra.status_code == 202 else ra
+    assert refused.headers.get("Retry-After", "").isdigit(), refused.headers
+    assert refused.json()["status"] == 429, refused.text
+    assert user_model(hub, lost)["servers"] == {}
+    assert progress(hub, won)[-1].get("ready") is True
+    # the slot is free again once the start finished
+    start_ready(hub, lost)
+
+
+# ---- restart, reconcile, orphans, deleting users ---------------------------
+
+def test_hub_restart_adopts_running_server(start_hub, spawn_dir):
+    profiles = write_profiles(spawn_dir / "restart.json")
+    env = spawn_env(profiles, **fixed_credentials())
+    db = new_database()
+    try:
+        first = new_hub("spawn-restart-1", env, db=db)
+        try:
+            u = first.make_user(uniq("adopt"))
+            start_ready(first, u, {"cpu": 0.3})
+            ip = gw_ip(u)
+            started = user_model(first, u)["servers"][""]["started"]
+        finally:
+            stop_hub(first)
+        # the hub's exit leaves the server alone
+        assert service(service_name(u)) is not None
+        tok = server_token(env["SWARMHUB_SECRET"], u)
+        assert direct(u, "api/status", tok, ip=ip).status_code == 200
+
+        second = new_hub("spawn-restart-2", env, db=db)
+        try:
+            m = user_model(second, u)
+            srv = m["servers"].get("")
+            assert srv and srv["ready"] is True, m
+            assert srv["user_options"]["cpu"] == 0.3, m
+            assert srv["started"] == started, (srv["started"], started)
+            r = second.api("GET", "/users", params={"state": "ready"})
+            assert u in {x["name"] for x in r.json()}, r.text
+            ev = progress(second, u)
+            assert ev[-1].get("ready") is True, ev
+            r = direct(u, "api/status", tok)
+            assert r.status_code == 200 and "started" in r.json(), r.text
+            # and it can still stop it
+            assert second.api("DELETE",
+                              f"/users/{u}/server").status_code == 202
+            wait_for(lambda: server_gone(second, u), 30, f"{u} stopped")
+            wait_for(lambda: service(service_name(u)) is None, 10,
+                     "the adopted service removed")
+        finally:
+            stop_hub(second)
+    finally:
+        drop_database(db)
+
+
+def test_service_removed_behind_the_hubs_back(main_hub):
+    hub = main_hub
+    u = hub.make_user(uniq("gone"))
+    start_ready(hub, u)
+    st, _ = docker("DELETE", f"/services/{service_name(u)}")
+    assert st == 200, st
+    wait_for(lambda: server_gone(hub, u), 20,
+             f"{u}'s server reported stopped after RECONCILE_EVERY=2")
+    r = hub.api("GET", "/users", params={"state": "ready"})
+    assert u not in {x["name"] for x in r.json()}
+    # and the user can start again
+    start_ready(hub, u)
+
+
+def test_orphan_service_is_counted_not_deleted(main_hub):
+    """One running server of the hub's own user and one service with the
+    hub's labels for a user the hub does not know: exactly one orphan."""
+    hub = main_hub
+    remove_our_services(wait=False)
+    mine = hub.make_user(uniq("notorphan"))
+    start_ready(hub, mine)
+    ghost = f"ghost{PID}x{secrets.token_hex(3)}"
+    name = f"sxorphan-{ghost}"
+    labels = {"swarmhub.hub": HUB_ID, "swarmhub.user": ghost,
+              "swarmhub.server": ""}
+    st, v = docker("POST", "/services/create", {
+        "Name": name, "Labels": labels,
+        "TaskTemplate": {"ContainerSpec": {
+            "Image": TINY, "Labels": labels,
+            "Command": ["python3", "-m", "notebook", "--port=8888"]},
+            "RestartPolicy": {"Condition": "none"}},
+        "Mode": {"Replicated": {"Replicas": 1}},
+        "EndpointSpec": {"Mode": "dnsrr"}})
+    assert st == 201, (st, v)
+    n0 = len(hub.stderr().splitlines())
+
+    def passes():
+        """reconcile.orphan lines logged since the service was made"""
+        return [ln for ln in hub.stderr().splitlines()[n0:]
+                if "event=reconcile.orphan" in ln]
+
+    wait_for(lambda: (metric(hub, "swarmhub_orphan_services") or 0) >= 1,
+             20, "swarmhub_orphan_services >= 1")
+    wait_for(lambda: len([ln for ln in passes() if name in ln]) >= 2, 20,
+             "two reconcile passes logging the orphan")
+    assert service(name) is not None, "the hub deleted an orphan service"
+    ghost_lines = [ln for ln in passes() if name in ln]
+    assert f"user={ghost}" in ghost_lines[-1], ghost_lines[-1]
+    wrong = [ln for ln in passes() if service_name(mine) in ln]
+    assert not wrong, f"a running server of the hub counted as an orphan: " \
+                      f"{wrong[-1]}"
+    assert user_model(hub, mine)["servers"][""]["ready"] is True
+    assert metric(hub, "swarmhub_orphan_services") == 1, \
+        [ln for ln in hub.get("/hub/metrics").text.splitlines()
+         if "orphan" in ln]
+
+
+def test_delete_user_with_running_server(main_hub):
+    hub = main_hub
+    u = hub.make_user(uniq("del"))
+    start_ready(hub, u)
+    svc = service_name(u)
+    r = hub.api("DELETE", f"/users/{u}")
+    assert r.status_code == 204, (r.status_code, r.text)
+    assert hub.api("GET", f"/users/{u}").status_code == 404
+    wait_for(lambda: service(svc) is None, 15,
+             f"{svc} removed after its user was deleted")
+    wait_for(lambda: not containers(svc, running_only=True), 30,
+             f"{svc}'s container stopped")
+    # the name is free again, and a new user of that name starts cleanly
+    hub.make_user(u)
+    assert user_model(hub, u)["servers"] == {}
+    start_ready(hub, u)
+
+
+# ---- Docker going away -----------------------------------------------------
+
+class Forwarder:
+    """A unix-socket listener relaying every connection to Docker's socket:
+    stop() closes it and every relayed connection, start() opens it again."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.lock = threading.Lock()
+        self.socks = []
+        self.srv = None
+
+    def start(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        srv.bind(self.path)
+        srv.listen(64)
+        srv.settimeout(0.2)
+        self.srv = srv
+        threading.Thread(target=self._accept, args=(srv,),
+                         daemon=True).start()
+
+    def _accept(self, srv):
+        while self.srv is srv:
+            try:
+                c, _ = srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            c.settimeout(None)
+            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                u.connect(DOCKER_SOCK)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def stop(self):
+        srv, self.srv = self.srv, None
+        if srv:
+            srv.close()
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        with self.lock:
+            socks, self.socks = self.socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+def test_docker_unreachable_then_back(start_hub, spawn_dir, tmp_path):
+    fwd = Forwarder(tmp_path / "docker.sock")
+    fwd.start()
+    try:
+        profiles = write_profiles(spawn_dir / "nodocker.json")
+        hub = start_hub("spawn-nodocker", spawn_env(
+            profiles, SWARMHUB_DOCKER_HOST=f"unix://{fwd.path}"))
+        u = hub.make_user(uniq("nodock"))
+        tok = hub.make_token(u)
+        start_ready(hub, u)                          # works through it
+        assert hub.api("DELETE", f"/users/{u}/server").status_code == 202
+        wait_for(lambda: server_gone(hub, u), 30, f"{u} stopped")
+
+        fwd.stop()
+        t0 = time.monotonic()
+        down = post_server(hub, u)
+        took = time.monotonic() - t0
+        down_events = None
+        if down.status_code == 202:                  # let it fail, look why
+            down_events = progress(hub, u, timeout=60)
+        # the hub keeps serving
+        assert hub.get("/hub/health").status_code == 200
+        r = hub.api("GET", "/user", token=tok)
+        assert r.status_code == 200 and r.json()["name"] == u, r.text
+        assert hub.api("GET", "/users").status_code == 200
+        wait_for(lambda: server_gone(hub, u), 60,
+                 f"{u}'s failed start settled")
+
+        fwd.start()
+        start_ready(hub, u)                          # recovers
+        assert direct(u, "api/status",
+                      server_token(hub.secret, u)).status_code == 200
+
+        assert took < 10, f"POST server took {took:.1f} s with Docker down"
+        assert down.status_code == 503, (
+            f"with Docker unreachable POST server answered "
+            f"{down.status_code} {down.text!r}; progress: {down_events}")
+        msg = down.json()["message"]
+        assert "docker" in msg.lower(), msg
+    finally:
+        fwd.stop()
+
+
+# ---- the hub refuses to start ----------------------------------------------
+
+def run_hub_once(env, timeout=40):
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith("SWARMHUB_")}
+    base.update(env)
+    return subprocess.run([hub_binary()], env=base, capture_output=True,
+                          text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def not_attachable():
+    name = f"sxnoattach{PID}"
+    subprocess.run(["docker", "network", "rm", name], capture_output=True)
+    r = subprocess.run(["docker", "network", "create", "-d", "overlay",
+                        name], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    yield name
+    subprocess.run(["docker", "network", "rm", name], capture_output=True,
+                   timeout=60)
+
+
+def refused(scratch_db, profiles, **over):
+    env = spawn_env(profiles, SWARMHUB_DB=db_uri(scratch_db),
+                    SWARMHUB_SECRET=secrets.token_hex(32),
+                    SWARMHUB_LISTEN=f"127.0.0.1:{free_port()}",
+                    SWARMHUB_DB_WAIT="5", **over)
+    r = run_hub_once(env)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    return r.stderr
+
+
+def test_refuses_missing_network(scratch_db, spawn_dir):
+    p = write_profiles(spawn_dir / "ok.json")
+    net = f"sxnonet{PID}"
+    err = refused(scratch_db, p, SWARMHUB_NETWORK=net)
+    assert f"'{net}'" in err and "does not exist" in err, err
+
+
+def test_refuses_non_attachable_network(scratch_db, spawn_dir,
+                                        not_attachable):
+    p = write_profiles(spawn_dir / "ok.json")
+    err = refused(scratch_db, p, SWARMHUB_NETWORK=not_attachable)
+    assert not_attachable in err and "attachable" in err, err
+
+
+def test_refuses_invalid_profiles(scratch_db, spawn_dir):
+    p = spawn_dir / "bad.json"
+    write_profiles(p)
+    doc = json.loads(p.read_text())
+    doc["profiles"]["labq"]["colour"] = "red"
+    p.write_text(json.dumps(doc))
+    err = refused(scratch_db, p)
+    assert "profiles.labq.colour" in err and "unknown key" in err, err
+    # and a file that is not there
+    err = refused(scratch_db, spawn_dir / "missing.json")
+    assert "missing.json" in err, err
+
+
+# ---- more that a demanding user does ---------------------------------------
+
+def test_crashed_server_is_reported_not_restarted(main_hub):
+    hub = main_hub
+    u = hub.make_user(uniq("crashed"))
+    start_ready(hub, u)
+    cid = running_container(u)
+    st, _ = docker("POST", f"/containers/{cid}/kill")
+    assert st == 204, st
+    wait_for(lambda: server_gone(hub, u), 20,
+             f"{u}'s crashed server reported stopped")
+    assert len(tasks(service_name(u))) <= 1, \
+        f"the crashed server was restarted: {tasks(service_name(u))}"
+    assert u not in {x["name"] for x in hub.api(
+        "GET", "/users", params={"state": "ready"}).json()}
+    # starting again works (the dead service is replaced)
+    start_ready(hub, u)
+    r = direct(u, "api/status", server_token(hub.secret, u))
+    assert r.status_code == 200, r.text
+
+
+def test_shared_dir_is_shared(start_hub, spawn_dir):
+    shared = f"shared-{PID}x"
+    profiles = write_profiles(spawn_dir / "shared.json")
+    hub = start_hub("spawn-shared", spawn_env(profiles,
+                                              SWARMHUB_SHARED_DIR=shared))
+    a, b = hub.make_user(uniq("sha")), hub.make_user(uniq("shb"))
+    start(hub, a)
+    start(hub, b)
+    for ev in parallel(lambda: progress(hub, a), lambda: progress(hub, b)):
+        assert ev[-1].get("ready") is True, ev
+    assert (NFS_DIR() / shared).is_dir()
+    target = f"{HOME_TARGET}/shared"
+    r = subprocess.run(["docker", "exec", running_container(a), "sh", "-c",
+                        f"echo from-a > {target}/note-{a}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, f"{a} cannot write in {target}: {r.stderr}"
+    r = subprocess.run(["docker", "exec", running_container(b), "cat",
+                        f"{target}/note-{a}"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == "from-a\n", (r.stdout, r.stderr)
+    assert (NFS_DIR() / shared / f"note-{a}").read_text() == "from-a\n"
+
+
+def test_sigterm_during_a_pending_start(spawn_dir):
+    """A hub stopped while a start waits for a node (Docker's default stop
+    grace period is 10 s), then started again: the server must not stay
+    pending forever, and no service may be left waiting behind it."""
+    profiles = write_profiles(spawn_dir / "pending.json")
+    env = spawn_env(profiles, SWARMHUB_START_TIMEOUT="120",
+                    **fixed_credentials())
+    db = new_database()
+    try:
+        first = new_hub("spawn-pending-1", env, db=db)
+        u = first.make_user(uniq("pend"))
+        start(first, u, {"mem_gb": 150})
+        wait_for(lambda: service(service_name(u)), 10, "the service")
+        time.sleep(1)
+        t0 = time.monotonic()
+        first.proc.terminate()
+        try:
+            rc = first.proc.wait(40)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            rc = None
+        took = time.monotonic() - t0
+        first.stop()
+        second = new_hub("spawn-pending-2", env, db=db)
+        try:
+            srv = user_model(second, u)["servers"].get("")
+            settled = wait_for(lambda: server_gone(second, u) or
+                               None, 15, f"{u} no longer pending after the "
+                               f"restart (model: {srv})")
+            assert settled
+            left = service(service_name(u))
+            r = post_server(second, u, {"mem_gb": 0.25})
+            assert r.status_code == 202, (r.status_code, r.text)
+            assert progress(second, u)[-1].get("ready") is True
+        finally:
+            stop_hub(second)
+        assert rc == 0, f"exit status {rc} on SIGTERM"
+        assert took < 10, (f"SIGTERM with a start pending took {took:.1f} s "
+                           "(Docker kills after 10 s):\n" +
+                           first.log.read_text()[-1500:])
+        assert left is None, ("after the restart the interrupted start's "
+                              "service was still there (pending, it will "
+                              "start later unseen): " +
+                              left["Spec"]["Name"])
+    finally:
+        drop_database(db)
+
+
+def test_server_stopped_while_hub_down(spawn_dir):
+    profiles = write_profiles(spawn_dir / "down.json")
+    env = spawn_env(profiles, **fixed_credentials())
+    db = new_database()
+    try:
+        first = new_hub("spawn-down-1", env, db=db)
+        try:
+            keep = first.make_user(uniq("keep"))
+            lost = first.make_user(uniq("lost"))
+            start(first, keep)
+            start(first, lost)
+            for ev in parallel(lambda: progress(first, keep),
+                               lambda: progress(first, lost)):
+                assert ev[-1].get("ready") is True, ev
+        finally:
+            stop_hub(first)
+        docker("DELETE", f"/services/{service_name(lost)}")
+        second = new_hub("spawn-down-2", env, db=db)
+        try:
+            # at start, before any reconcile tick
+            assert user_model(second, lost)["servers"] == {}
+            assert user_model(second, keep)["servers"][""]["ready"] is True
+            r = second.api("GET", "/users", params={"state": "ready"})
+            names = {x["name"] for x in r.json()}
+            assert keep in names and lost not in names, names
+            start_ready(second, lost)
+        finally:
+            stop_hub(second)
+    finally:
+        drop_database(db)
+
+
+def test_two_hubs_on_one_swarm_keep_their_servers(start_hub, spawn_dir):
+    """README: 'two hubs on one swarm need different ids'. With different
+    HUB_IDs (and the default service name template) a user of the same
+    name on the second hub must not take the first hub's server away."""
+    other_id = f"{HUB_ID}b"
+    profiles = write_profiles(spawn_dir / "two.json")
+    x = start_hub("spawn-two-x", spawn_env(profiles))
+    y = start_hub("spawn-two-y", spawn_env(profiles,
+                                           SWARMHUB_HUB_ID=other_id))
+    u = uniq("twin")
+    x.make_user(u)
+    y.make_user(u)
+    try:
+        start_ready(x, u)
+        svc_before = service(service_name(u))
+        tok_x = server_token(x.secret, u)
+        r = post_server(y, u)
+        y_events = progress(y, u) if r.status_code == 202 else None
+        time.sleep(1)
+        svc_after = service(service_name(u))
+        assert svc_after is not None and \
+            svc_after["ID"] == svc_before["ID"], (
+            f"hub {other_id} replaced hub {HUB_ID}'s service "
+            f"{service_name(u)} (POST answered {r.status_code}; its "
+            f"progress: {y_events})")
+        assert direct(u, "api/status", tok_x).status_code == 200
+        assert user_model(x, u)["servers"][""]["ready"] is True
+    finally:
+        for s in docker("GET", "/services?filters=" + filters(
+                label=[f"swarmhub.hub={other_id}"]))[1]:
+            docker("DELETE", f"/services/{s['ID']}")

@@ -1,0 +1,419 @@
+/*
+ * test_spec.c - the service-create JSON field by field (parsed back with
+ * jansson), DockerSpawner-style escaping, and Docker's task errors of
+ * INFRA.md section 4 as sentences. No network, no Docker.
+ */
+#include <jansson.h>
+#include "../../spawner/internal.h"
+#include "../lib/t.h"
+
+static const char profiles_text[] =
+	"{\"cpu_reservation_ratio\": 0.25,"
+	" \"images\": {"
+	"  \"scipy\": {\"image\": \"jupyter/scipy:1\","
+	"   \"cmd\": [\"start.py\", \"--ServerApp.base_url={base_url}\","
+	"            \"--port={port}\", \"--x={base_url}{port}{other}\"],"
+	"   \"port\": 9999, \"env\": {\"PROFILE_VAR\": \"yes\"}},"
+	"  \"plain\": {\"image\": \"local/nb:1\"}},"
+	" \"profiles\": {"
+	"  \"ds\": {\"images\": [\"scipy\", \"plain\"],"
+	"   \"cpu\": {\"min\": 0.5, \"max\": 8}, \"mem_gb\": {\"min\": 1, \"max\": 64},"
+	"   \"gpus\": 2,"
+	"   \"constraints\": [\"node.labels.pool==ds\", \"node.role==worker\"]}}}";
+
+struct fixture {
+	struct profiles *p;
+	struct spawner_cfg cfg;
+	struct spawn_opts opts;
+	struct spawn_req req;
+	struct spec_input in;
+};
+
+static void
+fixture_init(struct fixture *f)
+{
+	struct err e = { 0 };
+
+	memset(f, 0, sizeof(*f));
+	if (profiles_parse(profiles_text, strlen(profiles_text), &f->p, &e) < 0) {
+		fprintf(stderr, "profiles: %s\n", e.msg);
+		exit(1);
+	}
+	f->cfg.network = "hubnet";
+	f->cfg.hub_id = "hub1";
+	f->cfg.home_mount = "bind";
+	f->cfg.home_bind_root = "/srv/homes";
+	f->cfg.home_uid = 1000;
+	f->cfg.home_gid = 100;
+	f->cfg.shared_dir = "shared";
+	f->opts = (struct spawn_opts){ "ds", "scipy", 1.5, 2, 0 };
+	f->req.user = "alice";
+	f->req.server = "";
+	f->req.opts = &f->opts;
+	f->req.token = "tok-alice-123";
+	f->req.base_url = "/user/alice/";
+	f->in.cfg = &f->cfg;
+	f->in.req = &f->req;
+	f->in.image = profiles_image(f->p, "scipy");
+	f->in.profile = profiles_get(f->p, "ds");
+	f->in.cpu_reservation_ratio = f->p->cpu_reservation_ratio;
+	f->in.service_name = "jupyter-alice";
+	f->in.home_source = "/srv/homes/alice";
+}
+
+/* The value at a '/'-separated path of keys and array indexes. */
+static json_t *
+at(json_t *v, const char *path)
+{
+	char buf[256], *tok, *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (tok = strtok_r(buf, "/", &save); tok && v;
+	     tok = strtok_r(NULL, "/", &save)) {
+		if (json_is_array(v))
+			v = json_array_get(v, strtoul(tok, NULL, 10));
+		else
+			v = json_object_get(v, tok);
+	}
+	return v;
+}
+
+static const char *
+s_at(json_t *v, const char *path)
+{
+	return json_string_value(at(v, path));
+}
+
+static long long
+i_at(json_t *v, const char *path)
+{
+	json_t *x = at(v, path);
+
+	return json_is_integer(x) ? (long long)json_integer_value(x) : -12345;
+}
+
+static json_t *
+build(const struct fixture *f)
+{
+	struct err e = { 0 };
+	char *s = spec_build(&f->in, &e);
+	json_t *v;
+
+	if (!s) {
+		fprintf(stderr, "spec_build: %s\n", e.msg);
+		return NULL;
+	}
+	v = json_loads(s, 0, NULL);
+	free(s);
+	return v;
+}
+
+static int
+has_env(json_t *spec, const char *want)
+{
+	json_t *env = at(spec, "TaskTemplate/ContainerSpec/Env"), *x;
+	size_t i;
+
+	json_array_foreach(env, i, x)
+		if (strcmp(json_string_value(x), want) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+env_has_prefix(json_t *spec, const char *prefix)
+{
+	json_t *env = at(spec, "TaskTemplate/ContainerSpec/Env"), *x;
+	size_t i;
+
+	json_array_foreach(env, i, x)
+		if (strncmp(json_string_value(x), prefix, strlen(prefix)) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+test_escape(void)
+{
+	static const struct { const char *in, *want; } rows[] = {
+		{ "alice", "alice" },
+		{ "bob42", "bob42" },
+		{ "a.b@c", "a-2eb-40c" },
+		{ "a-b", "a-2db" },
+		{ "a_b", "a-5fb" },
+		{ "Alice", "-41lice" },
+		{ "../x", "-2e-2e-2fx" },
+		{ "a b", "a-20b" },
+		{ "caf\xc3\xa9", "caf-c3-a9" },
+		{ "", "" },
+	};
+	size_t i;
+	char *s;
+
+	for (i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		s = spec_escape(rows[i].in);
+		T_STREQ(s, rows[i].want, "escape '%s'", rows[i].in);
+		free(s);
+	}
+}
+
+static void
+test_spec_bind(void)
+{
+	struct fixture f;
+	json_t *v, *cs;
+
+	fixture_init(&f);
+	v = build(&f);
+	T_OK(v != NULL, "the spec is JSON");
+	T_STREQ(s_at(v, "Name"), "jupyter-alice", "Name");
+	T_STREQ(s_at(v, "Labels/swarmhub.hub"), "hub1", "hub label");
+	T_STREQ(s_at(v, "Labels/swarmhub.user"), "alice", "user label");
+	T_STREQ(s_at(v, "Labels/swarmhub.server"), "", "server label");
+	T_OK(json_object_size(at(v, "Labels")) == 3, "three labels");
+	T_STREQ(s_at(v, "EndpointSpec/Mode"), "dnsrr", "endpoint dnsrr");
+	T_OK(i_at(v, "Mode/Replicated/Replicas") == 1, "one replica");
+	T_STREQ(s_at(v, "TaskTemplate/RestartPolicy/Condition"), "none",
+		"restart policy none");
+	T_STREQ(s_at(v, "TaskTemplate/Networks/0/Target"), "hubnet",
+		"network");
+	T_STREQ(s_at(v, "TaskTemplate/Networks/0/Aliases/0"), "jupyter-alice",
+		"alias");
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/0"),
+		"node.labels.pool==ds", "constraint 1");
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/1"),
+		"node.role==worker", "constraint 2");
+
+	cs = at(v, "TaskTemplate/ContainerSpec");
+	T_STREQ(s_at(cs, "Image"), "jupyter/scipy:1", "Image");
+	T_STREQ(s_at(cs, "Labels/swarmhub.user"), "alice", "container label");
+	T_STREQ(s_at(cs, "Labels/swarmhub.hub"), "hub1", "container hub label");
+	T_STREQ(s_at(cs, "Command/0"), "start.py", "Command");
+	T_OK(json_array_size(at(cs, "Command")) == 1, "Command: one element");
+	T_STREQ(s_at(cs, "Args/0"), "--ServerApp.base_url=/user/alice/",
+		"{base_url} replaced");
+	T_STREQ(s_at(cs, "Args/1"), "--port=9999", "{port} replaced");
+	T_STREQ(s_at(cs, "Args/2"), "--x=/user/alice/9999{other}",
+		"both replaced, other braces kept");
+	T_STREQ(s_at(cs, "User"), "1000:100", "User uid:gid");
+	T_STREQ(s_at(cs, "Hostname"), "jupyter-alice", "Hostname");
+	T_OK(i_at(cs, "StopGracePeriod") == 5000000000LL, "grace 5 s");
+	T_OK(json_is_true(at(cs, "Init")), "Init");
+	T_OK(has_env(v, "JUPYTER_TOKEN=tok-alice-123"), "JUPYTER_TOKEN");
+	T_OK(has_env(v, "JUPYTERHUB_USER=alice"), "JUPYTERHUB_USER");
+	T_OK(has_env(v, "JUPYTERHUB_SERVICE_PREFIX=/user/alice/"),
+	     "JUPYTERHUB_SERVICE_PREFIX");
+	T_OK(has_env(v, "JUPYTERHUB_BASE_URL=/"), "JUPYTERHUB_BASE_URL");
+	T_OK(has_env(v, "PROFILE_VAR=yes"), "the image's env");
+	T_OK(!env_has_prefix(v, "HOME="), "HOME not overridden");
+
+	T_OK(json_array_size(at(cs, "Mounts")) == 2, "home and shared mounts");
+	T_STREQ(s_at(cs, "Mounts/0/Type"), "bind", "home: bind");
+	T_STREQ(s_at(cs, "Mounts/0/Source"), "/srv/homes/alice", "home source");
+	T_STREQ(s_at(cs, "Mounts/0/Target"), "/home/jovyan/work",
+		"default home target");
+	T_OK(json_is_false(at(cs, "Mounts/0/ReadOnly")), "home read-write");
+	T_OK(at(cs, "Mounts/0/VolumeOptions") == NULL, "bind: no volume opts");
+	T_STREQ(s_at(cs, "Mounts/1/Source"), "/srv/homes/shared",
+		"shared under HOME_BIND_ROOT");
+	T_STREQ(s_at(cs, "Mounts/1/Target"), "/home/jovyan/work/shared",
+		"shared target");
+
+	T_OK(i_at(v, "TaskTemplate/Resources/Limits/NanoCPUs") == 1500000000,
+	     "cpu limit 1.5e9");
+	T_OK(i_at(v, "TaskTemplate/Resources/Limits/MemoryBytes") ==
+	     2000000000, "memory limit 2e9");
+	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/NanoCPUs") ==
+	     375000000, "cpu reservation = limit x 0.25");
+	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/MemoryBytes") ==
+	     2000000000, "memory reservation = limit");
+	T_OK(at(v, "TaskTemplate/Resources/Reservations/GenericResources") ==
+	     NULL, "no GPU generic resource when gpus = 0");
+	json_decref(v);
+	profiles_free(f.p);
+}
+
+static void
+test_spec_variants(void)
+{
+	struct fixture f;
+	json_t *v;
+	char name[128];
+
+	fixture_init(&f);
+	f.opts.gpus = 2;
+	f.opts.cpu = 0.1;
+	f.req.server = "gpu";
+	f.in.image = profiles_image(f.p, "plain");
+	f.cfg.shared_dir = NULL;
+	f.cfg.home_target = "/home/u";
+	v = build(&f);
+	T_STREQ(s_at(v, "TaskTemplate/Resources/Reservations/GenericResources/"
+		     "0/DiscreteResourceSpec/Kind"), "gpu", "GPU kind");
+	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/GenericResources/0/"
+		  "DiscreteResourceSpec/Value") == 2, "GPU count");
+	T_OK(i_at(v, "TaskTemplate/Resources/Limits/NanoCPUs") == 100000000,
+	     "0.1 CPU is exactly 1e8 nano");
+	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/NanoCPUs") ==
+	     25000000, "reservation of 0.1 CPU");
+	T_STREQ(s_at(v, "Labels/swarmhub.server"), "gpu", "named server");
+	T_OK(at(v, "TaskTemplate/ContainerSpec/Command") == NULL &&
+	     at(v, "TaskTemplate/ContainerSpec/Args") == NULL,
+	     "no cmd: the image's default command");
+	T_OK(json_array_size(at(v, "TaskTemplate/ContainerSpec/Mounts")) == 1,
+	     "no SHARED_DIR: only the home");
+	T_STREQ(s_at(v, "TaskTemplate/ContainerSpec/Mounts/0/Target"),
+		"/home/u", "HOME_TARGET");
+	json_decref(v);
+
+	snprintf(name, sizeof(name), "jupyter-%s-",
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.x");
+	f.in.service_name = name;
+	v = build(&f);
+	T_STREQ(s_at(v, "TaskTemplate/ContainerSpec/Hostname"),
+		"jupyter-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		"hostname: a DNS label of at most 63 characters");
+	json_decref(v);
+	profiles_free(f.p);
+}
+
+static void
+test_spec_volume(void)
+{
+	struct fixture f;
+	json_t *v, *m;
+
+	fixture_init(&f);
+	f.cfg.home_mount = "volume";
+	f.cfg.home_bind_root = NULL;
+	f.in.home_source = ":/export/alice";
+	f.in.nfs_addr = "addr=10.0.0.5,nfsvers=3";
+	v = build(&f);
+	m = at(v, "TaskTemplate/ContainerSpec/Mounts/0");
+	T_STREQ(s_at(m, "Type"), "volume", "home: volume");
+	T_STREQ(s_at(m, "Source"), "jupyter-alice-home", "volume name");
+	T_STREQ(s_at(m, "Target"), "/home/jovyan/work", "volume target");
+	T_STREQ(s_at(m, "VolumeOptions/DriverConfig/Name"), "local",
+		"local driver");
+	T_STREQ(s_at(m, "VolumeOptions/DriverConfig/Options/type"), "nfs",
+		"type=nfs");
+	T_STREQ(s_at(m, "VolumeOptions/DriverConfig/Options/o"),
+		"addr=10.0.0.5,nfsvers=3", "o=addr...");
+	T_STREQ(s_at(m, "VolumeOptions/DriverConfig/Options/device"),
+		":/export/alice", "device=:<export>/<user>");
+	m = at(v, "TaskTemplate/ContainerSpec/Mounts/1");
+	T_STREQ(s_at(m, "Type"), "volume", "shared: volume");
+	T_STREQ(s_at(m, "Source"), "jupyter-alice-shared", "shared volume");
+	T_STREQ(s_at(m, "Target"), "/home/jovyan/work/shared", "shared target");
+	T_STREQ(s_at(m, "VolumeOptions/DriverConfig/Options/device"),
+		":/export/shared", "shared device=:<export>/<shared>");
+	json_decref(v);
+	profiles_free(f.p);
+}
+
+static void
+spec_refused(struct fixture *f, enum err_code code, const char *want)
+{
+	struct err e = { 0 };
+	char *s = spec_build(&f->in, &e);
+
+	T_OK(s == NULL && e.code == code, "spec refused: %s", want);
+	T_STREQ(e.msg, want, "spec error message");
+	free(s);
+}
+
+static void
+test_spec_errors(void)
+{
+	struct fixture f;
+
+	fixture_init(&f);
+	f.cfg.home_mount = "nfs";
+	spec_refused(&f, ERR_INVALID,
+		     "HOME_MOUNT must be 'bind' or 'volume' (got 'nfs')");
+	f.cfg.home_mount = "volume";
+	spec_refused(&f, ERR_INVALID, "HOME_MOUNT=volume needs an nfs:// HOME");
+	f.cfg.home_mount = NULL;
+	f.cfg.network = NULL;
+	spec_refused(&f, ERR_INVALID, "NETWORK is not set");
+	f.cfg.network = "hubnet";
+	f.req.token = "bad\xff";
+	spec_refused(&f, ERR_INVALID, "cannot build the service spec of "
+		     "'jupyter-alice' (a value is not valid UTF-8)");
+	f.req.token = "t";
+	f.in.home_source = NULL;
+	spec_refused(&f, ERR_INVALID, "HOME_MOUNT=bind needs HOME_BIND_ROOT");
+	f.in.home_source = "/srv/homes/alice";
+	f.in.image = NULL;
+	spec_refused(&f, ERR_INTERNAL, "incomplete service spec input");
+	profiles_free(f.p);
+}
+
+static void
+message(const char *state, const char *err, const struct spawn_opts *o,
+	const char *want)
+{
+	char *m = spec_task_message(state, err, NULL, o);
+
+	T_STREQ(m, want, "task message for '%s'", err);
+	free(m);
+}
+
+static void
+test_task_messages(void)
+{
+	struct spawn_opts o = { "ds", "scipy", 2, 8, 0 };
+	struct spawn_opts one = { "ds", "scipy", 1, 64, 1 };
+	char *m;
+
+	message("rejected", "No such image: no/such-image:1", &o,
+		"image 'no/such-image:1' not found on node");
+	message("pending", "no suitable node (insufficient resources on 1 "
+		"node)", &o, "no node has 2 CPUs and 8 GB of memory free");
+	message("pending", "no suitable node (insufficient resources on 3 "
+		"nodes)", &one, "no node has 1 CPU, 64 GB of memory and 1 GPU "
+		"free");
+	message("pending", "no suitable node (insufficient resources on 1 "
+		"node)", NULL, "no node has the CPU or memory free that this "
+		"server asks for");
+	message("pending", "no suitable node (scheduling constraints not "
+		"satisfied on 1 node)", &o, "no node matches the placement "
+		"constraints of this profile");
+	message("rejected", "invalid mount config for type \"bind\": bind "
+		"source path does not exist: /srv/homes/alice", &o,
+		"the home directory is missing on the node (/srv/homes/alice)");
+	message("failed", "starting container failed: failed to create shim "
+		"task: OCI runtime create failed: runc create failed: unable to "
+		"start container process: exec: \"/no/such/binary\": stat "
+		"/no/such/binary: no such file or directory: unknown", &o,
+		"the image's command was not found: /no/such/binary");
+	message("failed", "task: non-zero exit (3)", &o,
+		"the server exited with code 3 (see its log)");
+	message("failed", "starting container failed: error while mounting "
+		"volume '/var/lib/docker/volumes/jupyter-alice-home/_data': "
+		"failed to mount local volume: mount :/export/alice:/var/lib/"
+		"docker/volumes/jupyter-alice-home/_data, data: addr=127.0.0.1,"
+		"nfsvers=3: no such device", &o, "the node cannot mount NFS "
+		"volumes (no NFS client): use HOME_MOUNT=bind");
+	message("failed", "something new", &o, "task failed: something new");
+	message("shutdown", "", &o, "task shutdown");
+	m = spec_task_message("pending", NULL, "pending task scheduling", &o);
+	T_STREQ(m, "task pending: pending task scheduling",
+		"no Err: the Message");
+	free(m);
+	m = spec_task_message(NULL, NULL, NULL, NULL);
+	T_STREQ(m, "task unknown", "all NULL is safe");
+	free(m);
+}
+
+int
+main(void)
+{
+	test_escape();
+	test_spec_bind();
+	test_spec_variants();
+	test_spec_volume();
+	test_spec_errors();
+	test_task_messages();
+	return t_done();
+}

@@ -328,19 +328,22 @@ def kernel_states(hub, name, token):
 def wait_state(hub, name, token, state, timeout=30):
     """Until the notebook reports its one kernel in state (it learns
     states from the kernel's iopub messages: a kernel it still thinks
-    "starting" may not be watched yet, and then its "busy" is missed)."""
+    "starting" may not be watched yet, and then its "busy" is missed).
+    Returns False, with what it saw, when the time is up."""
     seen, deadline = [], time.monotonic() + timeout
     while True:
         seen.append(kernel_states(hub, name, token))
         if seen[-1] == [state]:
-            return
-        assert time.monotonic() < deadline, \
-            f"the kernel is not {state}: {seen[-5:]}"
+            return True, seen[-5:]
+        if time.monotonic() >= deadline:
+            return False, seen[-5:]
         time.sleep(0.3)
 
 
-def busy_kernel(hub, name, token):
-    """Starts a kernel, has it run time.sleep(60), closes the socket."""
+def try_busy_kernel(hub, name, token):
+    """Starts a kernel, has it run time.sleep(60), closes the socket.
+    Returns None when the notebook then reports the kernel busy, or what
+    went wrong (the kernel is deleted then)."""
     r = DIRECT.post(hub.url + f"/user/{name}/api/kernels",
                     headers=tok(token), json={"name": "python3"},
                     timeout=30)
@@ -356,10 +359,18 @@ def busy_kernel(hub, name, token):
         f"?session_id={session}", header=[f"Authorization: token {token}"],
         origin=hub.url, timeout=60, http_proxy_host=None,
         http_no_proxy=["127.0.0.1"])
+    problem = None
     try:
-        # opening the channels makes the notebook ask kernel_info: the
-        # kernel goes busy, then idle, and the notebook sees both
-        wait_state(hub, name, token, "idle")
+        # opening the channels makes the notebook ask kernel_info (on the
+        # shell and the control channel, repeated until the kernel answers):
+        # the kernel goes busy, then idle, and the notebook sees both.
+        ok, seen = wait_state(hub, name, token, "idle")
+        assert ok, f"the kernel never became idle: {seen}"
+        # A kernel_info still in flight on the control channel is answered
+        # while the cell runs, and its status "idle" overwrites the cell's
+        # "busy" in the notebook's model (it does not look at the parent
+        # message). Let those answers land before running the cell.
+        time.sleep(2)
         req = jmsg("execute_request", {
             "code": "import time; time.sleep(60)", "silent": False,
             "store_history": True, "user_expressions": {},
@@ -374,10 +385,38 @@ def busy_kernel(hub, name, token):
                 break
         else:
             pytest.fail("the kernel never started executing")
+        ok, seen = wait_state(hub, name, token, "busy", timeout=5)
+        if not ok:
+            problem = f"busy while watched, but the notebook says {seen}"
     finally:
         ws.close()                               # nobody is watching
-    wait_state(hub, name, token, "busy", timeout=5)
-    return kid
+    if problem is None:
+        ok, seen = wait_state(hub, name, token, "busy", timeout=5)
+        if not ok:
+            problem = f"busy, but once unwatched the notebook says {seen}"
+        else:
+            time.sleep(2)                        # and it stays so
+            states = kernel_states(hub, name, token)
+            if states != ["busy"]:
+                problem = f"busy, then the notebook says {states}"
+    if problem is not None:
+        r = DIRECT.delete(hub.url + f"/user/{name}/api/kernels/{kid}",
+                          headers=tok(token), timeout=30)
+        assert r.status_code == 204, (r.status_code, r.text[:300])
+    return problem
+
+
+def busy_kernel(hub, name, token):
+    """A kernel the notebook reports busy, with no socket open to it. The
+    notebook's own state tracking has races (above) that no client can
+    rule out; a second kernel is tried once, and both failures are shown."""
+    problems = []
+    for _ in range(2):
+        problem = try_busy_kernel(hub, name, token)
+        if problem is None:
+            return
+        problems.append(problem)
+    pytest.fail(f"no busy kernel: {problems}")
 
 
 @pytest.mark.parametrize("busy_counts", ["1", "0"])

@@ -101,15 +101,20 @@ start_services() {
 		export "$out"
 		echo "building the test images (cached after the first run)..." >&2
 		images/build-base.sh >/dev/null && docker build -q -t \
-		    swarmhub/test-notebook:latest images/test-notebook >/dev/null || {
+		    swarmhub/test-notebook:latest images/test-notebook >/dev/null &&
+		    docker build -q -t swarmhub/notebook:latest images/notebook \
+		    >/dev/null || {
 			echo "FAIL: test images did not build (images/build-base.sh)"; exit 1; }
 	fi
 }
 
 run_pytest() {
 	local log="$SWARMHUB_TEST_OUT/pytest.log" rc summary p f s e
-	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration \
-	    -o junit_family=xunit2 --junitxml="$SWARMHUB_TEST_OUT/pytest.xml" \
+	# SWARMHUB_TEST_PYTEST narrows the run while developing (pytest
+	# arguments, e.g. "tests/integration/test_pages.py -k usage")
+	# shellcheck disable=SC2086
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider \
+	    ${SWARMHUB_TEST_PYTEST:-tests/integration} -o junit_family=xunit2 --junitxml="$SWARMHUB_TEST_OUT/pytest.xml" \
 	    >"$log" 2>&1
 	rc=$?
 	summary=$(grep -E '(passed|failed|error|skipped|no tests ran)' "$log" | tail -n 1)

@@ -53,6 +53,7 @@ struct hub_cfg {
 	long cull_timeout_s, cull_every_s, cull_max_age_s, cull_users_after_s;
 	int cull_admin_servers, cull_kernel_busy, cull_websockets;
 	long cull_concurrency, cull_probe_timeout_ms;
+	long usage_every_s;		/* container stats; 0: off */
 	/* proxy */
 	int admin_access;		/* admins may open others' servers */
 	long proxy_timeout_s;		/* upstream connect + first byte */
@@ -92,6 +93,11 @@ struct server {
 	int activity_dirty;		/* atomic */
 	int64_t last_client_ms;		/* atomic: traffic from the browser */
 	struct progress *progress;	/* events of the last start (ref) */
+	/* usage.c: the last sample of its container and the CPUs used
+	 * between the last two (-1: one sample so far) */
+	struct spawner_usage usage;
+	double used_cpu;
+	int64_t usage_at_ms;		/* 0: never sampled */
 };
 
 struct user {
@@ -392,6 +398,16 @@ int cull_start(struct hub *h, struct err *e);
 void cull_reload(struct hub *h);
 void cull_stop(void);
 void cull_metrics(struct strbuf *sb);
+
+/* ---- what servers use (usage.c) ------------------------------------- */
+/* Starts sampling Docker's container stats every USAGE_EVERY (nothing
+ * when spawning or sampling is off). */
+int usage_start(struct hub *h, struct err *e);
+void usage_stop(void);
+/* A running server's recent CPUs used (-1: not known yet) and memory in
+ * use; -1 when there is no recent sample of this run (state lock held). */
+int usage_get(const struct server *s, int64_t now_ms, long every_s,
+	      double *cpu, int64_t *mem_bytes);
 
 /* ---- the edge's router (route.c) ------------------------------------- */
 struct edge_request;

@@ -206,7 +206,7 @@ start(struct hub *h, struct err *e)
 	if (servers_load(h, e) < 0)
 		return -1;
 	if (http_start(h, e) < 0 || start_edge(h, e) < 0 ||
-	    cull_start(h, e) < 0)
+	    cull_start(h, e) < 0 || usage_start(h, e) < 0)
 		return -1;
 	h->started_ms = time_now_ms();
 	log_event(LOG_INFO, "hub.listening", "listen=%s users=%zu auth=%s "
@@ -224,6 +224,7 @@ shutdown_hub(struct hub *h)
 	struct err e = { 0 };
 
 	cull_stop();
+	usage_stop();
 	edge_stop();		/* no new requests */
 	servers_cancel_all(h);
 	/* let stops finish and cancelled starts clean up, within the 10 s

@@ -133,9 +133,40 @@ user_actions(struct strbuf *sb, const struct user *u, const struct who *w)
 	sb_adds(sb, "</td>");
 }
 
+/* What the server uses, from Docker's stats (usage.c). */
 static void
-user_row(struct strbuf *sb, const struct row *row, const struct who *w,
-	 int64_t now)
+used_cell(struct strbuf *sb, const struct hub *h, const struct server *s,
+	  int64_t now)
+{
+	int64_t mem;
+	double cpu;
+
+	if (s == NULL || s->state != SRV_RUNNING) {
+		sb_adds(sb, "&mdash;");
+		return;
+	}
+	if (h->spawner == NULL || h->cfg.usage_every_s <= 0) {
+		sb_adds(sb, "not sampled");
+		return;
+	}
+	if (usage_get(s, now, h->cfg.usage_every_s, &cpu, &mem) < 0) {
+		/* not yet, or its container runs on another node */
+		sb_adds(sb, "no sample yet");
+		return;
+	}
+	if (cpu < 0)
+		sb_adds(sb, "&hellip; CPU, ");
+	else
+		sb_addf(sb, "%.2f CPU, ", cpu);
+	if (mem < 1000000000)
+		sb_addf(sb, "%.0f MB", (double)mem / 1e6);
+	else
+		sb_addf(sb, "%.2f GB", (double)mem / 1e9);
+}
+
+static void
+user_row(struct strbuf *sb, const struct hub *h, const struct row *row,
+	 const struct who *w, int64_t now)
 {
 	const struct user *u = row->u;
 	const struct server *s = u->server;
@@ -163,6 +194,8 @@ user_row(struct strbuf *sb, const struct row *row, const struct who *w,
 	} else {
 		sb_adds(sb, "&mdash;</td><td>&mdash;");
 	}
+	sb_adds(sb, "</td><td class=\"used\">");
+	used_cell(sb, h, s, now);
 	sb_adds(sb, "</td><td>");
 	pages_add_ago(sb, row->activity_ms, now);
 	sb_adds(sb, "</td>");
@@ -233,10 +266,11 @@ users_table(struct strbuf *sb, struct hub *h, const struct who *w,
 		"<th scope=\"col\">Name</th><th scope=\"col\">Admin</th>"
 		"<th scope=\"col\">Groups</th><th scope=\"col\">Server</th>"
 		"<th scope=\"col\">Profile / image</th><th scope=\"col\">"
-		"Requested</th><th scope=\"col\">Last activity</th>"
+		"Requested</th><th scope=\"col\">Used</th>"
+		"<th scope=\"col\">Last activity</th>"
 		"<th scope=\"col\">Actions</th></tr></thead><tbody>");
 	for (size_t i = first; i < end; i++)
-		user_row(sb, &rows[i], w, now);
+		user_row(sb, h, &rows[i], w, now);
 	pthread_rwlock_unlock(&h->state.lock);
 	free(rows);
 	sb_adds(sb, "</tbody></table></div><nav class=\"pager\" "

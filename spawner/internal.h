@@ -7,6 +7,7 @@
  *   docker.c    the Docker Engine API over libcurl (unix socket or TLS)
  *   home_local.c / home_nfs.c   struct home_ops implementations
  *   spawner.c   spawner.h: start/stop/locate/list, readiness, progress
+ *   usage.c     container stats: what running servers use
  */
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H
@@ -132,6 +133,15 @@ int docker_delete(struct docker *d, const char *path,
 		  struct docker_resp *resp, struct err *e);
 /* URL-encodes a filters JSON for query strings (heap string). */
 char *docker_escape(struct docker *d, const char *s);
+
+/* ---- usage.c --------------------------------------------------------- */
+/* A /containers/<id>/stats answer into u's counters (user, server and
+ * container are left alone). */
+int usage_parse(const char *json, size_t len, struct spawner_usage *u,
+		struct err *e);
+/* spawner_usage on a Docker client and hub label. */
+int usage_collect(struct docker *d, const char *hub_id,
+		  struct spawner_usage **out, size_t *n, struct err *e);
 
 /* ---- homes ----------------------------------------------------------- */
 struct home_ops {

@@ -929,6 +929,13 @@ spawner_list(struct spawner *sp, struct spawner_service **out, size_t *n,
 	return 0;
 }
 
+int
+spawner_usage(struct spawner *sp, struct spawner_usage **out, size_t *n,
+	      struct err *e)
+{
+	return usage_collect(sp->d, sp->cfg.hub_id, out, n, e);
+}
+
 size_t
 spawner_cull_timeouts(struct spawner *sp, char ***names, long **secs)
 {

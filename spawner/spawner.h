@@ -145,6 +145,28 @@ struct spawner_service {
 int spawner_list(struct spawner *sp, struct spawner_service **out,
 		 size_t *n, struct err *e);
 
+/* What a running server uses, sampled by Docker on the node the hub talks
+ * to (servers on other nodes of a swarm are not seen). Counters are
+ * cumulative: the CPU rate needs two samples of the same container. */
+struct spawner_usage {
+	char user[USER_NAME_MAX + 1];	/* swarmhub.user label */
+	char server[64];		/* swarmhub.server label */
+	char container[80];		/* container id */
+	int64_t read_ms;		/* when Docker took the sample */
+	int64_t cpu_ns;			/* CPU time used since it started */
+	int64_t mem_bytes;		/* memory in use, reclaimable page
+					 * cache left out (as docker stats) */
+	int64_t mem_limit;		/* 0: unknown */
+};
+/* One sample per running container of this hub's services (heap array,
+ * caller frees). Containers that stop meanwhile are left out. */
+int spawner_usage(struct spawner *sp, struct spawner_usage **out, size_t *n,
+		  struct err *e);
+/* CPUs used on average between two samples (1.0 = one core busy), or -1
+ * when they are not two successive samples of one container. */
+double spawner_usage_cpu(const struct spawner_usage *prev,
+			 const struct spawner_usage *cur);
+
 /* GET url with "Authorization: token <token>": 0 when it answers 200 with
  * a JSON object within timeout_ms (libcurl; spawner/probe.c). */
 int spawner_probe(const char *url, const char *token, long timeout_ms,

@@ -116,6 +116,7 @@ def hub(tmp_path_factory):
         "SWARMHUB_START_TIMEOUT": "20",
         "SWARMHUB_HTTP_TIMEOUT": "30",
         "SWARMHUB_RECONCILE_EVERY": "5",
+        "SWARMHUB_USAGE_EVERY": "2",
         "SWARMHUB_HUB_NAME": HUB_NAME,
         "SWARMHUB_LOGO_URL": LOGO,
     })
@@ -634,6 +635,77 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
     assert urlsplit(by(d, "form.spawn").get_attribute("action")).path == \
         "/hub/spawn/alice"
     shot(d, "spawn-for-alice")
+
+
+USED = re.compile(r'<tr data-user="alice">.*?<td class="used">(.*?)</td>',
+                  re.S)
+USED_NUMBERS = re.compile(r"^(?:(\d+\.\d\d)|&hellip;) CPU, "
+                          r"(\d+(?:\.\d\d)?) (MB|GB)$")
+
+
+def used_by_alice(hub, admin):
+    """(cpu or None, memory in MB) from alice's "Used" cell of the admin
+    table, or the cell's text when it holds no numbers."""
+    r = admin.get(hub.url + "/hub/admin?q=alice", timeout=15)
+    assert r.status_code == 200, r.status_code
+    m = USED.search(r.text)
+    assert m, f"no Used cell for alice: {r.text[-3000:]}"
+    n = USED_NUMBERS.match(m.group(1))
+    if not n:
+        return m.group(1)
+    mb = float(n.group(2)) * (1000 if n.group(3) == "GB" else 1)
+    return (float(n.group(1)) if n.group(1) else None), mb
+
+
+def cpu_at_least(hub, admin, cpu):
+    """alice's (cpu, MB) once the table shows at least that CPU figure."""
+    u = used_by_alice(hub, admin)
+    return u if isinstance(u, tuple) and u[0] is not None and u[0] >= cpu \
+        else None
+
+
+def alice_container():
+    from test_spawn import docker, filters  # the Docker API helpers
+    st, v = docker("GET", "/containers/json?filters=" + filters(
+        label=[f"swarmhub.hub={HUB_ID}", "swarmhub.user=alice"],
+        status=["running"]))
+    assert st == 200 and len(v) == 1, (st, v)
+    return v[0]["Id"]
+
+
+def spin(container, seconds):
+    """Keeps one CPU busy inside the container for that long."""
+    from test_spawn import docker
+    st, v = docker("POST", f"/containers/{container}/exec", {
+        "Cmd": ["timeout", str(seconds), "sh", "-c", "while :; do :; done"]})
+    assert st == 201, (st, v)
+    st, v = docker("POST", f"/exec/{v['Id']}/start", {"Detach": True})
+    assert st == 200, (st, v)
+
+
+def test_pages_admin_shows_usage_from_docker_stats(hub):
+    """The admin table shows what alice's server uses, from Docker's stats
+    of her container (USAGE_EVERY=2): memory at once, CPU from the second
+    sample, and the CPU follows a busy loop run inside the container."""
+    session_of(hub, "alice")
+    admin = session_of(hub, "carol")
+    start_server(hub, "alice", {"profile": "datascience", "image": "tiny",
+                                "cpu": 0.2, "mem_gb": 0.3})
+    try:
+        cpu_idle = wait_for(lambda: cpu_at_least(hub, admin, 0), 30,
+                            "a CPU figure for alice in the admin table")
+        cpu, mb = cpu_idle
+        # the test notebook is a small Python process, limited to 0.3 GB
+        assert 1 <= mb <= 300, cpu_idle
+        assert cpu < 0.15, f"idle server uses {cpu} CPU"
+        # 0.2 CPU is the limit: a busy loop gets no more than that
+        spin(alice_container(), 30)
+        busy = wait_for(lambda: cpu_at_least(hub, admin, 0.12), 20,
+                        "alice's busy loop in the admin table")
+        assert busy[0] <= 0.3, f"{busy[0]} CPU is more than the 0.2 limit"
+    finally:
+        stop_server(hub, "alice")
+    assert used_by_alice(hub, admin) == "&mdash;"
 
 
 def test_pages_admin_add_and_set_admin(browser, hub):

@@ -406,6 +406,87 @@ test_task_messages(void)
 	free(m);
 }
 
+/* ---- container stats (usage.c) -------------------------------------- */
+static const char stats_v2[] =
+	"{\"read\": \"2026-11-23T10:00:30.250000000Z\","
+	" \"preread\": \"0001-01-01T00:00:00Z\","
+	" \"cpu_stats\": {\"cpu_usage\": {\"total_usage\": 7500000000,"
+	"  \"usage_in_kernelmode\": 1, \"usage_in_usermode\": 2},"
+	"  \"online_cpus\": 2},"
+	" \"precpu_stats\": {\"cpu_usage\": {\"total_usage\": 0}},"
+	" \"memory_stats\": {\"usage\": 52428800, \"limit\": 300000000,"
+	"  \"stats\": {\"inactive_file\": 10485760, \"anon\": 30000000}}}";
+
+static const char stats_v1[] =
+	"{\"read\": \"2026-11-23T10:01:00.250+00:00\","
+	" \"cpu_stats\": {\"cpu_usage\": {\"total_usage\": 22500000000}},"
+	" \"memory_stats\": {\"usage\": 4000000,"
+	"  \"stats\": {\"total_inactive_file\": 9000000}}}";
+
+static void
+test_usage(void)
+{
+	struct spawner_usage a = { 0 }, b = { 0 }, c = { 0 };
+	struct err e = { 0 };
+
+	T_OK(usage_parse(stats_v2, strlen(stats_v2), &a, &e) == 0,
+	     "cgroup v2 stats parse: %s", e.msg);
+	T_OK(a.cpu_ns == 7500000000LL, "CPU counter %lld",
+	     (long long)a.cpu_ns);
+	T_OK(a.mem_bytes == 52428800 - 10485760,
+	     "page cache (inactive_file) is not counted: %lld",
+	     (long long)a.mem_bytes);
+	T_OK(a.mem_limit == 300000000, "limit %lld", (long long)a.mem_limit);
+	T_OK(usage_parse(stats_v1, strlen(stats_v1), &b, &e) == 0,
+	     "cgroup v1 stats parse: %s", e.msg);
+	T_OK(b.mem_bytes == 0, "more cache than usage clamps to 0: %lld",
+	     (long long)b.mem_bytes);
+	T_OK(b.mem_limit == 0, "no limit: 0");
+	T_OK(b.read_ms - a.read_ms == 30000, "sample times %lld",
+	     (long long)(b.read_ms - a.read_ms));
+
+	/* 15 s of CPU time in 30 s: half a CPU */
+	strcpy(a.container, "c1");
+	strcpy(b.container, "c1");
+	T_OK(spawner_usage_cpu(&a, &b) > 0.4999 &&
+	     spawner_usage_cpu(&a, &b) < 0.5001, "0.5 CPU: %f",
+	     spawner_usage_cpu(&a, &b));
+	T_OK(spawner_usage_cpu(NULL, &b) < 0, "one sample: unknown");
+	T_OK(spawner_usage_cpu(&b, &a) < 0, "samples out of order: unknown");
+	T_OK(spawner_usage_cpu(&b, &b) < 0, "same sample: unknown");
+	strcpy(b.container, "c2");
+	T_OK(spawner_usage_cpu(&a, &b) < 0, "another container: unknown");
+	c = b;
+	c.read_ms += 1000;
+	c.cpu_ns -= 1;
+	T_OK(spawner_usage_cpu(&b, &c) < 0, "a counter going back: unknown");
+
+	/* what Docker must give */
+	static const char *const bad[] = {
+		"[]", "not json", "{}",
+		"{\"read\": \"yesterday\", \"cpu_stats\": {\"cpu_usage\":"
+		" {\"total_usage\": 1}}, \"memory_stats\": {\"usage\": 1}}",
+		"{\"read\": \"0001-01-01T00:00:00Z\", \"cpu_stats\":"
+		" {\"cpu_usage\": {\"total_usage\": 1}}, \"memory_stats\":"
+		" {\"usage\": 1}}",
+		"{\"read\": \"2026-11-23T10:00:00Z\", \"cpu_stats\": {},"
+		" \"memory_stats\": {\"usage\": 1}}",
+		"{\"read\": \"2026-11-23T10:00:00Z\", \"cpu_stats\":"
+		" {\"cpu_usage\": {\"total_usage\": 1}}, \"memory_stats\": {}}",
+		"{\"read\": \"2026-11-23T10:00:00Z\", \"cpu_stats\":"
+		" {\"cpu_usage\": {\"total_usage\": -5}}, \"memory_stats\":"
+		" {\"usage\": 1}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct spawner_usage u = { 0 };
+		struct err be = { 0 };
+
+		T_OK(usage_parse(bad[i], strlen(bad[i]), &u, &be) < 0 &&
+		     be.code == ERR_UPSTREAM && strstr(be.msg, "Docker"),
+		     "rejected with a message: %s", bad[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -415,5 +496,6 @@ main(void)
 	test_spec_volume();
 	test_spec_errors();
 	test_task_messages();
+	test_usage();
 	return t_done();
 }

@@ -1,0 +1,170 @@
+/*
+ * usage.c - CPU and memory that running servers actually use, for the
+ * admin page.
+ *
+ * One thread asks the spawner for a sample of every running container of
+ * this hub every USAGE_EVERY and keeps the last one in the server (under
+ * the state's write lock, briefly: the Docker calls happen before it is
+ * taken). The CPU figure is the average between the last two samples of
+ * the same container, so a new server shows its memory at once and its
+ * CPU one sample later; that second sample is taken after
+ * USAGE_FIRST_MS rather than a whole period later.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "internal.h"
+
+#define USAGE_FIRST_MS 5000
+
+static struct {
+	struct hub *h;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;		/* CLOCK_MONOTONIC */
+	atomic_int stopping;
+	int started;
+	int failing;			/* last pass failed (log once) */
+} U;
+
+/* Stores the samples; 1 when a server still lacks a CPU figure. */
+static int
+apply(struct hub *h, const struct spawner_usage *v, size_t n)
+{
+	int64_t now = time_now_ms();
+	int again = 0;
+
+	pthread_rwlock_wrlock(&h->state.lock);
+	for (size_t i = 0; i < n; i++) {
+		struct user *u = v[i].server[0] ? NULL
+		    : state_user(&h->state, v[i].user);
+		struct server *s = u ? u->server : NULL;
+		double cpu;
+
+		if (s == NULL || s->state != SRV_RUNNING)
+			continue;
+		cpu = spawner_usage_cpu(&s->usage, &v[i]);
+		if (cpu >= 0) {
+			s->used_cpu = cpu;
+		} else if (strcmp(s->usage.container, v[i].container) != 0) {
+			s->used_cpu = -1;	/* a new container */
+			again = 1;
+		}
+		s->usage = v[i];
+		s->usage_at_ms = now;
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	return again;
+}
+
+static int
+pass(struct hub *h)
+{
+	struct spawner_usage *v = NULL;
+	struct err e = { 0 };
+	size_t n = 0;
+	int again = 0;
+
+	if (spawner_usage(h->spawner, &v, &n, &e) < 0) {
+		if (!U.failing)
+			log_event(LOG_WARN, "usage.failed", "error=%s", e.msg);
+		U.failing = 1;
+	} else {
+		if (U.failing)
+			log_event(LOG_INFO, "usage.recovered", "containers=%zu",
+				  n);
+		U.failing = 0;
+		again = apply(h, v, n);
+	}
+	free(v);
+	return again;
+}
+
+static void *
+run(void *arg)
+{
+	struct hub *h = arg;
+
+	pthread_mutex_lock(&U.lock);
+	while (!atomic_load(&U.stopping)) {
+		int64_t next;
+		struct timespec ts;
+		int again;
+
+		pthread_mutex_unlock(&U.lock);
+		again = pass(h);
+		pthread_mutex_lock(&U.lock);
+		next = time_mono_ms() + (again ? USAGE_FIRST_MS
+					 : h->cfg.usage_every_s * 1000);
+		ts.tv_sec = next / 1000;
+		ts.tv_nsec = (next % 1000) * 1000000;
+		while (!atomic_load(&U.stopping) && time_mono_ms() < next)
+			if (pthread_cond_timedwait(&U.wake, &U.lock, &ts) ==
+			    ETIMEDOUT)
+				break;
+	}
+	pthread_mutex_unlock(&U.lock);
+	return NULL;
+}
+
+int
+usage_start(struct hub *h, struct err *e)
+{
+	pthread_condattr_t ca;
+	int ok;
+
+	if (h->spawner == NULL || h->cfg.usage_every_s <= 0)
+		return 0;
+	U.h = h;
+	atomic_store(&U.stopping, 0);
+	if (pthread_condattr_init(&ca) != 0)
+		return err_set(e, ERR_INTERNAL, "usage: no condition variable");
+	ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
+	    pthread_cond_init(&U.wake, &ca) == 0;
+	pthread_condattr_destroy(&ca);
+	if (!ok)
+		return err_set(e, ERR_INTERNAL, "usage: no condition variable");
+	pthread_mutex_init(&U.lock, NULL);
+	if (pthread_create(&U.thread, NULL, run, h) != 0) {
+		pthread_cond_destroy(&U.wake);
+		pthread_mutex_destroy(&U.lock);
+		return err_set(e, ERR_INTERNAL, "usage: cannot start its "
+			       "thread");
+	}
+	U.started = 1;
+	log_event(LOG_INFO, "usage.started", "every_s=%ld",
+		  h->cfg.usage_every_s);
+	return 0;
+}
+
+void
+usage_stop(void)
+{
+	if (!U.started)
+		return;
+	pthread_mutex_lock(&U.lock);
+	atomic_store(&U.stopping, 1);
+	pthread_cond_broadcast(&U.wake);
+	pthread_mutex_unlock(&U.lock);
+	pthread_join(U.thread, NULL);
+	pthread_cond_destroy(&U.wake);
+	pthread_mutex_destroy(&U.lock);
+	U.started = 0;
+}
+
+int
+usage_get(const struct server *s, int64_t now_ms, long every_s,
+	  double *cpu, int64_t *mem_bytes)
+{
+	/* a sample of this run of the server, recent enough to mean "now" */
+	if (s == NULL || s->state != SRV_RUNNING || s->usage_at_ms <= 0 ||
+	    s->usage_at_ms < s->started_ms ||
+	    now_ms - s->usage_at_ms > 3 * every_s * 1000 + USAGE_FIRST_MS)
+		return -1;
+	*cpu = s->used_cpu;
+	*mem_bytes = s->usage.mem_bytes;
+	return 0;
+}

@@ -196,7 +196,10 @@ struct hub {
 	struct ratelimit *rl;
 	struct metrics *metrics;
 	struct spawner *spawner;	/* NULL when spawning is off */
-	int active_actions;		/* spawns + stops under way (atomic) */
+	int active_actions;		/* start/stop workers alive (atomic) */
+	int limited_actions;		/* starts + stops not yet in their
+					 * final state: what
+					 * CONCURRENT_SPAWN_LIMIT counts */
 	long orphans;			/* services with our label, no server */
 	char admin_token_hash[65];	/* "" when none */
 	char internal_socket[108];	/* libmicrohttpd's unix socket (the

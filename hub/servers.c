@@ -353,9 +353,15 @@ start_done(struct job *j, int rc, const struct server_addr *a,
 		s->last_error = xstrdup(j->progress->cancel ?
 		    "the start was cancelled" : e->msg);
 	}
+	/* the start is over for CONCURRENT_SPAWN_LIMIT when its outcome can
+	 * be seen (the worker itself still runs: active_actions) */
+	if (s && !cancelled)
+		__atomic_sub_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&h->state.lock);
-	if (s == NULL || cancelled)	/* user deleted, or stop asked */
+	if (s == NULL || cancelled) {	/* user deleted, or stop asked */
 		spawner_stop(h->spawner, j->name, "", &ignore);
+		__atomic_sub_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
+	}
 	if (rc == 0 && s && !cancelled) {
 		progress_add(j->progress, 100, "Server ready", 1, url);
 		log_event(LOG_INFO, "spawn.ready", "user=%s service=%s ms=%ld",
@@ -425,6 +431,7 @@ stop_worker(void *arg)
 			s->ip[0] = '\0';
 		}
 	}
+	__atomic_sub_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&h->state.lock);
 	if (rc == 0)
 		log_event(LOG_INFO, "server.stopped", "user=%s ms=%ld", j->name,
@@ -579,13 +586,14 @@ servers_start(struct hub *h, const char *name, const char *options_json,
 	if (spawner_ping(h->spawner, e) < 0)
 		return err_set(e, ERR_UNAVAILABLE, "cannot start servers now: "
 		    "%s", e->msg);
-	if (__atomic_add_fetch(&h->active_actions, 1, __ATOMIC_RELAXED) >
+	if (__atomic_add_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED) >
 	    h->cfg.concurrent_spawn_limit) {
-		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
+		__atomic_sub_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
 		return err_set(e, ERR_TOOMANY, "too many servers are starting "
 		    "or stopping right now (limit %ld): try again in a moment",
 		    h->cfg.concurrent_spawn_limit);
 	}
+	__atomic_add_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
 	opts_json = spawner_options_json(&o);
 	p = progress_new();
 	progress_add(p, 0, "Server requested", 0, NULL);
@@ -599,6 +607,7 @@ servers_start(struct hub *h, const char *name, const char *options_json,
 	pthread_rwlock_unlock(&h->state.lock);
 	free(opts_json);
 	if (rc < 0) {
+		__atomic_sub_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
 		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
 		progress_unref(p);
 		free(j);
@@ -659,6 +668,7 @@ servers_stop(struct hub *h, const char *name, const char *actor,
 		return err_set(e, ERR_NOTFOUND, "user %s does not exist", name);
 	if (what < 2)
 		return what;
+	__atomic_add_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
 	j = xcalloc(1, sizeof(*j));
 	j->h = h;
@@ -671,6 +681,7 @@ servers_stop(struct hub *h, const char *name, const char *actor,
 		  actor);
 	save(h, name);
 	if (launch(stop_worker, j, e) < 0) {
+		__atomic_sub_fetch(&h->limited_actions, 1, __ATOMIC_RELAXED);
 		__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
 		free(j);
 		return -1;

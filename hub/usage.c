@@ -67,6 +67,7 @@ pass(struct hub *h)
 	struct err e = { 0 };
 	size_t n = 0;
 	int again = 0;
+	int64_t t0 = time_mono_ms();
 
 	if (spawner_usage(h->spawner, &v, &n, &e) < 0) {
 		if (!U.failing)
@@ -78,6 +79,8 @@ pass(struct hub *h)
 				  n);
 		U.failing = 0;
 		again = apply(h, v, n);
+		log_event(LOG_DEBUG, "usage.pass", "containers=%zu ms=%ld", n,
+			  (long)(time_mono_ms() - t0));
 	}
 	free(v);
 	return again;

@@ -246,6 +246,97 @@ docker_delete(struct docker *d, const char *path, struct docker_resp *resp,
 	return request(d, "DELETE", path, 1, NULL, resp, e);
 }
 
+/* ---- many GETs at once (curl multi) ----------------------------------- */
+struct one_get {
+	CURL *c;
+	struct strbuf sb;
+	char errbuf[CURL_ERROR_SIZE];
+	char *url;
+	CURLcode rc;
+	int done;
+};
+
+static void
+finish_get(struct docker *d, struct one_get *g, const char *path,
+	   struct docker_resp *resp, struct err *e)
+{
+	resp->status = 0;
+	if (g->done && g->rc == CURLE_OK)
+		curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &resp->status);
+	resp->body = sb_detach(&g->sb, &resp->len);
+	if (!g->done)
+		err_set(e, ERR_UNAVAILABLE, "Docker at %s: the request was not "
+			"sent", d->host);
+	else if (g->rc != CURLE_OK)
+		transport_error(d, g->c, g->rc, g->errbuf, e);
+	else if (resp->status < 200 || resp->status > 299)
+		status_error(resp->status, resp->body, e);
+	log_event(LOG_DEBUG, "docker.call", "method=GET path=%s status=%ld",
+		  path, resp->status);
+}
+
+int
+docker_get_many(struct docker *d, const char *const *paths, size_t n,
+		long parallel, struct docker_resp *resps, struct err *errs)
+{
+	CURLM *m = curl_multi_init();
+	struct one_get *g;
+	int still = 0, ok = 1;
+	CURLMsg *msg;
+	int left;
+
+	if (m == NULL) {
+		log_event(LOG_ERROR, "oom", "what=%s", "curl_multi_init");
+		abort();
+	}
+	/* the rest wait in curl's queue (their timeout runs meanwhile) */
+	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, parallel);
+	g = xcalloc(n ? n : 1, sizeof(*g));
+	for (size_t i = 0; i < n; i++) {
+		g[i].c = curl_easy_init();
+		if (g[i].c == NULL) {
+			log_event(LOG_ERROR, "oom", "what=%s", "curl_easy_init");
+			abort();
+		}
+		sb_init(&g[i].sb);
+		sb_add(&g[i].sb, "", 0);
+		g[i].url = xasprintf("%s/v%s%s", d->base, d->version,
+				     paths[i]);
+		setup(d, g[i].c, g[i].url, g[i].errbuf);
+		curl_easy_setopt(g[i].c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(g[i].c, CURLOPT_WRITEDATA, &g[i].sb);
+		curl_easy_setopt(g[i].c, CURLOPT_PRIVATE, &g[i]);
+		if (curl_multi_add_handle(m, g[i].c) != CURLM_OK)
+			ok = 0;
+	}
+	while (ok) {
+		if (curl_multi_perform(m, &still) != CURLM_OK)
+			break;
+		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+			struct one_get *one = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+					  (char **)&one);
+			one->rc = msg->data.result;
+			one->done = 1;
+		}
+		if (still == 0 ||
+		    curl_multi_poll(m, NULL, 0, 1000, NULL) != CURLM_OK)
+			break;
+	}
+	for (size_t i = 0; i < n; i++) {
+		finish_get(d, &g[i], paths[i], &resps[i], &errs[i]);
+		curl_multi_remove_handle(m, g[i].c);
+		curl_easy_cleanup(g[i].c);
+		free(g[i].url);
+	}
+	curl_multi_cleanup(m);
+	free(g);
+	return 0;
+}
+
 char *
 docker_escape(struct docker *d, const char *s)
 {

@@ -131,6 +131,13 @@ int docker_post(struct docker *d, const char *path, const char *json,
 		struct docker_resp *resp, struct err *e);
 int docker_delete(struct docker *d, const char *path,
 		  struct docker_resp *resp, struct err *e);
+/* GETs every path, up to parallel at once, over fresh connections:
+ * resps[i] and errs[i] as docker_get would fill them (errs[i].code stays
+ * 0 on success). For calls that wait on Docker, such as container stats
+ * (a sample comes once a second for everyone waiting). */
+int docker_get_many(struct docker *d, const char *const *paths, size_t n,
+		    long parallel, struct docker_resp *resps,
+		    struct err *errs);
 /* URL-encodes a filters JSON for query strings (heap string). */
 char *docker_escape(struct docker *d, const char *s);
 

@@ -444,6 +444,118 @@ test_parallel(struct docker *d)
 	       (long)(time_mono_ms() - t0));
 }
 
+/* ---- container stats (usage.c) --------------------------------------- */
+#define USAGE_N 6
+
+/* A plain container with the labels a user server's container carries;
+ * its id into id (size 80), or "" when it could not be started. */
+static void
+labelled_container(struct docker *d, const char *user, const char *cmd,
+		   char *id, size_t size)
+{
+	json_t *spec = json_pack("{s:s, s:[s,s,s], s:{s:s, s:s, s:s}}",
+				 "Image", image, "Cmd", "sh", "-c", cmd,
+				 "Labels", "swarmhub.hub", run_id,
+				 "swarmhub.user", user, "swarmhub.server", "");
+	char *body = json_dumps(spec, 0), *p;
+	struct docker_resp r = { 0 };
+	struct err e = { 0 };
+	json_t *j;
+
+	id[0] = '\0';
+	if (docker_post(d, "/containers/create", body, &r, &e) == 0 &&
+	    (j = json_loads(r.body, 0, NULL)) != NULL) {
+		snprintf(id, size, "%s",
+			 json_string_value(json_object_get(j, "Id")));
+		json_decref(j);
+	}
+	docker_resp_release(&r);
+	p = xasprintf("/containers/%s/start", id);
+	if (id[0] && docker_post(d, p, "", &r, &e) < 0)
+		id[0] = '\0';
+	docker_resp_release(&r);
+	free(p);
+	free(body);
+	json_decref(spec);
+}
+
+static const struct spawner_usage *
+sample_of(const struct spawner_usage *v, size_t n, const char *user)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].user, user) == 0)
+			return &v[i];
+	return NULL;
+}
+
+static void
+test_usage(struct docker *d)
+{
+	char ids[USAGE_N + 1][80], user[32];
+	struct spawner_usage *a = NULL, *b = NULL;
+	struct err e = { 0 };
+	size_t na = 0, nb = 0, found = 0;
+	int64_t t0;
+	int i;
+
+	/* u0 keeps a CPU busy, the others sleep; one more container of this
+	 * hub has no user label and is left out */
+	for (i = 0; i < USAGE_N; i++) {
+		snprintf(user, sizeof(user), "u%d", i);
+		labelled_container(d, user, i == 0 ? "while :; do :; done"
+				   : "sleep 120", ids[i], sizeof(ids[i]));
+		T_OK(ids[i][0] != '\0', "container for %s started", user);
+	}
+	labelled_container(d, "", "sleep 120", ids[USAGE_N],
+			   sizeof(ids[USAGE_N]));
+	t0 = time_mono_ms();
+	T_OK(usage_collect(d, run_id, &a, &na, &e) == 0, "usage_collect: %s",
+	     e.msg);
+	printf("docker: stats of %zu containers at once: %ld ms\n", na,
+	       (long)(time_mono_ms() - t0));
+	T_OK(na == USAGE_N, "one sample per labelled container: %zu", na);
+	usleep(1500 * 1000);
+	T_OK(usage_collect(d, run_id, &b, &nb, &e) == 0, "again: %s", e.msg);
+	for (i = 0; i < USAGE_N; i++) {
+		const struct spawner_usage *x, *y;
+		double cpu;
+
+		snprintf(user, sizeof(user), "u%d", i);
+		x = sample_of(a, na, user);
+		y = sample_of(b, nb, user);
+		if (x == NULL || y == NULL)
+			continue;
+		found++;
+		cpu = spawner_usage_cpu(x, y);
+		T_OK(strcmp(y->container, ids[i]) == 0 && y->server[0] == '\0',
+		     "%s: its container and the default server", user);
+		T_OK(y->mem_bytes > 0 && y->mem_bytes < 100000000,
+		     "%s: memory in use %lld", user, (long long)y->mem_bytes);
+		if (i == 0)
+			T_OK(cpu > 0.5 && cpu < 2.1, "busy loop uses a CPU: %f",
+			     cpu);
+		else
+			T_OK(cpu >= 0 && cpu < 0.2, "%s sleeps: %f CPU", user,
+			     cpu);
+	}
+	T_OK(found == USAGE_N, "both passes sampled every container (%zu)",
+	     found);
+	free(a);
+	free(b);
+	T_OK(usage_collect(d, "no-such-hub-label", &a, &na, &e) == 0 &&
+	     na == 0, "another hub's label: no samples (%zu)", na);
+	free(a);
+	for (i = 0; i <= USAGE_N; i++) {
+		char *p = xasprintf("/containers/%s?force=true", ids[i]);
+		struct docker_resp r = { 0 };
+
+		if (ids[i][0])
+			docker_delete(d, p, &r, &e);
+		docker_resp_release(&r);
+		free(p);
+	}
+}
+
 int
 main(void)
 {
@@ -477,6 +589,7 @@ main(void)
 	if (image) {
 		test_service(d);
 		test_bad_image(d);
+		test_usage(d);
 	}
 	remove_ours(d);
 	docker_free(d);

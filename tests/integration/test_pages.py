@@ -620,6 +620,14 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
          if r.text.startswith("datascience")]
     assert q and "1 of 5" in q[0] and "0.2 of 4" in q[0], q
     assert all_by(d, "#audit tbody tr"), "no audit entries"
+    # what her server uses, from Docker's stats (USAGE_EVERY=2)
+    for _ in range(40):
+        used = text_of(d, "#users tr[data-user=alice] td.used")
+        if re.match(r"^\d+\.\d\d CPU, \d", used):
+            break
+        time.sleep(0.5)
+        d.refresh()
+    assert re.match(r"^\d+\.\d\d CPU, \d+ MB$", used), used
     shot(d, "admin")
     by(d, "#users tr[data-user=alice] button[data-action=stop]").click()
     wait(d, lambda x: "stopped" in text_of(x, "#flash"), 60)

@@ -372,6 +372,8 @@ void pages_add_urlenc(struct strbuf *sb, const char *s);
 void pages_add_time(struct strbuf *sb, int64_t ms, int64_t now_ms);
 /* The same, short: "5 min ago" with the full time as its title. */
 void pages_add_ago(struct strbuf *sb, int64_t ms, int64_t now_ms);
+/* "0.42 CPU, 120 MB" ("&hellip; CPU" while the CPU is not known yet). */
+void pages_add_usage(struct strbuf *sb, double cpu, int64_t mem_bytes);
 /* Appends the hidden _xsrf input of w's session. */
 void pages_add_xsrf(struct strbuf *sb, struct hub *h, const struct who *w);
 /* "stopped", "starting", "running", "stopping". */

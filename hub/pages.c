@@ -445,6 +445,9 @@ struct home_view {
 	char *last_error;
 	char **groups;
 	long idle_timeout_s;	/* the culler's timeout for it; 0: none */
+	int has_usage;		/* a recent sample from Docker's stats */
+	double used_cpu;	/* -1: one sample so far */
+	int64_t used_mem;
 };
 
 /* The idle timeout that applies to a server of profile (the profile's
@@ -493,6 +496,9 @@ home_view_get(struct hub *h, const char *name, struct home_view *v)
 		v->last_activity_ms = s->last_activity_ms;
 		if (s->last_error && *s->last_error)
 			v->last_error = xstrdup(s->last_error);
+		v->has_usage = h->spawner && h->cfg.usage_every_s > 0 &&
+		    usage_get(s, time_now_ms(), h->cfg.usage_every_s,
+			      &v->used_cpu, &v->used_mem) == 0;
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (v->has_opts)
@@ -504,6 +510,19 @@ home_view_release(struct home_view *v)
 {
 	free(v->last_error);
 	strv_free(v->groups);
+}
+
+void
+pages_add_usage(struct strbuf *sb, double cpu, int64_t mem_bytes)
+{
+	if (cpu < 0)
+		sb_adds(sb, "&hellip; CPU, ");
+	else
+		sb_addf(sb, "%.2f CPU, ", cpu);
+	if (mem_bytes < 1000000000)
+		sb_addf(sb, "%.0f MB", (double)mem_bytes / 1e6);
+	else
+		sb_addf(sb, "%.2f GB", (double)mem_bytes / 1e9);
 }
 
 static void
@@ -531,6 +550,11 @@ home_facts(struct strbuf *sb, const struct home_view *v, int64_t now)
 	fact(sb, "Memory", buf);
 	snprintf(buf, sizeof(buf), "%d", v->opts.gpus);
 	fact(sb, "GPUs", buf);
+	if (v->state == SRV_RUNNING && v->has_usage) {
+		sb_adds(sb, "<div><dt>In use now</dt><dd id=\"used\">");
+		pages_add_usage(sb, v->used_cpu, v->used_mem);
+		sb_adds(sb, "</dd></div>");
+	}
 	if (v->state != SRV_STOPPED) {
 		sb_adds(sb, "<div><dt>Started</dt><dd>");
 		pages_add_time(sb, v->started_ms, now);

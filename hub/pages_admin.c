@@ -154,14 +154,7 @@ used_cell(struct strbuf *sb, const struct hub *h, const struct server *s,
 		sb_adds(sb, "no sample yet");
 		return;
 	}
-	if (cpu < 0)
-		sb_adds(sb, "&hellip; CPU, ");
-	else
-		sb_addf(sb, "%.2f CPU, ", cpu);
-	if (mem < 1000000000)
-		sb_addf(sb, "%.0f MB", (double)mem / 1e6);
-	else
-		sb_addf(sb, "%.2f GB", (double)mem / 1e9);
+	pages_add_usage(sb, cpu, mem);
 }
 
 static void

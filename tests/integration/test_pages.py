@@ -695,13 +695,17 @@ def test_pages_admin_shows_usage_from_docker_stats(hub):
     """The admin table shows what alice's server uses, from Docker's stats
     of her container (USAGE_EVERY=2): memory at once, CPU from the second
     sample, and the CPU follows a busy loop run inside the container."""
-    session_of(hub, "alice")
+    alice = session_of(hub, "alice")
     admin = session_of(hub, "carol")
     start_server(hub, "alice", {"profile": "datascience", "image": "tiny",
                                 "cpu": 0.2, "mem_gb": 0.3})
     try:
         cpu_idle = wait_for(lambda: cpu_at_least(hub, admin, 0), 30,
                             "a CPU figure for alice in the admin table")
+        # alice sees it on her home page too
+        home = alice.get(hub.url + "/hub/home", timeout=15).text
+        assert re.search(r'<dd id="used">\d+\.\d\d CPU, \d+ MB</dd>',
+                         home), home[-2000:]
         cpu, mb = cpu_idle
         # the test notebook is a small Python process, limited to 0.3 GB
         assert 1 <= mb <= 300, cpu_idle
@@ -714,6 +718,8 @@ def test_pages_admin_shows_usage_from_docker_stats(hub):
     finally:
         stop_server(hub, "alice")
     assert used_by_alice(hub, admin) == "&mdash;"
+    assert 'id="used"' not in alice.get(hub.url + "/hub/home",
+                                        timeout=15).text
 
 
 def test_pages_admin_add_and_set_admin(browser, hub):

@@ -6,12 +6,22 @@
  * collected up to MAX_BODY_BYTES (the rest is read and dropped, and the
  * handler answers 413). Handlers fill r->status/resp; this file adds the
  * security headers every answer carries.
+ * Requests that may wait on another service (every change: the database,
+ * LDAP binds, Docker, NFS; and the admin checks under /hub/api/swarmhub/)
+ * do not run on libmicrohttpd's threads, where they would hold up every
+ * other connection that thread serves: the connection is suspended, one of
+ * SLOW_THREADS workers runs the handler, then resumes it, and
+ * libmicrohttpd calls on_request again to send the answer. Reads of memory
+ * (pages, GETs of the REST API) run in place.
  * Ownership: a struct conn_ctx lives from the first callback of a request
- * to libmicrohttpd's completion callback, which frees it.
+ * to libmicrohttpd's completion callback, which frees it (and the deferred
+ * request it holds, whose worker is done by then: a suspended connection is
+ * never completed).
  */
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +31,29 @@
 #include <unistd.h>
 #include "internal.h"
 
+#define SLOW_THREADS 8
+
 struct conn_ctx {
 	struct strbuf body;
 	int too_big;
+	struct req *deferred;		/* handed to a slow worker */
+	char *url;			/* its path (a copy) */
+	int done;			/* the worker answered (slow.lock) */
+	struct conn_ctx *next;		/* in the queue */
 };
 
 static struct MHD_Daemon *daemon_;
 static struct hub *hub_;
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct conn_ctx *head, *tail;
+	pthread_t threads[SLOW_THREADS];
+	int nthreads;
+	int stopping;
+} slow = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL,
+	   { 0 }, 0, 0 };
 
 const char *
 req_header(struct req *r, const char *name)
@@ -113,15 +139,16 @@ err_http_status(enum err_code code)
 	return map[code];
 }
 
+/* enum method order */
+static const char *const method_names[] = {
+	"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"
+};
+
 static enum method
 parse_method(const char *m)
 {
-	static const char *const names[] = {
-		"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"
-	};
-
-	for (int i = 0; i < 7; i++)
-		if (strcmp(m, names[i]) == 0)
+	for (int i = 0; i < M_OTHER; i++)
+		if (strcmp(m, method_names[i]) == 0)
 			return (enum method)i;
 	return M_OTHER;
 }
@@ -220,6 +247,90 @@ send_reply(struct req *r)
 	return ret;
 }
 
+/* Runs the handler and records the request. */
+static void
+dispatch(struct req *r)
+{
+	router_dispatch(r);
+	if (r->status == 0 && r->custom == NULL)
+		req_json_error(r, 500, "internal error: no answer");
+	metrics_observe(hub_->metrics, r->route, r->method, r->status,
+			(double)(now_us() - r->start_us) / 1e6);
+	log_event(LOG_DEBUG, "http.request", "method=%s path=%s status=%d "
+		  "us=%ld ip=%s", method_names[r->method], r->path, r->status,
+		  (long)(now_us() - r->start_us), r->ip);
+}
+
+/* Whether the handler may wait on another service (file comment). */
+static int
+may_wait(const struct req *r)
+{
+	if (r->method != M_GET && r->method != M_HEAD &&
+	    r->method != M_OPTIONS)
+		return 1;
+	return strncmp(r->path, "/hub/api/swarmhub/", 18) == 0;
+}
+
+static void *
+slow_worker(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&slow.lock);
+	for (;;) {
+		struct conn_ctx *cc;
+
+		while (slow.head == NULL && !slow.stopping)
+			pthread_cond_wait(&slow.wake, &slow.lock);
+		if (slow.head == NULL)
+			break;		/* stopping, and nothing queued */
+		cc = slow.head;
+		slow.head = cc->next;
+		if (slow.head == NULL)
+			slow.tail = NULL;
+		pthread_mutex_unlock(&slow.lock);
+		if (slow.stopping)
+			req_json_error(cc->deferred, 503, "the hub is shutting "
+				       "down: try again in a moment");
+		else
+			dispatch(cc->deferred);
+		pthread_mutex_lock(&slow.lock);
+		cc->done = 1;
+		pthread_mutex_unlock(&slow.lock);
+		MHD_resume_connection(cc->deferred->conn);
+		pthread_mutex_lock(&slow.lock);
+	}
+	pthread_mutex_unlock(&slow.lock);
+	return NULL;
+}
+
+/* Hands the request to a slow worker: 0, or -1 to run it in place (no
+ * worker, or the hub is stopping). */
+static int
+defer(struct conn_ctx *cc, const struct req *r, const char *url)
+{
+	pthread_mutex_lock(&slow.lock);
+	if (slow.nthreads == 0 || slow.stopping) {
+		pthread_mutex_unlock(&slow.lock);
+		return -1;
+	}
+	cc->url = xstrdup(url);
+	cc->deferred = xmalloc(sizeof(*cc->deferred));
+	*cc->deferred = *r;
+	cc->deferred->path = cc->url;
+	cc->done = 0;
+	cc->next = NULL;
+	/* suspended before a worker can resume it: under the queue's lock */
+	MHD_suspend_connection(r->conn);
+	if (slow.tail)
+		slow.tail->next = cc;
+	else
+		slow.head = cc;
+	slow.tail = cc;
+	pthread_cond_signal(&slow.wake);
+	pthread_mutex_unlock(&slow.lock);
+	return 0;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	   const char *method, const char *version, const char *upload,
@@ -246,6 +357,21 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		*upload_size = 0;
 		return MHD_YES;
 	}
+	if (cc->deferred) {		/* resumed: the worker has answered */
+		int done;
+
+		pthread_mutex_lock(&slow.lock);
+		done = cc->done;
+		pthread_mutex_unlock(&slow.lock);
+		if (!done)
+			return MHD_YES;
+		ret = send_reply(cc->deferred);
+		sb_release(&cc->deferred->headers);
+		free(cc->deferred->resp);
+		free(cc->deferred);
+		cc->deferred = NULL;
+		return ret;
+	}
 	memset(&r, 0, sizeof(r));
 	r.hub = hub_;
 	r.conn = conn;
@@ -258,14 +384,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	r.route = "other";
 	sb_init(&r.headers);
 	client_address(&r);
-	router_dispatch(&r);
-	if (r.status == 0 && r.custom == NULL)
-		req_json_error(&r, 500, "internal error: no answer");
-	metrics_observe(hub_->metrics, r.route, r.method, r.status,
-			(double)(now_us() - r.start_us) / 1e6);
-	log_event(LOG_DEBUG, "http.request", "method=%s path=%s status=%d "
-		  "us=%ld ip=%s", method, url, r.status,
-		  (long)(now_us() - r.start_us), r.ip);
+	if (may_wait(&r) && defer(cc, &r, url) == 0)
+		return MHD_YES;
+	dispatch(&r);
 	ret = send_reply(&r);
 	sb_release(&r.headers);
 	free(r.resp);
@@ -283,6 +404,14 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (cc == NULL)
 		return;
+	if (cc->deferred) {
+		sb_release(&cc->deferred->headers);
+		free(cc->deferred->resp);
+		if (cc->deferred->custom)
+			MHD_destroy_response(cc->deferred->custom);
+		free(cc->deferred);
+	}
+	free(cc->url);
 	sb_release(&cc->body);
 	free(cc);
 	*con_cls = NULL;
@@ -351,12 +480,34 @@ http_start(struct hub *h, struct err *e)
 		return err_set(e, ERR_INTERNAL, "cannot start the HTTP server "
 		    "on %s", h->internal_socket);
 	}
+	slow.stopping = 0;
+	for (int i = 0; i < SLOW_THREADS; i++) {
+		pthread_attr_t attr;
+		int rc;
+
+		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 256 * 1024);
+		rc = pthread_create(&slow.threads[i], &attr, slow_worker, NULL);
+		pthread_attr_destroy(&attr);
+		if (rc != 0)
+			break;		/* fewer workers; none: in place */
+		slow.nthreads++;
+	}
 	return 0;
 }
 
 void
 http_stop(void)
 {
+	/* workers first: they answer what is queued with 503 and resume
+	 * every connection they hold before libmicrohttpd goes */
+	pthread_mutex_lock(&slow.lock);
+	slow.stopping = 1;
+	pthread_cond_broadcast(&slow.wake);
+	pthread_mutex_unlock(&slow.lock);
+	for (int i = 0; i < slow.nthreads; i++)
+		pthread_join(slow.threads[i], NULL);
+	slow.nthreads = 0;
 	if (daemon_)
 		MHD_stop_daemon(daemon_);
 	daemon_ = NULL;

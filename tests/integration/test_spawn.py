@@ -1018,6 +1018,76 @@ def test_docker_unreachable_then_back(start_hub, spawn_dir, tmp_path):
         fwd.stop()
 
 
+class BlackHole:
+    """A unix-socket listener that accepts connections and never answers:
+    a Docker that hangs. close() ends them all (the caller sees EOF)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(self.path)
+        self.srv.listen(64)             # the kernel accepts for us
+
+    def close(self):
+        self.srv.close()
+        os.unlink(self.path)
+
+
+def test_hanging_docker_holds_up_no_other_request(start_hub, spawn_dir,
+                                                   tmp_path):
+    """With one libmicrohttpd thread (HTTP_THREADS=1), a start waiting on a
+    Docker that does not answer must not stall requests that need only
+    the hub's memory: slow requests run on their own workers."""
+    fwd = Forwarder(tmp_path / "docker.sock")
+    fwd.start()
+    hole = None
+    try:
+        profiles = write_profiles(spawn_dir / "hang.json")
+        hub = start_hub("spawn-hang", spawn_env(
+            profiles, SWARMHUB_DOCKER_HOST=f"unix://{fwd.path}",
+            SWARMHUB_HTTP_THREADS="1"))
+        u = hub.make_user(uniq("hang"))
+        tok = hub.make_token(u)
+        fwd.stop()                       # and every pooled connection
+        hole = BlackHole(fwd.path)
+        slow = {}
+
+        def post():
+            t0 = time.monotonic()
+            slow["r"] = post_server(hub, u, token=tok)
+            slow["s"] = time.monotonic() - t0
+        t = threading.Thread(target=post, daemon=True)
+        t.start()
+        time.sleep(0.5)                  # the POST now waits on Docker
+        assert "r" not in slow, "the POST did not wait on the black hole"
+        worst = 0
+        for _ in range(20):
+            t0 = time.monotonic()
+            r = hub.api("GET", "/user", token=tok, timeout=10)
+            assert r.status_code == 200 and r.json()["name"] == u, r.text
+            r = hub.get("/hub/login", timeout=10)
+            assert r.status_code == 200, r.status_code
+            worst = max(worst, time.monotonic() - t0)
+            time.sleep(0.1)
+        assert "r" not in slow, "the POST is no longer waiting"
+        # generous: these take a millisecond; stuck behind the POST they
+        # would wait for Docker's 30 s timeout
+        assert worst < 2, f"GETs took up to {worst:.2f} s meanwhile"
+        hole.close()                     # Docker "answers": EOF
+        hole = None
+        t.join(35)
+        assert slow.get("r") is not None, "the POST never came back"
+        assert slow["r"].status_code == 503, (slow["r"].status_code,
+                                              slow["r"].text)
+        assert "docker" in slow["r"].json()["message"].lower()
+    finally:
+        if hole:
+            hole.close()
+        fwd.stop()
+
+
 # ---- the hub refuses to start ----------------------------------------------
 
 def run_hub_once(env, timeout=40):

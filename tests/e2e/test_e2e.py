@@ -122,12 +122,16 @@ def by(kind):
     return getattr(By, kind)
 
 
-def wait_page(d, cond, timeout=30, what="page", reload_url=None):
+def wait_page(d, cond, timeout=30, what="page", reload_url=None,
+              refresh_every=None):
     """Waits for cond(d). Chromium aborts a load with ERR_NETWORK_CHANGED
     when Docker adds or removes a service's interfaces on this host; then
     reload_url is opened (a GET: refreshing the result of a form would post
-    it again), or, without one, the page is refreshed."""
+    it again), or, without one, the page is refreshed. It aborts a page's
+    own requests (XHR) the same way, and nothing shows it: with
+    refresh_every, the page is refreshed that often until cond holds."""
     deadline = time.monotonic() + timeout
+    next_refresh = time.monotonic() + (refresh_every or timeout)
     while time.monotonic() < deadline:
         try:
             if cond(d):
@@ -140,6 +144,12 @@ def wait_page(d, cond, timeout=30, what="page", reload_url=None):
                     d.get(reload_url)
                 else:
                     d.refresh()
+            except Exception:
+                pass
+        elif refresh_every and time.monotonic() >= next_refresh:
+            next_refresh = time.monotonic() + refresh_every
+            try:
+                d.refresh()
             except Exception:
                 pass
         time.sleep(0.25)
@@ -412,8 +422,9 @@ def test_06_alice_stops_and_starts_and_finds_notebook(d):
     wait_page(d, lambda x: "/hub/spawn" in x.current_url and loaded(x),
               what="spawn form from Start")
     spawn_from_form(d, "06")
+    # the listing is the tree page's own request (see wait_page)
     wait_page(d, lambda x: NB in x.page_source, timeout=30,
-              what="e2e.ipynb listed in the tree")
+              what="e2e.ipynb listed in the tree", refresh_every=8)
     shot(d, "06-tree-has-notebook")
     S["service"] = user_service("alice")[0]
 

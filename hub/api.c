@@ -323,7 +323,7 @@ static int
 names_to_create(struct ctx *c, json_t *list, char ***todo, size_t *ntodo)
 {
 	struct hub *h = c->r->hub;
-	size_t n = json_array_size(list), k = 0;
+	size_t n = json_array_size(list), k = 0, m;
 	char **v = xcalloc(n + 1, sizeof(*v));
 	struct err e = { 0 };
 
@@ -342,11 +342,19 @@ names_to_create(struct ctx *c, json_t *list, char ***todo, size_t *ntodo)
 		v[k++] = xstrdup(norm);
 	}
 	qsort(v, k, sizeof(*v), cmp_str);
+	/* each name once (sorted: repeats are neighbours) */
+	m = 0;
+	for (size_t i = 0; i < k; i++) {
+		if (m && strcmp(v[i], v[m - 1]) == 0)
+			free(v[i]);
+		else
+			v[m++] = v[i];
+	}
+	k = m;
 	*ntodo = 0;
 	pthread_rwlock_rdlock(&h->state.lock);
 	for (size_t i = 0; i < k; i++) {
-		if ((i && strcmp(v[i], v[i - 1]) == 0) ||
-		    state_user(&h->state, v[i])) {
+		if (state_user(&h->state, v[i])) {
 			free(v[i]);
 			continue;
 		}

@@ -110,6 +110,14 @@ def test_post_users_creates_normalizes_and_skips_duplicates(local_hub):
     # all exist -> 409
     r = local_hub.api("POST", "/users", json={"usernames": [a, b]})
     assert_json_error(r, 409, "exist")
+    # repeats of an existing name, and a name three times (each compared
+    # with a neighbour already dropped: caught by make asan)
+    d = uniq("pd")
+    r = local_hub.api("POST", "/users",
+                      json={"usernames": [a, a.upper(), a, d, d, d.upper()]})
+    assert r.status_code == 201, r.text
+    assert [u["name"] for u in r.json()] == [d]
+    assert local_hub.get("/hub/health").status_code == 200
 
 
 def test_post_users_admin_flag(local_hub):

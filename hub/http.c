@@ -49,11 +49,13 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct conn_ctx *head, *tail;
-	pthread_t threads[SLOW_THREADS];
+	pthread_t threads[SLOW_THREADS];	/* started when first needed */
 	int nthreads;
+	int idle;			/* waiting for work */
+	int queued;			/* requests in the queue */
 	int stopping;
 } slow = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL,
-	   { 0 }, 0, 0 };
+	   { 0 }, 0, 0, 0, 0 };
 
 const char *
 req_header(struct req *r, const char *name)
@@ -278,17 +280,22 @@ slow_worker(void *arg)
 	pthread_mutex_lock(&slow.lock);
 	for (;;) {
 		struct conn_ctx *cc;
+		int stopping;
 
+		slow.idle++;
 		while (slow.head == NULL && !slow.stopping)
 			pthread_cond_wait(&slow.wake, &slow.lock);
+		slow.idle--;
 		if (slow.head == NULL)
 			break;		/* stopping, and nothing queued */
 		cc = slow.head;
 		slow.head = cc->next;
 		if (slow.head == NULL)
 			slow.tail = NULL;
+		slow.queued--;
+		stopping = slow.stopping;
 		pthread_mutex_unlock(&slow.lock);
-		if (slow.stopping)
+		if (stopping)
 			req_json_error(cc->deferred, 503, "the hub is shutting "
 				       "down: try again in a moment");
 		else
@@ -303,12 +310,33 @@ slow_worker(void *arg)
 	return NULL;
 }
 
-/* Hands the request to a slow worker: 0, or -1 to run it in place (no
- * worker, or the hub is stopping). */
+/* One more worker (slow.lock held); none when threads cannot be made. */
+static void
+add_worker(void)
+{
+	pthread_attr_t attr;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	if (pthread_create(&slow.threads[slow.nthreads], &attr, slow_worker,
+			   NULL) == 0)
+		slow.nthreads++;
+	else
+		log_event(LOG_WARN, "http.no_worker", "workers=%d",
+			  slow.nthreads);
+	pthread_attr_destroy(&attr);
+}
+
+/* Hands the request to a slow worker, starting one when all are busy
+ * (up to SLOW_THREADS): 0, or -1 to run it in place (no worker could be
+ * started, or the hub is stopping). */
 static int
 defer(struct conn_ctx *cc, const struct req *r, const char *url)
 {
 	pthread_mutex_lock(&slow.lock);
+	if (slow.queued >= slow.idle && slow.nthreads < SLOW_THREADS &&
+	    !slow.stopping)
+		add_worker();
 	if (slow.nthreads == 0 || slow.stopping) {
 		pthread_mutex_unlock(&slow.lock);
 		return -1;
@@ -326,6 +354,7 @@ defer(struct conn_ctx *cc, const struct req *r, const char *url)
 	else
 		slow.head = cc;
 	slow.tail = cc;
+	slow.queued++;
 	pthread_cond_signal(&slow.wake);
 	pthread_mutex_unlock(&slow.lock);
 	return 0;
@@ -480,32 +509,25 @@ http_start(struct hub *h, struct err *e)
 		return err_set(e, ERR_INTERNAL, "cannot start the HTTP server "
 		    "on %s", h->internal_socket);
 	}
+	pthread_mutex_lock(&slow.lock);
 	slow.stopping = 0;
-	for (int i = 0; i < SLOW_THREADS; i++) {
-		pthread_attr_t attr;
-		int rc;
-
-		pthread_attr_init(&attr);
-		pthread_attr_setstacksize(&attr, 256 * 1024);
-		rc = pthread_create(&slow.threads[i], &attr, slow_worker, NULL);
-		pthread_attr_destroy(&attr);
-		if (rc != 0)
-			break;		/* fewer workers; none: in place */
-		slow.nthreads++;
-	}
+	pthread_mutex_unlock(&slow.lock);
 	return 0;
 }
 
 void
 http_stop(void)
 {
+	int n;
+
 	/* workers first: they answer what is queued with 503 and resume
 	 * every connection they hold before libmicrohttpd goes */
 	pthread_mutex_lock(&slow.lock);
 	slow.stopping = 1;
+	n = slow.nthreads;	/* no more are started from now on */
 	pthread_cond_broadcast(&slow.wake);
 	pthread_mutex_unlock(&slow.lock);
-	for (int i = 0; i < slow.nthreads; i++)
+	for (int i = 0; i < n; i++)
 		pthread_join(slow.threads[i], NULL);
 	slow.nthreads = 0;
 	if (daemon_)

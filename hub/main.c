@@ -7,6 +7,9 @@
  * stop listening, flush activity, exit 0.
  */
 #include <getopt.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -120,6 +123,17 @@ say_how_to_make_admin(struct hub *h)
 			"in at /hub/login.\n");
 }
 
+/* Gives freed heap pages back: glibc keeps what was freed below the top
+ * of the heap (the rows read at start-up, a large answer) in the RSS;
+ * 1.1 MB with 10,000 users just after start. */
+static void
+release_free_heap(void)
+{
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
 static void *
 background(void *arg)
 {
@@ -149,6 +163,7 @@ background(void *arg)
 		if (now - last_expire > 600 * 1000 &&
 		    store_sessions_expire(h->store, now, &n, &e) == 0) {
 			last_expire = now;
+			release_free_heap();
 			if (n)
 				log_event(LOG_INFO, "session.expired",
 					  "count=%ld", n);
@@ -209,6 +224,7 @@ start(struct hub *h, struct err *e)
 	    cull_start(h, e) < 0 || usage_start(h, e) < 0)
 		return -1;
 	h->started_ms = time_now_ms();
+	release_free_heap();
 	log_event(LOG_INFO, "hub.listening", "listen=%s users=%zu auth=%s "
 		  "spawner=%s ms=%ld version=%s", h->cfg.listen,
 		  h->state.nusers, h->ldap ? "ldap" : "local",

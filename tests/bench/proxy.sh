@@ -54,8 +54,10 @@ PY_PID=""
 PG_STARTED=""
 RC=1
 
+# shellcheck source=tests/bench/pg.sh
+. "$HERE/pg.sh"
+
 cleanup() {
-	local sockdir=""
 	trap - EXIT INT TERM HUP
 	if [ -n "$PY_PID" ] && kill -0 "$PY_PID" 2>/dev/null; then
 		kill -TERM "$PY_PID" 2>/dev/null || true	# proxy.py stops its children
@@ -63,14 +65,10 @@ cleanup() {
 	fi
 	tests/services/docker.sh cleanup "$HUB_ID" >/dev/null 2>&1 ||
 	    say "could not remove the services labelled swarmhub.hub=$HUB_ID"
-	if [ -n "$PG_STARTED" ]; then
-		[ -f "$PG/sockdir" ] && sockdir=$(cat "$PG/sockdir")
-		tests/services/postgres.sh stop "$PG" >/dev/null 2>&1 ||
-		    say "could not stop PostgreSQL in $PG"
-	fi
+	[ -z "$PG_STARTED" ] || bench_pg_stop
 	if [ "$RC" = 0 ] && [ -z "${SWARMHUB_BENCH_KEEP:-}" ]; then
 		rm -rf "$WORK"
-		case $sockdir in /tmp/shpg.*) rm -rf "$sockdir" ;; esac
+		case $BENCH_PG_SOCKDIR in /tmp/shpg.*) rm -rf "$BENCH_PG_SOCKDIR" ;; esac
 	else
 		say "logs kept in $WORK"
 	fi
@@ -107,15 +105,10 @@ elif ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
 else
 	export BENCH_NETWORK=${line#SWARMHUB_TEST_DOCKER_NETWORK=}
 	PG_STARTED=1
-	if ! line=$(tests/services/postgres.sh start "$PG" 2>"$WORK/postgres.log" |
-	    grep '^SWARMHUB_TEST_DB='); then
-		tail -n 20 "$WORK/postgres.log" >&2
+	if ! bench_pg_start; then
 		skip="PostgreSQL could not be started"
 	else
-		export BENCH_DB=${line#SWARMHUB_TEST_DB=}
-		export BENCH_PG_VERSION=$(runuser -u postgres -- "$PGBIN/psql" -X -tA \
-		    -h "$(cat "$PG/sockdir")" -p "$(cat "$PG/port")" -U postgres \
-		    -d postgres -c "SHOW server_version")
+		export BENCH_DB="$BENCH_PG_URI" BENCH_PG_VERSION
 	fi
 fi
 [ -z "$skip" ] || say "end-to-end part skipped: $skip"

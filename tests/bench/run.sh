@@ -32,19 +32,19 @@ PG="$WORK/pg"
 PY_PID=""
 RC=1
 
+# shellcheck source=tests/bench/pg.sh
+. "$HERE/pg.sh"
+
 cleanup() {
-	local sockdir=""
 	trap - EXIT INT TERM HUP
 	if [ -n "$PY_PID" ] && kill -0 "$PY_PID" 2>/dev/null; then
 		kill -TERM "$PY_PID" 2>/dev/null || true
 		wait "$PY_PID" 2>/dev/null || true
 	fi
-	[ -f "$PG/sockdir" ] && sockdir=$(cat "$PG/sockdir")
-	tests/services/postgres.sh stop "$PG" >/dev/null 2>&1 ||
-	    say "could not stop PostgreSQL in $PG"
+	bench_pg_stop
 	if [ "$RC" = 0 ] && [ -z "${SWARMHUB_BENCH_KEEP:-}" ]; then
 		rm -rf "$WORK"
-		case $sockdir in /tmp/shpg.*) rm -rf "$sockdir" ;; esac
+		case $BENCH_PG_SOCKDIR in /tmp/shpg.*) rm -rf "$BENCH_PG_SOCKDIR" ;; esac
 	else
 		say "logs kept in $WORK"
 	fi
@@ -53,27 +53,19 @@ trap cleanup EXIT
 trap 'RC=130; exit 130' INT
 trap 'RC=143; exit 143' TERM HUP
 
-if ! line=$(tests/services/postgres.sh start "$PG" 2>"$WORK/postgres.log" |
-    grep '^SWARMHUB_TEST_DB='); then
-	tail -n 20 "$WORK/postgres.log" >&2
+if ! bench_pg_start; then
 	say "could not start PostgreSQL"
 	exit 1
 fi
-uri=${line#SWARMHUB_TEST_DB=}
-port=$(cat "$PG/port")
-sockdir=$(cat "$PG/sockdir")
-base=${uri%/*}	# postgresql://hub:hubpw@127.0.0.1:PORT
+base=${BENCH_PG_URI%/*}	# postgresql://hub:hubpw@127.0.0.1:PORT
 
 # The hub role may not create databases: ask the superuser over the socket.
 for db in bench_swarmhub bench_jupyterhub; do
-	runuser -u postgres -- "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 \
-	    -h "$sockdir" -p "$port" -U postgres -d postgres \
+	bench_psql -q -v ON_ERROR_STOP=1 \
 	    -c "CREATE DATABASE $db OWNER hub" >&2
 done
-pgver=$(runuser -u postgres -- "$PGBIN/psql" -X -tA -h "$sockdir" -p "$port" \
-    -U postgres -d postgres -c "SHOW server_version")
 
-export BENCH_WORK="$WORK" BENCH_PG_VERSION="$pgver"
+export BENCH_WORK="$WORK" BENCH_PG_VERSION
 export BENCH_DB_SWARMHUB="$base/bench_swarmhub"
 export BENCH_DB_JUPYTERHUB="$base/bench_jupyterhub"
 

@@ -39,8 +39,10 @@ PG="$WORK/pg"
 PY_PID=""
 RC=1
 
+# shellcheck source=tests/bench/pg.sh
+. "$HERE/pg.sh"
+
 cleanup() {
-	local sockdir=""
 	trap - EXIT INT TERM HUP
 	if [ -n "$PY_PID" ] && kill -0 "$PY_PID" 2>/dev/null; then
 		kill -TERM "$PY_PID" 2>/dev/null || true
@@ -49,12 +51,10 @@ cleanup() {
 	# NAME.py removes its services itself; this catches a crash of it.
 	tests/services/docker.sh cleanup "$HUB_ID" >/dev/null 2>&1 ||
 	    say "could not remove the services labelled swarmhub.hub=$HUB_ID"
-	[ -f "$PG/sockdir" ] && sockdir=$(cat "$PG/sockdir")
-	tests/services/postgres.sh stop "$PG" >/dev/null 2>&1 ||
-	    say "could not stop PostgreSQL in $PG"
+	bench_pg_stop
 	if [ "$RC" = 0 ] && [ -z "${SWARMHUB_BENCH_KEEP:-}" ]; then
 		rm -rf "$WORK"
-		case $sockdir in /tmp/shpg.*) rm -rf "$sockdir" ;; esac
+		case $BENCH_PG_SOCKDIR in /tmp/shpg.*) rm -rf "$BENCH_PG_SOCKDIR" ;; esac
 	else
 		say "logs kept in $WORK"
 	fi
@@ -76,17 +76,13 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
 	exit 1
 fi
 
-if ! line=$(tests/services/postgres.sh start "$PG" 2>"$WORK/postgres.log" |
-    grep '^SWARMHUB_TEST_DB='); then
-	tail -n 20 "$WORK/postgres.log" >&2
+if ! bench_pg_start; then
 	say "could not start PostgreSQL"
 	exit 1
 fi
-pgver=$(runuser -u postgres -- "$PGBIN/psql" -X -tA -h "$(cat "$PG/sockdir")" \
-    -p "$(cat "$PG/port")" -U postgres -d postgres -c "SHOW server_version")
 
-export BENCH_WORK="$WORK" BENCH_PG_VERSION="$pgver" BENCH_HUB_ID="$HUB_ID"
-export BENCH_DB="${line#SWARMHUB_TEST_DB=}" BENCH_NETWORK="$network"
+export BENCH_WORK="$WORK" BENCH_PG_VERSION BENCH_HUB_ID="$HUB_ID"
+export BENCH_DB="$BENCH_PG_URI" BENCH_NETWORK="$network"
 
 # Debian's Python, standard library only.
 /usr/bin/python3 "$HERE/$NAME.py" &

@@ -25,7 +25,11 @@ PASS=0 FAIL=0 SKIP=0
 
 cleanup() {
 	trap - EXIT INT TERM
+	local sockdir=""
+
+	[ -f "$WORK/pg/sockdir" ] && sockdir=$(cat "$WORK/pg/sockdir")
 	[ -d "$WORK/pg" ] && tests/services/postgres.sh stop "$WORK/pg" >/dev/null 2>&1
+	case $sockdir in /tmp/shpg.*) rm -rf "$sockdir" ;; esac	# outside WORK
 	[ -d "$WORK/ldap" ] && tests/services/slapd.sh stop "$WORK/ldap" >/dev/null 2>&1
 	[ -d "$WORK/nfs" ] && tests/services/nfs.sh stop "$WORK/nfs" >/dev/null 2>&1
 	rm -rf "$WORK"

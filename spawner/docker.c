@@ -177,28 +177,71 @@ status_error(long status, const char *body, struct err *e)
 	return -1;
 }
 
+/* One transfer: its handle, the body as it arrives, curl's outcome. */
+struct transfer {
+	CURL *c;
+	struct strbuf sb;
+	char errbuf[CURL_ERROR_SIZE];
+	char *url;
+	CURLcode rc;
+	int done;		/* rc is curl's answer */
+};
+
+/* Points t's handle at url with the answer collected in t->sb. */
+static void
+transfer_setup(struct docker *d, struct transfer *t, CURL *c, char *url)
+{
+	t->c = c;
+	t->url = url;
+	t->errbuf[0] = '\0';
+	sb_init(&t->sb);
+	sb_add(&t->sb, "", 0);	/* the body is never NULL */
+	setup(d, c, url, t->errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &t->sb);
+}
+
+/* The outcome into resp and e: 0, or -1 for a transport error or a
+ * non-2xx answer. */
+static int
+transfer_finish(struct docker *d, struct transfer *t, const char *method,
+		const char *path, struct docker_resp *resp, struct err *e)
+{
+	int ret = -1;
+
+	resp->status = 0;
+	if (t->done && t->rc == CURLE_OK)
+		curl_easy_getinfo(t->c, CURLINFO_RESPONSE_CODE, &resp->status);
+	resp->body = sb_detach(&t->sb, &resp->len);
+	if (!t->done)
+		err_set(e, ERR_UNAVAILABLE, "Docker at %s: the request was not "
+			"sent", d->host);
+	else if (t->rc != CURLE_OK)
+		transport_error(d, t->c, t->rc, t->errbuf, e);
+	else if (resp->status < 200 || resp->status > 299)
+		status_error(resp->status, resp->body, e);
+	else
+		ret = 0;
+	log_event(LOG_DEBUG, "docker.call", "method=%s path=%s status=%ld",
+		  method, path, resp->status);
+	return ret;
+}
+
 static int
 request(struct docker *d, const char *method, const char *path, int versioned,
 	const char *json, struct docker_resp *resp, struct err *e)
 {
 	struct docker_resp local = { 0 };
 	struct curl_slist *hdrs = NULL;
-	struct strbuf sb;
-	char errbuf[CURL_ERROR_SIZE] = "";
-	char *url;
+	struct transfer t;
 	CURL *c = handle_take(d);
-	CURLcode rc;
-	int ret = 0;
+	int ret;
 
 	if (resp == NULL)
 		resp = &local;
-	sb_init(&sb);
-	sb_add(&sb, "", 0);	/* the body is never NULL */
-	url = versioned ? xasprintf("%s/v%s%s", d->base, d->version, path)
-			: xasprintf("%s%s", d->base, path);
-	setup(d, c, url, errbuf);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
+	transfer_setup(d, &t, c, versioned ?
+	    xasprintf("%s/v%s%s", d->base, d->version, path) :
+	    xasprintf("%s%s", d->base, path));
 	if (strcmp(method, "POST") == 0) {
 		hdrs = curl_slist_append(hdrs,
 					 "Content-Type: application/json");
@@ -207,19 +250,11 @@ request(struct docker *d, const char *method, const char *path, int versioned,
 	} else if (strcmp(method, "GET") != 0) {
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	}
-	rc = curl_easy_perform(c);
-	resp->status = 0;
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-	resp->body = sb_detach(&sb, &resp->len);
-	if (rc != CURLE_OK)
-		ret = transport_error(d, c, rc, errbuf, e);
-	else if (resp->status < 200 || resp->status > 299)
-		ret = status_error(resp->status, resp->body, e);
-	log_event(LOG_DEBUG, "docker.call", "method=%s path=%s status=%ld",
-		  method, path, resp->status);
+	t.rc = curl_easy_perform(c);
+	t.done = 1;
+	ret = transfer_finish(d, &t, method, path, resp, e);
 	curl_slist_free_all(hdrs);
-	free(url);
+	free(t.url);
 	handle_give(d, c);
 	docker_resp_release(&local);
 	return ret;
@@ -247,40 +282,12 @@ docker_delete(struct docker *d, const char *path, struct docker_resp *resp,
 }
 
 /* ---- many GETs at once (curl multi) ----------------------------------- */
-struct one_get {
-	CURL *c;
-	struct strbuf sb;
-	char errbuf[CURL_ERROR_SIZE];
-	char *url;
-	CURLcode rc;
-	int done;
-};
-
-static void
-finish_get(struct docker *d, struct one_get *g, const char *path,
-	   struct docker_resp *resp, struct err *e)
-{
-	resp->status = 0;
-	if (g->done && g->rc == CURLE_OK)
-		curl_easy_getinfo(g->c, CURLINFO_RESPONSE_CODE, &resp->status);
-	resp->body = sb_detach(&g->sb, &resp->len);
-	if (!g->done)
-		err_set(e, ERR_UNAVAILABLE, "Docker at %s: the request was not "
-			"sent", d->host);
-	else if (g->rc != CURLE_OK)
-		transport_error(d, g->c, g->rc, g->errbuf, e);
-	else if (resp->status < 200 || resp->status > 299)
-		status_error(resp->status, resp->body, e);
-	log_event(LOG_DEBUG, "docker.call", "method=GET path=%s status=%ld",
-		  path, resp->status);
-}
-
 int
 docker_get_many(struct docker *d, const char *const *paths, size_t n,
 		long parallel, struct docker_resp *resps, struct err *errs)
 {
 	CURLM *m = curl_multi_init();
-	struct one_get *g;
+	struct transfer *g;
 	int still = 0, ok = 1;
 	CURLMsg *msg;
 	int left;
@@ -293,19 +300,15 @@ docker_get_many(struct docker *d, const char *const *paths, size_t n,
 	curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, parallel);
 	g = xcalloc(n ? n : 1, sizeof(*g));
 	for (size_t i = 0; i < n; i++) {
-		g[i].c = curl_easy_init();
-		if (g[i].c == NULL) {
+		CURL *c = curl_easy_init();
+
+		if (c == NULL) {
 			log_event(LOG_ERROR, "oom", "what=%s", "curl_easy_init");
 			abort();
 		}
-		sb_init(&g[i].sb);
-		sb_add(&g[i].sb, "", 0);
-		g[i].url = xasprintf("%s/v%s%s", d->base, d->version,
-				     paths[i]);
-		setup(d, g[i].c, g[i].url, g[i].errbuf);
-		curl_easy_setopt(g[i].c, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(g[i].c, CURLOPT_WRITEDATA, &g[i].sb);
-		curl_easy_setopt(g[i].c, CURLOPT_PRIVATE, &g[i]);
+		transfer_setup(d, &g[i], c, xasprintf("%s/v%s%s", d->base,
+						      d->version, paths[i]));
+		curl_easy_setopt(c, CURLOPT_PRIVATE, &g[i]);
 		if (curl_multi_add_handle(m, g[i].c) != CURLM_OK)
 			ok = 0;
 	}
@@ -313,7 +316,7 @@ docker_get_many(struct docker *d, const char *const *paths, size_t n,
 		if (curl_multi_perform(m, &still) != CURLM_OK)
 			break;
 		while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-			struct one_get *one = NULL;
+			struct transfer *one = NULL;
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
@@ -327,7 +330,8 @@ docker_get_many(struct docker *d, const char *const *paths, size_t n,
 			break;
 	}
 	for (size_t i = 0; i < n; i++) {
-		finish_get(d, &g[i], paths[i], &resps[i], &errs[i]);
+		transfer_finish(d, &g[i], "GET", paths[i], &resps[i],
+				&errs[i]);
 		curl_multi_remove_handle(m, g[i].c);
 		curl_easy_cleanup(g[i].c);
 		free(g[i].url);

@@ -1,6 +1,6 @@
 /*
  * usage.c - CPU and memory that running servers actually use, for the
- * admin page.
+ * admin and home pages.
  *
  * One thread asks the spawner for a sample of every running container of
  * this hub every USAGE_EVERY and keeps the last one in the server (under

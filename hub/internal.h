@@ -295,13 +295,8 @@ void logout_session(struct hub *h, const char *session_hash);
 /* Re-checks LDAP membership of an old session: 0 keep, -1 revoke. */
 int session_recheck(struct hub *h, const char *session_hash);
 
-/* ---- rate limit of failed logins (sessions.c) ------------------------ */
-struct ratelimit *ratelimit_new(long max_failures, long window_s);
-void ratelimit_free(struct ratelimit *rl);
-/* Seconds to wait before another try for key, 0 when allowed. */
-long ratelimit_wait(struct ratelimit *rl, const char *key, int64_t now_ms);
-void ratelimit_fail(struct ratelimit *rl, const char *key, int64_t now_ms);
-void ratelimit_clear(struct ratelimit *rl, const char *key);
+/* ---- rate limit of failed logins: ratelimit.h ----------------------- */
+#include "ratelimit.h"
 
 /* ---- servers (servers.c) --------------------------------------------- */
 /* Starts name's server with the options (JSON text or NULL). 0: started in

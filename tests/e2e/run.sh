@@ -49,8 +49,11 @@ export SWARMHUB_ENV_FILE=$WORK/swarmhub.env
 export SWARMHUB_PROFILES_FILE=$WORK/profiles.json
 export SWARMHUB_COMPOSE_EXTRA=tests/e2e/stack-test.yml
 export E2E_EXPORT=$WORK/export
-SWARMHUB_HTTPS_PORT=$(free_port) SWARMHUB_HTTP_PORT=$(free_port) SWARMHUB_HUB_PORT=$(free_port)
-export SWARMHUB_HTTPS_PORT SWARMHUB_HTTP_PORT SWARMHUB_HUB_PORT
+SWARMHUB_HTTPS_PORT=$(free_port) SWARMHUB_HTTP_PORT=$(free_port)
+export SWARMHUB_HTTPS_PORT SWARMHUB_HTTP_PORT
+# the default deployment: the hub's own port stays unpublished, admin calls
+# go through nginx's TLS like everything else
+unset SWARMHUB_HUB_PORT
 export SWARMHUB_UP_TIMEOUT=240
 
 cleanup() {
@@ -152,15 +155,19 @@ EOF
 
 # ---- deploy -----------------------------------------------------------------------
 t=$(now)
-say "deploying stack $SWARMHUB_STACK (https://127.0.0.1:$SWARMHUB_HTTPS_PORT, hub port $SWARMHUB_HUB_PORT)"
+say "deploying stack $SWARMHUB_STACK (https://127.0.0.1:$SWARMHUB_HTTPS_PORT)"
 scripts/up.sh 2>&1 | tee "$OUT/e2e-up.log" >&2
 [ "${PIPESTATUS[0]}" = 0 ] || fail_early "scripts/up.sh (see $OUT/e2e-up.log)"
 mark "images (hub, nginx, postgres) + deploy until healthy" "$t"
+ports=$(docker service inspect -f '{{json .Spec.EndpointSpec.Ports}}' "${SWARMHUB_STACK}_hub")
+case $ports in
+null|"[]") ;;
+*) fail_early "the hub's port is published by default: $ports" ;;
+esac
 
 # ---- the browser test ------------------------------------------------------------------
 t=$(now)
 export E2E_HTTPS_URL=https://127.0.0.1:$SWARMHUB_HTTPS_PORT
-export E2E_HUB_URL=http://127.0.0.1:$SWARMHUB_HUB_PORT
 export E2E_CA=$SWARMHUB_SECRETS_DIR/tls_cert
 export E2E_ADMIN_TOKEN_FILE=$SWARMHUB_SECRETS_DIR/admin_token
 LOG="$OUT/e2e-pytest.log"

@@ -3,12 +3,13 @@ test_e2e.py - the whole mission against a deployed stack (tests/e2e/run.sh
 deploys it and sets the environment below). The steps run in file order and
 share one headless Chromium; each keeps a screenshot $SWARMHUB_TEST_OUT/e2e-*.png.
 
-Everything goes to 127.0.0.1: the browser and the kernel WebSocket through
-nginx over TLS (E2E_HTTPS_URL), admin calls to the hub's published port
-(E2E_HUB_URL) with the admin token. Files are checked in the exported
-directory on this host (E2E_EXPORT), which nfs-ganesha serves to the hub.
+Everything goes to 127.0.0.1 through nginx over TLS (E2E_HTTPS_URL): the
+browser, the kernel WebSocket and the admin calls with the admin token (the
+hub's own port is not published by default). Files are checked in the
+exported directory on this host (E2E_EXPORT), which nfs-ganesha serves to
+the hub.
 
-Environment: E2E_HTTPS_URL, E2E_HUB_URL, E2E_CA (the self-signed
+Environment: E2E_HTTPS_URL, E2E_CA (the self-signed
 certificate), E2E_ADMIN_TOKEN_FILE, E2E_EXPORT, SWARMHUB_STACK,
 SWARMHUB_TEST_OUT; the culler runs with CULL_TIMEOUT=30, CULL_EVERY=5.
 """
@@ -28,7 +29,6 @@ import pytest
 import requests
 
 HTTPS = os.environ.get("E2E_HTTPS_URL", "")
-HUB = os.environ.get("E2E_HUB_URL", "")
 CA = os.environ.get("E2E_CA", "")
 EXPORT = Path(os.environ.get("E2E_EXPORT", "/nonexistent"))
 STACK = os.environ.get("SWARMHUB_STACK", "")
@@ -48,7 +48,8 @@ S = {}   # state shared by the steps
 
 def admin(method, path, **kw):
     kw.setdefault("timeout", 30)
-    return requests.request(method, HUB + "/hub/api" + path, proxies=NOPROXY,
+    return requests.request(method, HTTPS + "/hub/api" + path,
+                            proxies=NOPROXY, verify=CA,
                             headers={"Authorization": f"token {ADMIN}"}, **kw)
 
 
@@ -444,8 +445,8 @@ def test_07_hub_restart_adopts_running_server(d):
         if c == before:
             return False
         try:
-            return requests.get(HUB + "/hub/health", proxies=NOPROXY,
-                                timeout=2).status_code == 200
+            return requests.get(HTTPS + "/hub/health", proxies=NOPROXY,
+                                verify=CA, timeout=2).status_code == 200
         except requests.RequestException:
             return False
     wait_for(healthy, 120, "the new hub task to be healthy")

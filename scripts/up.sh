@@ -14,7 +14,12 @@
 #                             swarmhub/hub:latest, swarmhub/nginx:latest,
 #                             swarmhub/postgres:15
 #   SWARMHUB_BUILD=0          build nothing (images must exist on the nodes)
-#   SWARMHUB_HTTPS_PORT=443 SWARMHUB_HTTP_PORT=80 SWARMHUB_HUB_PORT=8000
+#   SWARMHUB_HTTPS_PORT=443 SWARMHUB_HTTP_PORT=80
+#   SWARMHUB_HUB_PORT         unset: the hub's own plain-HTTP port is not
+#                             published (nginx's TLS only; the admin CLI runs
+#                             through docker exec). A port number publishes
+#                             it (compose/hub-port.yml is added); required
+#                             with SWARMHUB_PROXY_REPLICAS=0. Firewall it.
 #   SWARMHUB_PROXY_REPLICAS=1 SWARMHUB_NETWORK_NAME=swarmhub-users
 #   SWARMHUB_COMPOSE_EXTRA    more compose files (space separated) merged
 #                             after compose/docker-compose.yml
@@ -37,8 +42,14 @@ SWARMHUB_PROFILES_FILE=$(realpath -m "${SWARMHUB_PROFILES_FILE:-compose/profiles
 export SWARMHUB_ENV_FILE SWARMHUB_SECRETS_DIR SWARMHUB_PROFILES_FILE
 export SWARMHUB_HTTPS_PORT=${SWARMHUB_HTTPS_PORT:-443}
 export SWARMHUB_HTTP_PORT=${SWARMHUB_HTTP_PORT:-80}
-export SWARMHUB_HUB_PORT=${SWARMHUB_HUB_PORT:-8000}
 export SWARMHUB_PROXY_REPLICAS=${SWARMHUB_PROXY_REPLICAS:-1}
+HUB_PORT=${SWARMHUB_HUB_PORT:-}
+case $HUB_PORT in
+"") [ "$SWARMHUB_PROXY_REPLICAS" != 0 ] ||
+	die "SWARMHUB_PROXY_REPLICAS=0 leaves nothing in front of the hub: set SWARMHUB_HUB_PORT to publish its port" ;;
+*[!0-9]*) die "SWARMHUB_HUB_PORT='$HUB_PORT' is not a port number" ;;
+*) export SWARMHUB_HUB_PORT ;;
+esac
 export SWARMHUB_NETWORK_NAME=${SWARMHUB_NETWORK_NAME:-swarmhub-users}
 BUILD=${SWARMHUB_BUILD:-1}
 TIMEOUT=${SWARMHUB_UP_TIMEOUT:-240}
@@ -144,9 +155,11 @@ export SWARMHUB_CONFIG_VERSION
 
 # ---- deploy --------------------------------------------------------------------------
 files=(-c compose/docker-compose.yml)
+# the hub's own port only on request (see compose/hub-port.yml)
+[ -z "$HUB_PORT" ] || files+=(-c compose/hub-port.yml)
 for f in ${SWARMHUB_COMPOSE_EXTRA:-}; do files+=(-c "$f"); done
 say "docker stack deploy ${files[*]} $SWARMHUB_STACK (hub $SWARMHUB_HUB_IMAGE," \
-    "db $SWARMHUB_DB_IMAGE, https port $SWARMHUB_HTTPS_PORT)"
+    "db $SWARMHUB_DB_IMAGE, https port $SWARMHUB_HTTPS_PORT, hub port ${HUB_PORT:-not published})"
 for _ in $(seq 1 30); do	# a network of a just-removed stack may linger
 	out=$(docker stack deploy --resolve-image never "${files[@]}" "$SWARMHUB_STACK" 2>&1) && break
 	case $out in
@@ -157,7 +170,14 @@ for _ in $(seq 1 30); do	# a network of a just-removed stack may linger
 done
 
 # ---- wait until healthy -----------------------------------------------------------------
-say "waiting for the hub (up to $TIMEOUT s): http://127.0.0.1:$SWARMHUB_HUB_PORT/hub/health"
+# reached the way users reach it: through nginx (any certificate: this only
+# asks whether the hub answers), or on its own port when there is no nginx
+if [ "$SWARMHUB_PROXY_REPLICAS" != 0 ]; then
+	health_url="https://127.0.0.1:$SWARMHUB_HTTPS_PORT/hub/health"
+else
+	health_url="http://127.0.0.1:$HUB_PORT/hub/health"
+fi
+say "waiting for the hub (up to $TIMEOUT s): $health_url"
 deadline=$(( $(now) + TIMEOUT )); last=""
 current_hub() {	# true when a task of this version runs, is healthy and answers
 	local task state cfg c h
@@ -169,8 +189,8 @@ current_hub() {	# true when a task of this version runs, is healthy and answers
 	c=$(docker inspect -f '{{.Status.ContainerStatus.ContainerID}}' "$task" 2>/dev/null)
 	h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$c" 2>/dev/null)
 	[ "$h" = healthy ] || return 1
-	[ "$(curl -s -o /dev/null -w '%{http_code}' --noproxy '*' -m 3 \
-	    "http://127.0.0.1:$SWARMHUB_HUB_PORT/hub/health" 2>/dev/null)" = 200 ]
+	[ "$(curl -ks -o /dev/null -w '%{http_code}' --noproxy '*' -m 3 \
+	    "$health_url" 2>/dev/null)" = 200 ]
 }
 while ! current_hub; do
 	line=$(docker stack ps "$SWARMHUB_STACK" --filter desired-state=running \
@@ -206,7 +226,9 @@ if [ "${auth:-local}" = local ] && [ ! -s "$SWARMHUB_SECRETS_DIR/admin_password"
 	    "(kept in $SWARMHUB_SECRETS_DIR/admin_password)"
 fi
 url="https://localhost${SWARMHUB_HTTPS_PORT/#/:}"; url=${url%:443}
-[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://127.0.0.1:$SWARMHUB_HUB_PORT"
+[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://127.0.0.1:$HUB_PORT"
 say "the hub is healthy after $(( $(now) - T0 )) s: $url/hub/login"
-say "admin CLI: SWARMHUB_URL=http://127.0.0.1:$SWARMHUB_HUB_PORT bin/swarmhubctl --token-file $SWARMHUB_SECRETS_DIR/admin_token users list"
-say "  or: docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${SWARMHUB_STACK}_hub) sh -c 'SWARMHUB_TOKEN=\$(cat /run/secrets/admin_token) swarmhubctl users list'"
+say "admin CLI: docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${SWARMHUB_STACK}_hub) sh -c 'SWARMHUB_TOKEN=\$(cat /run/secrets/admin_token) swarmhubctl users list'"
+if [ -n "$HUB_PORT" ]; then
+	say "  or (hub port $HUB_PORT published; firewall it): SWARMHUB_URL=http://127.0.0.1:$HUB_PORT bin/swarmhubctl --token-file $SWARMHUB_SECRETS_DIR/admin_token users list"
+fi

@@ -58,7 +58,7 @@ deps:
 
 test: deps
 	@$(MAKE) --no-print-directory all tests-bin check-deps
-	@echo "fuzzing request parsing for $${FUZZ_SECONDS:-15} s..."
+	@echo "fuzzing request and HTTP/1.1 parsing, $${FUZZ_SECONDS:-15} s each..."
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-15} $(MAKE) --no-print-directory fuzz \
 	    >build-fuzz.log 2>&1 || { tail -n 40 build-fuzz.log; exit 1; }
 	@echo "fuzz: no crash"
@@ -98,16 +98,23 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-dev.sh
 
+# libFuzzer targets (tests/fuzz/fuzz_*.c), each run FUZZ_SECONDS (30) on a
+# copy of its seed corpus (tests/fuzz/corpus_<name> or tests/fuzz/corpus).
+FUZZ_TARGETS = request http1
 fuzz:
 	@$(MAKE) --no-print-directory B=build-fuzz CC=clang \
 	    CFLAGS="-O1 -g -fsanitize=fuzzer-no-link,address,undefined" \
 	    build-fuzz/libswarmhub.a
-	clang $(WARN) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/fuzz_request tests/fuzz/fuzz_request.c \
-	    build-fuzz/libswarmhub.a $(LDLIBS)
-	@rm -rf build-fuzz/corpus && cp -r tests/fuzz/corpus build-fuzz/corpus
-	build-fuzz/fuzz_request -max_total_time=$${FUZZ_SECONDS:-30} \
-	    -print_final_stats=0 build-fuzz/corpus
+	@for t in $(FUZZ_TARGETS); do \
+	    clang $(WARN) $(CPPFLAGS) -O1 -g -fsanitize=fuzzer,address,undefined \
+	        -o build-fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c \
+	        build-fuzz/libswarmhub.a $(LDLIBS) || exit 1; \
+	    seeds=tests/fuzz/corpus_$$t; [ -d $$seeds ] || seeds=tests/fuzz/corpus; \
+	    rm -rf build-fuzz/corpus_$$t && cp -r $$seeds build-fuzz/corpus_$$t; \
+	    echo "fuzz_$$t: $${FUZZ_SECONDS:-30} s"; \
+	    build-fuzz/fuzz_$$t -max_total_time=$${FUZZ_SECONDS:-30} \
+	        -print_final_stats=1 build-fuzz/corpus_$$t || exit 1; \
+	done
 
 # spawner/ and culler/ must not include hub/ headers or <microhttpd.h>.
 check-deps:

@@ -52,6 +52,17 @@ int log_level_parse(const char *s);
  * %s values are quoted when needed and control characters escaped.
  */
 void log_event(enum log_level level, const char *event, const char *fmt, ...);
+/*
+ * A log site that writes at most one line a second (for failures an
+ * attacker can repeat at will); each line counts the ones held back since
+ * the last as suppressed=N. Zero-initialise: static struct log_limit l;
+ */
+struct log_limit {
+	_Atomic int64_t sec;
+	_Atomic uint64_t held;
+};
+void log_event_limited(struct log_limit *l, enum log_level level,
+		       const char *event, const char *fmt, ...);
 /* Formats like log_event's field part into buf (for tests); returns length. */
 size_t log_format(char *buf, size_t size, const char *fmt, va_list ap);
 

@@ -6,6 +6,7 @@
  * a space, '=', '"' or is empty, and control characters are escaped, so a
  * username cannot forge a field or a line.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -167,28 +168,60 @@ log_format(char *buf, size_t size, const char *fmt, va_list ap)
 	return o.len;
 }
 
-void
-log_event(enum log_level level, const char *event, const char *fmt, ...)
+static void
+log_line(enum log_level level, const char *event, uint64_t suppressed,
+	 const char *fmt, va_list ap)
 {
 	static const char *const names[] = { "debug", "info", "warn", "error" };
 	char line[2048], ts[32];
 	size_t n;
-	va_list ap;
 
-	if (level < min_level)
-		return;
 	time_iso8601(time_now_ms(), ts, sizeof(ts));
 	n = (size_t)snprintf(line, sizeof(line), "ts=%s level=%s event=%s",
 			     ts, names[level], event);
 	if (fmt && *fmt && n + 1 < sizeof(line)) {
 		line[n++] = ' ';
-		va_start(ap, fmt);
 		n += log_format(line + n, sizeof(line) - n, fmt, ap);
-		va_end(ap);
 	}
+	if (suppressed && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n,
+				      " suppressed=%llu",
+				      (unsigned long long)suppressed);
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
 	if (write(STDERR_FILENO, line, n) < 0)
 		return;
+}
+
+void
+log_event(enum log_level level, const char *event, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < min_level)
+		return;
+	va_start(ap, fmt);
+	log_line(level, event, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_event_limited(struct log_limit *l, enum log_level level,
+		  const char *event, const char *fmt, ...)
+{
+	int64_t sec = time_mono_ms() / 1000, last;
+	va_list ap;
+
+	if (level < min_level)
+		return;
+	last = atomic_load_explicit(&l->sec, memory_order_relaxed);
+	if (last == sec || !atomic_compare_exchange_strong(&l->sec, &last,
+	    sec)) {
+		atomic_fetch_add_explicit(&l->held, 1, memory_order_relaxed);
+		return;
+	}
+	va_start(ap, fmt);
+	log_line(level, event, atomic_exchange(&l->held, 0), fmt, ap);
+	va_end(ap);
 }

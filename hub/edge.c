@@ -33,39 +33,35 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include "edge.h"
+#include "http1.h"
 
 #define IN_CAP		(16 * 1024)	/* client -> upstream buffer */
 #define RESP_CAP	(64 * 1024)	/* upstream -> client buffer */
 #define SCRATCH_CAP	(64 * 1024)	/* per worker, WebSocket relay */
-#define MAX_HDRS	128
 #define POOL_MAX	256		/* idle upstream conns per worker */
 #define POOL_IDLE_MS	30000
 #define LINGER_MS	2000
 #define SWEEP_MS	100
+#define ACCEPT_BACKOFF_MS 100		/* listener rest after EMFILE */
+#define FD_RESERVE	256		/* fds kept for the hub's own use */
 #define TAG_POOL	2		/* epoll data: pconn | TAG_POOL */
 #define EV_LISTEN	((uint64_t)3)
 #define EV_WAKE		((uint64_t)7)
 
 enum cstate { ST_HEAD, ST_RESPOND, ST_PROXY, ST_WS, ST_LINGER };
 enum rstate { R_HEAD, R_BODY, R_DONE };
-enum fmode { FR_NONE, FR_LEN, FR_CHUNKED, FR_CLOSE };
 
 /* [off, fwd) ready to send, [fwd, len) not yet framed (or pipelined). */
 struct buf {
 	char *p;
 	uint32_t off, fwd, len, cap;
-};
-
-struct framer {
-	uint8_t mode;
-	uint8_t cst;
-	uint8_t digits;
-	uint64_t left;
 };
 
 struct worker;
@@ -82,7 +78,10 @@ struct conn {
 	uint8_t http10, head_req, upgrade, connecting, reused;
 	uint8_t req_done, resp_keep, resp_dirty, resp_sent, got_byte;
 	uint8_t ceof, ueof, cshut, ushut, is_ws, has_body;
-	struct framer rqf, rsf;
+	uint8_t rechunk;		/* request body re-framed as chunked */
+	uint8_t untrusted_up;		/* upstream is a user's server */
+	uint8_t addr_slot;		/* counted in the per-address table */
+	struct h1_body rqf, rsf;
 	struct buf in;			/* from client */
 	struct buf rb;			/* from upstream */
 	struct buf cout;		/* heads we write to the client */
@@ -91,8 +90,10 @@ struct conn {
 	size_t body_len, body_off;
 	int64_t deadline;
 	int64_t act_sec[2];
+	int64_t cmoved;			/* last byte moved to/from client */
 	long timeout_ms;
-	uint32_t hscan;
+	size_t hscan, rscan;		/* head scans resume here */
+	uint32_t peer_ip;		/* network order */
 	char peer[INET_ADDRSTRLEN];
 	char ukey[116];
 	char act[80];
@@ -113,7 +114,8 @@ struct pconn {
 struct worker {
 	pthread_t th;
 	int ep, lfd, evfd;
-	int started;
+	int started, lfd_paused;
+	int64_t lfd_resume;
 	int64_t now;
 	int64_t last_sweep;
 	struct conn *conns;
@@ -124,32 +126,12 @@ struct worker {
 	char *scratch;
 };
 
-struct hdr {
-	const char *n, *v;
-	uint32_t nl, vl;
-};
-
-/* The tokens of Connection headers. */
-struct ctoks {
-	struct hdr t[16];
-	int n, close, keep, upgrade;
-};
-
-/* What handle_request found in a request (h last: not zeroed). */
-struct reqinfo {
-	char *method, *target;
-	int http10, nh;
-	const char *host, *cookie, *auth, *origin, *xff, *xfp, *upg, *te;
-	int has_cl, nhost, nauth, nte;
-	uint64_t cl;
-	struct ctoks ct;
-	struct hdr h[MAX_HDRS];
-};
-
 static struct {
 	struct edge_cfg cfg;
 	struct edge_hooks hooks;
 	char **trusted;
+	int trust_one;			/* TRUSTED_PROXIES=* */
+	char **protected_cookies;
 	struct worker *w;
 	int nw;
 	size_t in_cap;
@@ -157,7 +139,14 @@ static struct {
 static int E_running;
 
 static _Atomic uint64_t st_requests, st_upstream_errors, st_ws_open,
-    st_conns_open;
+    st_conns_open, st_conns_refused;
+
+/* Failures an attacker can repeat at will log one line a second each. */
+enum logk { LOGK_ACCEPT, LOGK_BAD_REQUEST, LOGK_COOKIE, LOGK_LIMIT,
+	LOGK_ADDR_LIMIT, LOGK_N };
+static struct log_limit log_limits[LOGK_N];
+#define edge_log_limited(k, ev, ...) \
+	log_event_limited(&log_limits[k], LOG_WARN, ev, __VA_ARGS__)
 
 static int pump_step(struct conn *c);
 static void conn_close(struct conn *c, const char *why);
@@ -171,54 +160,9 @@ stat_add(_Atomic uint64_t *v, int64_t d)
 }
 
 static int
-tchar(unsigned char ch)
-{
-	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-	    (ch >= 'A' && ch <= 'Z') || (ch && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-static int
-name_is(const struct hdr *h, const char *name)
-{
-	return strlen(name) == h->nl && strncasecmp(h->n, name, h->nl) == 0;
-}
-
-static int
 val_is(const char *v, size_t vl, const char *s)
 {
 	return strlen(s) == vl && strncasecmp(v, s, vl) == 0;
-}
-
-static const char *
-reason(int status)
-{
-	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 301: return "Moved Permanently";
-	case 302: return "Found";
-	case 303: return "See Other";
-	case 304: return "Not Modified";
-	case 307: return "Temporary Redirect";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 413: return "Content Too Large";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 502: return "Bad Gateway";
-	case 503: return "Service Unavailable";
-	case 504: return "Gateway Timeout";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Unknown";
-	}
 }
 
 /* ---- buffers ---------------------------------------------------------- */
@@ -318,340 +262,6 @@ buf_hdr(struct buf *b, const char *n, size_t nl, const char *v, size_t vl)
 	buf_add(b, "\r\n", 2);
 }
 
-/* ---- body framing ----------------------------------------------------- */
-
-enum { CH_SIZE0, CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR,
-	CH_DATA_LF, CH_TRAILER, CH_TLINE, CH_TLINE_LF, CH_END_LF, CH_DONE };
-
-static int
-hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-static int
-chunk_byte(struct framer *f, char ch)
-{
-	int h;
-
-	switch (f->cst) {
-	case CH_SIZE0:
-	case CH_SIZE:
-		h = hexval(ch);
-		if (h >= 0 && f->digits < 15) {
-			f->left = f->left * 16 + (uint64_t)h;
-			f->digits++;
-			f->cst = CH_SIZE;
-		} else if (f->cst == CH_SIZE && (ch == ';' || ch == ' ' ||
-		    ch == '\t')) {
-			f->cst = CH_EXT;
-		} else if (f->cst == CH_SIZE && ch == '\r') {
-			f->cst = CH_SIZE_LF;
-		} else {
-			return -1;
-		}
-		return 0;
-	case CH_EXT:
-		if (ch == '\r')
-			f->cst = CH_SIZE_LF;
-		else if ((unsigned char)ch < ' ' && ch != '\t')
-			return -1;
-		return 0;
-	case CH_SIZE_LF:
-		if (ch != '\n')
-			return -1;
-		f->digits = 0;
-		f->cst = f->left ? CH_DATA : CH_TRAILER;
-		return 0;
-	case CH_DATA_CR:
-		f->cst = CH_DATA_LF;
-		return ch == '\r' ? 0 : -1;
-	case CH_DATA_LF:
-		f->cst = CH_SIZE0;
-		return ch == '\n' ? 0 : -1;
-	case CH_TRAILER:
-		f->cst = ch == '\r' ? CH_END_LF : CH_TLINE;
-		return 0;
-	case CH_TLINE:
-		if (ch == '\r')
-			f->cst = CH_TLINE_LF;
-		return 0;
-	case CH_TLINE_LF:
-		f->cst = CH_TRAILER;
-		return ch == '\n' ? 0 : -1;
-	case CH_END_LF:
-		f->cst = CH_DONE;
-		return ch == '\n' ? 0 : -1;
-	}
-	return -1;
-}
-
-/*
- * Frames n more bytes of a body: returns how many belong to it (the rest
- * follows the body), sets *done at its end; -1 on bad chunked syntax.
- */
-static long
-fr_scan(struct framer *f, const char *p, size_t n, int *done)
-{
-	size_t i = 0, k;
-
-	*done = 0;
-	switch (f->mode) {
-	case FR_NONE:
-		*done = 1;
-		return 0;
-	case FR_CLOSE:
-		return (long)n;
-	case FR_LEN:
-		k = f->left < n ? (size_t)f->left : n;
-		f->left -= k;
-		*done = f->left == 0;
-		return (long)k;
-	}
-	while (i < n && f->cst != CH_DONE) {
-		if (f->cst == CH_DATA) {
-			k = f->left < n - i ? (size_t)f->left : n - i;
-			f->left -= k;
-			i += k;
-			if (f->left == 0)
-				f->cst = CH_DATA_CR;
-			continue;
-		}
-		if (chunk_byte(f, p[i++]) < 0)
-			return -1;
-	}
-	*done = f->cst == CH_DONE;
-	return (long)i;
-}
-
-static void
-fr_init(struct framer *f, int mode, uint64_t len)
-{
-	memset(f, 0, sizeof(*f));
-	f->mode = (uint8_t)mode;
-	f->left = len;
-	if (mode == FR_LEN && len == 0)
-		f->mode = FR_NONE;
-}
-
-/* ---- head parsing ----------------------------------------------------- */
-
-/* Finds the end of a head ("\r\n\r\n") in p[from, n); offset after it. */
-static long
-head_end(const char *p, size_t from, size_t n)
-{
-	const char *q = p + from;
-
-	while ((q = memchr(q, '\r', (size_t)(p + n - q))) != NULL) {
-		if ((size_t)(q - p) + 4 <= n && memcmp(q, "\r\n\r\n", 4) == 0)
-			return q - p + 4;
-		if ((size_t)(q - p) + 4 > n)
-			return -1;
-		q++;
-	}
-	return -1;
-}
-
-/*
- * Splits header lines in [p, end) into h[]; NUL-terminates values.
- * Returns the count, -1 malformed, -2 too many.
- */
-static int
-parse_headers(char *p, char *end, struct hdr *h, int max)
-{
-	int n = 0;
-
-	while (p < end) {
-		char *eol = memchr(p, '\r', (size_t)(end - p));
-		char *colon, *v, *ve;
-
-		if (eol == NULL || eol + 1 >= end || eol[1] != '\n')
-			return -1;
-		if (eol == p)
-			return n;
-		if (n == max)
-			return -2;
-		colon = p;
-		while (colon < eol && tchar((unsigned char)*colon))
-			colon++;
-		if (colon == p || colon == eol || *colon != ':')
-			return -1;
-		v = colon + 1;
-		while (v < eol && (*v == ' ' || *v == '\t'))
-			v++;
-		ve = eol;
-		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-			ve--;
-		for (char *s = v; s < ve; s++)
-			if (((unsigned char)*s < ' ' && *s != '\t') ||
-			    *s == 0x7f)
-				return -1;
-		h[n].n = p;
-		h[n].nl = (uint32_t)(colon - p);
-		h[n].v = v;
-		h[n].vl = (uint32_t)(ve - v);
-		*ve = '\0';
-		n++;
-		p = eol + 2;
-	}
-	return -1;
-}
-
-static int
-parse_cl(const char *v, size_t vl, uint64_t *out)
-{
-	uint64_t x = 0;
-
-	if (vl == 0 || vl > 18)
-		return -1;
-	for (size_t i = 0; i < vl; i++) {
-		if (v[i] < '0' || v[i] > '9')
-			return -1;
-		x = x * 10 + (uint64_t)(v[i] - '0');
-	}
-	*out = x;
-	return 0;
-}
-
-/* Adds the comma-separated tokens of a Connection header to ri->ctok. */
-static void
-conn_tokens(struct ctoks *ct, const char *v, size_t vl)
-{
-	size_t i = 0;
-
-	while (i < vl) {
-		size_t s, e;
-
-		while (i < vl && (v[i] == ',' || v[i] == ' ' || v[i] == '\t'))
-			i++;
-		s = i;
-		while (i < vl && v[i] != ',')
-			i++;
-		e = i;
-		while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t'))
-			e--;
-		if (e == s)
-			continue;
-		if (val_is(v + s, e - s, "close"))
-			ct->close = 1;
-		else if (val_is(v + s, e - s, "keep-alive"))
-			ct->keep = 1;
-		else if (val_is(v + s, e - s, "upgrade"))
-			ct->upgrade = 1;
-		if (ct->n < 16) {
-			ct->t[ct->n].n = v + s;
-			ct->t[ct->n].nl = (uint32_t)(e - s);
-			ct->n++;
-		}
-	}
-}
-
-/* Collects the headers the edge acts on; returns an HTTP status or 0. */
-static int
-scan_headers(struct reqinfo *ri)
-{
-	for (int i = 0; i < ri->nh; i++) {
-		struct hdr *h = &ri->h[i];
-		uint64_t cl;
-
-		if (name_is(h, "host")) {
-			ri->host = h->v;
-			ri->nhost++;
-		} else if (name_is(h, "content-length")) {
-			if (parse_cl(h->v, h->vl, &cl) < 0 ||
-			    (ri->has_cl && cl != ri->cl))
-				return 400;
-			ri->has_cl = 1;
-			ri->cl = cl;
-		} else if (name_is(h, "transfer-encoding")) {
-			ri->te = h->v;
-			ri->nte++;
-		} else if (name_is(h, "connection")) {
-			conn_tokens(&ri->ct, h->v, h->vl);
-		} else if (name_is(h, "cookie")) {
-			if (ri->cookie == NULL)
-				ri->cookie = h->v;
-		} else if (name_is(h, "authorization")) {
-			ri->auth = h->v;
-			ri->nauth++;
-		} else if (name_is(h, "origin")) {
-			ri->origin = h->v;
-		} else if (name_is(h, "x-forwarded-for")) {
-			ri->xff = h->v;
-		} else if (name_is(h, "x-forwarded-proto")) {
-			ri->xfp = h->v;
-		} else if (name_is(h, "upgrade")) {
-			ri->upg = h->v;
-		}
-	}
-	return 0;
-}
-
-/* Checks framing and duplicates: returns an HTTP status or 0. */
-static int
-check_request(struct reqinfo *ri, int *mode)
-{
-	int st = scan_headers(ri);
-
-	if (st)
-		return st;
-	if (ri->nhost > 1 || ri->nauth > 1 || (!ri->http10 && !ri->nhost))
-		return 400;
-	*mode = ri->has_cl ? FR_LEN : FR_NONE;
-	if (ri->nte) {
-		if (ri->has_cl || ri->http10)
-			return 400;
-		if (ri->nte > 1 || !val_is(ri->te, strlen(ri->te), "chunked"))
-			return 501;
-		*mode = FR_CHUNKED;
-	}
-	return 0;
-}
-
-static int
-parse_request_line(char *p, char *eol, struct reqinfo *ri)
-{
-	char *sp1, *sp2;
-
-	sp1 = memchr(p, ' ', (size_t)(eol - p));
-	if (sp1 == NULL || sp1 == p)
-		return 400;
-	for (char *s = p; s < sp1; s++)
-		if (!tchar((unsigned char)*s))
-			return 400;
-	sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
-	if (sp2 == NULL || sp2 == sp1 + 1)
-		return 400;
-	for (char *s = sp1 + 1; s < sp2; s++)
-		if ((unsigned char)*s <= ' ' || *s == 0x7f)
-			return 400;
-	if (sp1[1] != '/' && !(sp2 - sp1 == 2 && sp1[1] == '*') &&
-	    strncasecmp(sp1 + 1, "http://", 7) != 0 &&
-	    strncasecmp(sp1 + 1, "https://", 8) != 0)
-		return 400;
-	if (eol - sp2 - 1 != 8 || memcmp(sp2 + 1, "HTTP/", 5) != 0)
-		return 400;
-	if (memcmp(sp2 + 6, "1.1", 3) == 0)
-		ri->http10 = 0;
-	else if (memcmp(sp2 + 6, "1.0", 3) == 0)
-		ri->http10 = 1;
-	else if (sp2[6] >= '0' && sp2[6] <= '9' && sp2[7] == '.')
-		return 505;
-	else
-		return 400;
-	*sp1 = '\0';
-	*sp2 = '\0';
-	ri->method = p;
-	ri->target = sp1 + 1;
-	return 0;
-}
-
 /* ---- connections -------------------------------------------------------- */
 
 static void
@@ -693,6 +303,102 @@ close_ufd(struct conn *c)
 	c->urd = c->uwr = c->uhup = 0;
 }
 
+/* ---- connections per client address ------------------------------------ */
+
+/*
+ * Open connections per peer address, shared by the workers: open
+ * addressing with backward-shift deletion, sized for max_connections
+ * addresses (every entry holds at least one connection), seeded at start.
+ */
+static struct {
+	pthread_mutex_t lock;
+	uint32_t *ip, *n;
+	uint32_t mask, seed;
+} A = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static uint32_t
+random_seed(void)
+{
+	uint32_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = (uint32_t)time_mono_ms() * 2654435761u;
+	return v;
+}
+
+static uint32_t
+addr_slot(uint32_t ip)
+{
+	uint64_t h = (uint64_t)(ip ^ A.seed) * 0x9e3779b97f4a7c15ULL;
+
+	return (uint32_t)(h >> 32) & A.mask;
+}
+
+/* Counts one more connection from ip: 0, or -1 over the cap. */
+static int
+addr_take(uint32_t ip)
+{
+	uint32_t i;
+	int rc = 0;
+
+	pthread_mutex_lock(&A.lock);
+	for (i = addr_slot(ip); A.n[i] && A.ip[i] != ip; i = (i + 1) & A.mask)
+		;
+	if (A.n[i] >= (uint32_t)E.cfg.max_connections_per_address) {
+		rc = -1;
+	} else {
+		A.ip[i] = ip;
+		A.n[i]++;
+	}
+	pthread_mutex_unlock(&A.lock);
+	return rc;
+}
+
+static void
+addr_release(uint32_t ip)
+{
+	uint32_t i, j, k;
+
+	pthread_mutex_lock(&A.lock);
+	for (i = addr_slot(ip); A.n[i] && A.ip[i] != ip; i = (i + 1) & A.mask)
+		;
+	if (A.n[i] && --A.n[i] == 0) {
+		/* backward shift: later entries of the run move up */
+		for (j = (i + 1) & A.mask; A.n[j]; j = (j + 1) & A.mask) {
+			k = addr_slot(A.ip[j]);
+			if ((j > i && (k <= i || k > j)) ||
+			    (j < i && (k <= i && k > j))) {
+				A.ip[i] = A.ip[j];
+				A.n[i] = A.n[j];
+				A.n[j] = 0;
+				i = j;
+			}
+		}
+	}
+	pthread_mutex_unlock(&A.lock);
+}
+
+static void
+addr_init(void)
+{
+	uint32_t cap = 64;
+
+	while (cap < 2 * (uint32_t)E.cfg.max_connections)
+		cap *= 2;
+	A.ip = xcalloc(cap, sizeof(*A.ip));
+	A.n = xcalloc(cap, sizeof(*A.n));
+	A.mask = cap - 1;
+	A.seed = random_seed();
+}
+
+static void
+addr_free(void)
+{
+	free(A.ip);
+	free(A.n);
+	A.ip = A.n = NULL;
+}
+
 static void
 conn_close(struct conn *c, const char *why)
 {
@@ -714,6 +420,8 @@ conn_close(struct conn *c, const char *why)
 	if (c->is_ws)
 		stat_add(&st_ws_open, -1);
 	stat_add(&st_conns_open, -1);
+	if (c->addr_slot)
+		addr_release(c->peer_ip);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -742,7 +450,8 @@ conn_next(struct conn *c)
 {
 	c->st = ST_HEAD;
 	c->rst = R_HEAD;
-	c->hscan = 0;
+	c->hscan = c->rscan = 0;
+	c->rechunk = c->untrusted_up = 0;
 	c->in.fwd = c->in.off;
 	buf_reset(&c->rb);
 	buf_reset(&c->cout);
@@ -780,7 +489,7 @@ respond(struct conn *c, int status, const char *type, char *body,
 	c->body_off = 0;
 	c->keepalive = keep && c->keepalive;
 	buf_addf(&c->cout, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
-		 "Content-Length: %zu\r\n", status, reason(status),
+		 "Content-Length: %zu\r\n", status, h1_reason(status),
 		 type ? type : "text/plain", len);
 	if (location && location[0] && !strpbrk(location, "\r\n")) {
 		buf_adds(&c->cout, "Location: ");
@@ -809,9 +518,18 @@ respond_error(struct conn *c, int status, const char *msg, int keep)
 			NULL, keep);
 		return;
 	}
-	body = xasprintf("%d %s\n", status, reason(status));
+	body = xasprintf("%d %s\n", status, h1_reason(status));
 	respond(c, status, "text/plain; charset=utf-8", body, strlen(body),
 		NULL, keep);
+}
+
+/* An ambiguous or malformed request: answer and close, never forward. */
+static void
+bad_request(struct conn *c, int status, const char *msg)
+{
+	edge_log_limited(LOGK_BAD_REQUEST, "edge.bad_request",
+			 "peer=%s status=%d err=%s", c->peer, status, msg);
+	respond_error(c, status, msg, 0);
 }
 
 static int
@@ -845,6 +563,7 @@ step_respond(struct conn *c)
 		conn_close(c, "client write error");
 		return -1;
 	}
+	c->cmoved = c->w->now;
 	if ((size_t)n >= iov[0].iov_len) {
 		c->body_off += (size_t)n - iov[0].iov_len;
 		c->cout.off = c->cout.len;
@@ -945,26 +664,51 @@ trusted_peer(const char *ip)
 	return 0;
 }
 
-/* The last entry of an X-Forwarded-For list, into out. */
-static void
-xff_last(const char *xff, char *out, size_t size)
+static int
+ip_literal(const char *s)
 {
-	const char *s = strrchr(xff, ',');
-	size_t n;
+	unsigned char a[16];
 
-	s = s ? s + 1 : xff;
-	while (*s == ' ' || *s == '\t')
-		s++;
-	n = strcspn(s, " \t");
-	if (n == 0 || n >= size)
+	return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/*
+ * The client's address. From an untrusted peer: the peer. From a trusted
+ * proxy: walk X-Forwarded-For from the right (each proxy appended the
+ * address it was called from) past the trusted proxies; the first other
+ * entry is the client. TRUSTED_PROXIES=* trusts only the one peer in
+ * front: the right-most entry, the one it added. The left-most entries
+ * are whatever the client wrote and never count.
+ */
+static void
+client_address(const struct conn *c, const char *xff, char *out,
+	       size_t size)
+{
+	char list[1024], *parts[64], *s, *save = NULL;
+	int n = 0;
+
+	snprintf(out, size, "%s", c->peer);
+	if (!trusted_peer(c->peer) || xff == NULL)
 		return;
-	memcpy(out, s, n);
-	out[n] = '\0';
+	snprintf(list, sizeof(list), "%s", xff);
+	for (s = strtok_r(list, ",", &save); s && n < 64;
+	    s = strtok_r(NULL, ",", &save))
+		parts[n++] = s;
+	while (n-- > 0) {
+		s = parts[n];
+		s += strspn(s, " \t");
+		s[strcspn(s, " \t")] = '\0';
+		if (!ip_literal(s) || strlen(s) >= size)
+			return;		/* keep the last trusted hop */
+		snprintf(out, size, "%s", s);
+		if (E.trust_one || !trusted_peer(s))
+			return;
+	}
 }
 
 /* Appends the Cookie header without the cookie named strip. */
 static void
-add_cookie(struct buf *b, const struct hdr *h, const char *strip)
+add_cookie(struct buf *b, const struct h1_hdr *h, const char *strip)
 {
 	size_t sl = strlen(strip), i = 0, start = b->len;
 	int first = 1;
@@ -1002,14 +746,14 @@ add_cookie(struct buf *b, const struct hdr *h, const char *strip)
 }
 
 static int
-hop_by_hop(const struct hdr *h, const struct ctoks *ct)
+hop_by_hop(const struct h1_hdr *h, const struct h1_ctoks *ct)
 {
 	static const char *const hop[] = { "connection", "keep-alive",
 		"proxy-connection", "te", "trailer", "upgrade",
 		"proxy-authorization", "proxy-authenticate", NULL };
 
 	for (int i = 0; hop[i]; i++)
-		if (name_is(h, hop[i]))
+		if (h1_name_is(h, hop[i]))
 			return 1;
 	for (int i = 0; i < ct->n; i++)
 		if (h->nl == ct->t[i].nl &&
@@ -1020,12 +764,58 @@ hop_by_hop(const struct hdr *h, const struct ctoks *ct)
 	return 0;
 }
 
+static int
+forwarding_header(const struct h1_hdr *h)
+{
+	return h1_name_is(h, "x-forwarded-for") ||
+	    h1_name_is(h, "x-forwarded-proto") ||
+	    h1_name_is(h, "x-forwarded-host") || h1_name_is(h, "x-real-ip");
+}
+
+/* Headers the edge rewrites itself or never forwards. */
+static int
+dropped_header(const struct h1_hdr *h, const struct h1_request *ri,
+	       int drop_auth)
+{
+	return (hop_by_hop(h, &ri->ct) && !h1_name_is(h, "host")) ||
+	    forwarding_header(h) || h1_name_is(h, "content-length") ||
+	    h1_name_is(h, "transfer-encoding") ||
+	    (drop_auth && h1_name_is(h, "authorization"));
+}
+
 static void
-build_upstream_head(struct conn *c, const struct reqinfo *ri,
-		    const struct edge_target *t)
+add_forwarding(struct conn *c, const struct h1_request *ri,
+	       const char *client)
 {
 	struct buf *b = &c->uout;
 	int trusted = trusted_peer(c->peer);
+
+	buf_adds(b, "X-Forwarded-For: ");
+	if (trusted && ri->xff) {
+		buf_adds(b, ri->xff);
+		buf_adds(b, ", ");
+	}
+	buf_adds(b, c->peer);
+	buf_adds(b, "\r\nX-Real-IP: ");
+	buf_adds(b, client);
+	buf_adds(b, "\r\nX-Forwarded-Proto: ");
+	buf_adds(b, (trusted && ri->xfp && strcasecmp(ri->xfp, "https") == 0)
+	    ? "https\r\n" : "http\r\n");
+	if (ri->host && ri->host[0])
+		buf_hdr(b, "X-Forwarded-Host", 16, ri->host, strlen(ri->host));
+}
+
+/*
+ * The request head for the upstream: the client's headers less hop-by-hop
+ * and forwarding ones, then the framing the edge chose (the Content-Length
+ * it checked, or chunked when it re-frames a chunked body), forwarding
+ * headers it computed and the route's Authorization.
+ */
+static void
+build_upstream_head(struct conn *c, const struct h1_request *ri,
+		    const struct edge_target *t, const char *client)
+{
+	struct buf *b = &c->uout;
 	int drop_auth = t->authorization[0] || t->strip_authorization;
 
 	buf_reset(b);
@@ -1034,23 +824,20 @@ build_upstream_head(struct conn *c, const struct reqinfo *ri,
 	buf_adds(b, ri->target);
 	buf_adds(b, ri->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 	for (int i = 0; i < ri->nh; i++) {
-		const struct hdr *h = &ri->h[i];
+		const struct h1_hdr *h = &ri->h[i];
 
-		if (hop_by_hop(h, &ri->ct) ||
-		    name_is(h, "x-forwarded-for") ||
-		    name_is(h, "x-forwarded-proto") ||
-		    name_is(h, "x-forwarded-host") ||
-		    name_is(h, "content-length") ||
-		    (drop_auth && name_is(h, "authorization")))
+		if (dropped_header(h, ri, drop_auth))
 			continue;
-		if (name_is(h, "cookie"))
+		if (h1_name_is(h, "cookie"))
 			add_cookie(b, h, t->strip_cookie);
 		else
 			buf_hdr(b, h->n, h->nl, h->v, h->vl);
 	}
-	if (ri->has_cl)
+	if (ri->mode == H1_LENGTH)
 		buf_addf(b, "Content-Length: %llu\r\n",
-			 (unsigned long long)ri->cl);
+			 (unsigned long long)ri->length);
+	else if (ri->mode == H1_CHUNKED)
+		buf_adds(b, "Transfer-Encoding: chunked\r\n");
 	if (c->upgrade) {
 		buf_adds(b, "Connection: upgrade\r\nUpgrade: ");
 		buf_adds(b, ri->upg);
@@ -1058,17 +845,7 @@ build_upstream_head(struct conn *c, const struct reqinfo *ri,
 	} else if (ri->http10) {
 		buf_adds(b, "Connection: keep-alive\r\n");
 	}
-	buf_adds(b, "X-Forwarded-For: ");
-	if (trusted && ri->xff) {
-		buf_adds(b, ri->xff);
-		buf_adds(b, ", ");
-	}
-	buf_adds(b, c->peer);
-	buf_adds(b, "\r\nX-Forwarded-Proto: ");
-	buf_adds(b, (trusted && ri->xfp && strcasecmp(ri->xfp, "https") == 0)
-	    ? "https\r\n" : "http\r\n");
-	if (ri->host && ri->host[0])
-		buf_hdr(b, "X-Forwarded-Host", 16, ri->host, strlen(ri->host));
+	add_forwarding(c, ri, client);
 	if (t->authorization[0] && !strpbrk(t->authorization, "\r\n"))
 		buf_hdr(b, "Authorization", 13, t->authorization,
 			strlen(t->authorization));
@@ -1163,6 +940,7 @@ proxy_start(struct conn *c, const struct edge_target *t)
 	c->deadline = c->w->now + c->timeout_ms;
 	c->st = ST_PROXY;
 	c->rst = R_HEAD;
+	c->rscan = 0;
 	if (pool_take(c->w, c->ukey, c) == 0) {
 		/* Idle and quiet (data or EOF would have dropped it): the
 		 * answer to our request raises an event. */
@@ -1205,13 +983,13 @@ proxy_retry(struct conn *c)
 }
 
 static void
-route_request(struct conn *c, struct reqinfo *ri, int mode)
+route_request(struct conn *c, struct h1_request *ri)
 {
 	struct edge_request rq;
 	struct edge_target t;
 	char ip[INET6_ADDRSTRLEN];
 
-	snprintf(ip, sizeof(ip), "%s", c->peer);
+	client_address(c, ri->xff, ip, sizeof(ip));
 	memset(&rq, 0, sizeof(rq));
 	rq.method = ri->method;
 	rq.target = ri->target;
@@ -1220,52 +998,43 @@ route_request(struct conn *c, struct reqinfo *ri, int mode)
 	rq.authorization = ri->auth;
 	rq.origin = ri->origin;
 	rq.upgrade = c->upgrade;
-	if (trusted_peer(c->peer)) {
-		if (ri->xff)
-			xff_last(ri->xff, ip, sizeof(ip));
-		rq.https = ri->xfp && strcasecmp(ri->xfp, "https") == 0;
-	}
+	rq.https = trusted_peer(c->peer) && ri->xfp &&
+	    strcasecmp(ri->xfp, "https") == 0;
 	rq.client_ip = ip;
 	memset(&t, 0, sizeof(t));
 	E.hooks.route(E.hooks.ctx, &rq, &t);
 	if (t.action == EDGE_RESPOND) {
 		respond(c, t.status ? t.status : 500, t.content_type, t.body,
-			t.body ? t.body_len : 0, t.location, mode == FR_NONE);
+			t.body ? t.body_len : 0, t.location,
+			ri->mode == H1_NONE);
 		return;
 	}
 	free(t.body);
 	snprintf(c->act, sizeof(c->act), "%s", t.activity);
-	build_upstream_head(c, ri, &t);
-	fr_init(&c->rqf, mode, ri->cl);
-	c->has_body = c->rqf.mode != FR_NONE;
+	c->untrusted_up = t.unix_path[0] == '\0';
+	build_upstream_head(c, ri, &t, ip);
+	h1_body_init(&c->rqf, ri->mode, ri->length);
+	c->has_body = c->rqf.mode != H1_NONE;
+	c->rechunk = c->rqf.mode == H1_CHUNKED;
 	conn_activity(c, 1);
 	proxy_start(c, &t);
 }
 
-/* A complete head sits in c->in [off, end): parse, check, route. */
+/* A complete head sits in c->in [off, off + len): parse, check, route. */
 static void
-handle_request(struct conn *c, long end)
+handle_request(struct conn *c, size_t len)
 {
-	static _Thread_local struct reqinfo ri;
-	char *p = c->in.p + c->in.off, *eol;
-	int st, mode = FR_NONE, nh;
+	static _Thread_local struct h1_request ri;
+	char *p = c->in.p + c->in.off;
+	int st;
 
-	memset(&ri, 0, offsetof(struct reqinfo, h));
-	c->in.off = (uint32_t)end;
+	c->in.off += (uint32_t)len;
 	c->in.fwd = c->in.off;
 	stat_add(&st_requests, 1);
 	c->keepalive = 0;
-	eol = memchr(p, '\r', (size_t)(c->in.p + end - p));
-	st = eol[1] == '\n' ? parse_request_line(p, eol, &ri) : 400;
-	if (!st) {
-		nh = parse_headers(eol + 2, c->in.p + end, ri.h, MAX_HDRS);
-		st = nh == -2 ? 431 : nh < 0 ? 400 : 0;
-		ri.nh = nh;
-	}
-	if (!st)
-		st = check_request(&ri, &mode);
+	st = h1_parse_request(p, len, &ri);
 	if (st) {
-		respond_error(c, st, "malformed request", 0);
+		bad_request(c, st, "malformed request");
 		return;
 	}
 	c->http10 = (uint8_t)ri.http10;
@@ -1273,28 +1042,28 @@ handle_request(struct conn *c, long end)
 	c->head_req = strcmp(ri.method, "HEAD") == 0;
 	c->upgrade = ri.upg && ri.ct.upgrade && !ri.http10 &&
 	    strcasecmp(ri.upg, "websocket") == 0;
-	route_request(c, &ri, mode);
+	route_request(c, &ri);
 }
 
 static int
 step_head(struct conn *c)
 {
 	struct buf *b = &c->in;
-	uint32_t from;
 	long end;
 	ssize_t n;
 
 	if (b->len > b->off) {
-		from = b->off + (c->hscan > 3 ? c->hscan - 3 : 0);
-		end = head_end(b->p, from, b->len);
-		if (end > 0 && (size_t)(end - b->off) <= E.cfg.max_header_bytes) {
-			c->hscan = 0;
-			handle_request(c, end);
+		end = h1_head_end(b->p + b->off, b->len - b->off, &c->hscan);
+		if (end < 0) {
+			bad_request(c, 400, "malformed request head");
 			return 1;
 		}
-		c->hscan = b->len - b->off;
+		if (end > 0 && (size_t)end <= E.cfg.max_header_bytes) {
+			handle_request(c, (size_t)end);
+			return 1;
+		}
 		if (b->len - b->off >= E.cfg.max_header_bytes) {
-			respond_error(c, 431, "request head too large", 0);
+			bad_request(c, 431, "request head too large");
 			return 1;
 		}
 	}
@@ -1310,6 +1079,7 @@ step_head(struct conn *c)
 		if ((uint32_t)n < b->cap - b->len && !c->chup)
 			c->crd = 0;
 		b->len += (uint32_t)n;
+		c->cmoved = c->w->now;
 		return 1;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1321,6 +1091,41 @@ step_head(struct conn *c)
 	return -1;
 }
 
+/*
+ * A chunked request body is decoded here and re-chunked into uout, so the
+ * upstream sees only framing the edge wrote (sizes, no extensions, no
+ * trailers): whatever it would have read differently is gone.
+ */
+static int
+req_rechunk(struct conn *c)
+{
+	struct buf *b = &c->in;
+	size_t out;
+	int done;
+	long k;
+
+	if (c->uout.len - c->uout.off >= IN_CAP)
+		return 0;	/* backpressure: the upstream is slow */
+	if (c->uout.off == c->uout.len)
+		buf_reset(&c->uout);
+	k = h1_body_decode(&c->rqf, b->p + b->fwd, b->len - b->fwd, &out,
+			   &done);
+	if (k < 0)
+		return -1;
+	if (out) {
+		buf_addf(&c->uout, "%zx\r\n", out);
+		buf_add(&c->uout, b->p + b->fwd, out);
+		buf_add(&c->uout, "\r\n", 2);
+	}
+	if (done) {
+		buf_adds(&c->uout, "0\r\n\r\n");
+		c->rqf.mode = H1_NONE;
+	}
+	b->fwd += (uint32_t)k;
+	b->off = b->fwd;
+	return 0;
+}
+
 /* Frames what the client sent so far: -1 on bad chunked syntax. */
 static int
 req_scan(struct conn *c)
@@ -1329,14 +1134,16 @@ req_scan(struct conn *c)
 	int done;
 	long k;
 
-	if (c->req_done || c->rqf.mode == FR_NONE || b->len == b->fwd)
+	if (c->req_done || c->rqf.mode == H1_NONE || b->len == b->fwd)
 		return 0;
-	k = fr_scan(&c->rqf, b->p + b->fwd, b->len - b->fwd, &done);
+	if (c->rechunk)
+		return req_rechunk(c);
+	k = h1_body_scan(&c->rqf, b->p + b->fwd, b->len - b->fwd, &done);
 	if (k < 0)
 		return -1;
 	b->fwd += (uint32_t)k;
 	if (done)
-		c->rqf.mode = FR_NONE;
+		c->rqf.mode = H1_NONE;
 	return 0;
 }
 
@@ -1383,16 +1190,21 @@ req_step(struct conn *c)
 	ssize_t n;
 
 	if (req_scan(c) < 0) {
-		conn_close(c, "bad chunked request body");
-		return -1;
+		if (c->resp_sent) {
+			conn_close(c, "bad chunked request body");
+			return -1;
+		}
+		bad_request(c, 400, "bad chunked request body");
+		return 1;
 	}
 	if ((prog = req_write(c)) < 0 || c->st != ST_PROXY)
 		return prog;
-	if (!c->req_done && c->rqf.mode != FR_NONE && b->len == b->fwd &&
+	if (!c->req_done && c->rqf.mode != H1_NONE && b->len == b->fwd &&
 	    c->crd && buf_room(b, (uint32_t)E.in_cap, 0) > 0) {
 		n = recv(c->fd, b->p + b->len, b->cap - b->len, 0);
 		if (n > 0) {
 			b->len += (uint32_t)n;
+			c->cmoved = c->w->now;
 			conn_activity(c, 1);
 			prog = 1;
 		} else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -1402,7 +1214,7 @@ req_step(struct conn *c)
 			return -1;
 		}
 	}
-	if (c->rqf.mode == FR_NONE && c->uout.off == c->uout.len &&
+	if (c->rqf.mode == H1_NONE && c->uout.off == c->uout.len &&
 	    b->off == b->fwd && !c->req_done) {
 		c->req_done = 1;
 		prog = 1;
@@ -1412,102 +1224,91 @@ req_step(struct conn *c)
 
 /* ---- proxying: the response down ---------------------------------------- */
 
+/* A Set-Cookie for one of the hub's own cookies (a user's server may not
+ * log anybody in or out of the hub). */
 static int
-resp_headers(struct conn *c, struct hdr *h, int nh, int status, int http10,
-	     int *mode, uint64_t *len)
+protected_cookie(const struct h1_hdr *h)
 {
-	struct ctoks ct;
-	int keep, cl = 0, chunked = 0, te = 0;
-	uint64_t v;
+	size_t n = strcspn(h->v, "=; \t");
 
-	memset(&ct, 0, sizeof(ct));
-	for (int i = 0; i < nh; i++) {
-		if (name_is(&h[i], "connection"))
-			conn_tokens(&ct, h[i].v, h[i].vl);
-		if (name_is(&h[i], "transfer-encoding")) {
-			size_t vl = h[i].vl;
-
-			te = 1;
-			chunked = vl >= 7 && strncasecmp(h[i].v + vl - 7,
-			    "chunked", 7) == 0 && (vl == 7 ||
-			    h[i].v[vl - 8] == ' ' || h[i].v[vl - 8] == ',');
-		}
-		if (name_is(&h[i], "content-length")) {
-			if (parse_cl(h[i].v, h[i].vl, &v) < 0 ||
-			    (cl && v != *len))
-				return -1;
-			cl = 1;
-			*len = v;
-		}
-	}
-	keep = http10 ? ct.keep : !ct.close;
-	*mode = te ? (chunked ? FR_CHUNKED : FR_CLOSE) :
-	    cl ? FR_LEN : FR_CLOSE;
-	if (c->head_req || status == 204 || status == 304 || status < 200)
-		*mode = FR_NONE;
-	c->resp_keep = (uint8_t)keep;
-	for (int i = 0; i < nh; i++) {
-		if (hop_by_hop(&h[i], &ct) &&
-		    !(status == 101 && name_is(&h[i], "upgrade")))
-			continue;
-		if (te && name_is(&h[i], "content-length"))
-			continue;
-		buf_hdr(&c->cout, h[i].n, h[i].nl, h[i].v, h[i].vl);
-	}
+	for (char **p = E.protected_cookies; p && *p; p++)
+		if (strlen(*p) == n && strncmp(h->v, *p, n) == 0)
+			return 1;
 	return 0;
 }
 
-/* A complete response head in c->rb [off, end): rewrite it into cout. */
-static int
-handle_response(struct conn *c, long end)
+/* Copies the response headers the client may see into cout. */
+static void
+resp_headers(struct conn *c, const struct h1_response *rs)
 {
-	static _Thread_local struct hdr h[MAX_HDRS];
-	char *p = c->rb.p + c->rb.off, *eol;
-	int status, nh, mode = FR_CLOSE;
-	uint64_t len = 0;
+	for (int i = 0; i < rs->nh; i++) {
+		const struct h1_hdr *h = &rs->h[i];
 
-	eol = memchr(p, '\r', (size_t)(c->rb.p + end - p));
-	if (eol - p < 12 || memcmp(p, "HTTP/1.", 7) != 0 || p[8] != ' ' ||
-	    (p[12] != ' ' && p[12] != '\r') || eol[1] != '\n')
+		if (hop_by_hop(h, &rs->ct) &&
+		    !(rs->status == 101 && h1_name_is(h, "upgrade")))
+			continue;
+		if (rs->has_te && h1_name_is(h, "content-length"))
+			continue;
+		if (c->untrusted_up && h1_name_is(h, "set-cookie") &&
+		    protected_cookie(h)) {
+			edge_log_limited(LOGK_COOKIE, "edge.cookie_dropped",
+					 "upstream=%s", c->ukey);
+			continue;
+		}
+		buf_hdr(&c->cout, h->n, h->nl, h->v, h->vl);
+	}
+}
+
+static void
+resp_enter_ws(struct conn *c)
+{
+	c->st = ST_WS;
+	c->is_ws = 1;
+	c->in.fwd = c->in.len;
+	c->rb.fwd = c->rb.len;
+	c->deadline = 0;
+	c->cmoved = c->w->now;
+	stat_add(&st_ws_open, 1);
+}
+
+/* A complete response head in c->rb [off, off + len): rewrite it into
+ * cout. */
+static int
+handle_response(struct conn *c, size_t len)
+{
+	static _Thread_local struct h1_response rs;
+	char *p = c->rb.p + c->rb.off;
+	int mode;
+
+	if (h1_parse_response(p, len, &rs) < 0 ||
+	    (rs.status == 101 && !c->upgrade))
 		return -1;
-	for (int i = 9; i < 12; i++)
-		if (p[i] < '0' || p[i] > '9')
-			return -1;
-	status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
-	if (status < 100 || (status == 101 && !c->upgrade))
-		return -1;
-	nh = parse_headers(eol + 2, c->rb.p + end, h, MAX_HDRS);
-	if (nh < 0)
-		return -1;
-	buf_add(&c->cout, "HTTP/1.1", 8);
-	buf_add(&c->cout, p + 8, (size_t)(eol - p - 8));
-	buf_add(&c->cout, "\r\n", 2);
-	if (resp_headers(c, h, nh, status, p[7] == '0', &mode, &len) < 0)
-		return -1;
-	if (status == 101) {
+	mode = rs.mode;
+	if (c->head_req || rs.status == 204 || rs.status == 304 ||
+	    rs.status < 200)
+		mode = H1_NONE;
+	c->resp_keep = (uint8_t)(rs.http10 ? rs.ct.keep : !rs.ct.close);
+	buf_addf(&c->cout, "HTTP/1.1 %d %s\r\n", rs.status, rs.reason);
+	resp_headers(c, &rs);
+	if (rs.status == 101) {
 		buf_adds(&c->cout, "Connection: upgrade\r\n\r\n");
-	} else if (status < 200) {
+	} else if (rs.status < 200) {
 		buf_adds(&c->cout, "\r\n");
 	} else {
-		if (mode == FR_CLOSE || !c->resp_keep)
+		if (mode == H1_CLOSE || !c->resp_keep)
 			c->keepalive = 0;
-		if (mode == FR_CLOSE)
+		if (mode == H1_CLOSE)
 			c->resp_keep = 0;
 		buf_adds(&c->cout, c->keepalive ? "Connection: keep-alive\r\n\r\n"
 		    : "Connection: close\r\n\r\n");
 	}
-	c->rb.off = (uint32_t)end;
+	c->rb.off += (uint32_t)len;
 	c->rb.fwd = c->rb.off;
 	c->resp_sent = 1;
-	if (status == 101) {
-		c->st = ST_WS;
-		c->is_ws = 1;
-		c->in.fwd = c->in.len;
-		c->rb.fwd = c->rb.len;
-		c->deadline = 0;
-		stat_add(&st_ws_open, 1);
-	} else if (status >= 200) {
-		fr_init(&c->rsf, mode, len);
+	if (rs.status == 101) {
+		resp_enter_ws(c);
+	} else if (rs.status >= 200) {
+		h1_body_init(&c->rsf, (enum h1_mode)mode, rs.length);
 		c->rst = R_BODY;
 		c->deadline = 0;
 	}
@@ -1553,7 +1354,7 @@ resp_read(struct conn *c)
 	}
 	c->ueof = 1;
 	c->urd = 0;
-	if (c->rst == R_BODY && c->rsf.mode == FR_CLOSE && n == 0)
+	if (c->rst == R_BODY && c->rsf.mode == H1_CLOSE && n == 0)
 		return 1;	/* resp_parse ends the body */
 	if (c->rst == R_HEAD && !c->got_byte && proxy_retry(c))
 		return 1;
@@ -1568,9 +1369,9 @@ resp_parse(struct conn *c)
 	int done;
 	long k;
 
-	if (c->rst == R_HEAD && b->len > b->fwd) {
-		k = head_end(b->p, b->off, b->len);
-		if (k < 0) {
+	if (c->rst == R_HEAD && b->len > b->off) {
+		k = h1_head_end(b->p + b->off, b->len - b->off, &c->rscan);
+		if (k == 0) {
 			b->fwd = b->off;
 			if (b->off == 0 && b->len == b->cap) {
 				proxy_fail(c, 502, "upstream head too large");
@@ -1578,14 +1379,15 @@ resp_parse(struct conn *c)
 			}
 			return 0;
 		}
-		if (handle_response(c, k) < 0) {
+		if (k < 0 || handle_response(c, (size_t)k) < 0) {
 			proxy_fail(c, 502, "bad upstream response");
 			return -1;
 		}
 		return 1;
 	}
 	if (c->rst == R_BODY && b->len > b->fwd) {
-		k = fr_scan(&c->rsf, b->p + b->fwd, b->len - b->fwd, &done);
+		k = h1_body_scan(&c->rsf, b->p + b->fwd, b->len - b->fwd,
+				 &done);
 		if (k < 0) {
 			proxy_fail(c, 502, "bad chunked response");
 			return -1;
@@ -1597,8 +1399,8 @@ resp_parse(struct conn *c)
 		}
 		return 1;
 	}
-	if (c->rst == R_BODY && (c->rsf.mode == FR_NONE ||
-	    (c->rsf.mode == FR_CLOSE && c->ueof))) {
+	if (c->rst == R_BODY && (c->rsf.mode == H1_NONE ||
+	    (c->rsf.mode == H1_CLOSE && c->ueof))) {
 		c->rst = R_DONE;
 		return 1;
 	}
@@ -1627,6 +1429,7 @@ resp_write(struct conn *c)
 		conn_close(c, "client write error");
 		return -1;
 	}
+	c->cmoved = c->w->now;
 	if ((size_t)n >= iov[0].iov_len) {
 		buf_reset(&c->cout);
 		c->rb.off += (uint32_t)(n - (ssize_t)iov[0].iov_len);
@@ -1757,6 +1560,7 @@ relay(struct conn *c, int up)
 			*eof = 1;
 			continue;
 		}
+		c->cmoved = c->w->now;
 		conn_activity(c, up);
 		m = *dwr ? send(dfd, c->w->scratch, (size_t)n, MSG_NOSIGNAL) : 0;
 		if (m < 0 && errno != EAGAIN && errno != EINTR)
@@ -1833,41 +1637,140 @@ pump(struct conn *c)
 		;
 }
 
+/* Out of descriptors: stop polling the listener for a moment instead of
+ * waking up for the same pending connection again and again. */
+static void
+accept_pause(struct worker *w, int err)
+{
+	edge_log_limited(LOGK_ACCEPT, "edge.accept_failed", "err=%s",
+			 strerror(err));
+	if (w->lfd_paused)
+		return;
+	epoll_ctl(w->ep, EPOLL_CTL_DEL, w->lfd, NULL);
+	w->lfd_paused = 1;
+	w->lfd_resume = w->now + ACCEPT_BACKOFF_MS;
+}
+
+static void
+accept_resume(struct worker *w)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_LISTEN };
+
+	if (!w->lfd_paused || w->now < w->lfd_resume)
+		return;
+	if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->lfd, &ev) == 0)
+		w->lfd_paused = 0;
+}
+
+/* Closes fd at once (a reset: no TIME_WAIT is left here) when it is over
+ * a cap: 1, else 0 with the connection counted. */
+static int
+over_cap(const struct sockaddr_in *sa, int fd, int *addr_counted)
+{
+	struct linger lg = { 1, 0 };
+	const char *why = NULL;
+	char ip[INET_ADDRSTRLEN];
+	uint64_t open;
+
+	*addr_counted = 0;
+	open = atomic_fetch_add(&st_conns_open, 1) + 1;
+	if (open > (uint64_t)E.cfg.max_connections) {
+		why = "MAX_CONNECTIONS";
+	} else if (!E.trust_one && E.cfg.max_connections_per_address > 0) {
+		inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
+		if (trusted_peer(ip))
+			return 0;
+		if (addr_take(sa->sin_addr.s_addr) < 0)
+			why = "MAX_CONNECTIONS_PER_ADDRESS";
+		else
+			*addr_counted = 1;
+	}
+	if (why == NULL)
+		return 0;
+	stat_add(&st_conns_open, -1);
+	stat_add(&st_conns_refused, 1);
+	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
+	edge_log_limited(LOGK_LIMIT, "edge.connection_refused",
+			 "peer=%s limit=%s", ip, why);
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+	return 1;
+}
+
+static void
+accept_one(struct worker *w, int fd, const struct sockaddr_in *sa)
+{
+	struct conn *c;
+	int one = 1, counted;
+
+	if (over_cap(sa, fd, &counted))
+		return;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = xcalloc(1, sizeof(*c));
+	c->w = w;
+	c->fd = fd;
+	c->ufd = -1;
+	c->addr_slot = (uint8_t)counted;
+	c->peer_ip = sa->sin_addr.s_addr;
+	inet_ntop(AF_INET, &sa->sin_addr, c->peer, sizeof(c->peer));
+	c->deadline = w->now + E.cfg.header_timeout_ms;
+	c->cmoved = w->now;
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	if (ep_add(w, fd, (uint64_t)(uintptr_t)c) < 0)
+		conn_close(c, "epoll add failed");
+}
+
 static void
 accept_all(struct worker *w)
 {
 	struct sockaddr_in sa;
 	socklen_t sl;
-	struct conn *c;
-	int fd, one = 1;
+	int fd;
 
 	for (;;) {
 		sl = sizeof(sa);
 		fd = accept4(w->lfd, (struct sockaddr *)&sa, &sl,
 			     SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN)
-				log_event(LOG_WARN, "edge.accept_failed",
-					  "err=%s", strerror(errno));
-			return;
+		if (fd >= 0) {
+			accept_one(w, fd, &sa);
+			continue;
 		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		c = xcalloc(1, sizeof(*c));
-		c->w = w;
-		c->fd = fd;
-		c->ufd = -1;
-		inet_ntop(AF_INET, &sa.sin_addr, c->peer, sizeof(c->peer));
-		c->deadline = w->now + E.cfg.header_timeout_ms;
-		c->next = w->conns;
-		if (w->conns)
-			w->conns->prev = c;
-		w->conns = c;
-		stat_add(&st_conns_open, 1);
-		if (ep_add(w, fd, (uint64_t)(uintptr_t)c) < 0)
-			conn_close(c, "epoll add failed");
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM)
+			accept_pause(w, errno);
+		else if (errno != EAGAIN)
+			edge_log_limited(LOGK_ACCEPT, "edge.accept_failed",
+					 "err=%s", strerror(errno));
+		return;
 	}
+}
+
+/* Why an otherwise quiet connection must go, or NULL. */
+static const char *
+stalled(const struct conn *c, int64_t now)
+{
+	int64_t quiet = now - c->cmoved;
+
+	if (c->st == ST_WS)
+		return quiet > E.cfg.websocket_idle_timeout_ms ?
+		    "websocket idle timeout" : NULL;
+	if (quiet <= E.cfg.idle_timeout_ms)
+		return NULL;
+	if (c->st == ST_RESPOND)
+		return "client stopped reading";
+	if (c->st != ST_PROXY)
+		return NULL;
+	if (c->cout.off < c->cout.len || c->rb.off < c->rb.fwd)
+		return "client stopped reading";
+	if (!c->req_done && c->rqf.mode != H1_NONE && c->in.len == c->in.fwd &&
+	    c->uout.off == c->uout.len && !c->connecting)
+		return "client stalled in request body";
+	return NULL;
 }
 
 static void
@@ -1893,10 +1796,15 @@ sweep(struct worker *w)
 
 	w->last_sweep = w->now;
 	for (c = w->conns; c; c = next) {
+		const char *why;
+
 		next = c->next;
 		if (c->deadline && c->deadline <= w->now)
 			on_timeout(c);
+		else if ((why = stalled(c, w->now)) != NULL)
+			conn_close(c, why);
 	}
+	accept_resume(w);
 	for (p = w->pool; p; p = pn) {
 		pn = p->next;
 		if (w->now - p->since > POOL_IDLE_MS)
@@ -2112,7 +2020,71 @@ edge_free(void)
 		worker_release(&E.w[i]);
 	free(E.w);
 	strv_free(E.trusted);
+	strv_free(E.protected_cookies);
+	addr_free();
 	memset(&E, 0, sizeof(E));
+}
+
+/* Raises the soft fd limit to the hard one; returns the limit in force. */
+static long
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 1024;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	return rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1048576 ?
+	    1048576 : (long)rl.rlim_cur;
+}
+
+static char **
+strv_copy(const char *const *v)
+{
+	size_t n = 0;
+	char **out;
+
+	while (v && v[n])
+		n++;
+	out = xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++)
+		out[i] = xstrdup(v[i]);
+	return out;
+}
+
+/* Fills in defaults; the connection caps fit the fd limit (two fds for a
+ * proxied connection). */
+static void
+cfg_defaults(struct edge_cfg *c)
+{
+	long nofile = raise_nofile(), fit = (nofile - FD_RESERVE) / 2;
+
+	if (fit < 16)
+		fit = 16;
+	if (c->threads < 1)
+		c->threads = 1;
+	if (c->idle_timeout_ms <= 0)
+		c->idle_timeout_ms = 75000;
+	if (c->websocket_idle_timeout_ms <= 0)
+		c->websocket_idle_timeout_ms = 3600 * 1000L;
+	if (c->header_timeout_ms <= 0)
+		c->header_timeout_ms = 30000;
+	if (c->max_header_bytes < 1024)
+		c->max_header_bytes = 16 * 1024;
+	if (c->max_connections <= 0)
+		c->max_connections = fit;
+	else if (c->max_connections > fit)
+		log_event(LOG_WARN, "edge.limit_above_fds", "max_connections=%ld "
+			  "nofile=%ld fits=%ld", c->max_connections, nofile,
+			  fit);
+	if (c->max_connections_per_address < 0)
+		c->max_connections_per_address = 0;
 }
 
 int
@@ -2120,7 +2092,6 @@ edge_start(const struct edge_cfg *cfg, const struct edge_hooks *hooks,
 	   struct err *e)
 {
 	struct sockaddr_in sa;
-	size_t n = 0;
 
 	if (E_running)
 		return err_set(e, ERR_CONFLICT, "edge already running");
@@ -2129,22 +2100,16 @@ edge_start(const struct edge_cfg *cfg, const struct edge_hooks *hooks,
 		return -1;
 	E.cfg = *cfg;
 	E.hooks = *hooks;
-	if (E.cfg.threads < 1)
-		E.cfg.threads = 1;
-	if (E.cfg.idle_timeout_ms <= 0)
-		E.cfg.idle_timeout_ms = 75000;
-	if (E.cfg.header_timeout_ms <= 0)
-		E.cfg.header_timeout_ms = 30000;
-	if (E.cfg.max_header_bytes < 1024)
-		E.cfg.max_header_bytes = 16 * 1024;
+	cfg_defaults(&E.cfg);
 	E.in_cap = E.cfg.max_header_bytes + 1 > IN_CAP ?
 	    E.cfg.max_header_bytes + 1 : IN_CAP;
-	while (cfg->trusted_proxies && cfg->trusted_proxies[n])
-		n++;
-	E.trusted = xcalloc(n + 1, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		E.trusted[i] = xstrdup(cfg->trusted_proxies[i]);
-	E.cfg.trusted_proxies = NULL;
+	E.trusted = strv_copy(cfg->trusted_proxies);
+	for (char **t = E.trusted; *t; t++)
+		if (strcmp(*t, "*") == 0)
+			E.trust_one = 1;
+	E.protected_cookies = strv_copy(cfg->protected_cookies);
+	E.cfg.trusted_proxies = E.cfg.protected_cookies = NULL;
+	addr_init();
 	E.w = xcalloc((size_t)E.cfg.threads, sizeof(*E.w));
 	for (int i = 0; i < E.cfg.threads; i++) {
 		E.nw = i + 1;
@@ -2159,8 +2124,10 @@ edge_start(const struct edge_cfg *cfg, const struct edge_hooks *hooks,
 		E.w[i].started = 1;
 	}
 	E_running = 1;
-	log_event(LOG_INFO, "edge.listening", "addr=%s threads=%d",
-		  cfg->listen, E.nw);
+	log_event(LOG_INFO, "edge.listening", "addr=%s threads=%d "
+		  "max_connections=%ld max_connections_per_address=%ld",
+		  cfg->listen, E.nw, E.cfg.max_connections,
+		  E.cfg.max_connections_per_address);
 	return 0;
 fail:
 	for (int i = 0; i < E.nw; i++) {
@@ -2196,5 +2163,7 @@ edge_get_stats(struct edge_stats *s)
 	s->websockets_open = atomic_load_explicit(&st_ws_open,
 	    memory_order_relaxed);
 	s->connections_open = atomic_load_explicit(&st_conns_open,
+	    memory_order_relaxed);
+	s->connections_refused = atomic_load_explicit(&st_conns_refused,
 	    memory_order_relaxed);
 }

@@ -28,7 +28,9 @@ struct edge_request {
 	const char *authorization;	/* Authorization header, or NULL */
 	const char *origin;		/* Origin header, or NULL */
 	int upgrade;			/* a WebSocket upgrade request */
-	const char *client_ip;		/* peer address (text) */
+	const char *client_ip;		/* the client: the peer, or the
+					 * right-most X-Forwarded-For entry
+					 * not written by a trusted proxy */
 	int https;			/* X-Forwarded-Proto https from a
 					 * trusted proxy */
 };
@@ -79,13 +81,30 @@ struct edge_hooks {
 	void *ctx;
 };
 
+/*
+ * Zero fields take defaults. edge_start raises RLIMIT_NOFILE to the hard
+ * limit; max_connections 0 means what fits it: (limit - 256) / 2.
+ */
 struct edge_cfg {
 	const char *listen;		/* "0.0.0.0:8000" */
 	int threads;			/* epoll workers (SO_REUSEPORT each) */
-	long idle_timeout_ms;		/* idle keep-alive client: 75 s */
+	long idle_timeout_ms;		/* CLIENT_IDLE_TIMEOUT: an idle
+					 * keep-alive client, or one that
+					 * stopped reading its response or
+					 * sending its body: 75 s */
+	long websocket_idle_timeout_ms;	/* no traffic either way: 1 h */
 	long header_timeout_ms;		/* whole request head: 30 s */
 	size_t max_header_bytes;	/* 16 KiB; beyond: 431 */
-	const char *const *trusted_proxies;	/* X-Forwarded-* believed */
+	long max_connections;		/* open client connections */
+	long max_connections_per_address;	/* 0: no cap; never applied
+						 * to trusted proxies */
+	const char *const *trusted_proxies;	/* X-Forwarded-* believed;
+						 * "*": the one peer in
+						 * front, whoever it is */
+	const char *const *protected_cookies;	/* the hub's cookies: a
+						 * Set-Cookie for them from
+						 * a TCP upstream (a user's
+						 * server) is dropped */
 };
 
 /* Binds and starts the workers; -1 with *e (port in use, bad address). */
@@ -100,6 +119,7 @@ struct edge_stats {
 	uint64_t upstream_errors;
 	uint64_t websockets_open;
 	uint64_t connections_open;
+	uint64_t connections_refused;	/* closed at once: over a cap */
 };
 void edge_get_stats(struct edge_stats *s);
 

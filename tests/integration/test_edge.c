@@ -1377,7 +1377,11 @@ main(void)
 	static const char *const trusted[] = { "127.0.0.2", NULL };
 	struct edge_hooks hooks = { route, activity, upstream_failed,
 		error_page, NULL };
-	struct edge_cfg cfg = { NULL, 2, 1000, 1000, 16 * 1024, trusted };
+	struct edge_cfg cfg = {
+		.threads = 2, .idle_timeout_ms = 1000,
+		.header_timeout_ms = 1000, .max_header_bytes = 16 * 1024,
+		.trusted_proxies = trusted,
+	};
 	char listen_addr[64];
 	struct err e = { 0 };
 	int up_fd, unx, silent, tmp, cmd[2], ans[2];

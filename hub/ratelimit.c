@@ -16,27 +16,27 @@
  * the expired ones from its head, and a lookup that finds an expired entry
  * forgets it, so memory follows the failures of the last window.
  *
- * Bound. At most max_entries entries (RL_MAX_ENTRIES, about 10 MB at
- * worst). A failure for a new key when the map is full, after expired
- * entries are gone, makes room in this order:
+ * Bound. At most max_entries entries (RL_MAX_ENTRIES: some 7 MB with
+ * typical keys, 15 MB with every key at RL_KEY_MAX). A failure for a new
+ * key when the map is full, after expired entries are gone, makes room:
  *   1. evict the entry that has used the smallest share of its limit
  *      (failures / limit; ties: the oldest window), kept at the top of a
  *      min-heap, but only while that share is below 1: an entry that is
  *      throttled stays until its window ends, whatever happens;
- *   2. otherwise (every entry is throttled) the failure is counted on one
- *      shared overflow counter with the per-name limit, and while it is
- *      over that limit every key without an entry of its own is refused.
+ *   2. otherwise (every entry is throttled) count the failure on one
+ *      shared overflow counter with the per-name limit; while that is over
+ *      its limit, every key without an entry of its own is refused.
  * So no one can unblock a throttled name or address before its window
- * ends. Resetting a name that is not yet throttled takes about as many
- * failures from other keys as the map holds (each must have used at least
- * the victim's share of its limit), i.e. some 65,000 failed logins, from
- * thousands of addresses, per extra guess. Dropping failures when full would
- * instead give unlimited guesses, and evicting the oldest entry would let
- * max_entries cheap failures reset any victim. The price of step 2 is that
- * an attacker who throttles max_entries keys at once (some 300,000 failed
- * logins from 13,000 addresses inside one window) also throttles names
- * that failed nowhere else, until the overflow window ends: a denial of
- * login we prefer to unthrottled guessing.
+ * ends. Resetting a name that is not yet throttled takes as many failures
+ * from other keys as the map holds, each at least at the victim's share of
+ * its limit: some 65,000 failed logins, from thousands of addresses, per
+ * guess regained. Dropping failures when full would give unlimited
+ * guesses; evicting the oldest entry would let max_entries one-failure
+ * keys reset any victim. The price of step 2: an attacker who throttles
+ * max_entries keys at once (some 260,000 failed logins from 13,000
+ * addresses inside one window) also refuses names and addresses that
+ * failed nowhere, until the overflow window ends - a denial of login we
+ * prefer to unthrottled guessing.
  *
  * Ownership: the limiter owns its entries; callers pass keys by borrowing.
  * One mutex guards everything; every operation is O(log n).
@@ -49,7 +49,7 @@
 #include "internal.h"
 
 #define RL_MAX_ENTRIES 65536
-#define RL_KEY_MAX 255
+#define RL_KEY_MAX 127		/* sessions.c builds keys in 128 bytes */
 
 struct rl_entry {
 	struct rl_entry *next;		/* bucket chain */

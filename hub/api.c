@@ -58,8 +58,10 @@ user_model(struct strbuf *sb, const struct user *u)
 	} else {
 		sb_adds(sb, "null");
 	}
-	sb_addf(sb, ", \"pending\": %s}", !pending ? "null" :
+	sb_addf(sb, ", \"pending\": %s", !pending ? "null" :
 		u->server->state == SRV_STARTING ? "\"spawn\"" : "\"stop\"");
+	ids_model(sb, u);
+	sb_adds(sb, "}");
 }
 
 static void
@@ -332,7 +334,8 @@ names_to_create(struct ctx *c, json_t *list, char ***todo, size_t *ntodo)
 		char norm[USER_NAME_MAX + 1];
 
 		if (!json_is_string(it) ||
-		    user_name_normalize(json_string_value(it), norm, &e) < 0) {
+		    user_name_normalize(json_string_value(it), norm, &e) < 0 ||
+		    ids_reserved(h, norm, &e) < 0) {
 			req_json_error(c->r, 400, "invalid username '%.64s': %s",
 			    json_is_string(it) ? json_string_value(it) : "?",
 			    json_is_string(it) ? e.msg : "not a string");
@@ -406,8 +409,9 @@ create_users(struct ctx *c, const char *const *names, size_t n, int admin,
 		sb_adds(&sb, "[");
 	pthread_rwlock_wrlock(&h->state.lock);
 	for (size_t i = 0; i < n; i++) {
-		struct store_user su = { state_next_id(&h->state), names[i],
-					 admin, created, 0, NULL, NULL, 0 };
+		struct store_user su = { .id = state_next_id(&h->state),
+					 .name = names[i], .admin = admin,
+					 .created_ms = created };
 
 		if (i)
 			sb_adds(&sb, ", ");
@@ -479,7 +483,8 @@ post_user(struct ctx *c, const char *raw)
 
 	if (need_admin(c) < 0)
 		return;
-	if (user_name_normalize(raw, name, &e) < 0) {
+	if (user_name_normalize(raw, name, &e) < 0 ||
+	    ids_reserved(c->r->hub, name, &e) < 0) {
 		req_json_error(c->r, 400, "invalid username '%.64s': %s", raw,
 			       e.msg);
 		return;
@@ -590,7 +595,8 @@ patch_fields(struct ctx *c, const char *name, json_t *j, char *new_name,
 		return -1;
 	}
 	if (!json_is_string(nn) ||
-	    user_name_normalize(json_string_value(nn), new_name, &e) < 0) {
+	    user_name_normalize(json_string_value(nn), new_name, &e) < 0 ||
+	    ids_reserved(c->r->hub, new_name, &e) < 0) {
 		req_json_error(c->r, 400, "invalid new name: %s",
 			       json_is_string(nn) ? e.msg : "not a string");
 		return -1;
@@ -604,17 +610,94 @@ patch_fields(struct ctx *c, const char *name, json_t *j, char *new_name,
 	return 0;
 }
 
+/*
+ * A rename starts only while the user's server is stopped, and marks the
+ * user so that no start begins until it is over (claim_start); 409 with
+ * the reason otherwise.
+ */
+static int
+rename_begin(struct ctx *c, const char *name)
+{
+	struct hub *h = c->r->hub;
+	enum srv_state st = SRV_STOPPED;
+	struct user *u;
+	int busy = 0;
+
+	pthread_rwlock_wrlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	if (u && u->server)
+		st = u->server->state;
+	if (u && u->renaming)
+		busy = 1;
+	else if (u && st == SRV_STOPPED)
+		u->renaming = 1;
+	pthread_rwlock_unlock(&h->state.lock);
+	if (busy)
+		req_json_error(c->r, 409, "%s is being renamed already", name);
+	else if (st != SRV_STOPPED)
+		req_json_error(c->r, 409, "cannot rename %s while their server "
+		    "is %s: stop it first", name, st == SRV_RUNNING ?
+		    "running" : st == SRV_STARTING ? "starting" : "stopping");
+	return busy || st != SRV_STOPPED ? -1 : 0;
+}
+
+static void
+rename_end(struct hub *h, const char *name, const char *new_name, int done)
+{
+	struct user *u;
+
+	pthread_rwlock_wrlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	if (u) {
+		u->renaming = 0;
+		if (done)
+			state_user_rename(&h->state, u, new_name);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+}
+
+/* The home goes with its user: 1 renamed, 0 none to rename, -1 replied
+ * (a home of the new name exists: 409). */
+static int
+rename_home(struct ctx *c, const char *name, const char *new_name)
+{
+	struct hub *h = c->r->hub;
+	struct err e = { 0 };
+
+	if (h->spawner == NULL || !h->cfg.spawn.home || !*h->cfg.spawn.home)
+		return 0;
+	if (spawner_home_rename(h->spawner, name, new_name, &e) == 0)
+		return 1;
+	if (e.code == ERR_NOTFOUND)
+		return 0;
+	if (e.code == ERR_CONFLICT)
+		req_json_error(c->r, 409, "cannot rename %s to %s: %s", name,
+			       new_name, e.msg);
+	else
+		req_json_error(c->r, err_http_status(e.code), "cannot rename "
+			       "%s's home: %s", name, e.msg);
+	return -1;
+}
+
 static int
 patch_store(struct ctx *c, const char *name, const char *new_name,
 	    int admin, const char *hash)
 {
 	struct store *st = c->r->hub->store;
-	struct err e = { 0 };
+	struct err e = { 0 }, ignore = { 0 };
+	int home = 0;
 
+	if (*new_name && (home = rename_home(c, name, new_name)) < 0)
+		return -1;
 	if ((hash && store_user_set_password(st, name, hash, &e) < 0) ||
 	    ((*new_name || admin != -1) &&
 	     store_user_update(st, name, *new_name ? new_name : NULL, admin,
 			       &e) < 0)) {
+		if (home && spawner_home_rename(c->r->hub->spawner, new_name,
+						name, &ignore) < 0)
+			log_event(LOG_ERROR, "home.rename_back_failed",
+				  "from=%s to=%s err=%s", new_name, name,
+				  ignore.msg);
 		reply_err(c->r, &e);
 		return -1;
 	}
@@ -640,21 +723,26 @@ patch_user(struct ctx *c, const char *name)
 	} else if (patch_fields(c, name, j, new_name, &admin) == 0 &&
 		   patch_password(c, name, json_object_get(j, "password"),
 				  &hash) == 0 &&
-		   patch_store(c, name, new_name, admin, hash) == 0) {
+		   (!*new_name || rename_begin(c, name) == 0)) {
+		int ok = patch_store(c, name, new_name, admin, hash) == 0;
+
 		pthread_rwlock_wrlock(&h->state.lock);
-		u = state_user(&h->state, name);
+		u = ok ? state_user(&h->state, name) : NULL;
 		if (u && admin != -1)
 			u->admin = admin;
 		if (u && hash) {
 			free(u->password_hash);
 			u->password_hash = xstrdup(hash);
 		}
-		if (u && *new_name)
-			state_user_rename(&h->state, u, new_name);
 		pthread_rwlock_unlock(&h->state.lock);
-		hub_audit(h, actor(c), hash ? "user.password" : "user.update",
-			  name, NULL, c->r->ip);
-		get_user(c, *new_name ? new_name : name);
+		if (*new_name)
+			rename_end(h, name, new_name, ok);
+		if (ok) {
+			hub_audit(h, actor(c), hash ? "user.password" :
+				  *new_name ? "user.rename" : "user.update",
+				  name, NULL, c->r->ip);
+			get_user(c, *new_name ? new_name : name);
+		}
 	}
 	free(hash);
 	json_decref(j);

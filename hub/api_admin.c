@@ -6,6 +6,8 @@
  *   GET    /swarmhub/orphans                    services and homes nobody owns
  *   DELETE /swarmhub/orphans/services/<name>    remove an orphan service
  *   POST   /swarmhub/homes/<name>               {"action": archive|delete}
+ *   POST   /swarmhub/chown/<name>               {"dry_run": b}: re-own a home
+ *   POST   /swarmhub/chown-shared               {"dry_run": b}: SHARED_DIR
  *   POST   /swarmhub/ldap-check                 {"users": [...]} -> missing
  *   GET    /swarmhub/doctor                     checks with fixes
  *   GET    /swarmhub/audit?limit=N              newest audit entries
@@ -188,6 +190,104 @@ home_action(struct req *r, const char *name, const char *actor)
 	json_decref(j);
 }
 
+/* ---- re-owning homes (swarmhubctl homes chown) ------------------------ */
+static int
+dry_run_of(struct req *r, int *dry_run)
+{
+	static const char *const allowed[] = { "dry_run", NULL };
+	struct err e = { 0 };
+	json_t *j = NULL, *d;
+
+	if (json_parse_object(r->body_len ? r->body : "{}",
+			      r->body_len ? r->body_len : 2, allowed, &j,
+			      &e) < 0) {
+		reply_err(r, &e);
+		return -1;
+	}
+	d = json_object_get(j, "dry_run");
+	*dry_run = json_is_true(d);
+	json_decref(j);
+	if (d && !json_is_boolean(d)) {
+		req_json_error(r, 400, "dry_run must be true or false");
+		return -1;
+	}
+	return 0;
+}
+
+/* A server runs as the owner it started with: re-own only when stopped. */
+static int
+server_stopped(struct req *r, const char *name)
+{
+	struct hub *h = r->hub;
+	struct user *u;
+	int exists, stopped;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	exists = u != NULL;
+	stopped = !u || !u->server || u->server->state == SRV_STOPPED;
+	pthread_rwlock_unlock(&h->state.lock);
+	if (!exists)
+		req_json_error(r, 404, "user %s does not exist", name);
+	else if (!stopped)
+		req_json_error(r, 409, "%s's server is running or pending: "
+		    "stop it first (it keeps the owner it started with)", name);
+	return exists && stopped ? 0 : -1;
+}
+
+static void
+chown_home(struct req *r, const char *name, const char *actor)
+{
+	struct hub *h = r->hub;
+	struct err e = { 0 };
+	long uid, gid, changed = 0;
+	int dry_run, own;
+	char *detail;
+
+	if (dry_run_of(r, &dry_run) < 0 || server_stopped(r, name) < 0)
+		return;
+	if (ids_for(h, name, &uid, &gid, &own, &e) < 0 ||
+	    spawner_home_chown(h->spawner, name, uid, gid, dry_run, &changed,
+			       &e) < 0) {
+		reply_err(r, &e);
+		return;
+	}
+	if (!dry_run && changed) {
+		detail = xasprintf("{\"uid\": %ld, \"gid\": %ld, "
+				   "\"changed\": %ld}", uid, gid, changed);
+		hub_audit(h, actor, "home.chown", name, detail, r->ip);
+		free(detail);
+		log_event(LOG_INFO, "home.chown", "user=%s uid=%ld gid=%ld "
+			  "changed=%ld", name, uid, gid, changed);
+	}
+	reply_json(r, 200, json_pack("{s:s, s:I, s:I, s:I, s:b}", "user",
+	    name, "uid", (json_int_t)uid, "gid", (json_int_t)gid, "changed",
+	    (json_int_t)changed, "dry_run", dry_run));
+}
+
+static void
+chown_shared(struct req *r, const char *actor)
+{
+	struct hub *h = r->hub;
+	struct err e = { 0 };
+	long changed = 0;
+	int dry_run;
+
+	if (dry_run_of(r, &dry_run) < 0)
+		return;
+	if (spawner_shared_fix(h->spawner, dry_run, &changed, &e) < 0) {
+		reply_err(r, &e);
+		return;
+	}
+	if (!dry_run && changed)
+		hub_audit(h, actor, "home.chown_shared", h->cfg.spawn.shared_dir,
+			  NULL, r->ip);
+	reply_json(r, 200, json_pack("{s:s, s:I, s:s, s:I, s:b}", "shared",
+	    h->cfg.spawn.shared_dir, "gid", (json_int_t)h->cfg.spawn.home_gid,
+	    "mode", "2775", "changed", (json_int_t)changed, "dry_run",
+	    dry_run));
+}
+
 /* ---- LDAP ------------------------------------------------------------ */
 static void
 ldap_check(struct req *r)
@@ -360,6 +460,10 @@ api_admin_handle(struct req *r, const struct who *w, const char *sub)
 		get_orphans(r);
 	else if (strncmp(sub, "/orphans/services/", 18) == 0 && m == M_DELETE)
 		delete_orphan_service(r, sub + 18);
+	else if (strncmp(sub, "/chown/", 7) == 0 && m == M_POST)
+		chown_home(r, sub + 7, w->name);
+	else if (strcmp(sub, "/chown-shared") == 0 && m == M_POST)
+		chown_shared(r, w->name);
 	else if (strncmp(sub, "/homes/", 7) == 0 && m == M_POST)
 		home_action(r, sub + 7, w->name);
 	else

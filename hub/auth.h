@@ -33,6 +33,8 @@ struct ldap_cfg {
 	const char *allowed_groups;	/* comma list of cn or DN; NULL: all */
 	const char *admin_groups;	/* comma list of cn or DN; NULL: none */
 	long timeout_s;			/* network and operation timeout */
+	const char *uid_attribute;	/* default uidNumber */
+	const char *gid_attribute;	/* default gidNumber */
 };
 
 struct auth_user {
@@ -40,6 +42,8 @@ struct auth_user {
 	char **groups;			/* group cn's, NULL-terminated */
 	size_t ngroups;
 	int admin;	/* 1/0 per admin_groups; -1 when none are configured */
+	long uid, gid;	/* uid_attribute / gid_attribute; 0: none (or not a
+			 * number, or 0: never root) */
 };
 
 struct auth_ldap;

@@ -9,7 +9,9 @@
  * wins), or search-then-bind (search as the service account or anonymously,
  * exactly one entry, then bind as it). Groups are the union of the entry's
  * memberOf and, with group_base, a search for groupOfNames,
- * groupOfUniqueNames and posixGroup entries naming the user.
+ * groupOfUniqueNames and posixGroup entries naming the user. The same read
+ * of the entry gives its uid and gid numbers (uid_attribute, gid_attribute;
+ * a missing, non-numeric or 0 value is 0: none).
  * Ownership: struct auth_ldap owns copies of all its settings; auth_user
  * owns its group strings (auth_user_release). No password is ever logged
  * or put in a message.
@@ -51,6 +53,8 @@ struct auth_ldap {
 	char **admins;
 	size_t nadmins;
 	long timeout_s;
+	char *uid_attr;		/* uidNumber */
+	char *gid_attr;		/* gidNumber */
 };
 
 /* ---- escaping -------------------------------------------------------- */
@@ -278,6 +282,10 @@ auth_ldap_new(const struct ldap_cfg *cfg, struct auth_ldap **out,
 	    xstrdup(cfg->search_password) : NULL;
 	a->group_base = dup_or_null(cfg->group_base);
 	a->timeout_s = cfg->timeout_s > 0 ? cfg->timeout_s : DEFAULT_TIMEOUT_S;
+	a->uid_attr = xstrdup(cfg->uid_attribute && *cfg->uid_attribute ?
+	    cfg->uid_attribute : "uidNumber");
+	a->gid_attr = xstrdup(cfg->gid_attribute && *cfg->gid_attribute ?
+	    cfg->gid_attribute : "gidNumber");
 	if (group_list(cfg->allowed_groups, "LDAP_ALLOWED_GROUPS",
 	    &a->allowed, &a->nallowed, e) < 0 ||
 	    group_list(cfg->admin_groups, "LDAP_ADMIN_GROUPS", &a->admins,
@@ -307,6 +315,8 @@ auth_ldap_free(struct auth_ldap *a)
 	free(a->group_base);
 	strv_free(a->allowed);
 	strv_free(a->admins);
+	free(a->uid_attr);
+	free(a->gid_attr);
 	free(a);
 }
 
@@ -542,12 +552,35 @@ groups_release(struct groups *g)
 	memset(g, 0, sizeof(*g));
 }
 
-/* Reads the user entry's memberOf. ERR_NOTFOUND if the entry is gone. */
+/* A single positive number below 2^31 (uidNumber), or 0. */
+static long
+entry_id(LDAP *ld, LDAPMessage *entry, const char *attr)
+{
+	struct berval **vals = ldap_get_values_len(ld, entry, attr);
+	char buf[16];
+	long v = 0;
+
+	if (vals && vals[0] && vals[0]->bv_len > 0 &&
+	    vals[0]->bv_len < sizeof(buf)) {
+		memcpy(buf, vals[0]->bv_val, vals[0]->bv_len);
+		buf[vals[0]->bv_len] = '\0';
+		if (strspn(buf, "0123456789") == vals[0]->bv_len)
+			v = strtol(buf, NULL, 10);
+		if (v < 0 || v > 2147483646L)
+			v = 0;
+	}
+	ldap_value_free_len(vals);
+	return v;
+}
+
+/* Reads the user entry's memberOf, uid and gid numbers. ERR_NOTFOUND if
+ * the entry is gone. */
 static int
 read_member_of(struct auth_ldap *a, LDAP *ld, const char *dn,
-	       struct groups *g, struct err *e)
+	       struct groups *g, long ids[2], struct err *e)
 {
-	char *attrs[] = { (char *)(uintptr_t)"memberOf", NULL };
+	char *attrs[] = { (char *)(uintptr_t)"memberOf", a->uid_attr,
+			  a->gid_attr, NULL };
 	struct timeval tv = { .tv_sec = a->timeout_s, .tv_usec = 0 };
 	LDAPMessage *res = NULL, *entry;
 	struct berval **vals;
@@ -574,6 +607,8 @@ read_member_of(struct auth_ldap *a, LDAP *ld, const char *dn,
 		free(v);
 	}
 	ldap_value_free_len(vals);
+	ids[0] = entry_id(ld, entry, a->uid_attr);
+	ids[1] = entry_id(ld, entry, a->gid_attr);
 	ldap_msgfree(res);
 	return 0;
 }
@@ -639,10 +674,11 @@ finish_user(struct auth_ldap *a, LDAP *ld, const char *dn, const char *name,
 	    struct auth_user *out, struct err *e)
 {
 	struct groups g = { 0 };
+	long ids[2] = { 0, 0 };
 	size_t k = 0;
 	int ret = -1;
 
-	if (read_member_of(a, ld, dn, &g, e) < 0 ||
+	if (read_member_of(a, ld, dn, &g, ids, e) < 0 ||
 	    (a->group_base && search_groups(a, ld, dn, name, &g, e) < 0))
 		goto out;
 	if (a->nallowed && !in_any(&g, a->allowed, a->nallowed)) {
@@ -655,6 +691,8 @@ finish_user(struct auth_ldap *a, LDAP *ld, const char *dn, const char *name,
 	memset(out, 0, sizeof(*out));
 	snprintf(out->name, sizeof(out->name), "%s", name);
 	out->admin = a->nadmins ? in_any(&g, a->admins, a->nadmins) : -1;
+	out->uid = ids[0];
+	out->gid = ids[1];
 	out->groups = xcalloc(g.n + 1, sizeof(*out->groups));
 	for (size_t i = 0; i < g.n; i++) {
 		size_t j;

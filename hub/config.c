@@ -2,6 +2,7 @@
  * config.c - every SWARMHUB_* setting the hub core reads, with defaults.
  * README.md documents each one; keep the two in step.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "internal.h"
@@ -45,6 +46,10 @@ load_ldap(struct ldap_cfg *l, struct err *e)
 	rc |= str_setting("LDAP_ALLOWED_GROUPS", NULL, &l->allowed_groups, e);
 	rc |= str_setting("LDAP_ADMIN_GROUPS", NULL, &l->admin_groups, e);
 	rc |= cfg_long("LDAP_TIMEOUT", 5, 1, 120, &t, e);
+	rc |= str_setting("LDAP_UID_ATTRIBUTE", "uidNumber", &l->uid_attribute,
+			  e);
+	rc |= str_setting("LDAP_GID_ATTRIBUTE", "gidNumber", &l->gid_attribute,
+			  e);
 	l->timeout_s = t;
 	if (rc)
 		return -1;
@@ -106,6 +111,44 @@ load_numbers(struct hub_cfg *c, struct err *e)
 	       cfg_duration("LOGIN_WINDOW", 300, &c->login_window_s, e);
 }
 
+/* HOME_UID / HOME_GID: a number, or "ldap" (*ldap set, *out = def). */
+static int
+id_setting(const char *name, long def, long *out, int *ldap, struct err *e)
+{
+	const char *v;
+	char what[64];
+
+	if (str_setting(name, "", &v, e) < 0)
+		return -1;
+	*ldap = strcmp(v, "ldap") == 0;
+	*out = def;
+	if (*v == '\0' || *ldap)
+		return 0;
+	snprintf(what, sizeof(what), "SWARMHUB_%s (a number or ldap)", name);
+	return str_to_long(v, 0, 1L << 31, out, what, e);
+}
+
+/* LOCAL_UID_RANGE "20000-29999": uids given to users without their own. */
+static int
+load_uid_range(struct hub_cfg *c, struct err *e)
+{
+	const char *v;
+	char *end;
+
+	if (str_setting("LOCAL_UID_RANGE", "20000-29999", &v, e) < 0)
+		return -1;
+	c->local_uid_min = strtol(v, &end, 10);
+	if (*end == '-' && end > v)
+		c->local_uid_max = strtol(end + 1, &end, 10);
+	if (*end != '\0' || c->local_uid_min < 1000 ||
+	    c->local_uid_max < c->local_uid_min ||
+	    c->local_uid_max > (1L << 31) - 2)
+		return err_set(e, ERR_INVALID, "SWARMHUB_LOCAL_UID_RANGE: "
+		    "'%.40s' is not a range such as 20000-29999 (at least "
+		    "1000)", v);
+	return 0;
+}
+
 static int
 load_home(struct spawner_cfg *sc, struct err *e)
 {
@@ -119,8 +162,10 @@ load_home(struct spawner_cfg *sc, struct err *e)
 			e) < 0 ||
 	    str_setting("SHARED_DIR", NULL, &sc->shared_dir, e) < 0 ||
 	    str_setting("HOME_MODE", "0700", &mode, e) < 0 ||
-	    cfg_long("HOME_UID", 1000, 0, 1L << 31, &sc->home_uid, e) < 0 ||
-	    cfg_long("HOME_GID", 100, 0, 1L << 31, &sc->home_gid, e) < 0)
+	    id_setting("HOME_UID", 1000, &sc->home_uid, &sc->home_uid_ldap,
+		       e) < 0 ||
+	    id_setting("HOME_GID", 100, &sc->home_gid, &sc->home_gid_ldap,
+		       e) < 0)
 		return -1;
 	v = strtol(mode, NULL, 8);
 	if (strspn(mode, "01234567") != strlen(mode) || v <= 0 || v > 07777)
@@ -176,7 +221,7 @@ load_spawn(struct hub_cfg *c, struct err *e)
 	    cfg_long("CONCURRENT_SPAWN_LIMIT", 100, 1, 10000,
 		     &c->concurrent_spawn_limit, e) < 0 ||
 	    cfg_duration("RECONCILE_EVERY", 60, &c->reconcile_every_s, e) < 0 ||
-	    load_home(sc, e) < 0)
+	    load_home(sc, e) < 0 || load_uid_range(c, e) < 0)
 		return -1;
 	if (strcmp(connect, "gwbridge") == 0)
 		sc->connect_gwbridge = 1;

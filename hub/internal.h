@@ -49,6 +49,7 @@ struct hub_cfg {
 	int spawn_enabled;
 	long concurrent_spawn_limit;
 	long reconcile_every_s;
+	long local_uid_min, local_uid_max;	/* LOCAL_UID_RANGE */
 	/* culler */
 	long cull_timeout_s, cull_every_s, cull_max_age_s, cull_users_after_s;
 	int cull_admin_servers, cull_kernel_busy, cull_websockets;
@@ -111,6 +112,9 @@ struct user {
 	char **groups;			/* NULL-terminated, sorted */
 	size_t ngroups;
 	struct server *server;		/* NULL: never had one */
+	int64_t uid, gid;		/* the directory's numbers; 0: none */
+	int64_t local_uid;		/* from LOCAL_UID_RANGE; 0: none */
+	int renaming;			/* a rename is under way: no start */
 };
 
 struct token {
@@ -424,6 +428,25 @@ void metrics_observe(struct metrics *m, const char *route, enum method meth,
 		     int status, double seconds);
 void metrics_login(struct metrics *m, int ok);
 char *metrics_render(struct hub *h, size_t *len);
+
+/* ---- users' own ids and reserved names (ids.c) ---------------------- */
+/* ERR_INVALID naming the reason when no user may be called name: the
+ * shared directory's name (SHARED_DIR) or "admin-token" (how the audit
+ * log names ADMIN_TOKEN requests). */
+int ids_reserved(struct hub *h, const char *name, struct err *e);
+/* After a login or a directory re-check: stores the directory's uid and
+ * gid numbers when they changed and, with HOME_UID=ldap, gives a user
+ * without one a uid of LOCAL_UID_RANGE (au NULL: a local account).
+ * Failures are logged, never fatal (the start tries again). */
+void ids_sync(struct hub *h, const char *name, const struct auth_user *au);
+/* The uid:gid name's server runs as and owns its home with, under the
+ * current settings (allocating a local uid when needed). *own: 1 when
+ * they are per user (HOME_UID or HOME_GID is ldap). */
+int ids_for(struct hub *h, const char *name, long *uid, long *gid, int *own,
+	    struct err *e);
+/* Appends , "swarmhub": {"uid": .., "gid": .., "uid_source": ..} to a
+ * user model (state lock held). */
+void ids_model(struct strbuf *sb, const struct user *u);
 
 /* ---- audit (writes through the store; never fails the caller) -------- */
 void hub_audit(struct hub *h, const char *actor, const char *action,

@@ -88,8 +88,9 @@ ensure_admins(struct hub *h, struct err *e)
 		if (exists) {
 			state_user(&h->state, *p)->admin = 1;
 		} else {
-			struct store_user su = { state_next_id(&h->state), *p,
-						 1, created, 0, NULL, NULL, 0 };
+			struct store_user su = {
+				.id = state_next_id(&h->state), .name = *p,
+				.admin = 1, .created_ms = created };
 
 			state_user_add(&h->state, &su);
 		}

@@ -383,7 +383,8 @@ login_post(struct req *r, const char *next)
 	} else if (login_check(r->hub, user, pass, r->ip, name, cookie,
 			       &e) < 0) {
 		int status = e.code == ERR_UNAVAILABLE ? 503 :
-			     e.code == ERR_TOOMANY ? 429 : 403;
+			     e.code == ERR_TOOMANY ? 429 :
+			     e.code == ERR_INVALID ? 400 : 403;
 
 		login_form(r, status, e.msg, user, next);
 	} else {

@@ -395,12 +395,18 @@ start_worker(void *arg)
 	struct server_addr a;
 	struct err e = { 0 };
 	char token[65], *base = xasprintf("/user/%s/", j->name);
-	struct spawn_req req = { j->name, "", &j->opts, token, base,
-				 &j->progress->cancel };
+	struct spawn_req req = { .user = j->name, .server = "",
+				 .opts = &j->opts, .token = token,
+				 .base_url = base,
+				 .cancel = &j->progress->cancel };
 	int rc;
 
 	servers_token(h, j->name, j->nonce, token);
-	rc = spawner_start(h->spawner, &req, on_progress, j, &a, &e);
+	/* HOME_UID=ldap: the user's own uid:gid (a local one allocated now
+	 * when they have none yet) */
+	rc = ids_for(h, j->name, &req.uid, &req.gid, &req.own_ids, &e);
+	if (rc == 0)
+		rc = spawner_start(h->spawner, &req, on_progress, j, &a, &e);
 	start_done(j, rc, &a, &e);
 	progress_unref(j->progress);
 	__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
@@ -507,6 +513,9 @@ claim_start(struct hub *h, struct user *u, const struct spawn_opts *o,
 	size_t n;
 	int rc;
 
+	if (u->renaming)
+		return err_set(e, ERR_CONFLICT, "%s is being renamed: try "
+			       "again in a moment", u->name);
 	if (s && s->state == SRV_RUNNING)
 		return err_set(e, ERR_CONFLICT, "%s's server is already "
 			       "running", u->name);

@@ -230,6 +230,8 @@ sync_user(struct hub *h, const char *name, const struct auth_user *au,
 	if (!exists) {
 		const char *names[1] = { name };
 
+		if (ids_reserved(h, name, e) < 0)
+			return -1;
 		if (store_users_create(h->store, names, 1, want_admin, &created,
 				       e) < 0 && e->code != ERR_CONFLICT)
 			return -1;
@@ -251,9 +253,9 @@ sync_user(struct hub *h, const char *name, const struct auth_user *au,
 	pthread_rwlock_wrlock(&h->state.lock);
 	u = state_user(&h->state, name);
 	if (u == NULL) {
-		struct store_user su = { state_next_id(&h->state), name,
-					 want_admin, created, 0, NULL, NULL,
-					 0 };
+		struct store_user su = { .id = state_next_id(&h->state),
+					 .name = name, .admin = want_admin,
+					 .created_ms = created };
 
 		u = state_user_add(&h->state, &su);
 	}
@@ -262,6 +264,7 @@ sync_user(struct hub *h, const char *name, const struct auth_user *au,
 		state_user_set_groups(u, (const char *const *)au->groups,
 				      au->ngroups);
 	pthread_rwlock_unlock(&h->state.lock);
+	ids_sync(h, name, au);
 	return 0;
 }
 

@@ -257,6 +257,9 @@ state_user_add(struct state *s, const struct store_user *su)
 	u->last_activity_ms = su->last_activity_ms;
 	u->password_hash = su->password_hash ? xstrdup(su->password_hash)
 					     : NULL;
+	u->uid = su->uid;
+	u->gid = su->gid;
+	u->local_uid = su->local_uid;
 	state_user_set_groups(u, su->groups, su->ngroups);
 	map_put(s->users, u->name, u);
 	if (s->nusers + 1 > s->cap_users) {

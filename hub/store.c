@@ -122,7 +122,20 @@ static const char *const m3[] = {
 	NULL
 };
 
-static const char *const *const migrations[] = { m1, m2, m3 };
+/* 4: each user's own uid/gid for homes and servers (HOME_UID=ldap): the
+ * directory's numbers in users, or one allocated from LOCAL_UID_RANGE.
+ * An allocated uid is never given to anyone else, not even after its user
+ * is deleted (files of theirs may remain): the row stays, user_id NULL. */
+static const char *const m4[] = {
+	"ALTER TABLE users ADD COLUMN uid integer, ADD COLUMN gid integer",
+	"CREATE TABLE local_uids ("
+	" uid integer PRIMARY KEY,"
+	" user_id bigint UNIQUE REFERENCES users ON DELETE SET NULL,"
+	" created timestamptz NOT NULL DEFAULT now())",
+	NULL
+};
+
+static const char *const *const migrations[] = { m1, m2, m3, m4 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 int
@@ -572,8 +585,10 @@ snap_read(struct db *d, struct user_snap *s, struct err *e)
 	if (s->groups == NULL)
 		return -1;
 	s->users = db_exec(d, "SELECT id, name, admin, " MS("created") ", "
-			   MS("last_activity") ", password_hash FROM users"
-			   " ORDER BY id", 0, NULL, e);
+			   MS("last_activity") ", password_hash, uid, gid,"
+			   " (SELECT l.uid FROM local_uids l"
+			   " WHERE l.user_id = users.id)"
+			   " FROM users ORDER BY id", 0, NULL, e);
 	if (s->users == NULL)
 		return -1;
 	s->members = db_exec(d, "SELECT user_id, group_id FROM user_groups"
@@ -647,6 +662,9 @@ snap_walk(const struct user_snap *s,
 		u.created_ms = col_i64(r, i, 3);
 		u.last_activity_ms = col_i64(r, i, 4);
 		u.password_hash = col_str(r, i, 5);
+		u.uid = col_i64(r, i, 6);
+		u.gid = col_i64(r, i, 7);
+		u.local_uid = col_i64(r, i, 8);
 		u.ngroups = user_groups_of(s, gt, ng, u.id, &m, gv);
 		u.groups = gv;
 		if (cb(ctx, &u))
@@ -767,6 +785,90 @@ store_user_update(struct store *st, const char *name, const char *new_name,
 		return -1;
 	}
 	return rows ? 0 : no_user(name, e);
+}
+
+int
+store_user_set_ids(struct store *st, const char *name, int64_t uid,
+		   int64_t gid, struct err *e)
+{
+	struct i64buf b1, b2;
+	const char *p[3] = { name, i64(&b1, uid), i64(&b2, gid) };
+	long rows = 0;
+
+	if (run_cmd(st, "UPDATE users SET uid = nullif($2::int, 0),"
+		    " gid = nullif($3::int, 0) WHERE name = $1", 3, p, &rows,
+		    e) < 0)
+		return -1;
+	return rows ? 0 : no_user(name, e);
+}
+
+/* The uid given to name earlier: 1 found, 0 none, -1 error. */
+static int
+local_uid_of(struct store *st, const char *name, int64_t *uid,
+	     struct err *e)
+{
+	const char *p[1] = { name };
+	PGresult *r = run(st, "SELECT l.uid, u.id FROM users u LEFT JOIN"
+	    " local_uids l ON l.user_id = u.id WHERE u.name = $1", 1, p, e);
+	int found;
+
+	if (r == NULL)
+		return -1;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return no_user(name, e);
+	}
+	found = !PQgetisnull(r, 0, 0);
+	*uid = found ? col_i64(r, 0, 0) : 0;
+	PQclear(r);
+	return found;
+}
+
+/*
+ * One try: the lowest uid of the range that no allocation and no user's
+ * directory uid holds. PRIMARY KEY (uid) and UNIQUE (user_id) make two
+ * hubs or threads racing for it lose with no row (ON CONFLICT DO NOTHING)
+ * rather than share it: the caller looks again.
+ */
+static int
+local_uid_try(struct store *st, const char *name, long min, long max,
+	      int64_t *uid, struct err *e)
+{
+	struct i64buf b1, b2;
+	const char *p[3] = { name, i64(&b1, min), i64(&b2, max) };
+	PGresult *r = run(st, "INSERT INTO local_uids (uid, user_id)"
+	    " SELECT g, u.id FROM users u, generate_series($2::int, $3::int) g"
+	    " WHERE u.name = $1"
+	    " AND NOT EXISTS (SELECT 1 FROM local_uids l WHERE l.uid = g)"
+	    " AND NOT EXISTS (SELECT 1 FROM users x WHERE x.uid = g)"
+	    " ORDER BY g LIMIT 1 ON CONFLICT DO NOTHING RETURNING uid", 3, p,
+	    e);
+	int got;
+
+	if (r == NULL)
+		return -1;
+	got = PQntuples(r) == 1;
+	if (got)
+		*uid = col_i64(r, 0, 0);
+	PQclear(r);
+	return got;
+}
+
+int
+store_user_local_uid(struct store *st, const char *name, long min, long max,
+		     int64_t *uid, struct err *e)
+{
+	int rc;
+
+	for (int i = 0; i < 20; i++) {
+		if ((rc = local_uid_of(st, name, uid, e)) != 0)
+			return rc < 0 ? -1 : 0;
+		if ((rc = local_uid_try(st, name, min, max, uid, e)) != 0)
+			return rc < 0 ? -1 : 0;
+		/* lost a race (or the range is used up): look again */
+	}
+	return err_set(e, ERR_UNAVAILABLE, "no free uid left in "
+		       "LOCAL_UID_RANGE %ld-%ld for '%s'", min, max, name);
 }
 
 int

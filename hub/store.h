@@ -51,6 +51,8 @@ struct store_user {
 	const char *password_hash;	/* NULL when none is set */
 	const char *const *groups;	/* group names, sorted */
 	size_t ngroups;
+	int64_t uid, gid;		/* the directory's numbers; 0: none */
+	int64_t local_uid;		/* from LOCAL_UID_RANGE; 0: none */
 };
 /* Calls cb for every user (borrowed fields valid during the call only);
  * a cb returning non-zero stops the iteration (store_users_load returns 0). */
@@ -66,6 +68,16 @@ int store_user_delete(struct store *st, const char *name, struct err *e);
 /* new_name NULL keeps the name; admin -1 keeps the flag. */
 int store_user_update(struct store *st, const char *name,
 		      const char *new_name, int admin, struct err *e);
+/* The directory's uid and gid numbers of the user (0: none, stored as
+ * NULL). */
+int store_user_set_ids(struct store *st, const char *name, int64_t uid,
+		       int64_t gid, struct err *e);
+/* The uid of LOCAL_UID_RANGE [min, max] given to name: the one it has, or
+ * the lowest one that no other user has ever had and that no user has as
+ * a directory uid (unique even when hubs race). ERR_UNAVAILABLE when the
+ * range is used up, ERR_NOTFOUND without such a user. */
+int store_user_local_uid(struct store *st, const char *name, long min,
+			 long max, int64_t *uid, struct err *e);
 /* hash NULL removes the password. */
 int store_user_set_password(struct store *st, const char *name,
 			    const char *hash, struct err *e);

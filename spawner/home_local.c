@@ -9,7 +9,13 @@
  *   just made fails, the directory is removed again so a retry starts clean.
  *   shared_dir is a path relative to root ("shared" -> <root>/shared;
  *   a leading '/' is ignored, ".." is refused); made when missing with
- *   group gid and mode 0775 (owner stays the hub's user).
+ *   group shared_gid and mode 2775 (setgid, so what users make inside
+ *   keeps the group; owner stays the hub's user).
+ * rename: renameat2(RENAME_NOREPLACE): an existing target is refused
+ *   (ERR_CONFLICT), never overwritten.
+ * chown_tree: nftw(FTW_PHYS | FTW_MOUNT) with lchown: symlinks are
+ *   re-owned themselves, their targets never; other filesystems mounted
+ *   inside are not entered. fix_shared: group and mode of the shared dir.
  * archive: rename to <root>/.archive/<user>-<date>[-2, -3, ...]; .archive is
  *   made 0700. renameat2(RENAME_NOREPLACE), so an existing target is never
  *   overwritten even when two archives race.
@@ -32,7 +38,7 @@
 #include "internal.h"
 
 #define ARCHIVE_DIR	".archive"
-#define SHARED_MODE	0775
+#define SHARED_MODE	02775
 #define SUFFIX_MAX	1000
 
 struct home_local {
@@ -41,6 +47,11 @@ struct home_local {
 
 static _Thread_local int rm_errno;
 static _Thread_local char rm_path[256];
+/* chown_tree's walk (nftw has no context argument) */
+static _Thread_local struct {
+	long uid, gid, changed;
+	int dry_run;
+} own;
 
 /* One path component we are willing to put under root. */
 static int
@@ -109,7 +120,7 @@ make_dir(const char *path, long uid, long gid, long mode, struct err *e)
 
 static int
 local_ensure(void *h, const char *user, long uid, long gid, long mode,
-	     const char *shared_dir, struct err *e)
+	     const char *shared_dir, long shared_gid, struct err *e)
 {
 	struct home_local *hl = h;
 	char *path;
@@ -135,9 +146,127 @@ local_ensure(void *h, const char *user, long uid, long gid, long mode,
 	if (shared_dir[0] == '\0' || rel_ok(shared_dir, e) < 0)
 		return shared_dir[0] ? -1 : 0;
 	path = xasprintf("%s/%s", hl->root, shared_dir);
-	rc = make_dir(path, -1, gid, SHARED_MODE, e);
+	rc = make_dir(path, -1, shared_gid, SHARED_MODE, e);
 	free(path);
 	return rc < 0 ? -1 : 0;
+}
+
+static int
+local_rename(void *h, const char *from, const char *to, struct err *e)
+{
+	struct home_local *hl = h;
+	char *src, *dst;
+	int rc = 0;
+
+	if (name_ok("user", from, e) < 0 || name_ok("user", to, e) < 0)
+		return -1;
+	src = xasprintf("%s/%s", hl->root, from);
+	dst = xasprintf("%s/%s", hl->root, to);
+	if (renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE) < 0) {
+		if (errno == EEXIST || errno == ENOTEMPTY)
+			rc = err_set(e, ERR_CONFLICT, "a home named '%s' "
+				     "exists already", to);
+		else
+			rc = fs_error("rename", src, errno, e);
+	}
+	if (rc == 0)
+		log_event(LOG_INFO, "home.renamed", "from=%s to=%s root=%s",
+			  from, to, hl->root);
+	free(src);
+	free(dst);
+	return rc;
+}
+
+static int
+own_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_NS || flag == FTW_DNR) {
+		rm_errno = flag == FTW_NS ? ENOENT : EACCES;
+		snprintf(rm_path, sizeof(rm_path), "%s", path);
+		return 1;
+	}
+	if ((long)st->st_uid == own.uid && (long)st->st_gid == own.gid)
+		return 0;
+	own.changed++;
+	if (!own.dry_run && lchown(path, (uid_t)own.uid, (gid_t)own.gid) < 0 &&
+	    errno != ENOENT) {
+		rm_errno = errno;
+		snprintf(rm_path, sizeof(rm_path), "%s", path);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+local_chown_tree(void *h, const char *user, long uid, long gid, int dry_run,
+		 long *changed, struct err *e)
+{
+	struct home_local *hl = h;
+	struct stat st;
+	char *path;
+	int r, rc = -1;
+
+	*changed = 0;
+	if (name_ok("user", user, e) < 0)
+		return -1;
+	path = xasprintf("%s/%s", hl->root, user);
+	if (lstat(path, &st) < 0) {
+		fs_error("re-own", path, errno, e);
+		goto out;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		err_set(e, ERR_CONFLICT, "'%s' is not a directory", path);
+		goto out;
+	}
+	own.uid = uid;
+	own.gid = gid;
+	own.changed = 0;
+	own.dry_run = dry_run;
+	rm_errno = 0;
+	r = nftw(path, own_one, 16, FTW_PHYS | FTW_MOUNT);
+	*changed = own.changed;
+	if (r == 1)
+		fs_error("re-own", rm_path, rm_errno, e);
+	else if (r < 0)
+		fs_error("walk", path, errno, e);
+	else
+		rc = 0;
+out:
+	free(path);
+	return rc;
+}
+
+static int
+local_fix_shared(void *h, const char *shared_dir, long gid, int dry_run,
+		 long *changed, struct err *e)
+{
+	struct home_local *hl = h;
+	struct stat st;
+	char *path;
+	int rc = 0;
+
+	*changed = 0;
+	while (shared_dir && shared_dir[0] == '/')
+		shared_dir++;
+	if (shared_dir == NULL || shared_dir[0] == '\0')
+		return err_set(e, ERR_NOTFOUND, "no shared directory is "
+			       "configured (SHARED_DIR)");
+	if (rel_ok(shared_dir, e) < 0)
+		return -1;
+	path = xasprintf("%s/%s", hl->root, shared_dir);
+	if (lstat(path, &st) < 0)
+		rc = fs_error("use shared directory", path, errno, e);
+	else if (!S_ISDIR(st.st_mode))
+		rc = err_set(e, ERR_CONFLICT, "'%s' is not a directory", path);
+	else if ((long)st.st_gid != gid || (st.st_mode & 07777) != SHARED_MODE)
+		*changed = 1;
+	if (rc == 0 && *changed && !dry_run &&
+	    (chown(path, (uid_t)-1, (gid_t)gid) < 0 ||
+	     chmod(path, SHARED_MODE) < 0))
+		rc = fs_error("set group and mode of", path, errno, e);
+	free(path);
+	return rc;
 }
 
 static int
@@ -291,6 +420,9 @@ local_free(void *h)
 
 static const struct home_ops local_ops = {
 	.ensure = local_ensure,
+	.rename = local_rename,
+	.chown_tree = local_chown_tree,
+	.fix_shared = local_fix_shared,
 	.archive = local_archive,
 	.remove = local_remove,
 	.list = local_list,

@@ -9,7 +9,11 @@
  * Semantics are home_local.c's: user names are one path component, ensure
  * sets owner and mode only on a directory it made, archive renames into
  * /.archive with -2, -3... on collision, remove never follows a symlink
- * (nfs_lstat64), list skips dot entries.
+ * (nfs_lstat64), list skips dot entries. The shared dir is made 2775 with
+ * group shared_gid. rename looks for the target first (NFSv3 RENAME would
+ * replace an empty directory) and refuses it with ERR_CONFLICT;
+ * chown_tree walks with READDIRPLUS's owners and nfs_lchown, never
+ * following a symlink.
  * Errors: mount failure -> ERR_UNAVAILABLE "NFS server ... unreachable"
  * (ERR_UPSTREAM "... refused the mount" when MOUNT answered MNT3ERR_*);
  * an NFS error on an operation -> ERR_UPSTREAM (ERR_NOTFOUND for ENOENT)
@@ -31,7 +35,7 @@
 #include "internal.h"
 
 #define ARCHIVE_DIR	"/.archive"
-#define SHARED_MODE	0775
+#define SHARED_MODE	02775
 #define SUFFIX_MAX	1000
 #define DEPTH_MAX	256
 #define RPC_TIMEOUT_MS	10000	/* whole seconds only (libnfs) */
@@ -161,7 +165,7 @@ make_dir(struct nfs_context *nfs, const char *path, long uid, long gid,
 
 static int
 nfs_ensure(void *h, const char *user, long uid, long gid, long mode,
-	   const char *shared_dir, struct err *e)
+	   const char *shared_dir, long shared_gid, struct err *e)
 {
 	struct home_nfs *hn = h;
 	struct nfs_context *nfs;
@@ -188,8 +192,8 @@ nfs_ensure(void *h, const char *user, long uid, long gid, long mode,
 	if (shared_dir && shared_dir[0]) {
 		free(path);
 		path = xasprintf("/%s", shared_dir);
-		if (make_dir(nfs, path, (long)getuid(), gid, SHARED_MODE,
-			     e) < 0)
+		if (make_dir(nfs, path, (long)getuid(), shared_gid,
+			     SHARED_MODE, e) < 0)
 			goto out;
 	}
 	rc = 0;
@@ -197,6 +201,155 @@ out:
 	free(path);
 	nfs_destroy_context(nfs);
 	return rc;
+}
+
+static int
+nfs_rename_home(void *h, const char *from, const char *to, struct err *e)
+{
+	struct home_nfs *hn = h;
+	struct nfs_context *nfs;
+	struct nfs_stat_64 st;
+	char *src, *dst;
+	int rc;
+
+	if (name_ok("user", from, e) < 0 || name_ok("user", to, e) < 0)
+		return -1;
+	if ((nfs = mount_new(hn, e)) == NULL)
+		return -1;
+	src = xasprintf("/%s", from);
+	dst = xasprintf("/%s", to);
+	if ((rc = nfs_lstat64(nfs, src, &st)) < 0)
+		rc = nfs_error(nfs, rc, "rename", src, e);
+	else if (nfs_lstat64(nfs, dst, &st) == 0)
+		rc = err_set(e, ERR_CONFLICT, "a home named '%s' exists "
+			     "already", to);
+	else if ((rc = nfs_rename(nfs, src, dst)) < 0)
+		rc = nfs_error(nfs, rc, "rename", src, e);
+	if (rc == 0)
+		log_event(LOG_INFO, "home.renamed", "from=%s to=%s root=%s",
+			  from, to, hn->where);
+	free(src);
+	free(dst);
+	nfs_destroy_context(nfs);
+	return rc < 0 ? -1 : 0;
+}
+
+struct own_walk {
+	int uid, gid, dry_run;
+	long changed;
+};
+
+/* One entry whose owner is known: lchown when it differs. */
+static int
+own_entry(struct nfs_context *nfs, const char *path, uint32_t uid,
+	  uint32_t gid, struct own_walk *w, struct err *e)
+{
+	int rc;
+
+	if ((int)uid == w->uid && (int)gid == w->gid)
+		return 0;
+	w->changed++;
+	if (w->dry_run)
+		return 0;
+	rc = nfs_lchown(nfs, path, w->uid, w->gid);
+	return rc < 0 && rc != -ENOENT ? nfs_error(nfs, rc, "re-own", path, e)
+				       : 0;
+}
+
+/* The entries below the directory path (already re-owned itself). */
+static int
+own_below(struct nfs_context *nfs, const char *path, int depth,
+	  struct own_walk *w, struct err *e)
+{
+	struct nfsdir *dir;
+	struct nfsdirent *de;
+	char *child;
+	int rc;
+
+	if (depth > DEPTH_MAX)
+		return err_set(e, ERR_UPSTREAM, "'%s' is nested too deeply",
+			       path);
+	if ((rc = nfs_opendir(nfs, path, &dir)) < 0)
+		return nfs_error(nfs, rc, "list", path, e);
+	rc = 0;
+	while (rc == 0 && (de = nfs_readdir(nfs, dir)) != NULL) {
+		if (!strcmp(de->name, ".") || !strcmp(de->name, ".."))
+			continue;
+		child = xasprintf("%s/%s", path, de->name);
+		rc = own_entry(nfs, child, de->uid, de->gid, w, e);
+		if (rc == 0 && de->type == NF3DIR)
+			rc = own_below(nfs, child, depth + 1, w, e);
+		free(child);
+	}
+	nfs_closedir(nfs, dir);
+	return rc;
+}
+
+static int
+nfs_chown_tree(void *h, const char *user, long uid, long gid, int dry_run,
+	       long *changed, struct err *e)
+{
+	struct home_nfs *hn = h;
+	struct own_walk w = { (int)uid, (int)gid, dry_run, 0 };
+	struct nfs_context *nfs;
+	struct nfs_stat_64 st;
+	char *path;
+	int rc;
+
+	*changed = 0;
+	if (name_ok("user", user, e) < 0)
+		return -1;
+	if ((nfs = mount_new(hn, e)) == NULL)
+		return -1;
+	path = xasprintf("/%s", user);
+	if ((rc = nfs_lstat64(nfs, path, &st)) < 0)
+		rc = nfs_error(nfs, rc, "re-own", path, e);
+	else if (!S_ISDIR((mode_t)st.nfs_mode))
+		rc = err_set(e, ERR_CONFLICT, "'%s' on NFS is not a directory",
+			     path);
+	else if ((rc = own_entry(nfs, path, (uint32_t)st.nfs_uid,
+				 (uint32_t)st.nfs_gid, &w, e)) == 0)
+		rc = own_below(nfs, path, 0, &w, e);
+	*changed = w.changed;
+	free(path);
+	nfs_destroy_context(nfs);
+	return rc < 0 ? -1 : 0;
+}
+
+static int
+nfs_fix_shared(void *h, const char *shared_dir, long gid, int dry_run,
+	       long *changed, struct err *e)
+{
+	struct home_nfs *hn = h;
+	struct nfs_context *nfs;
+	struct nfs_stat_64 st;
+	char *path;
+	int rc;
+
+	*changed = 0;
+	while (shared_dir && shared_dir[0] == '/')
+		shared_dir++;
+	if (shared_dir == NULL || shared_dir[0] == '\0')
+		return err_set(e, ERR_NOTFOUND, "no shared directory is "
+			       "configured (SHARED_DIR)");
+	if (rel_ok(shared_dir, e) < 0 || (nfs = mount_new(hn, e)) == NULL)
+		return -1;
+	path = xasprintf("/%s", shared_dir);
+	if ((rc = nfs_lstat64(nfs, path, &st)) < 0)
+		rc = nfs_error(nfs, rc, "use shared directory", path, e);
+	else if (!S_ISDIR((mode_t)st.nfs_mode))
+		rc = err_set(e, ERR_CONFLICT, "'%s' on NFS is not a directory",
+			     path);
+	else if ((long)st.nfs_gid != gid ||
+		 (st.nfs_mode & 07777) != SHARED_MODE)
+		*changed = 1;
+	if (rc == 0 && *changed && !dry_run &&
+	    ((rc = nfs_chown(nfs, path, (int)st.nfs_uid, (int)gid)) < 0 ||
+	     (rc = nfs_chmod(nfs, path, SHARED_MODE)) < 0))
+		rc = nfs_error(nfs, rc, "set group and mode of", path, e);
+	free(path);
+	nfs_destroy_context(nfs);
+	return rc < 0 ? -1 : 0;
 }
 
 static int
@@ -371,6 +524,9 @@ nfs_free(void *h)
 
 static const struct home_ops nfs_ops = {
 	.ensure = nfs_ensure,
+	.rename = nfs_rename_home,
+	.chown_tree = nfs_chown_tree,
+	.fix_shared = nfs_fix_shared,
 	.archive = nfs_archive,
 	.remove = nfs_remove,
 	.list = nfs_list,

@@ -153,9 +153,22 @@ int usage_collect(struct docker *d, const char *hub_id,
 /* ---- homes ----------------------------------------------------------- */
 struct home_ops {
 	/* Creates <root>/<user> when missing with uid:gid and mode; makes
-	 * sure the shared dir exists. */
+	 * sure the shared dir exists (made with group shared_gid, mode
+	 * 2775). */
 	int (*ensure)(void *h, const char *user, long uid, long gid, long mode,
-		      const char *shared_dir, struct err *e);
+		      const char *shared_dir, long shared_gid, struct err *e);
+	/* Renames <root>/<from> to <root>/<to>: ERR_NOTFOUND without from,
+	 * ERR_CONFLICT when to exists (never overwritten). */
+	int (*rename)(void *h, const char *from, const char *to,
+		      struct err *e);
+	/* <root>/<user> and all below to uid:gid (lchown, same filesystem);
+	 * *changed counts entries that had another owner. */
+	int (*chown_tree)(void *h, const char *user, long uid, long gid,
+			  int dry_run, long *changed, struct err *e);
+	/* <root>/<shared_dir> to group gid, mode 2775 (not recursive);
+	 * *changed 1 when it differed. */
+	int (*fix_shared)(void *h, const char *shared_dir, long gid,
+			  int dry_run, long *changed, struct err *e);
 	/* Renames <root>/<user> to <root>/.archive/<user>-<date> (with -2,
 	 * -3... when taken); final (size >= 128) gets the path it went to
 	 * relative to the root (".archive/<user>-<date>[-N]"). */

@@ -724,12 +724,15 @@ static int
 ensure_home(struct spawner *sp, const struct spawn_req *req,
 	    spawn_progress_fn fn, void *ctx, struct err *e)
 {
+	long uid = req->own_ids ? req->uid : sp->cfg.home_uid;
+	long gid = req->own_ids ? req->gid : sp->cfg.home_gid;
+
 	if (sp->home_ops == NULL)
 		return 0;
 	report(fn, ctx, 10, "Preparing your home directory");
-	return sp->home_ops->ensure(sp->home, req->user, sp->cfg.home_uid,
-				    sp->cfg.home_gid, sp->cfg.home_mode,
-				    sp->cfg.shared_dir, e);
+	return sp->home_ops->ensure(sp->home, req->user, uid, gid,
+				    sp->cfg.home_mode, sp->cfg.shared_dir,
+				    sp->cfg.home_gid, e);
 }
 
 int
@@ -991,27 +994,66 @@ spawner_home_delete(struct spawner *sp, const char *name, struct err *e)
 }
 
 int
+spawner_home_rename(struct spawner *sp, const char *from, const char *to,
+		    struct err *e)
+{
+	if (need_home(sp, e) < 0)
+		return -1;
+	return sp->home_ops->rename(sp->home, from, to, e);
+}
+
+int
+spawner_home_chown(struct spawner *sp, const char *name, long uid, long gid,
+		   int dry_run, long *changed, struct err *e)
+{
+	*changed = 0;
+	if (need_home(sp, e) < 0)
+		return -1;
+	if (uid <= 0 || gid < 0)
+		return err_set(e, ERR_INVALID, "refusing to give '%s' to "
+			       "%ld:%ld", name, uid, gid);
+	return sp->home_ops->chown_tree(sp->home, name, uid, gid, dry_run,
+					changed, e);
+}
+
+int
+spawner_shared_fix(struct spawner *sp, int dry_run, long *changed,
+		   struct err *e)
+{
+	*changed = 0;
+	if (need_home(sp, e) < 0)
+		return -1;
+	return sp->home_ops->fix_shared(sp->home, sp->cfg.shared_dir,
+					sp->cfg.home_gid, dry_run, changed, e);
+}
+
+const char *
+spawner_shared_name(const struct spawner_cfg *cfg, char *buf, size_t size)
+{
+	const char *s = cfg->shared_dir ? cfg->shared_dir : "";
+
+	s += strspn(s, "/");
+	snprintf(buf, size, "%.*s", (int)strcspn(s, "/"), s);
+	return buf;
+}
+
+int
 spawner_home_list(struct spawner *sp, char ***names, struct err *e)
 {
-	char **v, *shared = NULL;
+	char **v, shared[256];
 	size_t k = 0;
 
 	*names = NULL;
 	if (need_home(sp, e) < 0 || sp->home_ops->list(sp->home, &v, e) < 0)
 		return -1;
-	if (sp->cfg.shared_dir) {
-		const char *b = strrchr(sp->cfg.shared_dir, '/');
-
-		shared = xstrdup(b ? b + 1 : sp->cfg.shared_dir);
-	}
+	spawner_shared_name(&sp->cfg, shared, sizeof(shared));
 	for (size_t i = 0; v[i]; i++) {
-		if (v[i][0] == '.' || (shared && strcmp(v[i], shared) == 0))
+		if (v[i][0] == '.' || (*shared && strcmp(v[i], shared) == 0))
 			free(v[i]);
 		else
 			v[k++] = v[i];
 	}
 	v[k] = NULL;
-	free(shared);
 	*names = v;
 	return 0;
 }
@@ -1067,7 +1109,8 @@ spawner_check_homes(struct spawner *sp, struct err *e)
 		return -1;
 	snprintf(name, sizeof(name), "swarmhub-doctor-%ld", (long)getpid());
 	if (sp->home_ops->ensure(sp->home, name, sp->cfg.home_uid,
-				 sp->cfg.home_gid, 0700, NULL, e) < 0)
+				 sp->cfg.home_gid, 0700, NULL, sp->cfg.home_gid,
+				 e) < 0)
 		return -1;
 	return sp->home_ops->remove(sp->home, name, e);
 }

@@ -37,6 +37,11 @@ struct spawner_cfg {
 	const char *home_bind_root;	/* bind: HOME_BIND_ROOT/<user> on nodes */
 	const char *home_target;	/* default /home/jovyan/work */
 	long home_uid, home_gid, home_mode;	/* 1000, 100, 0700 */
+	int home_uid_ldap, home_gid_ldap;	/* HOME_UID/HOME_GID=ldap: the
+					 * hub passes each user's ids in
+					 * spawn_req (home_gid then stays
+					 * the shared group, 100 unless
+					 * numeric) */
 	const char *shared_dir;		/* NULL: none; mounted read-write at
 					 * <home_target>/shared */
 	long start_timeout_s;		/* task scheduled and running */
@@ -102,6 +107,11 @@ struct spawn_req {
 	const char *token;	/* JUPYTER_TOKEN, given by the hub */
 	const char *base_url;	/* "/user/alice/" */
 	const volatile int *cancel;	/* non-zero: give up and clean up */
+	/* own_ids: run as uid:gid and own the home with them (HOME_UID=ldap);
+	 * the container also keeps cfg home_gid as a supplementary group and
+	 * HOME=<home_target>. 0: HOME_UID:HOME_GID as configured. */
+	int own_ids;
+	long uid, gid;
 };
 
 /* Where a running server answers. */
@@ -188,6 +198,26 @@ size_t spawner_cull_timeouts(struct spawner *sp, char ***names, long **secs);
 int spawner_home_archive(struct spawner *sp, const char *name,
 			 char *archived_to, size_t size, struct err *e);
 int spawner_home_delete(struct spawner *sp, const char *name, struct err *e);
+/* Renames the home of from to to. ERR_NOTFOUND when from has no home (a
+ * caller renaming a user goes on), ERR_CONFLICT when to has one already
+ * (nothing changed), ERR_UNAVAILABLE when no HOME is configured. */
+int spawner_home_rename(struct spawner *sp, const char *from, const char *to,
+			struct err *e);
+/* Gives name's home and everything in it (symlinks themselves, never
+ * their targets; other filesystems mounted inside are not entered) to
+ * uid:gid. *changed gets how many entries had another owner; dry_run
+ * counts them without changing anything. ERR_NOTFOUND: no such home. */
+int spawner_home_chown(struct spawner *sp, const char *name, long uid,
+		       long gid, int dry_run, long *changed, struct err *e);
+/* Makes the shared dir (SHARED_DIR) group-owned by cfg home_gid with mode
+ * 2775 (setgid: files made inside keep the group). *changed: 1 when it
+ * was not so (dry_run: nothing changed). ERR_NOTFOUND: no shared dir. */
+int spawner_shared_fix(struct spawner *sp, int dry_run, long *changed,
+		       struct err *e);
+/* The first path component of SHARED_DIR ("" when none): a name no user
+ * may take, as it is a directory among the homes. */
+const char *spawner_shared_name(const struct spawner_cfg *cfg, char *buf,
+				size_t size);
 /* Directory names under the home root (heap, NULL-terminated; the shared
  * dir and dot entries left out). */
 int spawner_home_list(struct spawner *sp, char ***names, struct err *e);

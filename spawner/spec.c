@@ -46,6 +46,13 @@ str(const char *s)
 	return s ? s : "";
 }
 
+static const char *
+home_target(const struct spawner_cfg *cfg)
+{
+	return cfg->home_target && *cfg->home_target ? cfg->home_target :
+	    HOME_TARGET_DEFAULT;
+}
+
 /* s with every {base_url} and {port} replaced (heap string). */
 static char *
 expand(const char *s, const char *base_url, int port)
@@ -149,6 +156,10 @@ env(const struct spec_input *in, int *ok)
 	push(v, xstrdup("JUPYTERHUB_BASE_URL=/"), ok);
 	for (i = 0; i < in->image->nenv; i++)
 		push(v, xstrdup(in->image->env[i]), ok);
+	/* a uid the image does not know has no writable home of its own:
+	 * the mounted one is (HOME_UID=ldap) */
+	if (req->own_ids)
+		push(v, xasprintf("HOME=%s", home_target(in->cfg)), ok);
 	return v;
 }
 
@@ -194,8 +205,7 @@ static json_t *
 mounts(const struct spec_input *in, int volume, int *ok)
 {
 	const struct spawner_cfg *cfg = in->cfg;
-	const char *target = cfg->home_target && *cfg->home_target ?
-	    cfg->home_target : HOME_TARGET_DEFAULT;
+	const char *target = home_target(cfg);
 	json_t *v = json_array();
 	char *src, *tgt;
 
@@ -214,12 +224,23 @@ mounts(const struct spec_input *in, int volume, int *ok)
 	return v;
 }
 
+/* "uid:gid": the user's own (HOME_UID=ldap) or HOME_UID:HOME_GID. */
+static char *
+run_as(const struct spec_input *in)
+{
+	const struct spawn_req *req = in->req;
+
+	if (req->own_ids)
+		return xasprintf("%ld:%ld", req->uid, req->gid);
+	return xasprintf("%ld:%ld", in->cfg->home_uid, in->cfg->home_gid);
+}
+
 static json_t *
 container_spec(const struct spec_input *in, int volume, int *ok)
 {
 	const struct spawner_cfg *cfg = in->cfg;
 	json_t *cs = json_object();
-	char *user = xasprintf("%ld:%ld", cfg->home_uid, cfg->home_gid);
+	char *user = run_as(in);
 	char *host = hostname(in->service_name);
 
 	put(cs, "Image", json_string(in->image->image), ok);
@@ -227,6 +248,14 @@ container_spec(const struct spec_input *in, int volume, int *ok)
 	command(in, cs, ok);
 	put(cs, "Env", env(in, ok), ok);
 	put(cs, "User", json_string(user), ok);
+	/* docker-stacks images expect group users (100): kept beside the
+	 * user's own group */
+	if (in->req->own_ids) {
+		json_t *groups = json_array();
+
+		push(groups, xasprintf("%ld", cfg->home_gid), ok);
+		put(cs, "Groups", groups, ok);
+	}
 	put(cs, "Hostname", json_string(host), ok);
 	put(cs, "Mounts", mounts(in, volume, ok), ok);
 	put(cs, "StopGracePeriod", json_integer(5000000000LL), ok);

@@ -6,7 +6,7 @@
  * and SWARMHUB_TEST_NFS_DIR (the exported directory on this machine, to
  * check results with stat); tests/services/nfs.sh start DIR prints both.
  * Names are t<pid>_..., removed at the end, so reruns do not meet. Run as
- * root (chown to 1000:100).
+ * root (chown to 1000:100, and to per-user owners as HOME_UID=ldap does).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -113,6 +113,103 @@ make_tree(const char *dir, const char *outside)
 	free(p);
 }
 
+/* Owner of path (lstat) is uid:gid. */
+static int
+owned(const char *path, long uid, long gid)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && (long)st.st_uid == uid &&
+	       (long)st.st_gid == gid;
+}
+
+/*
+ * HOME_UID=ldap on local homes: a home made with the user's own owner, the
+ * shared dir keeping the common group; rename with its refusals; chown_tree
+ * (dry run, then for real, symlink targets untouched); fix_shared.
+ */
+static void
+test_local_owners(const struct home_ops *ops, void *h, const char *root,
+		  const char *outside)
+{
+	struct err e = { 0 };
+	char *p, *q;
+	long n = -1;
+
+	if (geteuid() != 0) {
+		T_OK(1, "local owners: not root, chown tests left out");
+		return;
+	}
+	T_OK(ops->ensure(h, "erin", 20001, 20002, 0700, "shared", 100,
+			 &e) == 0, "local: ensure erin as 20001:20002 (%s)",
+	     e.msg);
+	p = xasprintf("%s/erin", root);
+	T_OK(stat_is(p, 20001, 20002, 0700),
+	     "local: erin's home is owned 20001:20002, 0700");
+	q = xasprintf("%s/shared", root);
+	T_OK(stat_is(q, 0, 100, 02775) || stat_is(q, 0, GID, 02775),
+	     "local: the shared dir keeps the common group, 2775");
+	free(q);
+
+	/* rename */
+	T_OK(ops->rename(h, "erin", "erin2", &e) == 0,
+	     "local: rename erin to erin2 (%s)", e.msg);
+	q = xasprintf("%s/erin2", root);
+	T_OK(!exists(p) && stat_is(q, 20001, 20002, 0700),
+	     "local: the home moved with owner and mode");
+	ops->ensure(h, "frank", 20003, 100, 0700, NULL, 100, &e);
+	T_OK(ops->rename(h, "frank", "erin2", &e) < 0 &&
+	     e.code == ERR_CONFLICT, "local: rename onto an existing home is "
+	     "ERR_CONFLICT (%s)", e.msg);
+	T_OK(exists(q) && owned(q, 20001, 20002),
+	     "local: ... and the existing home is untouched");
+	T_OK(ops->rename(h, "nobody", "nobody2", &e) < 0 &&
+	     e.code == ERR_NOTFOUND, "local: rename of a missing home is "
+	     "ERR_NOTFOUND (%s)", e.msg);
+	T_OK(ops->rename(h, "erin2", "../x", &e) < 0 &&
+	     e.code == ERR_INVALID, "local: rename to '../x' refused");
+	free(p);
+
+	/* chown_tree */
+	make_tree(q, outside);
+	T_OK(ops->chown_tree(h, "erin2", 20005, 100, 1, &n, &e) == 0 &&
+	     n == 6, "local: dry run counts 6 entries to change (%ld, %s)", n,
+	     e.msg);
+	T_OK(owned(q, 20001, 20002), "local: ... and changes nothing");
+	T_OK(ops->chown_tree(h, "erin2", 20005, 100, 0, &n, &e) == 0 &&
+	     n == 6, "local: chown_tree changes 6 entries (%ld, %s)", n,
+	     e.msg);
+	p = xasprintf("%s/sub/deep.txt", q);
+	T_OK(owned(q, 20005, 100) && owned(p, 20005, 100),
+	     "local: the home and what is in it are 20005:100");
+	free(p);
+	p = xasprintf("%s/link-to-dir", q);
+	T_OK(owned(p, 20005, 100) && owned(outside, 0, 0),
+	     "local: a symlink is re-owned, its target is not");
+	free(p);
+	T_OK(ops->chown_tree(h, "erin2", 20005, 100, 0, &n, &e) == 0 && n == 0,
+	     "local: a second run changes nothing (%ld)", n);
+	T_OK(ops->chown_tree(h, "nobody", 1, 1, 0, &n, &e) < 0 &&
+	     e.code == ERR_NOTFOUND, "local: chown_tree of a missing home is "
+	     "ERR_NOTFOUND");
+	free(q);
+
+	/* fix_shared */
+	q = xasprintf("%s/shared", root);
+	if (chown(q, 0, 0) < 0 || chmod(q, 0755) < 0)
+		fprintf(stderr, "  chown/chmod %s: %s\n", q, strerror(errno));
+	T_OK(ops->fix_shared(h, "shared", 100, 1, &n, &e) == 0 && n == 1 &&
+	     stat_is(q, 0, 0, 0755), "local: fix_shared dry run (%s)", e.msg);
+	T_OK(ops->fix_shared(h, "shared", 100, 0, &n, &e) == 0 && n == 1 &&
+	     stat_is(q, 0, 100, 02775), "local: fix_shared gives group 100, "
+	     "2775 (%s)", e.msg);
+	T_OK(ops->fix_shared(h, "shared", 100, 0, &n, &e) == 0 && n == 0,
+	     "local: fix_shared twice changes nothing");
+	free(q);
+	ops->remove(h, "erin2", &e);
+	ops->remove(h, "frank", &e);
+}
+
 /* ---- home_local ------------------------------------------------------ */
 static void
 test_local(void)
@@ -143,21 +240,21 @@ test_local(void)
 		return;
 
 	/* ensure: created with owner and mode; shared dir 0775 */
-	T_OK(ops->ensure(h, "alice", uid, gid, 0700, "shared", &e) == 0,
+	T_OK(ops->ensure(h, "alice", uid, gid, 0700, "shared", gid, &e) == 0,
 	     "local: ensure alice (%s)", e.msg);
 	p = xasprintf("%s/alice", root);
 	T_OK(stat_is(p, uid, gid, 0700), "local: alice is %ld:%ld 0700",
 	     uid, gid);
 	q = xasprintf("%s/shared", root);
-	T_OK(stat_is(q, (long)geteuid(), gid, 0775),
-	     "local: shared dir is group %ld mode 0775", gid);
+	T_OK(stat_is(q, (long)geteuid(), gid, 02775),
+	     "local: shared dir is group %ld mode 2775", gid);
 	free(q);
 
 	/* an existing dir is left alone (mode, contents) */
 	chmod(p, 0755);
 	q = xasprintf("%s/alice/keep.txt", root);
 	write_file(q, "x");
-	T_OK(ops->ensure(h, "alice", uid, gid, 0700, "shared", &e) == 0,
+	T_OK(ops->ensure(h, "alice", uid, gid, 0700, "shared", gid, &e) == 0,
 	     "local: ensure on an existing dir succeeds (%s)", e.msg);
 	T_OK(stat_is(p, uid, gid, 0755) && exists(q),
 	     "local: existing dir keeps its mode and contents");
@@ -165,13 +262,13 @@ test_local(void)
 	free(p);
 
 	/* refusals */
-	T_OK(ops->ensure(h, "../x", uid, gid, 0700, NULL, &e) < 0 &&
+	T_OK(ops->ensure(h, "../x", uid, gid, 0700, NULL, gid, &e) < 0 &&
 	     e.code == ERR_INVALID, "local: ensure '../x' refused");
-	T_OK(ops->ensure(h, "a/b", uid, gid, 0700, NULL, &e) < 0 &&
+	T_OK(ops->ensure(h, "a/b", uid, gid, 0700, NULL, gid, &e) < 0 &&
 	     e.code == ERR_INVALID, "local: ensure 'a/b' refused");
-	T_OK(ops->ensure(h, ".archive", uid, gid, 0700, NULL, &e) < 0 &&
+	T_OK(ops->ensure(h, ".archive", uid, gid, 0700, NULL, gid, &e) < 0 &&
 	     e.code == ERR_INVALID, "local: ensure '.archive' refused");
-	T_OK(ops->ensure(h, "bob", uid, gid, 0700, "../escape", &e) < 0 &&
+	T_OK(ops->ensure(h, "bob", uid, gid, 0700, "../escape", gid, &e) < 0 &&
 	     e.code == ERR_INVALID, "local: shared dir '../escape' refused");
 	T_OK(ops->remove(h, "../x", &e) < 0 && e.code == ERR_INVALID,
 	     "local: remove '../x' refused");
@@ -193,10 +290,10 @@ test_local(void)
 	p = xasprintf("%s/alice", root);
 	T_OK(!exists(p), "local: alice is gone after archive");
 	free(p);
-	ops->ensure(h, "alice", uid, gid, 0700, NULL, &e);
+	ops->ensure(h, "alice", uid, gid, 0700, NULL, gid, &e);
 	T_OK(ops->archive(h, "alice", "2026-01-02", fin, sizeof(fin), &e) == 0,
 	     "local: second archive same day (%s)", e.msg);
-	ops->ensure(h, "alice", uid, gid, 0700, NULL, &e);
+	ops->ensure(h, "alice", uid, gid, 0700, NULL, gid, &e);
 	T_OK(ops->archive(h, "alice", "2026-01-02", fin, sizeof(fin), &e) == 0,
 	     "local: third archive same day (%s)", e.msg);
 	T_STREQ(fin, ".archive/alice-2026-01-02-3",
@@ -211,7 +308,7 @@ test_local(void)
 	     "ERR_NOTFOUND (%s)", e.msg);
 
 	/* remove: recursive, symlinks not followed */
-	T_OK(ops->ensure(h, "bob", uid, gid, 0700, NULL, &e) == 0,
+	T_OK(ops->ensure(h, "bob", uid, gid, 0700, NULL, gid, &e) == 0,
 	     "local: ensure bob (%s)", e.msg);
 	p = xasprintf("%s/bob", root);
 	make_tree(p, outside);
@@ -223,8 +320,8 @@ test_local(void)
 	free(p);
 
 	/* list: dirs only, sorted, no dot entries */
-	ops->ensure(h, "dave", uid, gid, 0700, NULL, &e);
-	ops->ensure(h, "carol", uid, gid, 0700, NULL, &e);
+	ops->ensure(h, "dave", uid, gid, 0700, NULL, gid, &e);
+	ops->ensure(h, "carol", uid, gid, 0700, NULL, gid, &e);
 	p = xasprintf("%s/plainfile", root);
 	write_file(p, "x");
 	free(p);
@@ -235,6 +332,7 @@ test_local(void)
 	     "local: list is carol, dave, shared");
 	strv_free(names);
 
+	test_local_owners(ops, h, root, outside);
 	ops->free(h);
 	rm_rf(root);
 	rm_rf(outside);
@@ -254,7 +352,7 @@ par_run(void *arg)
 {
 	struct par *p = arg;
 
-	p->rc = p->ops->ensure(p->h, p->user, UID, GID, 0700, NULL, &p->e);
+	p->rc = p->ops->ensure(p->h, p->user, UID, GID, 0700, NULL, GID, &p->e);
 	if (p->rc == 0)
 		p->rc = p->ops->remove(p->h, p->user, &p->e);
 	return NULL;
@@ -311,6 +409,57 @@ test_nfs_refused(const char *url)
 	free(bad);
 }
 
+/* rename, chown_tree and fix_shared over NFS, checked on disk. */
+static void
+test_nfs_owners(const struct home_ops *ops, void *h, const char *dir,
+		const char *shared)
+{
+	struct err e = { 0 };
+	char a[64], b[64], c[64], *p, *q, *r;
+	long n = -1;
+
+	snprintf(a, sizeof(a), "%s_gina", pfx);
+	snprintf(b, sizeof(b), "%s_gina2", pfx);
+	snprintf(c, sizeof(c), "%s_hank", pfx);
+	T_OK(ops->ensure(h, a, 20011, 20012, 0700, NULL, GID, &e) == 0,
+	     "nfs: ensure gina as 20011:20012 (%s)", e.msg);
+	p = xasprintf("%s/%s", dir, a);
+	q = xasprintf("%s/%s", dir, b);
+	T_OK(stat_is(p, 20011, 20012, 0700), "nfs: gina's own owner on disk");
+	T_OK(ops->rename(h, a, b, &e) == 0, "nfs: rename (%s)", e.msg);
+	T_OK(!exists(p) && stat_is(q, 20011, 20012, 0700),
+	     "nfs: the home moved with owner and mode");
+	ops->ensure(h, c, 20013, GID, 0700, NULL, GID, &e);
+	T_OK(ops->rename(h, c, b, &e) < 0 && e.code == ERR_CONFLICT,
+	     "nfs: rename onto an existing home is ERR_CONFLICT (%s)", e.msg);
+	T_OK(ops->rename(h, a, c, &e) < 0 && e.code == ERR_NOTFOUND,
+	     "nfs: rename of a missing home is ERR_NOTFOUND (%s)", e.msg);
+	r = xasprintf("%s/sub", q);
+	mkdir(r, 0755);
+	free(r);
+	r = xasprintf("%s/sub/f.txt", q);
+	write_file(r, "x\n");
+	T_OK(ops->chown_tree(h, b, 20015, GID, 1, &n, &e) == 0 && n == 3 &&
+	     owned(r, 0, 0), "nfs: chown_tree dry run counts 3 (%ld, %s)", n,
+	     e.msg);
+	T_OK(ops->chown_tree(h, b, 20015, GID, 0, &n, &e) == 0 && n == 3 &&
+	     owned(q, 20015, GID) && owned(r, 20015, GID),
+	     "nfs: chown_tree re-owns the tree (%ld, %s)", n, e.msg);
+	free(r);
+	r = xasprintf("%s/%s", dir, shared);
+	/* through NFS both times: ganesha caches what it last saw */
+	T_OK(ops->fix_shared(h, shared, 0, 0, &n, &e) == 0 && n == 1 &&
+	     stat_is(r, 0, 0, 02775), "nfs: fix_shared to group 0 (%ld, %s)",
+	     n, e.msg);
+	T_OK(ops->fix_shared(h, shared, GID, 0, &n, &e) == 0 && n == 1 &&
+	     stat_is(r, 0, GID, 02775), "nfs: fix_shared (%ld, %s)", n, e.msg);
+	free(r);
+	ops->remove(h, b, &e);
+	ops->remove(h, c, &e);
+	free(p);
+	free(q);
+}
+
 static void
 test_nfs(void)
 {
@@ -338,35 +487,35 @@ test_nfs(void)
 		return;
 
 	t0 = time_mono_ms();
-	T_OK(ops->ensure(h, alice, UID, GID, 0700, shared, &e) == 0,
+	T_OK(ops->ensure(h, alice, UID, GID, 0700, shared, GID, &e) == 0,
 	     "nfs: ensure alice (%s)", e.msg);
 	printf("nfs: ensure (mount + mkdir + chown + chmod + shared): "
 	       "%ld ms\n", (long)(time_mono_ms() - t0));
 	p = xasprintf("%s/%s", dir, alice);
 	T_OK(stat_is(p, UID, GID, 0700), "nfs: alice is 1000:100 0700 on disk");
 	q = xasprintf("%s/%s", dir, shared);
-	T_OK(stat_is(q, 0, GID, 0775), "nfs: shared dir is root:100 0775");
+	T_OK(stat_is(q, 0, GID, 02775), "nfs: shared dir is root:100 2775");
 	free(q);
 
 	/* second ensure: a no-op */
 	chmod(p, 0750);
 	lstat(p, &st1);
 	t0 = time_mono_ms();
-	T_OK(ops->ensure(h, alice, UID, GID, 0700, shared, &e) == 0,
+	T_OK(ops->ensure(h, alice, UID, GID, 0700, shared, GID, &e) == 0,
 	     "nfs: second ensure (%s)", e.msg);
 	printf("nfs: ensure of an existing home: %ld ms\n",
 	       (long)(time_mono_ms() - t0));
 	lstat(p, &st2);
 	T_OK(stat_is(p, UID, GID, 0750) && st1.st_ino == st2.st_ino,
 	     "nfs: second ensure leaves the dir as it was");
-	T_OK(ops->ensure(h, "../x", UID, GID, 0700, NULL, &e) < 0 &&
+	T_OK(ops->ensure(h, "../x", UID, GID, 0700, NULL, GID, &e) < 0 &&
 	     e.code == ERR_INVALID, "nfs: '../x' refused");
 
 	/* archive twice the same day */
 	T_OK(ops->archive(h, alice, "2026-01-02", fin, sizeof(fin), &e) == 0,
 	     "nfs: archive alice (%s)", e.msg);
 	T_OK(!exists(p), "nfs: alice is gone after archive");
-	ops->ensure(h, alice, UID, GID, 0700, NULL, &e);
+	ops->ensure(h, alice, UID, GID, 0700, NULL, GID, &e);
 	T_OK(ops->archive(h, alice, "2026-01-02", fin, sizeof(fin), &e) == 0,
 	     "nfs: second archive (%s)", e.msg);
 	T_OK(strstr(fin, "-2026-01-02-2") != NULL && strncmp(fin, ".archive/",
@@ -390,7 +539,7 @@ test_nfs(void)
 	p = xasprintf("%s/precious.txt", outside);
 	write_file(p, "keep me\n");
 	free(p);
-	T_OK(ops->ensure(h, bob, UID, GID, 0700, NULL, &e) == 0,
+	T_OK(ops->ensure(h, bob, UID, GID, 0700, NULL, GID, &e) == 0,
 	     "nfs: ensure bob (%s)", e.msg);
 	p = xasprintf("%s/%s", dir, bob);
 	make_tree(p, outside);
@@ -413,6 +562,7 @@ test_nfs(void)
 	rm_rf(outside);
 
 	test_nfs_parallel(ops, h, dir);
+	test_nfs_owners(ops, h, dir, shared);
 out:
 	p = xasprintf("%s/%s", dir, shared);
 	rm_rf(p);
@@ -426,7 +576,7 @@ out:
 	T_OK(home_nfs_new("nfs://127.0.0.1/export?nfsport=1&mountport=1",
 			  &ops, &h, &e) == 0, "nfs: new with a dead port");
 	t0 = time_mono_ms();
-	T_OK(ops->ensure(h, alice, UID, GID, 0700, NULL, &e) < 0 &&
+	T_OK(ops->ensure(h, alice, UID, GID, 0700, NULL, GID, &e) < 0 &&
 	     e.code == ERR_UNAVAILABLE && strstr(e.msg, "unreachable"),
 	     "nfs: unreachable server is ERR_UNAVAILABLE (%s)", e.msg);
 	T_OK(time_mono_ms() - t0 < 3000, "nfs: ... and fails within 3 s "

@@ -92,7 +92,8 @@ static void
 add_user(struct state *s, const char *name, int64_t id)
 {
 	const char *g[] = { "ds", "team" };
-	struct store_user su = { id, name, 0, 1000, 0, NULL, g, 2 };
+	struct store_user su = { .id = id, .name = name, .created_ms = 1000,
+				 .groups = g, .ngroups = 2 };
 
 	state_user_add(s, &su);
 }

@@ -487,12 +487,52 @@ test_usage(void)
 	}
 }
 
+/* HOME_UID=ldap: the user's own uid:gid, group 100 kept, HOME the mount. */
+static void
+test_spec_own_ids(void)
+{
+	struct fixture f;
+	json_t *v, *cs;
+
+	fixture_init(&f);
+	v = build(&f);
+	cs = at(v, "TaskTemplate/ContainerSpec");
+	T_OK(at(cs, "Groups") == NULL, "default: no supplementary Groups");
+	json_decref(v);
+
+	f.req.own_ids = 1;
+	f.req.uid = 20001;
+	f.req.gid = 20002;
+	v = build(&f);
+	cs = at(v, "TaskTemplate/ContainerSpec");
+	T_STREQ(s_at(cs, "User"), "20001:20002", "own ids: User uid:gid");
+	T_OK(json_array_size(at(cs, "Groups")) == 1, "own ids: one group");
+	T_STREQ(s_at(cs, "Groups/0"), "100", "own ids: group 100 kept");
+	T_OK(has_env(v, "HOME=/home/jovyan/work"),
+	     "own ids: HOME is the mounted home");
+	json_decref(v);
+
+	f.cfg.home_gid = 4000;
+	f.cfg.home_target = "/home/user";
+	f.req.gid = 4000;
+	v = build(&f);
+	cs = at(v, "TaskTemplate/ContainerSpec");
+	T_STREQ(s_at(cs, "User"), "20001:4000", "own ids: the common gid");
+	T_STREQ(s_at(cs, "Groups/0"), "4000", "own ids: numeric HOME_GID "
+		"as the supplementary group");
+	T_OK(has_env(v, "HOME=/home/user"), "own ids: HOME follows "
+	     "HOME_TARGET");
+	json_decref(v);
+	profiles_free(f.p);
+}
+
 int
 main(void)
 {
 	test_escape();
 	test_spec_bind();
 	test_spec_variants();
+	test_spec_own_ids();
 	test_spec_volume();
 	test_spec_errors();
 	test_task_messages();

@@ -106,6 +106,14 @@ static const struct opt orphans_opts[] = {
 	{ NULL, NULL, NULL }
 };
 
+static const struct opt homes_chown_opts[] = {
+	{ "dry-run", NULL, "count what would change, change nothing" },
+	{ NULL, NULL, NULL }
+};
+
+static int cmd_homes_chown(struct ctl *c, const struct args *a,
+			   struct err *e);
+
 static const struct cmd cmds[] = {
 	{ "users", "list", "", "list users",
 	    "Columns: NAME ADMIN GROUPS SERVER LAST-ACTIVITY (times UTC).\n",
@@ -166,6 +174,21 @@ static const struct cmd cmds[] = {
 	    "delete those\nwith 'swarmhubctl cleanup NAME... --home "
 	    "archive|delete'.\n",
 	    orphans_opts, 0, 0, cmd_orphans },
+	{ "homes", "chown", "[NAME...]", "give each home to its user's "
+	    "owner under the current settings",
+	    "For switching an installation to SWARMHUB_HOME_UID=ldap (or "
+	    "back): re-owns each\nuser's home and everything in it "
+	    "(symlinks themselves, never their targets) to\nthe uid:gid its "
+	    "server runs as now (1000:100 by default; with ldap the\n"
+	    "directory's uidNumber/gidNumber, else a uid of "
+	    "SWARMHUB_LOCAL_UID_RANGE), then\ngives SHARED_DIR group "
+	    "HOME_GID (100) and mode 2775. NAMEs default to every\nuser. "
+	    "One line per user as it is done: [i/N] NAME: N entries -> "
+	    "uid:gid.\nA user whose server runs or is pending is skipped "
+	    "(stop it first: it keeps the\nowner it started with) and the "
+	    "exit status is 1; a user without a home is\nskipped quietly. "
+	    "--dry-run counts the entries that would change.\n",
+	    homes_chown_opts, 0, ANY, cmd_homes_chown },
 	{ "doctor", NULL, "", "check the hub and the services it needs",
 	    "Checks here that the URL answers /hub/health and that the token "
 	    "works and is an\nadmin's, then asks the hub "
@@ -177,6 +200,90 @@ static const struct cmd cmds[] = {
 	    no_opts, 0, 0, cmd_doctor },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
+
+/* ---- homes chown ---------------------------------------------------- */
+/* Re-owns one user's home: 0 done or no home, -1 reported. */
+static int
+chown_one(struct ctl *c, const char *name, size_t i, size_t n, int dry_run)
+{
+	char *path = rest_pathf(c, "/hub/api/swarmhub/chown/%s", name);
+	json_t *body = json_pack("{s:b}", "dry_run", dry_run), *out = NULL;
+	struct err e = { 0 };
+	long status = 0;
+	int rc = 0;
+
+	if (rest_call(c, "POST", path, body, &out, &status, name, &e) == 0) {
+		printf("[%zu/%zu] %s: %lld entr%s %s %lld:%lld\n", i, n, name,
+		    (long long)json_integer_value(json_object_get(out,
+		    "changed")), json_integer_value(json_object_get(out,
+		    "changed")) == 1 ? "y" : "ies", dry_run ? "would go to" :
+		    "->", (long long)json_integer_value(json_object_get(out,
+		    "uid")), (long long)json_integer_value(json_object_get(out,
+		    "gid")));
+	} else if (status == 404) {
+		printf("[%zu/%zu] %s: no home, skipped\n", i, n, name);
+	} else {
+		printf("[%zu/%zu] %s: skipped\n", i, n, name);
+		ctl_report(&e);
+		rc = -1;
+	}
+	fflush(stdout);
+	json_decref(out);
+	json_decref(body);
+	free(path);
+	return rc;
+}
+
+static int
+chown_shared(struct ctl *c, int dry_run)
+{
+	json_t *body = json_pack("{s:b}", "dry_run", dry_run), *out = NULL;
+	struct err e = { 0 };
+	long status = 0;
+	int rc = 0;
+
+	if (rest_call(c, "POST", "/hub/api/swarmhub/chown-shared", body, &out,
+		      &status, "shared directory", &e) == 0) {
+		int changed = json_integer_value(json_object_get(out,
+		    "changed")) != 0;
+
+		printf("shared %s: %s group %lld, mode 2775\n",
+		    json_str(out, "shared"), !changed ? "already" : dry_run ?
+		    "would get" : "now", (long long)json_integer_value(
+		    json_object_get(out, "gid")));
+	} else if (status != 404) {
+		ctl_report(&e);
+		rc = -1;
+	}
+	json_decref(out);
+	json_decref(body);
+	return rc;
+}
+
+static int
+cmd_homes_chown(struct ctl *c, const struct args *a, struct err *e)
+{
+	int dry_run = args_get(a, "dry-run") != NULL, failed = 0;
+	json_t *users = NULL, *u;
+	size_t i, n;
+
+	if (a->npos == 0) {
+		if (rest_get_all(c, "/hub/api/users", NULL, &users, "users",
+				 e) < 0)
+			return -1;
+		n = json_array_size(users);
+		json_array_foreach(users, i, u)
+			failed |= chown_one(c, json_str(u, "name"), i + 1, n,
+					    dry_run) < 0;
+		json_decref(users);
+	} else {
+		for (i = 0; i < a->npos; i++)
+			failed |= chown_one(c, a->pos[i], i + 1, a->npos,
+					    dry_run) < 0;
+	}
+	failed |= chown_shared(c, dry_run) < 0;
+	return failed ? CTL_REPORTED : 0;
+}
 
 static const char exit_help[] =
     "Exit status: 0 success, 1 failure (network, or an error from the hub),\n"

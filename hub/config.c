@@ -65,9 +65,10 @@ load_ldap(struct ldap_cfg *l, struct err *e)
 static int
 load_auth(struct hub_cfg *c, struct err *e)
 {
-	const char *auth, *admins, *proxies;
+	const char *auth, *admins, *proxies, *metrics;
 
 	if (str_setting("AUTH", "local", &auth, e) < 0 ||
+	    str_setting("METRICS_AUTH", "admin", &metrics, e) < 0 ||
 	    str_setting("ADMIN_USERS", "", &admins, e) < 0 ||
 	    str_setting("ADMIN_TOKEN", NULL, &c->admin_token, e) < 0 ||
 	    str_setting("TRUSTED_PROXIES", "", &proxies, e) < 0)
@@ -77,6 +78,11 @@ load_auth(struct hub_cfg *c, struct err *e)
 	else if (strcmp(auth, "local") != 0)
 		return err_set(e, ERR_INVALID, "SWARMHUB_AUTH: '%.40s' is not "
 		    "an authenticator (use local or ldap)", auth);
+	if (strcmp(metrics, "none") == 0)
+		c->metrics_open = 1;
+	else if (strcmp(metrics, "admin") != 0)
+		return err_set(e, ERR_INVALID, "SWARMHUB_METRICS_AUTH: '%.40s' "
+		    "is not admin or none", metrics);
 	if (c->admin_token && strlen(c->admin_token) < 32)
 		return err_set(e, ERR_INVALID, "SWARMHUB_ADMIN_TOKEN is shorter "
 		    "than 32 characters (make one with: openssl rand -hex 32)");

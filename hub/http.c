@@ -3,8 +3,10 @@
  * the router, sends the answer, records metrics.
  *
  * libmicrohttpd runs its own thread pool over epoll. A request body is
- * collected up to MAX_BODY_BYTES (the rest is read and dropped, and the
- * handler answers 413). Handlers fill r->status/resp; this file adds the
+ * read only once its sender may send one (a token or session, or the
+ * login form): others are answered from their headers. It is collected up
+ * to MAX_BODY_BYTES (the rest is read and dropped, and the handler answers
+ * 413). Handlers fill r->status/resp; this file adds the
  * security headers every answer carries.
  * Requests that may wait on another service (every change: the database,
  * LDAP binds, Docker, NFS; and the admin checks under /hub/api/swarmhub/)
@@ -36,6 +38,7 @@
 struct conn_ctx {
 	struct strbuf body;
 	int too_big;
+	int refused;			/* answered before its body */
 	struct req *deferred;		/* handed to a slow worker */
 	char *url;			/* its path (a copy) */
 	int done;			/* the worker answered (slow.lock) */
@@ -249,11 +252,10 @@ send_reply(struct req *r)
 	return ret;
 }
 
-/* Runs the handler and records the request. */
+/* Records the answered request (metrics, debug log). */
 static void
-dispatch(struct req *r)
+record(struct req *r)
 {
-	router_dispatch(r);
 	if (r->status == 0 && r->custom == NULL)
 		req_json_error(r, 500, "internal error: no answer");
 	metrics_observe(hub_->metrics, r->route, r->method, r->status,
@@ -261,6 +263,14 @@ dispatch(struct req *r)
 	log_event(LOG_DEBUG, "http.request", "method=%s path=%s status=%d "
 		  "us=%ld ip=%s", method_names[r->method], r->path, r->status,
 		  (long)(now_us() - r->start_us), r->ip);
+}
+
+/* Runs the handler and records the request. */
+static void
+dispatch(struct req *r)
+{
+	router_dispatch(r);
+	record(r);
 }
 
 /* Whether the handler may wait on another service (file comment). */
@@ -360,6 +370,73 @@ defer(struct conn_ctx *cc, const struct req *r, const char *url)
 	return 0;
 }
 
+/* The request says a body follows (Content-Length above 0, or chunked). */
+static int
+announces_body(struct MHD_Connection *conn)
+{
+	const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						     "Content-Length");
+
+	if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+					"Transfer-Encoding") != NULL)
+		return 1;
+	return cl != NULL && cl[strspn(cl, "0")] != '\0';
+}
+
+/*
+ * Before any of the body is read: who may send one. Only the login form is
+ * posted without credentials; anything else with a body and neither a
+ * valid token nor a session is refused at once, so an anonymous caller
+ * cannot make the hub buffer MAX_BODY_BYTES (libmicrohttpd then drops the
+ * body and closes the connection). 0: go on reading.
+ */
+static int
+refuse_anonymous_body(struct req *r)
+{
+	struct who w;
+
+	if (strcmp(r->path, "/hub/login") == 0 || !announces_body(r->conn))
+		return 0;
+	who_identify(r, &w);
+	if (w.kind != WHO_NONE)
+		return 0;
+	r->route = "refused";
+	if (strncmp(r->path, "/hub/api", 8) == 0)
+		req_json_error(r, 403, "missing or invalid credentials: send "
+			       "'Authorization: token <token>' or log in");
+	else
+		pages_error(r, 403, "Not signed in", "Sign in first, then "
+			    "send this form again.");
+	return 1;
+}
+
+static void
+req_start(struct req *r, struct MHD_Connection *conn, const char *url,
+	  const char *method)
+{
+	memset(r, 0, sizeof(*r));
+	r->hub = hub_;
+	r->conn = conn;
+	r->method = parse_method(method);
+	r->path = url;
+	r->body = "";
+	r->start_us = now_us();
+	r->route = "other";
+	sb_init(&r->headers);
+	client_address(r);
+}
+
+/* Sends r's answer and frees what it holds. */
+static enum MHD_Result
+finish(struct req *r)
+{
+	enum MHD_Result ret = send_reply(r);
+
+	sb_release(&r->headers);
+	free(r->resp);
+	return ret;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	   const char *method, const char *version, const char *upload,
@@ -375,6 +452,17 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		cc = xcalloc(1, sizeof(*cc));
 		sb_init(&cc->body);
 		*con_cls = cc;
+		req_start(&r, conn, url, method);
+		if (refuse_anonymous_body(&r)) {
+			cc->refused = 1;
+			record(&r);
+			return finish(&r);
+		}
+		sb_release(&r.headers);
+		return MHD_YES;
+	}
+	if (cc->refused) {		/* answered already: drop the rest */
+		*upload_size = 0;
 		return MHD_YES;
 	}
 	if (*upload_size) {
@@ -401,25 +489,14 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		cc->deferred = NULL;
 		return ret;
 	}
-	memset(&r, 0, sizeof(r));
-	r.hub = hub_;
-	r.conn = conn;
-	r.method = parse_method(method);
-	r.path = url;
+	req_start(&r, conn, url, method);
 	r.body = cc->body.buf ? cc->body.buf : "";
 	r.body_len = cc->body.len;
 	r.body_too_big = cc->too_big;
-	r.start_us = now_us();
-	r.route = "other";
-	sb_init(&r.headers);
-	client_address(&r);
 	if (may_wait(&r) && defer(cc, &r, url) == 0)
 		return MHD_YES;
 	dispatch(&r);
-	ret = send_reply(&r);
-	sb_release(&r.headers);
-	free(r.resp);
-	return ret;
+	return finish(&r);
 }
 
 static void

@@ -59,6 +59,7 @@ struct hub_cfg {
 	int admin_access;		/* admins may open others' servers */
 	long proxy_timeout_s;		/* upstream connect + first byte */
 	long edge_threads;
+	int metrics_open;		/* METRICS_AUTH=none */
 };
 /* Reads every SWARMHUB_* setting; -1 with a message naming the setting. */
 int hub_cfg_load(struct hub_cfg *c, struct err *e);
@@ -115,6 +116,8 @@ struct user {
 	int64_t uid, gid;		/* the directory's numbers; 0: none */
 	int64_t local_uid;		/* from LOCAL_UID_RANGE; 0: none */
 	int renaming;			/* a rename is under way: no start */
+	int64_t auth_checked_ms;	/* atomic: last directory re-check
+					 * (sessions.c); 0: none since start */
 };
 
 struct token {
@@ -296,8 +299,11 @@ int login_check(struct hub *h, const char *username, const char *password,
 		struct err *e);
 void session_cookie_header(struct req *r, const char *value, long max_age);
 void logout_session(struct hub *h, const char *session_hash);
-/* Re-checks LDAP membership of an old session: 0 keep, -1 revoke. */
-int session_recheck(struct hub *h, const char *session_hash);
+/* Starts (stops) the workers that re-check users with the directory
+ * (sessions and API tokens older than AUTH_RECHECK, one re-check per user
+ * at a time) and delete expired sessions, so that who_from never waits. */
+int sessions_start(struct hub *h, struct err *e);
+void sessions_stop(void);
 
 /* ---- rate limit of failed logins: ratelimit.h ----------------------- */
 #include "ratelimit.h"

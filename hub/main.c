@@ -221,7 +221,8 @@ start(struct hub *h, struct err *e)
 		return -1;
 	if (servers_load(h, e) < 0)
 		return -1;
-	if (http_start(h, e) < 0 || start_edge(h, e) < 0 ||
+	if (sessions_start(h, e) < 0 ||
+	    http_start(h, e) < 0 || start_edge(h, e) < 0 ||
 	    cull_start(h, e) < 0 || usage_start(h, e) < 0)
 		return -1;
 	h->started_ms = time_now_ms();
@@ -256,6 +257,7 @@ shutdown_hub(struct hub *h)
 		return;		/* workers still use the state: leave it */
 	}
 	http_stop();
+	sessions_stop();
 	spawner_free(h->spawner);
 	h->spawner = NULL;
 	if (h->store && state_flush(&h->state, h->store, &e) < 0)

@@ -173,7 +173,7 @@ logo_load(void)
 }
 
 static void
-add_nav(struct strbuf *sb, const struct who *w)
+add_nav(struct strbuf *sb, struct hub *h, const struct who *w)
 {
 	sb_adds(sb, "<nav aria-label=\"Main\"><ul>"
 		"<li><a href=\"/hub/home\">Home</a></li>"
@@ -182,8 +182,12 @@ add_nav(struct strbuf *sb, const struct who *w)
 		sb_adds(sb, "<li><a href=\"/hub/admin\">Admin</a></li>");
 	sb_adds(sb, "<li class=\"who\">");
 	sb_add_html(sb, w->name);
-	sb_adds(sb, "</li><li><a href=\"/hub/logout\">Log out</a></li>"
-		"</ul></nav>");
+	/* logging out changes state: a form, never a link */
+	sb_adds(sb, "</li><li><form class=\"logout\" method=\"post\" "
+		"action=\"/hub/logout\">");
+	pages_add_xsrf(sb, h, w);
+	sb_adds(sb, "<button type=\"submit\" class=\"link\">Log out</button>"
+		"</form></li></ul></nav>");
 }
 
 void
@@ -213,7 +217,7 @@ pages_begin(struct strbuf *sb, struct hub *h, const char *title,
 	sb_add_html(sb, h->cfg.hub_name);
 	sb_adds(sb, "</span></a>");
 	if (w && w->kind == WHO_USER)
-		add_nav(sb, w);
+		add_nav(sb, h, w);
 	sb_adds(sb, "</header><main id=\"main\"");
 	if (flags & PAGE_WIDE)
 		sb_adds(sb, " class=\"wide\"");
@@ -321,7 +325,8 @@ login_form(struct req *r, int status, const char *message,
 	snprintf(msg, sizeof(msg), "login:%s", nonce);
 	crypto_hmac_hex(r->hub->cfg.secret, msg, xsrf);
 	cookie = xasprintf("%s=%s; Path=/hub/; HttpOnly; SameSite=Lax; "
-			   "Max-Age=3600", LOGIN_COOKIE, nonce);
+			   "Max-Age=3600%s", LOGIN_COOKIE, nonce,
+			   r->https ? "; Secure" : "");
 	req_add_header(r, "Set-Cookie", cookie);
 	free(cookie);
 	sb_init(&sb);
@@ -420,16 +425,57 @@ pages_login(struct req *r)
 		login_form(r, 200, NULL, NULL, next);
 }
 
+/* GET: a page whose button posts the form (a link or an image elsewhere
+ * must not be able to sign anyone out). */
+static void
+logout_form(struct req *r, const struct who *w)
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	pages_begin(&sb, r->hub, "Log out", w, 0);
+	sb_adds(&sb, "<section class=\"card narrow\"><h1>Log out</h1><p>"
+		"Signed in as <strong>");
+	sb_add_html(&sb, w->name);
+	sb_adds(&sb, "</strong>. Your server keeps running after you log "
+		"out.</p><form method=\"post\" action=\"/hub/logout\">");
+	pages_add_xsrf(&sb, r->hub, w);
+	sb_adds(&sb, "<button type=\"submit\">Log out</button> <a "
+		"class=\"button secondary\" href=\"/hub/home\">Cancel</a>"
+		"</form></section>");
+	pages_end(r, &sb, 200);
+}
+
 void
 pages_logout(struct req *r)
 {
 	struct who w;
+	char *xsrf = NULL;
+	int signed_in;
 
 	r->route = "logout";
 	who_identify(r, &w);
-	if (w.kind == WHO_USER && w.by_cookie) {
-		logout_session(r->hub, w.session_hash);
-		hub_audit(r->hub, w.name, "logout", w.name, NULL, r->ip);
+	signed_in = w.kind == WHO_USER && w.by_cookie;
+	if (r->method == M_POST) {
+		xsrf = form_value(r->body, r->body_len, "_xsrf");
+		if (signed_in && !xsrf_ok(r, &w, xsrf)) {
+			free(xsrf);
+			pages_error(r, 403, "Form expired", "This logout form "
+				    "expired or was not sent by this site.");
+			return;
+		}
+		free(xsrf);
+		if (signed_in) {
+			logout_session(r->hub, w.session_hash);
+			hub_audit(r->hub, w.name, "logout", w.name, NULL,
+				  r->ip);
+		}
+	} else if (r->method != M_GET && r->method != M_HEAD) {
+		pages_error(r, 405, "Method not allowed", "Use the form.");
+		return;
+	} else if (signed_in) {
+		logout_form(r, &w);
+		return;
 	}
 	session_cookie_header(r, "", 0);
 	req_redirect(r, "/hub/login");

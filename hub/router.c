@@ -32,13 +32,40 @@ health(struct req *r)
 		req_json_error(r, 503, "%s", msg);
 }
 
+/* METRICS_AUTH=admin: an admin's API token or ADMIN_TOKEN (a session
+ * cookie does not do: scrapers send tokens). */
+static int
+metrics_allowed(struct req *r)
+{
+	const char *auth = req_header(r, "Authorization");
+	struct who w;
+
+	if (r->hub->cfg.metrics_open)
+		return 1;
+	who_from(r->hub, auth, NULL, &w);
+	if (w.kind != WHO_NONE && w.admin)
+		return 1;
+	if (auth == NULL) {
+		req_add_header(r, "WWW-Authenticate", "Bearer");
+		req_json_error(r, 401, "metrics need an admin's API token: "
+		    "send 'Authorization: Bearer <token>' "
+		    "(or set SWARMHUB_METRICS_AUTH=none)");
+	} else {
+		req_json_error(r, 403, "metrics need an admin's API token");
+	}
+	return 0;
+}
+
 static void
 metrics(struct req *r)
 {
 	size_t len;
-	char *text = metrics_render(r->hub, &len);
+	char *text;
 
 	r->route = "metrics";
+	if (!metrics_allowed(r))
+		return;
+	text = metrics_render(r->hub, &len);
 	req_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
 		  len);
 }

@@ -4,13 +4,26 @@
  * ratelimit.c).
  *
  * Session ids and tokens are 256-bit random values; only their SHA-256 is
- * kept (memory and database). Lookups are memory-only.
+ * kept (memory and database). Lookups are memory-only and never wait: the
+ * edge identifies callers on its event loops. What may wait (re-reading a
+ * user's groups from the directory when a session or token was last checked
+ * AUTH_RECHECK ago, deleting an expired session) is queued for BG_THREADS
+ * workers; the request meanwhile goes on with the still-valid credentials.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include "internal.h"
+
+#define BG_THREADS 2		/* directory re-checks at once */
+#define BG_QUEUE_MAX 1024	/* beyond: dropped, asked again later */
+
+/* Work that may wait on the directory or the database, done off the
+ * request threads (the edge's event loops above all). */
+enum job_kind { JOB_RECHECK, JOB_SESSION_DELETE };
+static void bg_push(enum job_kind kind, const char *key,
+		    const char *session_hash);
 
 
 /* ---- identifying a request ------------------------------------------- */
@@ -49,13 +62,39 @@ bearer(const char *auth)
 	return NULL;	/* Basic and others (a proxy in front): not ours */
 }
 
-static void
+/*
+ * Whether u's groups are due for a re-read from the directory: checked_ms
+ * is the session's last check (0 for a token). A user first seen by a token
+ * since the start has the clock start now. Caller holds the read lock.
+ */
+static int
+recheck_due(struct hub *h, struct user *u, int64_t checked_ms, int64_t now)
+{
+	int64_t user_ms = __atomic_load_n(&u->auth_checked_ms,
+					  __ATOMIC_RELAXED);
+	int64_t zero = 0;
+
+	if (h->ldap == NULL)
+		return 0;
+	if (user_ms == 0 && checked_ms == 0) {
+		__atomic_compare_exchange_n(&u->auth_checked_ms, &zero, now, 0,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+		return 0;
+	}
+	if (user_ms > checked_ms)
+		checked_ms = user_ms;
+	return now - checked_ms > h->cfg.auth_recheck_s * 1000;
+}
+
+/* 1 when the token's owner must be re-checked with the directory. */
+static int
 by_token(struct hub *h, const char *tok, struct who *w)
 {
 	char hash[65];
 	struct token *t;
 	struct user *u;
 	int64_t now = time_now_ms();
+	int recheck = 0;
 
 	while (*tok == ' ')
 		tok++;
@@ -64,7 +103,7 @@ by_token(struct hub *h, const char *tok, struct who *w)
 		w->kind = WHO_SERVICE;
 		w->admin = 1;
 		snprintf(w->name, sizeof(w->name), "admin-token");
-		return;
+		return 0;
 	}
 	pthread_rwlock_rdlock(&h->state.lock);
 	t = state_token(&h->state, hash);
@@ -75,11 +114,14 @@ by_token(struct hub *h, const char *tok, struct who *w)
 		snprintf(w->name, sizeof(w->name), "%s", u->name);
 		state_touch_token(t, now);
 		state_touch_user(u, now);
+		recheck = recheck_due(h, u, 0, now);
 	}
 	pthread_rwlock_unlock(&h->state.lock);
+	return recheck;
 }
 
-/* 1 when the session must be re-checked with the directory. */
+/* 1 when the session must be re-checked with the directory. An expired
+ * session leaves memory at once and the database in the background. */
 static int
 by_cookie(struct hub *h, const char *cookie, struct who *w)
 {
@@ -104,15 +146,23 @@ by_cookie(struct hub *h, const char *cookie, struct who *w)
 		memcpy(w->session_hash, hash, 65);
 		state_touch_session(ss, now);
 		state_touch_user(u, now);
-		recheck = h->ldap && now - ss->auth_checked_ms >
-		    h->cfg.auth_recheck_s * 1000;
+		recheck = recheck_due(h, u, ss->auth_checked_ms, now);
 	}
 	pthread_rwlock_unlock(&h->state.lock);
-	if (expired)
-		logout_session(h, hash);
+	if (expired) {
+		pthread_rwlock_wrlock(&h->state.lock);
+		state_session_remove(&h->state, hash);
+		pthread_rwlock_unlock(&h->state.lock);
+		bg_push(JOB_SESSION_DELETE, hash, NULL);
+	}
 	return recheck;
 }
 
+/*
+ * Never waits on the directory or the database (the edge calls it on its
+ * event loop): a due re-check is queued and the request goes on with the
+ * still-valid credentials; the worker's verdict applies from then on.
+ */
 void
 who_from(struct hub *h, const char *authorization, const char *cookie,
 	 struct who *w)
@@ -121,13 +171,14 @@ who_from(struct hub *h, const char *authorization, const char *cookie,
 
 	memset(w, 0, sizeof(*w));
 	if (tok != NULL) {
-		by_token(h, tok, w);
+		if (by_token(h, tok, w))
+			bg_push(JOB_RECHECK, w->name, NULL);
 		return;
 	}
 	if (cookie == NULL || strlen(cookie) != 64)
 		return;
-	if (by_cookie(h, cookie, w) && session_recheck(h, w->session_hash) < 0)
-		memset(w, 0, sizeof(*w));
+	if (by_cookie(h, cookie, w))
+		bg_push(JOB_RECHECK, w->name, w->session_hash);
 }
 
 void
@@ -390,45 +441,226 @@ out:
 	return rc;
 }
 
-int
-session_recheck(struct hub *h, const char *session_hash)
+/* ---- background work: directory re-checks, session deletes ---------- */
+struct job {
+	enum job_kind kind;
+	char key[USER_NAME_MAX + 1];	/* a user, or a session's hash */
+	char session[65];		/* JOB_RECHECK: the session that asked
+					 * ("" for a token) */
+	struct job *next;
+};
+
+/* One re-check per user at a time: a job is unique by kind and key among
+ * the queued and the running ones. */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	struct job *head, *tail;
+	struct job *running[BG_THREADS];
+	pthread_t threads[BG_THREADS];
+	int queued, nthreads, stopping;
+	struct hub *hub;
+} bg = { .lock = PTHREAD_MUTEX_INITIALIZER,
+	 .wake = PTHREAD_COND_INITIALIZER };
+
+static int
+same_job(const struct job *j, enum job_kind kind, const char *key)
+{
+	return j && j->kind == kind && strcmp(j->key, key) == 0;
+}
+
+/* Queued or running already (bg.lock held). */
+static int
+bg_has(enum job_kind kind, const char *key)
+{
+	for (struct job *j = bg.head; j; j = j->next)
+		if (same_job(j, kind, key))
+			return 1;
+	for (int i = 0; i < BG_THREADS; i++)
+		if (same_job(bg.running[i], kind, key))
+			return 1;
+	return 0;
+}
+
+static void
+bg_push(enum job_kind kind, const char *key, const char *session_hash)
+{
+	struct job *j;
+
+	pthread_mutex_lock(&bg.lock);
+	if (bg.nthreads == 0 || bg.stopping || bg.queued >= BG_QUEUE_MAX ||
+	    strlen(key) >= sizeof(j->key) || bg_has(kind, key)) {
+		pthread_mutex_unlock(&bg.lock);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->kind = kind;
+	snprintf(j->key, sizeof(j->key), "%s", key);
+	snprintf(j->session, sizeof(j->session), "%s",
+		 session_hash ? session_hash : "");
+	if (bg.tail)
+		bg.tail->next = j;
+	else
+		bg.head = j;
+	bg.tail = j;
+	bg.queued++;
+	pthread_cond_signal(&bg.wake);
+	pthread_mutex_unlock(&bg.lock);
+}
+
+/* The directory says name may no longer sign in: every session and API
+ * token of theirs ends (memory first, so nothing passes meanwhile). */
+static void
+revoke_user(struct hub *h, const char *name, const struct err *why)
+{
+	struct err e = { 0 };
+
+	log_event(LOG_WARN, "session.revoked", "user=%s err=%s", name,
+		  why->msg);
+	pthread_rwlock_wrlock(&h->state.lock);
+	state_forget_user(&h->state, name);
+	pthread_rwlock_unlock(&h->state.lock);
+	if (store_sessions_delete_user(h->store, name, &e) < 0 ||
+	    store_tokens_delete_user(h->store, name, &e) < 0)
+		log_event(LOG_WARN, "session.revoke_failed", "user=%s err=%s",
+			  name, e.msg);
+	hub_audit(h, name, "session.revoked", name,
+		  "{\"reason\": \"directory\"}", "");
+}
+
+static void
+set_checked(struct hub *h, const char *name, const char *session,
+	    int64_t ms)
+{
+	struct user *u;
+	struct session *ss;
+
+	pthread_rwlock_wrlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	if (u)
+		__atomic_store_n(&u->auth_checked_ms, ms, __ATOMIC_RELAXED);
+	ss = *session ? state_session(&h->state, session) : NULL;
+	if (ss)
+		ss->auth_checked_ms = ms;
+	pthread_rwlock_unlock(&h->state.lock);
+}
+
+/* Re-reads name's groups (admin rights follow them); a user who left the
+ * directory or the allowed groups is revoked. A directory that does not
+ * answer is asked again in a minute. */
+static void
+recheck_user(struct hub *h, const char *name, const char *session)
 {
 	struct auth_user au;
 	struct err e = { 0 };
-	struct session *ss;
-	char name[USER_NAME_MAX + 1] = "";
 	int64_t now = time_now_ms();
+	int rc;
 
-	pthread_rwlock_rdlock(&h->state.lock);
-	ss = state_session(&h->state, session_hash);
-	if (ss)
-		snprintf(name, sizeof(name), "%s", ss->user);
-	pthread_rwlock_unlock(&h->state.lock);
-	if (!*name || h->ldap == NULL)
-		return 0;
 	memset(&au, 0, sizeof(au));
-	if (auth_ldap_lookup(h->ldap, name, &au, &e) == 0) {
-		int rc = sync_user(h, name, &au, &e);
-
+	rc = auth_ldap_lookup(h->ldap, name, &au, &e);
+	if (rc < 0 && (e.code == ERR_FORBIDDEN || e.code == ERR_NOTFOUND)) {
+		revoke_user(h, name, &e);
+		return;
+	}
+	if (rc == 0) {
+		rc = sync_user(h, name, &au, &e);
 		auth_user_release(&au);
-		if (rc == 0)
-			store_session_set_checked(h->store, session_hash, now,
-						  &e);
-	} else if (e.code == ERR_FORBIDDEN || e.code == ERR_NOTFOUND) {
-		log_event(LOG_WARN, "session.revoked", "user=%s err=%s", name,
-			  e.msg);
-		hub_audit(h, name, "session.revoked", name, NULL, "");
-		logout_session(h, session_hash);
-		return -1;
-	} else {
+	}
+	if (rc == 0 && *session)
+		store_session_set_checked(h->store, session, now, &e);
+	if (rc < 0) {
 		log_event(LOG_WARN, "session.recheck_failed", "user=%s err=%s",
 			  name, e.msg);
-		now -= h->cfg.auth_recheck_s * 1000 - 60000; /* retry in 1 min */
+		now -= h->cfg.auth_recheck_s * 1000 - 60000;
 	}
-	pthread_rwlock_wrlock(&h->state.lock);
-	ss = state_session(&h->state, session_hash);
-	if (ss)
-		ss->auth_checked_ms = now;
-	pthread_rwlock_unlock(&h->state.lock);
+	set_checked(h, name, session, now);
+}
+
+static void
+bg_run(struct hub *h, const struct job *j)
+{
+	struct err e = { 0 };
+
+	if (j->kind == JOB_RECHECK) {
+		if (h->ldap)
+			recheck_user(h, j->key, j->session);
+		return;
+	}
+	if (store_session_delete(h->store, j->key, &e) < 0 &&
+	    e.code != ERR_NOTFOUND)
+		log_event(LOG_WARN, "session.delete_failed", "err=%s", e.msg);
+}
+
+static void *
+bg_worker(void *arg)
+{
+	int slot = (int)(intptr_t)arg;
+
+	pthread_mutex_lock(&bg.lock);
+	for (;;) {
+		struct job *j;
+
+		while (bg.head == NULL && !bg.stopping)
+			pthread_cond_wait(&bg.wake, &bg.lock);
+		if (bg.stopping)
+			break;
+		j = bg.head;
+		bg.head = j->next;
+		if (bg.head == NULL)
+			bg.tail = NULL;
+		bg.queued--;
+		bg.running[slot] = j;
+		pthread_mutex_unlock(&bg.lock);
+		bg_run(bg.hub, j);
+		pthread_mutex_lock(&bg.lock);
+		bg.running[slot] = NULL;
+		free(j);
+	}
+	pthread_mutex_unlock(&bg.lock);
+	return NULL;
+}
+
+int
+sessions_start(struct hub *h, struct err *e)
+{
+	pthread_attr_t attr;
+
+	bg.hub = h;
+	bg.stopping = 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_mutex_lock(&bg.lock);
+	while (bg.nthreads < BG_THREADS &&
+	       pthread_create(&bg.threads[bg.nthreads], &attr, bg_worker,
+			      (void *)(intptr_t)bg.nthreads) == 0)
+		bg.nthreads++;
+	pthread_mutex_unlock(&bg.lock);
+	pthread_attr_destroy(&attr);
+	if (bg.nthreads == 0)
+		return err_set(e, ERR_INTERNAL, "cannot start the re-check "
+			       "threads");
 	return 0;
+}
+
+void
+sessions_stop(void)
+{
+	int n;
+
+	pthread_mutex_lock(&bg.lock);
+	bg.stopping = 1;
+	n = bg.nthreads;
+	pthread_cond_broadcast(&bg.wake);
+	pthread_mutex_unlock(&bg.lock);
+	for (int i = 0; i < n; i++)
+		pthread_join(bg.threads[i], NULL);
+	bg.nthreads = 0;
+	while (bg.head) {	/* what was not done is asked again later */
+		struct job *j = bg.head;
+
+		bg.head = j->next;
+		free(j);
+	}
+	bg.tail = NULL;
+	bg.queued = 0;
 }

@@ -256,11 +256,10 @@ request_headers(struct h1_request *rq)
 		return 0;
 	if (nte > 1 || ncl || rq->http10)
 		return 400;
-	if (val_is(te->v, te->vl, "chunked")) {
-		rq->mode = H1_CHUNKED;
-		return 0;
-	}
-	return coding_list(te->v, te->vl) ? 501 : 400;
+	if (!val_is(te->v, te->vl, "chunked"))
+		return 400;	/* any other coding: refused as ambiguous */
+	rq->mode = H1_CHUNKED;
+	return 0;
 }
 
 /* "http://authority/path?q" -> "/path?q" in place; NULL if malformed. */

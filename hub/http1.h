@@ -73,8 +73,10 @@ long h1_head_end(const char *p, size_t n, size_t *scan);
  * Parses a complete request head p[0, n) (as h1_head_end measured it),
  * in place: NUL-terminates method, target and header values. An
  * absolute-form target is rewritten to its origin-form. Returns 0, or the
- * HTTP status to answer (400, 431 too many headers, 501 an unsupported
- * transfer coding, 505 an unknown version); rq is undefined then.
+ * HTTP status to answer (400, 431 too many headers, 505 an unknown
+ * version); rq is undefined then. A Transfer-Encoding other than exactly
+ * "chunked" (even a valid "gzip, chunked") is 400: the edge forwards no
+ * coding it does not frame itself.
  */
 int h1_parse_request(char *p, size_t n, struct h1_request *rq);
 

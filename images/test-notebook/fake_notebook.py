@@ -122,8 +122,27 @@ class Handler(BaseHTTPRequestHandler):
         return query.get("token", [None])[0] == token
 
     def read_body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self.read_chunked()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n > 0 else b""
+
+    def read_chunked(self):
+        """Strict: the hub's edge re-frames chunked bodies (no extensions,
+        no trailers); anything else is a framing error here."""
+        body = b""
+        while True:
+            line = self.rfile.readline(64)
+            if not line.endswith(b"\r\n"):
+                raise ValueError("bad chunk size line %r" % line)
+            size = int(line[:-2], 16)
+            if size == 0:
+                if self.rfile.readline(4) != b"\r\n":
+                    raise ValueError("trailer after the last chunk")
+                return body
+            body += self.rfile.read(size)
+            if self.rfile.read(2) != b"\r\n":
+                raise ValueError("chunk not ended by CRLF")
 
     def handle_any(self):
         url = urllib.parse.urlsplit(self.path)
@@ -149,6 +168,13 @@ class Handler(BaseHTTPRequestHandler):
                 "method": self.command, "path": self.path,
                 "headers": {k: v for k, v in self.headers.items()},
                 "body_bytes": len(body)})
+        if sub == "set-cookie":     # the edge keeps the hub's cookies
+            self.send_response(200)
+            for name in query.get("name", []):
+                self.send_header("Set-Cookie", "%s=from-server; Path=/" % name)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if sub == "static-1k":
             return self.send_body(200, STATIC_1K, "text/plain")
         if sub == "write":

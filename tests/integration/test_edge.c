@@ -1104,8 +1104,8 @@ test_bad_requests(void)
 	T_OK(get_status("POST /up/echo HTTP/1.1\r\nHost: h\r\nContent-Length: "
 			"-1\r\n\r\n") == 400, "negative Content-Length: 400");
 	T_OK(get_status("POST /up/echo HTTP/1.1\r\nHost: h\r\nTransfer-"
-			"Encoding: gzip, chunked\r\n\r\n") == 501,
-	     "unsupported Transfer-Encoding: 501");
+			"Encoding: gzip, chunked\r\n\r\n") == 400,
+	     "a coding other than chunked: 400");
 	T_OK(get_status("GET / HTTP/2.0\r\nHost: h\r\n\r\n") == 505,
 	     "HTTP/2.0 request line: 505");
 	n = snprintf(big, sizeof(big), "GET /up/hello HTTP/1.1\r\nHost: h\r\n"
@@ -1283,6 +1283,72 @@ test_slow_client(void)
 	close(fd);
 }
 
+/* Waits up to ms for the edge to close fd (reading and dropping data);
+ * returns how long it took, -1 if it stayed open. */
+static long
+closed_within(int fd, long ms)
+{
+	long t0 = (long)time_mono_ms();
+	struct pollfd p = { fd, POLLIN, 0 };
+	char buf[65536];
+
+	while ((long)time_mono_ms() - t0 < ms) {
+		ssize_t n;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0)
+			return (long)time_mono_ms() - t0;
+	}
+	return -1;
+}
+
+/* Runs with CLIENT_IDLE_TIMEOUT and WEBSOCKET_IDLE_TIMEOUT of 1 s. */
+static void
+test_client_timeouts(void)
+{
+	struct rd r;
+	struct edge_stats st0, st1;
+	char req[160];
+	long took, w;
+	int fd, rcv = 4096;
+
+	msleep(200);
+	edge_get_stats(&st0);
+	fd = cli_open(NULL);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
+	snprintf(req, sizeof(req), "GET /up/big?%ld HTTP/1.1\r\nHost: h\r\n"
+		 "\r\n", 200L * 1024 * 1024);
+	write_all(fd, req, strlen(req));
+	msleep(3000);
+	edge_get_stats(&st1);
+	w = SH->big_written;
+	msleep(500);
+	T_OK(st1.connections_open == st0.connections_open &&
+	     SH->big_written == w && w < 100L * 1024 * 1024,
+	     "a client that stopped reading is closed, its upstream too (open "
+	     "%llu -> %llu, %ld bytes sent up)",
+	     (unsigned long long)st0.connections_open,
+	     (unsigned long long)st1.connections_open, w);
+	close(fd);
+	fd = cli_open(NULL);
+	write_all(fd, "POST /up/echo HTTP/1.1\r\nHost: h\r\nContent-Length: "
+		  "100\r\n\r\nabc", 56);
+	took = closed_within(fd, 5000);
+	T_OK(took >= 500 && took < 4000, "a client stalled in its body is "
+	     "closed after the idle timeout (%ld ms)", took);
+	close(fd);
+	fd = ws_open(&r, "/up/ws");
+	T_OK(fd >= 0, "WebSocket for the idle timeout");
+	if (fd >= 0) {
+		took = closed_within(fd, 5000);
+		T_OK(took >= 500 && took < 4000, "an idle WebSocket is closed "
+		     "after WEBSOCKET_IDLE_TIMEOUT (%ld ms)", took);
+		close(fd);
+	}
+}
+
 static void
 test_idle_websockets(int cmd, int ans)
 {
@@ -1438,6 +1504,14 @@ main(void)
 		test_slow_client();
 		test_idle_websockets(cmd[1], ans[0]);
 		edge_stop();
+		cfg.idle_timeout_ms = 1000;
+		cfg.websocket_idle_timeout_ms = 1000;
+		if (edge_start(&cfg, &hooks, &e) == 0) {
+			test_client_timeouts();
+			edge_stop();
+		} else {
+			T_OK(0, "edge restarts: %s", e.msg);
+		}
 	}
 	close(cmd[1]);
 	close(ans[0]);

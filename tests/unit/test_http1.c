@@ -44,7 +44,7 @@ static const struct row smuggling[] = {
 	  "Transfer-Encoding: identity\r\n\r\n", 400 },
 	{ "TE.TE: xchunked",
 	  "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n",
-	  501 },
+	  400 },
 	{ "TE.TE: chunked with a trailing comma",
 	  "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked,\r\n\r\n",
 	  400 },
@@ -59,7 +59,7 @@ static const struct row smuggling[] = {
 	  400 },
 	{ "TE.TE: gzip, chunked (valid but unsupported)",
 	  "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n"
-	  "\r\n", 501 },
+	  "\r\n", 400 },
 	{ "Transfer-Encoding in HTTP/1.0",
 	  "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400 },
 	{ "duplicate Content-Length, same value",

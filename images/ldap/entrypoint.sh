@@ -106,11 +106,13 @@ if [ "${fresh:-0}" = 1 ]; then
 	printf 'dn: ou=Groups,%s\nobjectClass: organizationalUnit\nou: Groups\n\n' "$SUFFIX"
 	printf 'dn: cn=reader,%s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n' "$SUFFIX" "$(slappasswd -s readerpw)"
 	person alice 1001 alicepw; person bob 1002 bobpw; person carol 1003 carolpw
+	# grace: no uidNumber/gidNumber (HOME_UID=ldap gives her a local uid)
+	printf 'dn: uid=grace,%s\nobjectClass: inetOrgPerson\nuid: grace\ncn: grace\nsn: grace\nmail: grace@example.com\nuserPassword: %s\n\n' "$P" "$(slappasswd -s gracepw)"
 	printf 'dn: cn=datascience,ou=Groups,%s\nobjectClass: groupOfNames\ncn: datascience\nmember: uid=alice,%s\nmember: uid=bob,%s\n\n' "$SUFFIX" "$P" "$P"
 	printf 'dn: cn=hub-admins,ou=Groups,%s\nobjectClass: groupOfNames\ncn: hub-admins\nmember: uid=carol,%s\n\n' "$SUFFIX" "$P"
 	} >$D/data.ldif
 	ldapadd -x -H ldap://127.0.0.1 -D "$ROOTDN" -w "$ROOTPW" -f $D/data.ldif >/dev/null
-	echo "ldap-entrypoint: test directory loaded (alice, bob, carol)" >&2
+	echo "ldap-entrypoint: test directory loaded (alice, bob, carol, grace)" >&2
 fi
 echo "ldap-entrypoint: ready" >&2
 wait $pid

@@ -136,7 +136,7 @@ EOF
 	    die "slapadd of cn=config failed"
 }
 
-person() {	# uid uidNumber password
+person() {	# uid uidNumber password [gidNumber (100)]
 	local lower
 	lower=$(printf %s "$1" | tr '[:upper:]' '[:lower:]')
 	cat <<EOF
@@ -148,7 +148,7 @@ cn: $1
 sn: $1
 mail: $lower@example.com
 uidNumber: $2
-gidNumber: 100
+gidNumber: ${4:-100}
 homeDirectory: /home/$1
 loginShell: /bin/bash
 userPassword: $(slappasswd -s "$3")
@@ -184,10 +184,20 @@ EOF
 		person alice 1001 alicepw
 		person bob 1002 bobpw
 		person carol 1003 carolpw
-		person dave 1004 davepw
+		person dave 1004 davepw 1004
 		person erin 1005 "p@ss w0rd'\"\\*()"
 		person Frank 1006 frankpw
+		# grace has no posixAccount (no uidNumber, no gidNumber): with
+		# HOME_UID=ldap she gets a uid of LOCAL_UID_RANGE
 		cat <<EOF
+dn: uid=grace,ou=People,$SUFFIX
+objectClass: inetOrgPerson
+uid: grace
+cn: grace
+sn: grace
+mail: grace@example.com
+userPassword: $(slappasswd -s gracepw)
+
 dn: cn=datascience,ou=Groups,$SUFFIX
 objectClass: groupOfNames
 cn: datascience

@@ -205,6 +205,20 @@ load_cull(struct hub_cfg *c, struct err *e)
 	return 0;
 }
 
+/* Connection caps and client timeouts of the edge (0 caps: automatic). */
+static int
+load_edge_limits(struct hub_cfg *c, struct err *e)
+{
+	return cfg_long("MAX_CONNECTIONS", 0, 0, 1000000,
+			&c->max_connections, e) |
+	       cfg_long("MAX_CONNECTIONS_PER_ADDRESS", 500, 0, 1000000,
+			&c->max_connections_per_address, e) |
+	       cfg_duration("CLIENT_IDLE_TIMEOUT", 75,
+			    &c->client_idle_timeout_s, e) |
+	       cfg_duration("WEBSOCKET_IDLE_TIMEOUT", 3600,
+			    &c->websocket_idle_timeout_s, e);
+}
+
 static int
 load_spawn(struct hub_cfg *c, struct err *e)
 {
@@ -244,7 +258,8 @@ load_spawn(struct hub_cfg *c, struct err *e)
 	return load_cull(c, e) |
 	       cfg_bool("ADMIN_ACCESS", 0, &c->admin_access, e) |
 	       cfg_duration("PROXY_TIMEOUT", 120, &c->proxy_timeout_s, e) |
-	       cfg_long("EDGE_THREADS", 2, 1, 64, &c->edge_threads, e);
+	       cfg_long("EDGE_THREADS", 2, 1, 64, &c->edge_threads, e) |
+	       load_edge_limits(c, e);
 }
 
 int

@@ -158,29 +158,18 @@ parse_method(const char *m)
 	return M_OTHER;
 }
 
-static int
-trusted(struct hub *h, const char *ip)
-{
-	for (char **p = h->cfg.trusted_proxies; p && *p; p++)
-		if (strcmp(*p, ip) == 0 || strcmp(*p, "*") == 0)
-			return 1;
-	return 0;
-}
-
 /*
- * The client's address. Behind the edge (a unix-socket peer) the address is
- * in X-Forwarded-For, where each proxy appended the address it was called
- * from: walk it from the right past the trusted proxies (TRUSTED_PROXIES);
- * the first other entry is the client. The edge sets X-Forwarded-Proto
- * only from a trusted proxy's word.
+ * The client's address. Behind the edge (a unix-socket peer) it is in
+ * X-Real-IP, which the edge always writes itself: the right-most
+ * X-Forwarded-For entry not written by a trusted proxy (TRUSTED_PROXIES),
+ * never what a client wrote. The edge's own hop never counts. The edge
+ * sets X-Forwarded-Proto only from a trusted proxy's word.
  */
 static void
 client_address(struct req *r)
 {
 	const union MHD_ConnectionInfo *ci;
-	const char *xff, *proto;
-	char **parts;
-	size_t n;
+	const char *real, *proto;
 
 	r->ip[0] = '\0';
 	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -189,14 +178,8 @@ client_address(struct req *r)
 		    ci->client_addr)->sin_addr, r->ip, sizeof(r->ip));
 	if (ci && ci->client_addr && ci->client_addr->sa_family != AF_UNIX)
 		return;		/* not through the edge: take the peer */
-	xff = req_header(r, "X-Forwarded-For");
-	parts = str_split(xff ? xff : "", ',', &n);
-	for (size_t i = n; i > 0; i--) {
-		snprintf(r->ip, sizeof(r->ip), "%s", parts[i - 1]);
-		if (!trusted(r->hub, parts[i - 1]))
-			break;
-	}
-	strv_free(parts);
+	real = req_header(r, "X-Real-IP");
+	snprintf(r->ip, sizeof(r->ip), "%s", real ? real : "");
 	proto = req_header(r, "X-Forwarded-Proto");
 	r->https = proto && strcasecmp(proto, "https") == 0;
 }

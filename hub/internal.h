@@ -59,6 +59,9 @@ struct hub_cfg {
 	int admin_access;		/* admins may open others' servers */
 	long proxy_timeout_s;		/* upstream connect + first byte */
 	long edge_threads;
+	long max_connections;		/* 0: what the fd limit fits */
+	long max_connections_per_address;
+	long client_idle_timeout_s, websocket_idle_timeout_s;
 	int metrics_open;		/* METRICS_AUTH=none */
 };
 /* Reads every SWARMHUB_* setting; -1 with a message naming the setting. */

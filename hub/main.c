@@ -173,16 +173,27 @@ background(void *arg)
 	return NULL;
 }
 
+/* The hub's own cookies: users' servers may not set them. ("_xsrf" is
+ * Jupyter's too, under its own path; the hub's is bound to the session.) */
+static const char *const hub_cookies[] = { SESSION_COOKIE, "swarmhub-login",
+	NULL };
+
 static int
 start_edge(struct hub *h, struct err *e)
 {
 	struct edge_cfg c = {
 		.listen = h->cfg.listen,
 		.threads = (int)h->cfg.edge_threads,
-		.idle_timeout_ms = 75000,
+		.idle_timeout_ms = h->cfg.client_idle_timeout_s * 1000,
+		.websocket_idle_timeout_ms =
+		    h->cfg.websocket_idle_timeout_s * 1000,
 		.header_timeout_ms = 30000,
 		.max_header_bytes = 16384,
+		.max_connections = h->cfg.max_connections,
+		.max_connections_per_address =
+		    h->cfg.max_connections_per_address,
 		.trusted_proxies = (const char *const *)h->cfg.trusted_proxies,
+		.protected_cookies = hub_cookies,
 	};
 	struct edge_hooks hooks = {
 		route_request, route_activity, route_upstream_failed,

@@ -618,7 +618,8 @@ def test_server_endpoints_answer_cleanly(local_hub, method, path):
 
 def test_metrics_prometheus(local_hub):
     local_hub.api("GET", "/user")
-    r = local_hub.get("/hub/metrics")
+    r = local_hub.get("/hub/metrics", headers={
+        "Authorization": f"token {local_hub.admin_token}"})
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
     text = r.text

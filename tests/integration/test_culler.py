@@ -158,7 +158,8 @@ def server(hub, name):
 
 
 def culled_total(hub, reason):
-    r = hub.get("/hub/metrics")
+    r = hub.get("/hub/metrics",
+                headers={"Authorization": f"token {hub.admin_token}"})
     assert r.status_code == 200
     m = re.search(r'^jupyterhub_culled_total\{reason="%s"\} ([0-9.e+]+)$'
                   % reason, r.text, re.M)

@@ -212,7 +212,10 @@ chown_one(struct ctl *c, const char *name, size_t i, size_t n, int dry_run)
 	long status = 0;
 	int rc = 0;
 
-	if (rest_call(c, "POST", path, body, &out, &status, name, &e) == 0) {
+	if (rest_call(c, "POST", path, body, &out, &status, name, &e) == 0 &&
+	    c->json) {
+		json_print(out);
+	} else if (status / 100 == 2) {
 		printf("[%zu/%zu] %s: %lld entr%s %s %lld:%lld\n", i, n, name,
 		    (long long)json_integer_value(json_object_get(out,
 		    "changed")), json_integer_value(json_object_get(out,
@@ -243,7 +246,9 @@ chown_shared(struct ctl *c, int dry_run)
 	int rc = 0;
 
 	if (rest_call(c, "POST", "/hub/api/swarmhub/chown-shared", body, &out,
-		      &status, "shared directory", &e) == 0) {
+		      &status, "shared directory", &e) == 0 && c->json) {
+		json_print(out);
+	} else if (status / 100 == 2) {
 		int changed = json_integer_value(json_object_get(out,
 		    "changed")) != 0;
 

@@ -164,6 +164,10 @@ def test_homes_chown_dry_run_then_real(iso_hub):
     assert r.returncode == 0, r.stderr
     assert f"{name}: 0 entries ->" in r.stdout, r.stdout
     assert f"{other}: no home, skipped" in r.stdout, r.stdout
+    r = ctl(hub, "--json", "homes", "chown", "--dry-run", name)
+    assert r.returncode == 0, r.stderr
+    assert '"changed": 0' in r.stdout and f'"uid": {uid}' in r.stdout, \
+        r.stdout
 
 
 def test_homes_chown_skips_a_running_server(iso_hub):

@@ -26,7 +26,7 @@ UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 INTEG_BIN   = $(INTEG_SRC:tests/integration/%.c=$(B)/tests/%)
 
 .PHONY: up down all tests-bin deps test test-unit test-integration asan valgrind bench run \
-        check-deps fuzz clean
+        check-deps fuzz clean soak
 all: $(BIN)/swarmhub $(BIN)/swarmhubctl
 
 $(B)/%.o: %.c
@@ -86,6 +86,12 @@ valgrind: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@tests/bench/run.sh
+
+# The soak test (tests/soak/): not part of make test; SOAK_MINUTES,
+# SOAK_USERS, SOAK_RESTART_DOCKERD=0 (see tests/soak/run.sh).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@SOAK_HUB_BIN=$(abspath $(BIN))/swarmhub tests/soak/run.sh
 
 # Deploy the stack on this swarm (compose/docker-compose.yml) / remove it.
 up:

@@ -112,8 +112,10 @@ def test_browser_local_login(browser, local_hub):
     assert status == 201
     # logging out lands on the login page; home then asks to sign in again
     # (a form button: GET /hub/logout only shows a form)
+    from selenium.webdriver.support.ui import WebDriverWait
     browser.find_element(By.CSS_SELECTOR, "nav form.logout button").click()
-    assert urlsplit(browser.current_url).path == "/hub/login"
+    WebDriverWait(browser, 15).until(
+        lambda d: urlsplit(d.current_url).path == "/hub/login")
     browser.get(local_hub.url + "/hub/home")
     assert urlsplit(browser.current_url).path == "/hub/login"
 

@@ -7,7 +7,9 @@ black hole: new connections are accepted and never answered. After a login
 the directory goes silent and AUTH_RECHECK comes due: the re-check waits
 LDAP_TIMEOUT in the background while requests through the edge (decided on
 its event loops: /user/<name>/...) and to the hub's own pages go on at
-once with the still-valid session or token.
+once with the still-valid session or token. With Docker (tests/run.sh
+starts it), WebSocket round trips to a user's server (the fake notebook's
+ws-echo) on the same edge thread stay fast too.
 """
 import os
 import socket
@@ -15,11 +17,14 @@ import threading
 import time
 import urllib.parse
 
+import pytest
 import requests
 
-from conftest import cookie_api, ldap_env, login_ok, need_ldap
+from conftest import (PID, cookie_api, ldap_env, login_ok, need_ldap,
+                      need_postgres, skipped)
 
 LDAP_TIMEOUT = 4
+HUB_ID = f"sd{PID}x"
 
 
 class Forwarder:
@@ -142,3 +147,95 @@ def test_requests_stay_fast_while_the_directory_hangs(start_hub):
     finally:
         fwd.hole = False
         fwd.close()
+
+
+# ---- WebSocket round trips to a user's server (Docker) ---------------------
+
+def need_docker():
+    need_postgres()
+    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
+        if skipped("docker"):
+            pytest.skip("SWARMHUB_TEST_SKIP=docker")
+        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
+                    "'tests/services/docker.sh start' and export what it "
+                    "prints (tests/run.sh does this), or set "
+                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
+    try:
+        import websocket  # noqa: F401  python3-websocket
+    except ImportError:
+        pytest.fail("python3-websocket is missing (scripts/deps.sh)",
+                    pytrace=False)
+
+
+def remove_services():
+    import test_spawn
+    st, v = test_spawn.docker("GET", "/services?filters=" + test_spawn.filters(
+        label=[f"swarmhub.hub={HUB_ID}"]))
+    for svc in v if st == 200 else []:
+        test_spawn.docker("DELETE", f"/services/{svc['ID']}")
+
+
+def test_websockets_stay_fast_while_the_directory_hangs(start_hub, tmp_path):
+    need_ldap()
+    need_docker()
+    from test_proxy import wait_ready, write_profiles, ws_connect
+    homes = tmp_path / "homes"
+    homes.mkdir()
+    fwd = Forwarder(*slapd())
+    try:
+        env = ldap_env(
+            SWARMHUB_LDAP_URI=f"ldap://127.0.0.1:{fwd.port}",
+            SWARMHUB_LDAP_ALLOWED_GROUPS="datascience",
+            SWARMHUB_AUTH_RECHECK="1s",
+            SWARMHUB_LDAP_TIMEOUT=str(LDAP_TIMEOUT),
+            SWARMHUB_EDGE_THREADS="1")
+        env.update({
+            "SWARMHUB_NETWORK": os.environ["SWARMHUB_TEST_DOCKER_NETWORK"],
+            "SWARMHUB_CONNECT": "gwbridge",
+            "SWARMHUB_HUB_ID": HUB_ID,
+            "SWARMHUB_SERVICE_NAME_TEMPLATE": f"sd{PID}-{{user}}",
+            "SWARMHUB_PROFILES": write_profiles(tmp_path / "profiles.json"),
+            "SWARMHUB_START_TIMEOUT": "30",
+            "SWARMHUB_HTTP_TIMEOUT": "60",
+            "SWARMHUB_HOME": str(homes),
+            "SWARMHUB_HOME_UID": str(os.getuid()),
+            "SWARMHUB_HOME_GID": str(os.getgid()),
+        })
+        hub = start_hub("slow-directory-ws", env=env)
+        s = login_ok(hub, "alice", "alicepw")
+        r = hub.api("POST", "/users/alice/server",
+                    json={"image": "tiny", "cpu": 0.2, "mem_gb": 0.25})
+        assert r.status_code in (201, 202), (r.status_code, r.text)
+        wait_ready(hub, "alice")
+        cookie = ["Cookie: swarmhub-session=" +
+                  s.cookies.get("swarmhub-session")]
+        ws = ws_connect(hub, "/user/alice/ws-echo", cookie)
+        fwd.hole = True
+        time.sleep(1.5)  # alice's session is due for a re-check
+        worst, n = 0.0, 0
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < LDAP_TIMEOUT + 1:
+                t = time.monotonic()
+                ws.send(f"ping {n}")
+                assert ws.recv() == f"ping {n}"
+                # a new upgrade and a request, each identified on the
+                # edge's one thread while the re-check waits
+                ws2 = ws_connect(hub, "/user/alice/ws-echo", cookie)
+                ws2.send("new")
+                assert ws2.recv() == "new"
+                ws2.close()
+                r = s.get(hub.url + "/user/alice/api/status", timeout=10)
+                assert r.status_code == 200, r.text[:300]
+                worst = max(worst, time.monotonic() - t)
+                n += 1
+        finally:
+            ws.close()
+        assert worst < 1.0, f"slowest of {n} rounds: {worst:.2f} s"
+        assert len(fwd.held) == 1, len(fwd.held)
+        r = hub.api("DELETE", "/users/alice/server")
+        assert r.status_code in (202, 204), (r.status_code, r.text)
+    finally:
+        fwd.hole = False
+        fwd.close()
+        remove_services()

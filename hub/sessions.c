@@ -545,6 +545,17 @@ set_checked(struct hub *h, const char *name, const char *session,
 	pthread_rwlock_unlock(&h->state.lock);
 }
 
+static int
+still_known(struct hub *h, const char *name)
+{
+	int known;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	known = state_user(&h->state, name) != NULL;
+	pthread_rwlock_unlock(&h->state.lock);
+	return known;
+}
+
 /* Re-reads name's groups (admin rights follow them); a user who left the
  * directory or the allowed groups is revoked. A directory that does not
  * answer is asked again in a minute. */
@@ -563,7 +574,8 @@ recheck_user(struct hub *h, const char *name, const char *session)
 		return;
 	}
 	if (rc == 0) {
-		rc = sync_user(h, name, &au, &e);
+		/* deleted while the directory was asked: not brought back */
+		rc = still_known(h, name) ? sync_user(h, name, &au, &e) : 0;
 		auth_user_release(&au);
 	}
 	if (rc == 0 && *session)

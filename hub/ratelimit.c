@@ -358,21 +358,32 @@ find_live(struct ratelimit *rl, const char *key, uint64_t hash,
 	return en;
 }
 
+/* The wait for key, with the lock held; *out is its live entry or NULL. */
+static long
+wait_locked(struct ratelimit *rl, const char *cut, uint64_t hash,
+	    int64_t now_ms, struct rl_entry **out)
+{
+	struct rl_entry *en = find_live(rl, cut, hash, now_ms);
+
+	*out = en;
+	if (en && en->failures >= en->limit)
+		return seconds_left(rl, en->start_ms, now_ms);
+	if (en == NULL && rl->overflow_failures >= rl->max_failures &&
+	    !expired(rl, rl->overflow_start_ms, now_ms))
+		return seconds_left(rl, rl->overflow_start_ms, now_ms);
+	return 0;
+}
+
 long
 ratelimit_wait(struct ratelimit *rl, const char *key, int64_t now_ms)
 {
 	char cut[RL_KEY_MAX + 1];
 	struct rl_entry *en;
-	long wait = 0;
+	long wait;
 
 	snprintf(cut, sizeof(cut), "%s", key);
 	pthread_mutex_lock(&rl->lock);
-	en = find_live(rl, cut, hash_key(rl, cut), now_ms);
-	if (en && en->failures >= en->limit)
-		wait = seconds_left(rl, en->start_ms, now_ms);
-	else if (en == NULL && rl->overflow_failures >= rl->max_failures &&
-		 !expired(rl, rl->overflow_start_ms, now_ms))
-		wait = seconds_left(rl, rl->overflow_start_ms, now_ms);
+	wait = wait_locked(rl, cut, hash_key(rl, cut), now_ms, &en);
 	pthread_mutex_unlock(&rl->lock);
 	return wait;
 }
@@ -388,17 +399,11 @@ overflow_fail(struct ratelimit *rl, int64_t now_ms)
 	rl->overflow_failures++;
 }
 
-void
-ratelimit_fail(struct ratelimit *rl, const char *key, int64_t now_ms)
+/* Counts one failure for key (whose live entry is en or NULL). */
+static void
+fail_locked(struct ratelimit *rl, const char *cut, uint64_t hash,
+	    struct rl_entry *en, int64_t now_ms)
 {
-	char cut[RL_KEY_MAX + 1];
-	uint64_t hash;
-	struct rl_entry *en;
-
-	snprintf(cut, sizeof(cut), "%s", key);
-	hash = hash_key(rl, cut);
-	pthread_mutex_lock(&rl->lock);
-	en = find_live(rl, cut, hash, now_ms);
 	if (en == NULL && make_room(rl) == 0)
 		en = insert(rl, cut, hash, now_ms);
 	if (en) {
@@ -406,6 +411,54 @@ ratelimit_fail(struct ratelimit *rl, const char *key, int64_t now_ms)
 		heap_fix(rl, en->heap_at);
 	} else {
 		overflow_fail(rl, now_ms);
+	}
+}
+
+void
+ratelimit_fail(struct ratelimit *rl, const char *key, int64_t now_ms)
+{
+	char cut[RL_KEY_MAX + 1];
+	uint64_t hash;
+
+	snprintf(cut, sizeof(cut), "%s", key);
+	hash = hash_key(rl, cut);
+	pthread_mutex_lock(&rl->lock);
+	fail_locked(rl, cut, hash, find_live(rl, cut, hash, now_ms), now_ms);
+	pthread_mutex_unlock(&rl->lock);
+}
+
+long
+ratelimit_take(struct ratelimit *rl, const char *key, int64_t now_ms)
+{
+	char cut[RL_KEY_MAX + 1];
+	struct rl_entry *en;
+	uint64_t hash;
+	long wait;
+
+	snprintf(cut, sizeof(cut), "%s", key);
+	hash = hash_key(rl, cut);
+	pthread_mutex_lock(&rl->lock);
+	wait = wait_locked(rl, cut, hash, now_ms, &en);
+	if (wait == 0)
+		fail_locked(rl, cut, hash, en, now_ms);
+	pthread_mutex_unlock(&rl->lock);
+	return wait;
+}
+
+void
+ratelimit_undo(struct ratelimit *rl, const char *key)
+{
+	char cut[RL_KEY_MAX + 1];
+	struct rl_entry *en;
+
+	snprintf(cut, sizeof(cut), "%s", key);
+	pthread_mutex_lock(&rl->lock);
+	en = lookup(rl, cut, hash_key(rl, cut));
+	if (en && en->failures > 1) {
+		en->failures--;
+		heap_fix(rl, en->heap_at);
+	} else if (en) {
+		forget(rl, en);
 	}
 	pthread_mutex_unlock(&rl->lock);
 }

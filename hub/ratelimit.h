@@ -27,6 +27,16 @@ long ratelimit_wait(struct ratelimit *rl, const char *key, int64_t now_ms);
 void ratelimit_fail(struct ratelimit *rl, const char *key, int64_t now_ms);
 /* Forgets key's failures (after a successful login). */
 void ratelimit_clear(struct ratelimit *rl, const char *key);
+/*
+ * Checks and counts in one step, so that attempts made at the same moment
+ * cannot all pass before any is counted: returns the wait like
+ * ratelimit_wait, or 0 after counting one failure for key (an attempt is
+ * a failure until it is known to be something else).
+ */
+long ratelimit_take(struct ratelimit *rl, const char *key, int64_t now_ms);
+/* Takes back one failure counted by ratelimit_take (the attempt turned out
+ * not to be a failed guess). */
+void ratelimit_undo(struct ratelimit *rl, const char *key);
 
 /* Keys held now (expired ones may still be counted until the next call). */
 size_t ratelimit_count(struct ratelimit *rl);

@@ -364,22 +364,14 @@ open_session(struct hub *h, const char *name, char *cookie_out,
 	return 0;
 }
 
+/* Metrics, log and audit of a failed login (counted by login_check). */
 static void
 login_failed(struct hub *h, const char *name, const char *ip,
 	     const struct err *e)
 {
-	char key[128];
 	char *detail;
 	struct strbuf sb;
 
-	int64_t now = time_now_ms();
-
-	if (e->code == ERR_AUTH || e->code == ERR_FORBIDDEN) {
-		snprintf(key, sizeof(key), "u:%s", name);
-		ratelimit_fail(h->rl, key, now);
-		snprintf(key, sizeof(key), "ip:%s", ip);
-		ratelimit_fail(h->rl, key, now);
-	}
 	metrics_login(h->metrics, 0);
 	log_event(LOG_WARN, "auth.failed", "user=%s ip=%s err=%s", name, ip,
 		  e->msg);
@@ -392,26 +384,43 @@ login_failed(struct hub *h, const char *name, const char *ip,
 	free(detail);
 }
 
+/*
+ * Counts the attempt against the name and the address before the password
+ * is checked (ratelimit_take: check and count in one step), so that guesses
+ * sent at the same moment cannot all pass before any is counted. Returns
+ * the wait when either is throttled (then nothing stays counted).
+ */
+static long
+login_take(struct hub *h, const char *ukey, const char *ikey, int64_t now)
+{
+	long wait_u = ratelimit_take(h->rl, ukey, now), wait_ip;
+
+	if (wait_u)
+		return wait_u;
+	wait_ip = ratelimit_take(h->rl, ikey, now);
+	if (wait_ip)
+		ratelimit_undo(h->rl, ukey);
+	return wait_ip;
+}
+
 int
 login_check(struct hub *h, const char *username, const char *password,
 	    const char *ip, char *name_out, char *cookie_out, struct err *e)
 {
 	struct auth_user au;
-	char key[128];
-	long wait_u, wait_ip;
-	int have_au = 0, rc = -1;
-	int64_t now = time_now_ms();
+	char ukey[128], ikey[128];
+	long wait;
+	int have_au = 0, rc = -1, guessed = 0;
 
 	memset(&au, 0, sizeof(au));
 	if (user_name_normalize(username ? username : "", name_out, e) < 0)
 		return -1;
-	snprintf(key, sizeof(key), "u:%s", name_out);
-	wait_u = ratelimit_wait(h->rl, key, now);
-	snprintf(key, sizeof(key), "ip:%s", ip);
-	wait_ip = ratelimit_wait(h->rl, key, now);
-	if (wait_u || wait_ip) {
+	snprintf(ukey, sizeof(ukey), "u:%s", name_out);
+	snprintf(ikey, sizeof(ikey), "ip:%s", ip);
+	wait = login_take(h, ukey, ikey, time_now_ms());
+	if (wait) {
 		err_set(e, ERR_TOOMANY, "too many failed logins: try again in "
-			"%ld seconds", wait_u > wait_ip ? wait_u : wait_ip);
+			"%ld seconds", wait);
 		log_event(LOG_WARN, "auth.throttled", "user=%s ip=%s",
 			  name_out, ip);
 		return -1;
@@ -422,6 +431,7 @@ login_check(struct hub *h, const char *username, const char *password,
 		return -1;
 	}
 	if (check_password(h, name_out, password, &au, &have_au, e) < 0) {
+		guessed = e->code == ERR_AUTH || e->code == ERR_FORBIDDEN;
 		if (e->code != ERR_UNAVAILABLE)
 			login_failed(h, name_out, ip, e);
 		goto out;
@@ -429,13 +439,18 @@ login_check(struct hub *h, const char *username, const char *password,
 	if (sync_user(h, name_out, have_au ? &au : NULL, e) < 0 ||
 	    open_session(h, name_out, cookie_out, e) < 0)
 		goto out;
-	snprintf(key, sizeof(key), "u:%s", name_out);
-	ratelimit_clear(h->rl, key);
+	ratelimit_clear(h->rl, ukey);
 	metrics_login(h->metrics, 1);
 	log_event(LOG_INFO, "auth.login", "user=%s ip=%s", name_out, ip);
 	hub_audit(h, name_out, "login", name_out, NULL, ip);
 	rc = 0;
 out:
+	if (!guessed) {
+		/* not a wrong guess: the directory was down, or it worked */
+		if (rc < 0)
+			ratelimit_undo(h->rl, ukey);
+		ratelimit_undo(h->rl, ikey);
+	}
 	if (have_au)
 		auth_user_release(&au);
 	return rc;

@@ -138,3 +138,38 @@ def test_forged_left_entries_behind_one_trusted_proxy(start_hub):
     _, r = login(hub, bystander, "by-pw",
                  headers={"X-Forwarded-For": "192.0.2.8"})
     assert r.status_code == 302, (r.status_code, r.text[:300])
+
+
+def test_parallel_guesses_are_counted_before_they_are_checked(start_hub):
+    """Thirty guesses at once, each from its own address: an attempt is
+    counted before its password is checked, so no more than the limit get
+    an answer other than 429 (before, all thirty passed the check while
+    none had been counted yet). The right password afterwards is refused
+    too, and a successful login does not count against its address."""
+    import concurrent.futures
+
+    hub = start_hub("throttle-burst", env={
+        "SWARMHUB_LOGIN_MAX_FAILURES": str(MAX),
+        "SWARMHUB_LOGIN_WINDOW": "10m",
+        "SWARMHUB_TRUSTED_PROXIES": "127.0.0.1"})
+    hub.make_user("carol", password="carol-pw")
+    hub.make_user("dan", password="dan-pw")
+    for i in range(2 * PER_ADDRESS):    # successes never throttle an address
+        _, r = login(hub, "dan", "dan-pw",
+                     headers={"X-Forwarded-For": "10.9.9.9"})
+        assert r.status_code == 302, (i, r.status_code, r.text[:300])
+
+    def guess(i):
+        _, r = login(hub, "carol", f"guess{i}",
+                     headers={"X-Forwarded-For": addr(1000 + i)})
+        return r
+
+    with concurrent.futures.ThreadPoolExecutor(30) as ex:
+        answers = list(ex.map(guess, range(30)))
+    checked = [r for r in answers if r.status_code == 403]
+    assert all(r.status_code == 403 or throttled(r) for r in answers), \
+        [(r.status_code, r.text[:100]) for r in answers]
+    assert len(checked) <= MAX, f"{len(checked)} parallel guesses checked"
+    _, r = login(hub, "carol", "carol-pw",
+                 headers={"X-Forwarded-For": addr(2000)})
+    assert throttled(r), (r.status_code, r.text[:300])

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "edge.h"
+#include "../edge/edge.h"
 #include "internal.h"
 
 static struct hub hub;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "edge.h"
+#include "../edge/edge.h"
 #include "internal.h"
 
 static void

@@ -9,7 +9,7 @@ Part 1, the proxy path with a fast upstream, side by side in one run:
   upstream   nginx serving two static files (1 KiB, 1 MiB) and `wsbench echo`
              (a C epoll WebSocket echo server)
   direct     wrk / wsbench straight to the upstream
-  edge       build/tests/test_edge in bench mode (hub/edge.c with a router
+  edge       build/tests/test_edge in bench mode (edge/edge.c with a router
              that proxies everything to one upstream), EDGE_THREADS=2 (and 1)
   nginx      proxy_pass to a keepalive upstream, WebSocket upgrade passed
   CHP        configurable-http-proxy 5.3.0 with the route /user/alice
@@ -697,7 +697,7 @@ def report(R, m, failed):
     L += ["", "## Machine", "",
           "- %s × %s, %s RAM, Linux %s, %s" % (m["nproc"], m["cpu"], m["mem"], m["kernel"],
                                                m["os"]),
-          "- swarmhub %s; edge: `build/tests/test_edge` bench mode (hub/edge.c, 2 epoll "
+          "- swarmhub %s; edge: `build/tests/test_edge` bench mode (edge/edge.c, 2 epoll "
           "threads unless noted)" % m["git"],
           "- nginx %s (Debian), configurable-http-proxy 5.3.0 (npm) on node %s, wrk %s "
           "(Debian), docker %s" % (m.get("nginx", "?"), m["node"], m["wrk_deb"],

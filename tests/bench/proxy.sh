@@ -1,6 +1,6 @@
 #!/bin/bash
 #
-# proxy.sh - the proxy benchmark: the hub's edge (hub/edge.c) vs nginx
+# proxy.sh - the proxy benchmark: the hub's edge (edge/edge.c) vs nginx
 # proxy_pass vs configurable-http-proxy 5.3, same upstream, same wrk settings,
 # one run; then the real hub end to end (a spawned test notebook through the
 # hub vs direct). Builds build/tests/test_edge (its bench mode is the edge

@@ -1,6 +1,6 @@
 /*
  * fuzz_http1.c - libFuzzer target for the edge's HTTP/1.1 parser
- * (hub/http1.c): request and response heads found incrementally, then the
+ * (edge/http1.c): request and response heads found incrementally, then the
  * body decoded in pieces and re-chunked the way the edge forwards it; the
  * re-chunked body must parse back, whole and done, to the same bytes.
  * `make fuzz` runs it under ASan/UBSan next to fuzz_request.
@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "../../hub/http1.h"
+#include "../../edge/http1.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
 /*
- * test_edge.c - the edge (hub/edge.c) against a real upstream over loopback.
+ * test_edge.c - the edge (edge/edge.c) against a real upstream over loopback.
  *
  * A forked child process is the upstream: a small thread-per-connection
  * HTTP/1.1 server on 127.0.0.1 and on a unix socket (hello, echo, chunked,
@@ -32,7 +32,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include "../../hub/edge.h"
+#include "../../edge/edge.h"
 #include "../lib/t.h"
 
 struct shared {

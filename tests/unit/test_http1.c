@@ -1,10 +1,10 @@
 /*
- * test_http1.c - the edge's strict HTTP/1.1 parser (hub/http1.c): heads,
+ * test_http1.c - the edge's strict HTTP/1.1 parser (edge/http1.c): heads,
  * framing headers, chunked bodies passed through and decoded, and a table
  * of request-smuggling classics, each with the answer it must get.
  */
 #include <stdint.h>
-#include "../../hub/http1.h"
+#include "../../edge/http1.h"
 #include "../lib/t.h"
 
 /* Runs a whole head through h1_head_end and h1_parse_request: the status

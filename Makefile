@@ -58,7 +58,7 @@ deps:
 	@scripts/deps.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all tests-bin check-deps
+	@$(MAKE) --no-print-directory all tests-bin check-deps check-settings
 	@echo "fuzzing request and HTTP/1.1 parsing, $${FUZZ_SECONDS:-15} s each..."
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-15} $(MAKE) --no-print-directory fuzz \
 	    >build-fuzz.log 2>&1 || { tail -n 40 build-fuzz.log; exit 1; }
@@ -128,6 +128,11 @@ check-deps:
 	@! grep -nE '#include *["<](\.\./hub/|microhttpd)' spawner/*.c spawner/*.h \
 	    culler/*.c culler/*.h 2>/dev/null || (echo "layering violated"; exit 1)
 	@echo "check-deps: ok"
+
+# Every SWARMHUB_* setting the C sources read is in docs/settings.md.
+.PHONY: check-settings
+check-settings:
+	@scripts/check-settings.sh
 
 clean:
 	rm -rf build build-asan build-fuzz bin

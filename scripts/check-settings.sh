@@ -48,8 +48,8 @@ awk -F'|' '
 # nothing reads any more.
 find . -type d \( -name .git -o -name 'build*' -o -name bin -o -name out \
     -o -name docs -o -name node_modules \) -prune -o -type f \
-    ! -name '*.md' -print | xargs grep -IhoE \
-    'SWARMHUB_[A-Z0-9_]+|"[A-Z][A-Z0-9_]+"' 2>/dev/null |
+    ! -name '*.md' -exec grep -IhoE \
+    'SWARMHUB_[A-Z0-9_]+|"[A-Z][A-Z0-9_]+"' {} + 2>/dev/null |
     sed -E 's/^SWARMHUB_//; s/"//g' | sort -u >"$TMP/mentioned" || true
 
 missing=$(comm -23 "$TMP/read" "$TMP/documented")

@@ -1,6 +1,6 @@
 /*
  * config.c - every SWARMHUB_* setting the hub core reads, with defaults.
- * README.md documents each one; keep the two in step.
+ * docs/settings.md documents each one (make check-settings checks it).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1275,7 +1275,7 @@ def test_server_stopped_while_hub_down(spawn_dir):
 
 
 def test_two_hubs_on_one_swarm_keep_their_servers(start_hub, spawn_dir):
-    """README: 'two hubs on one swarm need different ids'. With different
+    """docs/settings.md: 'two hubs on one swarm need different ids'. With different
     HUB_IDs (and the default service name template) a user of the same
     name on the second hub must not take the first hub's server away."""
     other_id = f"{HUB_ID}b"

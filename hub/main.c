@@ -1,6 +1,7 @@
 /*
- * main.c - the swarmhub daemon: settings, database, state, HTTP, and the
- * background loop that flushes activity and expires sessions.
+ * main.c - the swarmhub daemon: settings, database, state, HTTP, the loop
+ * that flushes activity and expires sessions, and the one that keeps
+ * servers in line with Docker.
  *
  * Start: wait for PostgreSQL (DB_WAIT), apply migrations, load users,
  * tokens and sessions into memory, then listen. Stop (SIGTERM/SIGINT):
@@ -135,17 +136,45 @@ release_free_heap(void)
 #endif
 }
 
+/* Activity and session expiry, every 5 s on a thread of their own: the
+ * Docker work below takes seconds with many servers (a reconcile asks
+ * about each), and what has not been flushed is what a crash loses. */
 static void *
-background(void *arg)
+flusher(void *arg)
 {
 	struct hub *h = arg;
-	int64_t last_expire = 0, last_reconcile = time_mono_ms();
+	int64_t last_expire = 0;
 
 	while (!h->stopping) {
 		struct err e = { 0 };
 		long n;
 		int64_t now = time_now_ms();
 
+		for (int i = 0; i < 50 && !h->stopping; i++)
+			usleep(100 * 1000);
+		if (state_flush(&h->state, h->store, &e) < 0)
+			log_event(LOG_WARN, "activity.flush_failed", "err=%s",
+				  e.msg);
+		if (now - last_expire > 600 * 1000 &&
+		    store_sessions_expire(h->store, now, &n, &e) == 0) {
+			last_expire = now;
+			release_free_heap();
+			if (n)
+				log_event(LOG_INFO, "session.expired",
+					  "count=%ld", n);
+		}
+	}
+	return NULL;
+}
+
+/* Progress keep-alives, the sweep (2.5 s) and the reconcile with Docker. */
+static void *
+background(void *arg)
+{
+	struct hub *h = arg;
+	int64_t last_reconcile = time_mono_ms();
+
+	while (!h->stopping) {
 		for (int i = 0; i < 50 && !h->stopping; i++) {
 			usleep(100 * 1000);
 			if (i % 10 == 0)
@@ -157,17 +186,6 @@ background(void *arg)
 		    h->cfg.reconcile_every_s * 1000) {
 			servers_reconcile(h);
 			last_reconcile = time_mono_ms();
-		}
-		if (state_flush(&h->state, h->store, &e) < 0)
-			log_event(LOG_WARN, "activity.flush_failed", "err=%s",
-				  e.msg);
-		if (now - last_expire > 600 * 1000 &&
-		    store_sessions_expire(h->store, now, &n, &e) == 0) {
-			last_expire = now;
-			release_free_heap();
-			if (n)
-				log_event(LOG_INFO, "session.expired",
-					  "count=%ld", n);
 		}
 	}
 	return NULL;
@@ -330,7 +348,7 @@ static int
 run(struct hub *h)
 {
 	sigset_t set;
-	pthread_t bg;
+	pthread_t bg, fl;
 	struct err e = { 0 };
 	int sig = 0;
 
@@ -347,6 +365,7 @@ run(struct hub *h)
 		return 1;
 	}
 	pthread_create(&bg, NULL, background, h);
+	pthread_create(&fl, NULL, flusher, h);
 	while (sig != SIGINT && sig != SIGTERM) {
 		if (sigwait(&set, &sig) != 0)
 			break;
@@ -364,6 +383,7 @@ run(struct hub *h)
 	log_event(LOG_INFO, "hub.stopping", "signal=%d", sig);
 	h->stopping = 1;
 	pthread_join(bg, NULL);
+	pthread_join(fl, NULL);
 	shutdown_hub(h);
 	log_event(LOG_INFO, "hub.stopped", NULL);
 	return 0;

@@ -1002,10 +1002,12 @@ check_one(struct hub *h, const char *name, int at_start)
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (rc < 0 && changed) {
-		/* no running task: leave no half-started service behind */
+		/* no running task: leave no half-started service behind. By
+		 * ID and without waiting for its container: this runs on the
+		 * background loop, and the user may start anew at once */
 		struct err ignore = { 0 };
 
-		spawner_stop(h->spawner, name, "", &ignore);
+		spawner_remove_id(h->spawner, a.service_id, &ignore);
 	}
 	if (!changed || (rc == 0 && !at_start && before == SRV_RUNNING))
 		return;

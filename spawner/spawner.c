@@ -817,6 +817,14 @@ spawner_stop(struct spawner *sp, const char *user, const char *server,
 }
 
 int
+spawner_remove_id(struct spawner *sp, const char *service_id, struct err *e)
+{
+	if (*service_id == '\0')
+		return 0;
+	return remove_service(sp, service_id, e);
+}
+
+int
 spawner_locate(struct spawner *sp, const char *user, const char *server,
 	       const struct spawn_opts *opts, struct server_addr *out,
 	       struct err *e)

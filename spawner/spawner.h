@@ -137,9 +137,15 @@ int spawner_start(struct spawner *sp, const struct spawn_req *req,
 /* Removes the service and waits until its tasks are gone (gone already: 0). */
 int spawner_stop(struct spawner *sp, const char *user, const char *server,
 		 struct err *e);
+/* Removes the service with this Docker ID without waiting for its tasks
+ * (for a server whose task already ended). By ID, not by name: the user
+ * may have started a new service of the same name meanwhile. Gone already
+ * or service_id empty: 0. */
+int spawner_remove_id(struct spawner *sp, const char *service_id,
+		      struct err *e);
 /* Finds a running server (at start, for adoption): ERR_NOTFOUND when there
- * is no running task. opts (may be NULL) gives the image, hence the port.
- * Does not probe HTTP. */
+ * is no running task, with out->service_id set when the service exists.
+ * opts (may be NULL) gives the image, hence the port. Does not probe HTTP. */
 int spawner_locate(struct spawner *sp, const char *user, const char *server,
 		   const struct spawn_opts *opts, struct server_addr *out,
 		   struct err *e);

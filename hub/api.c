@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "web.h"
 
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 200
@@ -369,59 +369,32 @@ names_to_create(struct ctx *c, json_t *list, char ***todo, size_t *ntodo)
 	return 0;
 }
 
-static void
-audit_names(struct ctx *c, const char *action, const char *const *names,
-	    size_t n, int admin)
-{
-	struct strbuf sb;
-	char *detail;
-
-	sb_init(&sb);
-	sb_addf(&sb, "{\"admin\": %s, \"names\": [", admin ? "true" : "false");
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			sb_adds(&sb, ", ");
-		sb_add_json(&sb, names[i]);
-	}
-	sb_adds(&sb, "]}");
-	detail = sb_detach(&sb, NULL);
-	hub_audit(c->r->hub, actor(c), action, n == 1 ? names[0] : "",
-		  detail, c->r->ip);
-	free(detail);
-}
-
 /* Creates names (already validated and new); replies 201 with the models. */
 static void
 create_users(struct ctx *c, const char *const *names, size_t n, int admin,
 	     int as_list)
 {
 	struct hub *h = c->r->hub;
+	struct users_by by = { actor(c), c->r->ip, NULL };
 	struct err e = { 0 };
 	struct strbuf sb;
-	int64_t created;
 
-	if (store_users_create(h->store, names, n, admin, &created, &e) < 0) {
+	if (users_create(h, names, n, admin, &by, &e) < 0) {
 		reply_err(c->r, &e);
 		return;
 	}
 	sb_init(&sb);
 	if (as_list)
 		sb_adds(&sb, "[");
-	pthread_rwlock_wrlock(&h->state.lock);
+	pthread_rwlock_rdlock(&h->state.lock);
 	for (size_t i = 0; i < n; i++) {
-		struct store_user su = { .id = state_next_id(&h->state),
-					 .name = names[i], .admin = admin,
-					 .created_ms = created };
-
 		if (i)
 			sb_adds(&sb, ", ");
-		user_model(&sb, state_user_add(&h->state, &su));
+		user_model(&sb, state_user(&h->state, names[i]));
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (as_list)
 		sb_adds(&sb, "]");
-	audit_names(c, "user.create", names, n, admin);
-	log_event(LOG_INFO, "user.created", "count=%zu by=%s", n, actor(c));
 	req_json(c->r, 201, sb_detach(&sb, NULL));
 }
 
@@ -683,18 +656,17 @@ static int
 patch_store(struct ctx *c, const char *name, const char *new_name,
 	    int admin, const char *hash)
 {
-	struct store *st = c->r->hub->store;
+	struct hub *h = c->r->hub;
+	struct users_by by = { actor(c), c->r->ip, NULL };
 	struct err e = { 0 }, ignore = { 0 };
 	int home = 0;
 
 	if (*new_name && (home = rename_home(c, name, new_name)) < 0)
 		return -1;
-	if ((hash && store_user_set_password(st, name, hash, &e) < 0) ||
-	    ((*new_name || admin != -1) &&
-	     store_user_update(st, name, *new_name ? new_name : NULL, admin,
-			       &e) < 0)) {
-		if (home && spawner_home_rename(c->r->hub->spawner, new_name,
-						name, &ignore) < 0)
+	if (users_update(h, name, *new_name ? new_name : NULL, admin, hash,
+			 &by, &e) < 0) {
+		if (home && spawner_home_rename(h->spawner, new_name, name,
+						&ignore) < 0)
 			log_event(LOG_ERROR, "home.rename_back_failed",
 				  "from=%s to=%s err=%s", new_name, name,
 				  ignore.msg);
@@ -713,7 +685,6 @@ patch_user(struct ctx *c, const char *name)
 	char new_name[USER_NAME_MAX + 1];
 	char *hash = NULL;
 	json_t *j = NULL;
-	struct user *u;
 	int admin;
 
 	if (need_self_or_admin(c, name) < 0 || parse_body(c, allowed, &j) < 0)
@@ -726,23 +697,10 @@ patch_user(struct ctx *c, const char *name)
 		   (!*new_name || rename_begin(c, name) == 0)) {
 		int ok = patch_store(c, name, new_name, admin, hash) == 0;
 
-		pthread_rwlock_wrlock(&h->state.lock);
-		u = ok ? state_user(&h->state, name) : NULL;
-		if (u && admin != -1)
-			u->admin = admin;
-		if (u && hash) {
-			free(u->password_hash);
-			u->password_hash = xstrdup(hash);
-		}
-		pthread_rwlock_unlock(&h->state.lock);
 		if (*new_name)
 			rename_end(h, name, new_name, ok);
-		if (ok) {
-			hub_audit(h, actor(c), hash ? "user.password" :
-				  *new_name ? "user.rename" : "user.update",
-				  name, NULL, c->r->ip);
+		if (ok)
 			get_user(c, *new_name ? new_name : name);
-		}
 	}
 	free(hash);
 	json_decref(j);
@@ -781,6 +739,7 @@ static void
 delete_user(struct ctx *c, const char *name)
 {
 	struct hub *h = c->r->hub;
+	struct users_by by = { actor(c), c->r->ip, NULL };
 	struct err e = { 0 };
 
 	if (need_admin(c) < 0)
@@ -791,15 +750,10 @@ delete_user(struct ctx *c, const char *name)
 	}
 	if (stop_before_delete(c, name) < 0)
 		return;
-	if (store_user_delete(h->store, name, &e) < 0) {
+	if (users_delete(h, name, &by, &e) < 0) {
 		reply_err(c->r, &e);
 		return;
 	}
-	pthread_rwlock_wrlock(&h->state.lock);
-	state_user_remove(&h->state, name);
-	pthread_rwlock_unlock(&h->state.lock);
-	hub_audit(h, actor(c), "user.delete", name, NULL, c->r->ip);
-	log_event(LOG_INFO, "user.deleted", "user=%s by=%s", name, actor(c));
 	req_reply(c->r, 204, "application/json", xstrdup(""), 0);
 }
 
@@ -933,6 +887,7 @@ post_token(struct ctx *c, const char *name)
 	static const char *const allowed[] = { "note", "expires_in", "scopes",
 					       "roles", NULL };
 	struct hub *h = c->r->hub;
+	struct users_by by = { actor(c), c->r->ip, NULL };
 	char raw[65], hash[65];
 	struct store_token st = { 0 };
 	struct err e = { 0 };
@@ -948,24 +903,18 @@ post_token(struct ctx *c, const char *name)
 	} else if (token_options(c, j, &note, &expires) == 0) {
 		crypto_token(raw);
 		crypto_sha256_hex(raw, 64, hash);
-		st = (struct store_token){ 0, hash, name, note, 0, 0, expires };
-		if (store_token_create(h->store, name, hash, note, expires,
-				       &st.id, &st.created_ms, &e) < 0) {
+		if (users_token_create(h, name, hash, note, expires, &by, &st,
+				       &e) < 0) {
 			reply_err(c->r, &e);
 		} else {
 			struct token t = { .id = st.id, .user = xstrdup(name),
 				.note = xstrdup(note), .created_ms = st.created_ms,
 				.expires_ms = expires };
 
-			pthread_rwlock_wrlock(&h->state.lock);
-			state_token_add(&h->state, &st);
-			pthread_rwlock_unlock(&h->state.lock);
 			sb_init(&sb);
 			token_model(&sb, &t, raw);
 			free(t.user);
 			free(t.note);
-			hub_audit(h, actor(c), "token.create", name, NULL,
-				  c->r->ip);
 			req_json(c->r, 201, sb_detach(&sb, NULL));
 		}
 	}
@@ -976,11 +925,12 @@ static void
 delete_token(struct ctx *c, const char *name, int64_t id)
 {
 	struct hub *h = c->r->hub;
+	struct users_by by = { actor(c), c->r->ip, NULL };
 	struct err e = { 0 };
 
 	if (need_self_or_admin(c, name) < 0)
 		return;
-	if (store_token_delete(h->store, id, name, &e) < 0) {
+	if (users_token_delete(h, name, id, &by, &e) < 0) {
 		if (e.code == ERR_NOTFOUND)
 			req_json_error(c->r, 404, "token a%lld of %s not found",
 				       (long long)id, name);
@@ -988,10 +938,6 @@ delete_token(struct ctx *c, const char *name, int64_t id)
 			reply_err(c->r, &e);
 		return;
 	}
-	pthread_rwlock_wrlock(&h->state.lock);
-	state_token_remove_id(&h->state, id);
-	pthread_rwlock_unlock(&h->state.lock);
-	hub_audit(h, actor(c), "token.revoke", name, NULL, c->r->ip);
 	req_reply(c->r, 204, "application/json", xstrdup(""), 0);
 }
 
@@ -1210,7 +1156,7 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 	} else if (strcmp(rest, "server/progress") == 0 && m == M_GET) {
 		c->r->route = "api_progress";
 		if (need_self_or_admin(c, name) == 0)
-			servers_progress(c->r, name);
+			events_progress(c->r, name);
 	} else {
 		req_json_error(c->r, 404, "no such API path");
 	}

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "web.h"
 
 static void
 reply_err(struct req *r, const struct err *e)

@@ -9,7 +9,7 @@
  * X-XSRFToken header (the value of the _xsrf cookie).
  */
 #include <stddef.h>
-#include "internal.h"
+#include "web.h"
 
 const char assets_css[] =
 "*{box-sizing:border-box}\n"

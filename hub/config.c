@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 static int
 str_setting(const char *name, const char *def, const char **out,

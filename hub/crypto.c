@@ -10,7 +10,7 @@
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 static void
 hex(const unsigned char *in, size_t n, char *out)

@@ -9,14 +9,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../culler/culler.h"
-#include "internal.h"
+#include "hub.h"
 
-static uint64_t culled_total[CULL_REASON_COUNT];
-static struct culler *culler;
-static struct culler_profile_timeout *overrides;
-static size_t noverrides;
-static char **override_names;
-static long *override_secs;
+/* The culler of one hub (h->cull; its counters live as long as the hub). */
+struct cull {
+	uint64_t culled_total[CULL_REASON_COUNT];
+	struct culler *culler;
+	struct culler_profile_timeout *overrides;
+	size_t noverrides;
+	char **override_names;
+	long *override_secs;
+};
 
 static int
 list_servers(void *ctx, struct culler_server **out, size_t *n)
@@ -91,7 +94,7 @@ stop(void *ctx, const struct culler_action *a)
 	int rc = servers_stop(h, a->user, "culler", reason, &e);
 
 	if (rc >= 0) {
-		__atomic_add_fetch(&culled_total[a->reason], 1,
+		__atomic_add_fetch(&h->cull->culled_total[a->reason], 1,
 				   __ATOMIC_RELAXED);
 		hub_audit(h, "culler", "server.cull", a->user, detail, "");
 		log_event(LOG_INFO, "culler.stopped", "user=%s reason=%s msg=%s",
@@ -133,34 +136,42 @@ static int
 delete_user(void *ctx, const struct culler_action *a)
 {
 	struct hub *h = ctx;
+	struct users_by by = { "culler", "",
+			       "{\"reason\": \"user_inactive\"}" };
 	struct err e = { 0 };
 
-	if (store_user_delete(h->store, a->user, &e) < 0) {
+	if (users_delete(h, a->user, &by, &e) < 0) {
 		log_event(LOG_WARN, "culler.delete_failed", "user=%s err=%s",
 			  a->user, e.msg);
 		return -1;
 	}
-	pthread_rwlock_wrlock(&h->state.lock);
-	state_user_remove(&h->state, a->user);
-	pthread_rwlock_unlock(&h->state.lock);
-	__atomic_add_fetch(&culled_total[a->reason], 1, __ATOMIC_RELAXED);
-	hub_audit(h, "culler", "user.delete", a->user,
-		  "{\"reason\": \"user_inactive\"}", "");
+	__atomic_add_fetch(&h->cull->culled_total[a->reason], 1, __ATOMIC_RELAXED);
 	return 0;
+}
+
+static void
+free_overrides(struct cull *C)
+{
+	free(C->overrides);
+	strv_free(C->override_names);
+	free(C->override_secs);
+	C->overrides = NULL;
+	C->override_names = NULL;
+	C->override_secs = NULL;
 }
 
 static void
 load_overrides(struct hub *h)
 {
-	free(overrides);
-	strv_free(override_names);
-	free(override_secs);
-	noverrides = spawner_cull_timeouts(h->spawner, &override_names,
-					   &override_secs);
-	overrides = xcalloc(noverrides + 1, sizeof(*overrides));
-	for (size_t i = 0; i < noverrides; i++) {
-		overrides[i].profile = override_names[i];
-		overrides[i].timeout_s = override_secs[i];
+	struct cull *C = h->cull;
+
+	free_overrides(C);
+	C->noverrides = spawner_cull_timeouts(h->spawner, &C->override_names,
+					      &C->override_secs);
+	C->overrides = xcalloc(C->noverrides + 1, sizeof(*C->overrides));
+	for (size_t i = 0; i < C->noverrides; i++) {
+		C->overrides[i].profile = C->override_names[i];
+		C->overrides[i].timeout_s = C->override_secs[i];
 	}
 }
 
@@ -174,8 +185,8 @@ policy(struct hub *h, struct culler_policy *p)
 	p->kernel_busy_counts = h->cfg.cull_kernel_busy;
 	p->websockets_count = h->cfg.cull_websockets;
 	p->users_after_s = h->cfg.cull_users_after_s;
-	p->profile_timeouts = overrides;
-	p->nprofile_timeouts = noverrides;
+	p->profile_timeouts = h->cull->overrides;
+	p->nprofile_timeouts = h->cull->noverrides;
 }
 
 int
@@ -185,15 +196,16 @@ cull_start(struct hub *h, struct err *e)
 				  delete_user, NULL, h };
 	struct culler_policy p;
 
+	h->cull = xcalloc(1, sizeof(*h->cull));
 	if (h->spawner == NULL || (h->cfg.cull_timeout_s <= 0 &&
 				   h->cfg.cull_max_age_s <= 0))
 		return 0;
 	load_overrides(h);
 	policy(h, &p);
-	culler = culler_start(&ops, &p, h->cfg.cull_every_s,
-			      (int)h->cfg.cull_concurrency,
-			      h->cfg.cull_probe_timeout_ms, e);
-	if (culler == NULL)
+	h->cull->culler = culler_start(&ops, &p, h->cfg.cull_every_s,
+				       (int)h->cfg.cull_concurrency,
+				       h->cfg.cull_probe_timeout_ms, e);
+	if (h->cull->culler == NULL)
 		return -1;
 	log_event(LOG_INFO, "culler.started", "timeout_s=%ld every_s=%ld "
 		  "max_age_s=%ld", h->cfg.cull_timeout_s, h->cfg.cull_every_s,
@@ -206,34 +218,32 @@ cull_reload(struct hub *h)
 {
 	struct culler_policy p;
 
-	if (culler == NULL)
+	if (h->cull == NULL || h->cull->culler == NULL)
 		return;
 	load_overrides(h);
 	policy(h, &p);
-	culler_set_policy(culler, &p);
+	culler_set_policy(h->cull->culler, &p);
 }
 
 void
-cull_stop(void)
+cull_stop(struct hub *h)
 {
-	culler_stop(culler);
-	culler = NULL;
-	free(overrides);
-	strv_free(override_names);
-	free(override_secs);
-	overrides = NULL;
-	override_names = NULL;
-	override_secs = NULL;
+	if (h->cull == NULL)
+		return;
+	culler_stop(h->cull->culler);
+	free_overrides(h->cull);
+	free(h->cull);
+	h->cull = NULL;
 }
 
 void
-cull_metrics(struct strbuf *sb)
+cull_metrics(struct hub *h, struct strbuf *sb)
 {
 	sb_adds(sb, "# HELP jupyterhub_culled_total servers (and users) "
 		"culled, by reason\n# TYPE jupyterhub_culled_total counter\n");
 	for (int r = 0; r < CULL_REASON_COUNT; r++)
 		sb_addf(sb, "jupyterhub_culled_total{reason=\"%s\"} %llu\n",
 			culler_reason_label((enum culler_reason)r),
-			(unsigned long long)__atomic_load_n(&culled_total[r],
-							    __ATOMIC_RELAXED));
+			h->cull ? (unsigned long long)__atomic_load_n(
+			    &h->cull->culled_total[r], __ATOMIC_RELAXED) : 0ULL);
 }

@@ -31,7 +31,7 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include "internal.h"
+#include "web.h"
 
 #define SLOW_THREADS 8
 
@@ -45,10 +45,8 @@ struct conn_ctx {
 	struct conn_ctx *next;		/* in the queue */
 };
 
-static struct MHD_Daemon *daemon_;
-static struct hub *hub_;
-
-static struct {
+/* Requests that may wait on another service run on these (file comment). */
+struct slow {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;
 	struct conn_ctx *head, *tail;
@@ -57,8 +55,16 @@ static struct {
 	int idle;			/* waiting for work */
 	int queued;			/* requests in the queue */
 	int stopping;
-} slow = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL,
-	   { 0 }, 0, 0, 0, 0 };
+};
+
+/* The server: one per hub (h->http). */
+struct http {
+	struct hub *hub;
+	struct http_app app;
+	struct MHD_Daemon *daemon;
+	char sock_dir[64];
+	struct slow slow;
+};
 
 const char *
 req_header(struct req *r, const char *name)
@@ -241,7 +247,7 @@ record(struct req *r)
 {
 	if (r->status == 0 && r->custom == NULL)
 		req_json_error(r, 500, "internal error: no answer");
-	metrics_observe(hub_->metrics, r->route, r->method, r->status,
+	metrics_observe(r->hub->metrics, r->route, r->method, r->status,
 			(double)(now_us() - r->start_us) / 1e6);
 	log_event(LOG_DEBUG, "http.request", "method=%s path=%s status=%d "
 		  "us=%ld ip=%s", method_names[r->method], r->path, r->status,
@@ -252,7 +258,7 @@ record(struct req *r)
 static void
 dispatch(struct req *r)
 {
-	router_dispatch(r);
+	r->hub->http->app.dispatch(r);
 	record(r);
 }
 
@@ -269,54 +275,55 @@ may_wait(const struct req *r)
 static void *
 slow_worker(void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&slow.lock);
+	struct slow *sl = arg;
+
+	pthread_mutex_lock(&sl->lock);
 	for (;;) {
 		struct conn_ctx *cc;
 		int stopping;
 
-		slow.idle++;
-		while (slow.head == NULL && !slow.stopping)
-			pthread_cond_wait(&slow.wake, &slow.lock);
-		slow.idle--;
-		if (slow.head == NULL)
+		sl->idle++;
+		while (sl->head == NULL && !sl->stopping)
+			pthread_cond_wait(&sl->wake, &sl->lock);
+		sl->idle--;
+		if (sl->head == NULL)
 			break;		/* stopping, and nothing queued */
-		cc = slow.head;
-		slow.head = cc->next;
-		if (slow.head == NULL)
-			slow.tail = NULL;
-		slow.queued--;
-		stopping = slow.stopping;
-		pthread_mutex_unlock(&slow.lock);
+		cc = sl->head;
+		sl->head = cc->next;
+		if (sl->head == NULL)
+			sl->tail = NULL;
+		sl->queued--;
+		stopping = sl->stopping;
+		pthread_mutex_unlock(&sl->lock);
 		if (stopping)
 			req_json_error(cc->deferred, 503, "the hub is shutting "
 				       "down: try again in a moment");
 		else
 			dispatch(cc->deferred);
-		pthread_mutex_lock(&slow.lock);
+		pthread_mutex_lock(&sl->lock);
 		cc->done = 1;
-		pthread_mutex_unlock(&slow.lock);
+		pthread_mutex_unlock(&sl->lock);
 		MHD_resume_connection(cc->deferred->conn);
-		pthread_mutex_lock(&slow.lock);
+		pthread_mutex_lock(&sl->lock);
 	}
-	pthread_mutex_unlock(&slow.lock);
+	pthread_mutex_unlock(&sl->lock);
 	return NULL;
 }
 
-/* One more worker (slow.lock held); none when threads cannot be made. */
+/* One more worker (sl->lock held); none when threads cannot be made. */
 static void
-add_worker(void)
+add_worker(struct slow *sl)
 {
 	pthread_attr_t attr;
 
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
-	if (pthread_create(&slow.threads[slow.nthreads], &attr, slow_worker,
-			   NULL) == 0)
-		slow.nthreads++;
+	if (pthread_create(&sl->threads[sl->nthreads], &attr, slow_worker,
+			   sl) == 0)
+		sl->nthreads++;
 	else
 		log_event(LOG_WARN, "http.no_worker", "workers=%d",
-			  slow.nthreads);
+			  sl->nthreads);
 	pthread_attr_destroy(&attr);
 }
 
@@ -326,12 +333,14 @@ add_worker(void)
 static int
 defer(struct conn_ctx *cc, const struct req *r, const char *url)
 {
-	pthread_mutex_lock(&slow.lock);
-	if (slow.queued >= slow.idle && slow.nthreads < SLOW_THREADS &&
-	    !slow.stopping)
-		add_worker();
-	if (slow.nthreads == 0 || slow.stopping) {
-		pthread_mutex_unlock(&slow.lock);
+	struct slow *sl = &r->hub->http->slow;
+
+	pthread_mutex_lock(&sl->lock);
+	if (sl->queued >= sl->idle && sl->nthreads < SLOW_THREADS &&
+	    !sl->stopping)
+		add_worker(sl);
+	if (sl->nthreads == 0 || sl->stopping) {
+		pthread_mutex_unlock(&sl->lock);
 		return -1;
 	}
 	cc->url = xstrdup(url);
@@ -342,14 +351,14 @@ defer(struct conn_ctx *cc, const struct req *r, const char *url)
 	cc->next = NULL;
 	/* suspended before a worker can resume it: under the queue's lock */
 	MHD_suspend_connection(r->conn);
-	if (slow.tail)
-		slow.tail->next = cc;
+	if (sl->tail)
+		sl->tail->next = cc;
 	else
-		slow.head = cc;
-	slow.tail = cc;
-	slow.queued++;
-	pthread_cond_signal(&slow.wake);
-	pthread_mutex_unlock(&slow.lock);
+		sl->head = cc;
+	sl->tail = cc;
+	sl->queued++;
+	pthread_cond_signal(&sl->wake);
+	pthread_mutex_unlock(&sl->lock);
 	return 0;
 }
 
@@ -366,45 +375,19 @@ announces_body(struct MHD_Connection *conn)
 	return cl != NULL && cl[strspn(cl, "0")] != '\0';
 }
 
-/*
- * Before any of the body is read: who may send one. Only the login form is
- * posted without credentials; anything else with a body and neither a
- * valid token nor a session is refused at once, so an anonymous caller
- * cannot make the hub buffer MAX_BODY_BYTES (libmicrohttpd then drops the
- * body and closes the connection). 0: go on reading.
- */
-static int
-refuse_anonymous_body(struct req *r)
-{
-	struct who w;
-
-	if (strcmp(r->path, "/hub/login") == 0 || !announces_body(r->conn))
-		return 0;
-	who_identify(r, &w);
-	if (w.kind != WHO_NONE)
-		return 0;
-	r->route = "refused";
-	if (strncmp(r->path, "/hub/api", 8) == 0)
-		req_json_error(r, 403, "missing or invalid credentials: send "
-			       "'Authorization: token <token>' or log in");
-	else
-		pages_error(r, 403, "Not signed in", "Sign in first, then "
-			    "send this form again.");
-	return 1;
-}
-
 static void
-req_start(struct req *r, struct MHD_Connection *conn, const char *url,
-	  const char *method)
+req_start(struct req *r, struct http *H, struct MHD_Connection *conn,
+	  const char *url, const char *method)
 {
 	memset(r, 0, sizeof(*r));
-	r->hub = hub_;
+	r->hub = H->hub;
 	r->conn = conn;
 	r->method = parse_method(method);
 	r->path = url;
 	r->body = "";
 	r->start_us = now_us();
 	r->route = "other";
+	r->body_announced = announces_body(conn);
 	sb_init(&r->headers);
 	client_address(r);
 }
@@ -425,18 +408,18 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	   const char *method, const char *version, const char *upload,
 	   size_t *upload_size, void **con_cls)
 {
+	struct http *H = cls;
 	struct conn_ctx *cc = *con_cls;
 	struct req r;
 	enum MHD_Result ret;
 
-	(void)cls;
 	(void)version;
 	if (cc == NULL) {
 		cc = xcalloc(1, sizeof(*cc));
 		sb_init(&cc->body);
 		*con_cls = cc;
-		req_start(&r, conn, url, method);
-		if (refuse_anonymous_body(&r)) {
+		req_start(&r, H, conn, url, method);
+		if (H->app.admit(&r)) {
 			cc->refused = 1;
 			record(&r);
 			return finish(&r);
@@ -450,7 +433,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	}
 	if (*upload_size) {
 		if (cc->body.len + *upload_size >
-		    (size_t)hub_->cfg.max_body_bytes)
+		    (size_t)H->hub->cfg.max_body_bytes)
 			cc->too_big = 1;
 		else
 			sb_add(&cc->body, upload, *upload_size);
@@ -460,9 +443,9 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 	if (cc->deferred) {		/* resumed: the worker has answered */
 		int done;
 
-		pthread_mutex_lock(&slow.lock);
+		pthread_mutex_lock(&H->slow.lock);
 		done = cc->done;
-		pthread_mutex_unlock(&slow.lock);
+		pthread_mutex_unlock(&H->slow.lock);
 		if (!done)
 			return MHD_YES;
 		ret = send_reply(cc->deferred);
@@ -472,7 +455,7 @@ on_request(void *cls, struct MHD_Connection *conn, const char *url,
 		cc->deferred = NULL;
 		return ret;
 	}
-	req_start(&r, conn, url, method);
+	req_start(&r, H, conn, url, method);
 	r.body = cc->body.buf ? cc->body.buf : "";
 	r.body_len = cc->body.len;
 	r.body_too_big = cc->too_big;
@@ -517,22 +500,21 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_event(LOG_WARN, "http.server", "msg=%s", msg);
 }
 
-static char sock_dir[64];
-
 /* A unix socket in a fresh 0700 directory: only this process (and root)
  * can reach libmicrohttpd; the edge relays every hub request to it. */
 static int
-internal_socket(struct hub *h, struct err *e)
+internal_socket(struct http *H, struct err *e)
 {
+	struct hub *h = H->hub;
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
 
-	snprintf(sock_dir, sizeof(sock_dir), "/tmp/swarmhub.XXXXXX");
-	if (mkdtemp(sock_dir) == NULL)
+	snprintf(H->sock_dir, sizeof(H->sock_dir), "/tmp/swarmhub.XXXXXX");
+	if (mkdtemp(H->sock_dir) == NULL)
 		return err_set(e, ERR_INTERNAL, "cannot make a directory in "
 		    "/tmp for the internal socket");
 	snprintf(h->internal_socket, sizeof(h->internal_socket), "%s/hub.sock",
-		 sock_dir);
+		 H->sock_dir);
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", h->internal_socket);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
@@ -545,18 +527,39 @@ internal_socket(struct hub *h, struct err *e)
 	return fd;
 }
 
-int
-http_start(struct hub *h, struct err *e)
+static void
+http_free(struct http *H)
 {
-	int fd = internal_socket(h, e);
+	pthread_mutex_destroy(&H->slow.lock);
+	pthread_cond_destroy(&H->slow.wake);
+	if (*H->hub->internal_socket) {
+		unlink(H->hub->internal_socket);
+		rmdir(H->sock_dir);
+	}
+	H->hub->http = NULL;
+	free(H);
+}
 
-	if (fd < 0)
+int
+http_start(struct hub *h, const struct http_app *app, struct err *e)
+{
+	struct http *H = xcalloc(1, sizeof(*H));
+	int fd;
+
+	H->hub = h;
+	H->app = *app;
+	h->http = H;
+	pthread_mutex_init(&H->slow.lock, NULL);
+	pthread_cond_init(&H->slow.wake, NULL);
+	fd = internal_socket(H, e);
+	if (fd < 0) {
+		http_free(H);
 		return -1;
-	hub_ = h;
-	daemon_ = MHD_start_daemon(
+	}
+	H->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
 	    MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME,
-	    0, NULL, NULL, on_request, NULL,
+	    0, NULL, NULL, on_request, H,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 	    MHD_OPTION_LISTEN_SOCKET, fd,
 	    MHD_OPTION_THREAD_POOL_SIZE, (unsigned)h->cfg.http_threads,
@@ -564,37 +567,80 @@ http_start(struct hub *h, struct err *e)
 	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
 	    MHD_OPTION_CONNECTION_LIMIT, (unsigned)20000,
 	    MHD_OPTION_END);
-	if (daemon_ == NULL) {
+	if (H->daemon == NULL) {
 		close(fd);
-		return err_set(e, ERR_INTERNAL, "cannot start the HTTP server "
-		    "on %s", h->internal_socket);
+		err_set(e, ERR_INTERNAL, "cannot start the HTTP server on %s",
+			h->internal_socket);
+		http_free(H);
+		return -1;
 	}
-	pthread_mutex_lock(&slow.lock);
-	slow.stopping = 0;
-	pthread_mutex_unlock(&slow.lock);
 	return 0;
 }
 
 void
-http_stop(void)
+http_stop(struct hub *h)
 {
+	struct http *H = h->http;
 	int n;
 
+	if (H == NULL)
+		return;
 	/* workers first: they answer what is queued with 503 and resume
 	 * every connection they hold before libmicrohttpd goes */
-	pthread_mutex_lock(&slow.lock);
-	slow.stopping = 1;
-	n = slow.nthreads;	/* no more are started from now on */
-	pthread_cond_broadcast(&slow.wake);
-	pthread_mutex_unlock(&slow.lock);
+	pthread_mutex_lock(&H->slow.lock);
+	H->slow.stopping = 1;
+	n = H->slow.nthreads;	/* no more are started from now on */
+	pthread_cond_broadcast(&H->slow.wake);
+	pthread_mutex_unlock(&H->slow.lock);
 	for (int i = 0; i < n; i++)
-		pthread_join(slow.threads[i], NULL);
-	slow.nthreads = 0;
-	if (daemon_)
-		MHD_stop_daemon(daemon_);
-	daemon_ = NULL;
-	if (hub_ && *hub_->internal_socket) {
-		unlink(hub_->internal_socket);
-		rmdir(sock_dir);
+		pthread_join(H->slow.threads[i], NULL);
+	MHD_stop_daemon(H->daemon);
+	http_free(H);
+}
+
+/* ---- who sent a request ------------------------------------------------ */
+void
+who_identify(struct req *r, struct who *w)
+{
+	who_from(r->hub, req_header(r, "Authorization"),
+		 req_cookie(r, SESSION_COOKIE), w);
+}
+
+int
+xsrf_ok(struct req *r, const struct who *w, const char *form_value)
+{
+	char want[65];
+	const char *got = req_header(r, "X-XSRFToken");
+
+	if (got == NULL)
+		got = form_value;
+	if (got == NULL || !w->by_cookie || strlen(got) != 64)
+		return 0;
+	xsrf_for_session(r->hub, w->session_hash, want);
+	return str_ct_eq(got, want, 64);
+}
+
+/*
+ * Sets the session cookie (HttpOnly) and, as JupyterHub does, an "_xsrf"
+ * cookie that pages' scripts read to send X-XSRFToken. An empty value
+ * clears both.
+ */
+void
+session_cookie_header(struct req *r, const char *value, long max_age)
+{
+	char hash[65], xsrf[65] = "";
+	char *c = xasprintf("%s=%s; Path=/; HttpOnly; SameSite=Lax; "
+			    "Max-Age=%ld%s", SESSION_COOKIE, value, max_age,
+			    r->https ? "; Secure" : "");
+
+	req_add_header(r, "Set-Cookie", c);
+	free(c);
+	if (*value) {
+		crypto_sha256_hex(value, strlen(value), hash);
+		xsrf_for_session(r->hub, hash, xsrf);
 	}
+	c = xasprintf("_xsrf=%s; Path=/hub/; SameSite=Lax; Max-Age=%ld%s",
+		      xsrf, max_age, r->https ? "; Secure" : "");
+	req_add_header(r, "Set-Cookie", c);
+	free(c);
 }

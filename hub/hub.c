@@ -3,7 +3,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 void
 hub_audit(struct hub *h, const char *actor, const char *action,

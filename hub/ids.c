@@ -14,7 +14,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 /* How ADMIN_TOKEN requests are named in the audit log (sessions.c). */
 #define ADMIN_TOKEN_NAME "admin-token"

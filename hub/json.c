@@ -5,7 +5,7 @@
  */
 #include <jansson.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 int
 json_parse_object(const char *body, size_t len, const char *const *allowed,

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "../edge/edge.h"
-#include "internal.h"
+#include "web.h"
 
 static struct hub hub;
 
@@ -70,7 +70,6 @@ ensure_admins(struct hub *h, struct err *e)
 {
 	for (char **p = h->cfg.admin_users; *p; p++) {
 		struct user *u;
-		int64_t created;
 		int exists, admin;
 
 		pthread_rwlock_rdlock(&h->state.lock);
@@ -80,22 +79,9 @@ ensure_admins(struct hub *h, struct err *e)
 		pthread_rwlock_unlock(&h->state.lock);
 		if (admin)
 			continue;
-		if (!exists && store_users_create(h->store,
-		    (const char *const *)p, 1, 1, &created, e) < 0)
+		if (exists ? users_set_admin(h, *p, 1, NULL, e) < 0 :
+		    users_create(h, (const char *const *)p, 1, 1, NULL, e) < 0)
 			return -1;
-		if (exists && store_user_update(h->store, *p, NULL, 1, e) < 0)
-			return -1;
-		pthread_rwlock_wrlock(&h->state.lock);
-		if (exists) {
-			state_user(&h->state, *p)->admin = 1;
-		} else {
-			struct store_user su = {
-				.id = state_next_id(&h->state), .name = *p,
-				.admin = 1, .created_ms = created };
-
-			state_user_add(&h->state, &su);
-		}
-		pthread_rwlock_unlock(&h->state.lock);
 		log_event(LOG_INFO, "user.admin_granted", "user=%s "
 			  "reason=SWARMHUB_ADMIN_USERS", *p);
 	}
@@ -178,7 +164,7 @@ background(void *arg)
 		for (int i = 0; i < 50 && !h->stopping; i++) {
 			usleep(100 * 1000);
 			if (i % 10 == 0)
-				servers_keepalive();
+				events_keepalive();
 			if (i % 25 == 24)
 				servers_sweep(h);
 		}
@@ -214,8 +200,8 @@ start_edge(struct hub *h, struct err *e)
 		.protected_cookies = hub_cookies,
 	};
 	struct edge_hooks hooks = {
-		route_request, route_activity, route_upstream_failed,
-		route_error_page, h
+		proxy_route, proxy_activity, proxy_upstream_failed,
+		pages_edge_error, h
 	};
 
 	if (edge_start(&c, &hooks, e) < 0)
@@ -227,6 +213,7 @@ start_edge(struct hub *h, struct err *e)
 static int
 start(struct hub *h, struct err *e)
 {
+	static const struct http_app app = { router_admit, router_dispatch };
 	int64_t t0 = time_mono_ms();
 
 	if (state_init(&h->state) < 0)
@@ -236,6 +223,8 @@ start(struct hub *h, struct err *e)
 	h->rl = ratelimit_new(h->cfg.login_max_failures,
 			      h->cfg.login_window_s);
 	h->metrics = metrics_new();
+	progress_set_wake(events_wake);
+	h->error_page = pages_error_html;
 	if (h->cfg.admin_token)
 		crypto_sha256_hex(h->cfg.admin_token,
 				  strlen(h->cfg.admin_token),
@@ -251,7 +240,7 @@ start(struct hub *h, struct err *e)
 	if (servers_load(h, e) < 0)
 		return -1;
 	if (sessions_start(h, e) < 0 ||
-	    http_start(h, e) < 0 || start_edge(h, e) < 0 ||
+	    http_start(h, &app, e) < 0 || start_edge(h, e) < 0 ||
 	    cull_start(h, e) < 0 || usage_start(h, e) < 0)
 		return -1;
 	h->started_ms = time_now_ms();
@@ -270,8 +259,8 @@ shutdown_hub(struct hub *h)
 {
 	struct err e = { 0 };
 
-	cull_stop();
-	usage_stop();
+	cull_stop(h);
+	usage_stop(h);
 	edge_stop();		/* no new requests */
 	servers_cancel_all(h);
 	/* let stops finish and cancelled starts clean up, within the 10 s
@@ -285,7 +274,7 @@ shutdown_hub(struct hub *h)
 			  h->active_actions);
 		return;		/* workers still use the state: leave it */
 	}
-	http_stop();
+	http_stop(h);
 	sessions_stop();
 	spawner_free(h->spawner);
 	h->spawner = NULL;

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 static const char *const routes[] = {
 	"api", "api_user", "api_users", "api_user_one", "api_tokens",
@@ -139,27 +139,11 @@ render_requests(struct strbuf *sb, struct metrics *m)
 			}
 }
 
-char *
-metrics_render(struct hub *h, size_t *len)
+void
+metrics_render(struct strbuf *sb, struct metrics *m,
+	       const struct metrics_gauges *g)
 {
-	struct strbuf sb;
-	size_t users, admins = 0, sessions, tokens, running = 0, pending = 0;
-
-	pthread_rwlock_rdlock(&h->state.lock);
-	users = h->state.nusers;
-	for (size_t i = 0; i < users; i++) {
-		const struct server *s = h->state.user_list[i]->server;
-
-		admins += h->state.user_list[i]->admin != 0;
-		running += s && s->state == SRV_RUNNING;
-		pending += s && (s->state == SRV_STARTING ||
-				 s->state == SRV_STOPPING);
-	}
-	sessions = state_count_sessions(&h->state);
-	tokens = state_count_tokens(&h->state);
-	pthread_rwlock_unlock(&h->state.lock);
-	sb_init(&sb);
-	sb_addf(&sb, "# HELP jupyterhub_total_users total number of users\n"
+	sb_addf(sb, "# HELP jupyterhub_total_users total number of users\n"
 		"# TYPE jupyterhub_total_users gauge\n"
 		"jupyterhub_total_users %zu\n"
 		"# HELP swarmhub_admin_users users with admin rights\n"
@@ -174,23 +158,22 @@ metrics_render(struct hub *h, size_t *len)
 		"# TYPE swarmhub_sessions gauge\nswarmhub_sessions %zu\n"
 		"# HELP swarmhub_api_tokens API tokens\n"
 		"# TYPE swarmhub_api_tokens gauge\nswarmhub_api_tokens %zu\n",
-		users, admins, running, pending, sessions, tokens);
-	sb_addf(&sb, "# HELP swarmhub_orphan_services services with this hub's "
+		g->users, g->admins, g->running, g->pending, g->sessions,
+		g->tokens);
+	sb_addf(sb, "# HELP swarmhub_orphan_services services with this hub's "
 		"labels that no running server owns\n# TYPE "
 		"swarmhub_orphan_services gauge\nswarmhub_orphan_services "
-		"%ld\n", __atomic_load_n(&h->orphans, __ATOMIC_RELAXED));
-	sb_addf(&sb, "# HELP swarmhub_logins_total login attempts by result\n"
+		"%ld\n", g->orphans);
+	sb_addf(sb, "# HELP swarmhub_logins_total login attempts by result\n"
 		"# TYPE swarmhub_logins_total counter\n"
 		"swarmhub_logins_total{result=\"success\"} %llu\n"
 		"swarmhub_logins_total{result=\"failure\"} %llu\n",
-		(unsigned long long)__atomic_load_n(&h->metrics->login_ok,
+		(unsigned long long)__atomic_load_n(&m->login_ok,
 						    __ATOMIC_RELAXED),
-		(unsigned long long)__atomic_load_n(&h->metrics->login_failed,
+		(unsigned long long)__atomic_load_n(&m->login_failed,
 						    __ATOMIC_RELAXED));
-	sb_addf(&sb, "# HELP swarmhub_database_up 1 when the last database "
+	sb_addf(sb, "# HELP swarmhub_database_up 1 when the last database "
 		"check succeeded\n# TYPE swarmhub_database_up gauge\n"
-		"swarmhub_database_up %d\n", h->health_ok);
-	cull_metrics(&sb);
-	render_requests(&sb, h->metrics);
-	return sb_detach(&sb, len);
+		"swarmhub_database_up %d\n", g->db_up);
+	render_requests(sb, m);
 }

@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "web.h"
 
 #define LOGIN_COOKIE "swarmhub-login"
 
@@ -753,4 +753,14 @@ pages_home_stop(struct req *r)
 		return;
 	}
 	req_redirect(r, "/hub/home");
+}
+
+char *
+pages_edge_error(void *ctx, int status, const char *msg, size_t *len)
+{
+	const char *title = status == 502 ? "The server did not answer" :
+			    status == 504 ? "The server is too slow" :
+			    "Bad request";
+
+	return pages_error_html(ctx, status, title, msg, len);
 }

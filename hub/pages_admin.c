@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "internal.h"
+#include "web.h"
 
 #define ADMIN_PAGE_SIZE 50
 #define AUDIT_ROWS 20
@@ -346,9 +346,9 @@ quota_table(struct strbuf *sb, struct hub *h)
 		const char *name = json_string_value(json_object_get(p,
 								     "name"));
 		json_t *q = json_object_get(p, "quota");
-		struct pages_usage use;
+		struct servers_usage use;
 
-		pages_usage_of(h, name, &use);
+		servers_usage_of(h, name, &use);
 		sb_adds(sb, "<tr><th scope=\"row\">");
 		sb_add_html(sb, name);
 		sb_adds(sb, "</th>");

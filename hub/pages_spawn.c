@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "web.h"
 
 /* What the user entered (NULL: not sent) and what went wrong. */
 struct spawn_in {
@@ -36,37 +36,6 @@ struct spawn_ctx {
 };
 
 /* ---- quota usage ----------------------------------------------------- */
-static int
-member(const struct user *u, const char *group)
-{
-	if (strcmp(group, "default") == 0)
-		return 1;
-	for (size_t i = 0; i < u->ngroups; i++)
-		if (strcmp(u->groups[i], group) == 0)
-			return 1;
-	return 0;
-}
-
-void
-pages_usage_of(struct hub *h, const char *profile, struct pages_usage *use)
-{
-	memset(use, 0, sizeof(*use));
-	pthread_rwlock_rdlock(&h->state.lock);
-	for (size_t i = 0; i < h->state.nusers; i++) {
-		const struct user *u = h->state.user_list[i];
-		const struct server *s = u->server;
-
-		if (s == NULL || s->state == SRV_STOPPED || !s->has_opts ||
-		    strcmp(s->opts.profile, profile) != 0 || !member(u, profile))
-			continue;
-		use->servers++;
-		use->cpu += s->opts.cpu;
-		use->mem_gb += s->opts.mem_gb;
-		use->gpus += s->opts.gpus;
-	}
-	pthread_rwlock_unlock(&h->state.lock);
-}
-
 static void
 quota_row(struct strbuf *sb, const char *what, double used, json_t *limit)
 {
@@ -92,9 +61,9 @@ add_quota(struct strbuf *sb, struct hub *h, json_t *p)
 {
 	const char *name = json_string_value(json_object_get(p, "name"));
 	json_t *q = json_object_get(p, "quota");
-	struct pages_usage use;
+	struct servers_usage use;
 
-	pages_usage_of(h, name, &use);
+	servers_usage_of(h, name, &use);
 	sb_adds(sb, "<div class=\"quota\"><table><caption>");
 	if (strcmp(name, "default") == 0) {
 		sb_adds(sb, "Quota shared by everyone using this profile");

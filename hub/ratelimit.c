@@ -46,7 +46,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 #define RL_MAX_ENTRIES 65536
 #define RL_KEY_MAX 127		/* sessions.c builds keys in 128 bytes */

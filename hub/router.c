@@ -2,7 +2,7 @@
  * router.c - maps a path to its handler. The paths are JupyterHub's.
  */
 #include <string.h>
-#include "internal.h"
+#include "web.h"
 
 static int
 is(const char *path, const char *want)
@@ -56,18 +56,55 @@ metrics_allowed(struct req *r)
 	return 0;
 }
 
+/* The gauges are collected here, from their owners, at each scrape. */
 static void
 metrics(struct req *r)
 {
+	struct hub *h = r->hub;
+	struct metrics_gauges g = { 0 };
+	struct strbuf sb;
 	size_t len;
 	char *text;
 
 	r->route = "metrics";
 	if (!metrics_allowed(r))
 		return;
-	text = metrics_render(r->hub, &len);
+	state_gauges(&h->state, &g);
+	g.orphans = __atomic_load_n(&h->orphans, __ATOMIC_RELAXED);
+	g.db_up = h->health_ok;
+	sb_init(&sb);
+	metrics_render(&sb, h->metrics, &g);
+	cull_metrics(h, &sb);
+	text = sb_detach(&sb, &len);
 	req_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", text,
 		  len);
+}
+
+/*
+ * Before any of the body is read: who may send one. Only the login form is
+ * posted without credentials; anything else with a body and neither a
+ * valid token nor a session is refused at once, so an anonymous caller
+ * cannot make the hub buffer MAX_BODY_BYTES (libmicrohttpd then drops the
+ * body and closes the connection). 0: go on reading.
+ */
+int
+router_admit(struct req *r)
+{
+	struct who w;
+
+	if (strcmp(r->path, "/hub/login") == 0 || !r->body_announced)
+		return 0;
+	who_identify(r, &w);
+	if (w.kind != WHO_NONE)
+		return 0;
+	r->route = "refused";
+	if (strncmp(r->path, "/hub/api", 8) == 0)
+		req_json_error(r, 403, "missing or invalid credentials: send "
+			       "'Authorization: token <token>' or log in");
+	else
+		pages_error(r, 403, "Not signed in", "Sign in first, then "
+			    "send this form again.");
+	return 1;
 }
 
 void

@@ -6,113 +6,17 @@
  * Each start or stop runs on its own detached thread (bounded by
  * CONCURRENT_SPAWN_LIMIT); it looks the user up by name under state.lock
  * whenever it changes the server, so a user deleted meanwhile is noticed.
- * Progress events are kept per start in a refcounted struct progress and
- * replayed to late listeners; a listener with nothing to read is suspended
- * (libmicrohttpd) and resumed by the next event or keepalive tick, so it
- * holds no thread.
+ * Progress events are kept per start in a refcounted struct progress
+ * (progress.c), which the event stream (events.c) replays to listeners.
  */
 #include <arpa/inet.h>
 #include <jansson.h>
-#include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "internal.h"
-
-/* ---- progress -------------------------------------------------------- */
-struct progress {
-	pthread_mutex_t lock;
-	int refs;
-	char **events;		/* "data: {...}\n\n" */
-	size_t n, cap;
-	int done;
-	volatile int cancel;	/* a stop asked during this start */
-};
-
-static struct progress *
-progress_new(void)
-{
-	struct progress *p = xcalloc(1, sizeof(*p));
-
-	pthread_mutex_init(&p->lock, NULL);
-	p->refs = 1;
-	return p;
-}
-
-static struct progress *
-progress_ref(struct progress *p)
-{
-	pthread_mutex_lock(&p->lock);
-	p->refs++;
-	pthread_mutex_unlock(&p->lock);
-	return p;
-}
-
-static void
-progress_unref(struct progress *p)
-{
-	int left;
-
-	if (p == NULL)
-		return;
-	pthread_mutex_lock(&p->lock);
-	left = --p->refs;
-	pthread_mutex_unlock(&p->lock);
-	if (left)
-		return;
-	for (size_t i = 0; i < p->n; i++)
-		free(p->events[i]);
-	free(p->events);
-	pthread_mutex_destroy(&p->lock);
-	free(p);
-}
-
-static void wake_listeners(void);
-
-/* kind: 0 progress, 1 ready, 2 failed. */
-static void
-progress_add(struct progress *p, int pct, const char *msg, int kind,
-	     const char *url)
-{
-	struct strbuf sb;
-
-	sb_init(&sb);
-	sb_addf(&sb, "data: {\"progress\": %d, \"message\": ", pct);
-	sb_add_json(&sb, msg);
-	if (kind == 1) {
-		sb_adds(&sb, ", \"ready\": true, \"url\": ");
-		sb_add_json(&sb, url);
-	} else if (kind == 2) {
-		sb_adds(&sb, ", \"failed\": true");
-	}
-	sb_adds(&sb, "}\n\n");
-	pthread_mutex_lock(&p->lock);
-	if (!p->done) {
-		if (p->n == p->cap) {
-			p->cap = p->cap * 2 + 8;
-			p->events = xrealloc(p->events,
-					     p->cap * sizeof(*p->events));
-		}
-		p->events[p->n++] = sb_detach(&sb, NULL);
-		p->done = kind != 0;
-	}
-	pthread_mutex_unlock(&p->lock);
-	sb_release(&sb);
-	wake_listeners();
-}
-
-void
-server_free(struct server *s)
-{
-	if (s == NULL)
-		return;
-	free(s->options_json);
-	free(s->last_error);
-	progress_unref(s->progress);
-	free(s);
-}
+#include "hub.h"
 
 static const char *
 state_name(enum srv_state st)
@@ -336,7 +240,7 @@ start_done(struct job *j, int rc, const struct server_addr *a,
 		resolve(a->host, ip, sizeof(ip));
 	pthread_rwlock_wrlock(&h->state.lock);
 	s = server_of(h, j->name);
-	if (s && j->progress->cancel && rc == 0)
+	if (s && *progress_cancel_flag(j->progress) && rc == 0)
 		cancelled = 1;
 	if (s && rc == 0 && !cancelled) {
 		s->state = SRV_RUNNING;
@@ -350,7 +254,7 @@ start_done(struct job *j, int rc, const struct server_addr *a,
 	} else if (s) {
 		s->state = SRV_STOPPED;
 		free(s->last_error);
-		s->last_error = xstrdup(j->progress->cancel ?
+		s->last_error = xstrdup(*progress_cancel_flag(j->progress) ?
 		    "the start was cancelled" : e->msg);
 	}
 	/* the start is over for CONCURRENT_SPAWN_LIMIT when its outcome can
@@ -369,7 +273,8 @@ start_done(struct job *j, int rc, const struct server_addr *a,
 			  (long)(time_mono_ms() - j->t0));
 		event(h, j->name, "ready", url);
 	} else {
-		char *msg = xasprintf("Spawn failed: %s", j->progress->cancel ?
+		char *msg = xasprintf("Spawn failed: %s",
+		    *progress_cancel_flag(j->progress) ?
 		    "the start was cancelled" : e->msg);
 
 		progress_add(j->progress, 100, msg, 2, NULL);
@@ -398,7 +303,7 @@ start_worker(void *arg)
 	struct spawn_req req = { .user = j->name, .server = "",
 				 .opts = &j->opts, .token = token,
 				 .base_url = base,
-				 .cancel = &j->progress->cancel };
+				 .cancel = &*progress_cancel_flag(j->progress) };
 	int rc;
 
 	servers_token(h, j->name, j->nonce, token);
@@ -485,8 +390,8 @@ member(const struct user *u, const char *group)
 
 /* Options of active servers started with profile by its group's members;
  * caller holds the lock. */
-static struct spawn_opts *
-in_use(struct hub *h, const char *profile, size_t *n)
+struct spawn_opts *
+servers_in_use(struct hub *h, const char *profile, size_t *n)
 {
 	struct spawn_opts *v = xcalloc(h->state.nusers + 1, sizeof(*v));
 
@@ -501,6 +406,26 @@ in_use(struct hub *h, const char *profile, size_t *n)
 			v[(*n)++] = s->opts;
 	}
 	return v;
+}
+
+void
+servers_usage_of(struct hub *h, const char *profile,
+		 struct servers_usage *use)
+{
+	struct spawn_opts *v;
+	size_t n;
+
+	memset(use, 0, sizeof(*use));
+	pthread_rwlock_rdlock(&h->state.lock);
+	v = servers_in_use(h, profile, &n);
+	pthread_rwlock_unlock(&h->state.lock);
+	use->servers = (long)n;
+	for (size_t i = 0; i < n; i++) {
+		use->cpu += v[i].cpu;
+		use->mem_gb += v[i].mem_gb;
+		use->gpus += v[i].gpus;
+	}
+	free(v);
 }
 
 /* Checks and marks the server as starting (write lock held). */
@@ -523,7 +448,7 @@ claim_start(struct hub *h, struct user *u, const struct spawn_opts *o,
 		return err_set(e, ERR_CONFLICT, "%s's server has a pending %s; "
 		    "wait until it is done", u->name,
 		    s->state == SRV_STARTING ? "start" : "stop");
-	used = in_use(h, o->profile, &n);
+	used = servers_in_use(h, o->profile, &n);
 	rc = spawner_quota_check(h->spawner, o, used, n, e);
 	free(used);
 	if (rc < 0)
@@ -664,7 +589,7 @@ servers_stop(struct hub *h, const char *name, const char *actor,
 	u = state_user(&h->state, name);
 	s = u ? u->server : NULL;
 	if (s && s->state == SRV_STARTING) {
-		s->progress->cancel = 1;
+		*progress_cancel_flag(s->progress) = 1;
 		what = 1;
 	} else if (s && s->state == SRV_STOPPING) {
 		what = 1;
@@ -698,199 +623,33 @@ servers_stop(struct hub *h, const char *name, const char *actor,
 	return 1;
 }
 
-/* ---- the progress stream --------------------------------------------- */
-/*
- * Suspended listeners: a connection is in this list only while it is
- * suspended, so a resume never touches a closed connection (libmicrohttpd
- * closes a connection only while it is being processed).
- */
-#define KEEPALIVE_MS 15000
-
-struct listener {
-	struct progress *p;
-	struct MHD_Connection *conn;
-	size_t next;
-	int64_t last_send_ms;
-	int suspended;
-	struct listener *next_waiting;
-	char *extra;	/* a final event made up for this listener */
-};
-
-static pthread_mutex_t waiting_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct listener *waiting;
-
-/*
- * Listeners are taken off the list under the lock, and resumed after it is
- * released: a suspended connection off the list is ours alone (nobody else
- * resumes it, libmicrohttpd does not close it), and no libmicrohttpd call
- * runs under waiting_lock here, so its internal locks and ours are never
- * taken in opposite orders.
- */
-static void
-resume_all(int only_stale)
+/* ---- progress of a start, for the event stream ----------------------- */
+struct progress *
+servers_progress_of(struct hub *h, const char *name, int *exists)
 {
-	struct listener **pp, *l;
-	struct MHD_Connection *stack[64], **conns = stack;
-	size_t n = 0, cap = 64;
-	int64_t now = time_mono_ms();
-
-	pthread_mutex_lock(&waiting_lock);
-	for (pp = &waiting; (l = *pp) != NULL; ) {
-		if (only_stale && now - l->last_send_ms < KEEPALIVE_MS) {
-			pp = &l->next_waiting;
-			continue;
-		}
-		*pp = l->next_waiting;
-		l->suspended = 0;
-		if (n == cap) {
-			struct MHD_Connection **more = xmalloc(2 * cap *
-							       sizeof(*more));
-
-			memcpy(more, conns, n * sizeof(*more));
-			if (conns != stack)
-				free(conns);
-			conns = more;
-			cap *= 2;
-		}
-		conns[n++] = l->conn;
-	}
-	pthread_mutex_unlock(&waiting_lock);
-	for (size_t i = 0; i < n; i++)
-		MHD_resume_connection(conns[i]);
-	if (conns != stack)
-		free(conns);
-}
-
-static void
-wake_listeners(void)
-{
-	resume_all(0);
-}
-
-void
-servers_keepalive(void)
-{
-	resume_all(1);
-}
-
-static ssize_t
-copy_out(char *buf, size_t max, const char *ev, size_t *next)
-{
-	size_t len = strlen(ev);
-
-	if (len > max)
-		return 0;
-	memcpy(buf, ev, len);
-	(*next)++;
-	return (ssize_t)len;
-}
-
-static ssize_t
-read_events(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct listener *l = cls;
-	ssize_t n = 0;
-	int done;
-
-	(void)pos;
-	if (l->extra) {
-		size_t i = 0;
-
-		n = copy_out(buf, max, l->extra, &i);
-		free(l->extra);
-		l->extra = NULL;
-		return n ? n : MHD_CONTENT_READER_END_OF_STREAM;
-	}
-	pthread_mutex_lock(&l->p->lock);
-	while (l->next < l->p->n) {
-		ssize_t k = copy_out(buf + n, max - (size_t)n,
-				     l->p->events[l->next], &l->next);
-
-		if (k == 0)
-			break;
-		n += k;
-	}
-	done = l->p->done && l->next >= l->p->n;
-	pthread_mutex_unlock(&l->p->lock);
-	if (n > 0 || (done && n == 0)) {
-		l->last_send_ms = time_mono_ms();
-		return n ? n : MHD_CONTENT_READER_END_OF_STREAM;
-	}
-	if (time_mono_ms() - l->last_send_ms >= KEEPALIVE_MS && max > 16) {
-		memcpy(buf, ": keepalive\n\n", 13);
-		l->last_send_ms = time_mono_ms();
-		return 13;
-	}
-	pthread_mutex_lock(&waiting_lock);
-	pthread_mutex_lock(&l->p->lock);
-	if (l->next >= l->p->n && !l->p->done) {
-		l->suspended = 1;
-		l->next_waiting = waiting;
-		waiting = l;
-		MHD_suspend_connection(l->conn);
-	}
-	pthread_mutex_unlock(&l->p->lock);
-	pthread_mutex_unlock(&waiting_lock);
-	return 0;
-}
-
-static void
-free_listener(void *cls)
-{
-	struct listener *l = cls;
-	struct listener **pp;
-
-	pthread_mutex_lock(&waiting_lock);
-	for (pp = &waiting; *pp; pp = &(*pp)->next_waiting)
-		if (*pp == l) {
-			*pp = l->next_waiting;
-			break;
-		}
-	pthread_mutex_unlock(&waiting_lock);
-	progress_unref(l->p);
-	free(l->extra);
-	free(l);
-}
-
-void
-servers_progress(struct req *r, const char *name)
-{
-	struct hub *h = r->hub;
-	struct listener *l = xcalloc(1, sizeof(*l));
+	struct progress *p = NULL;
 	struct user *u;
 	struct server *s;
-	char *url = xasprintf("/user/%s/", name);
+	int running;
+	char *url;
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
 	s = u ? u->server : NULL;
+	*exists = u != NULL;
 	if (s && s->progress && s->state != SRV_STOPPING)
-		l->p = progress_ref(s->progress);
+		p = progress_ref(s->progress);
+	running = s && s->state == SRV_RUNNING;
 	pthread_rwlock_unlock(&h->state.lock);
-	if (u == NULL) {
-		free(l);
-		free(url);
-		req_json_error(r, 404, "user %s does not exist", name);
-		return;
-	}
-	if (l->p == NULL) {	/* adopted, stopped, or never started */
-		struct progress *p = progress_new();
-		int running = s && s->state == SRV_RUNNING;
-
-		progress_add(p, 100, running ? "Server ready" :
-			     "the server is not running", running ? 1 : 2, url);
-		l->p = p;
-	}
+	if (p || !*exists)
+		return p;
+	/* adopted, stopped, or never started: one final event */
+	url = xasprintf("/user/%s/", name);
+	p = progress_new();
+	progress_add(p, 100, running ? "Server ready" :
+		     "the server is not running", running ? 1 : 2, url);
 	free(url);
-	l->conn = r->conn;
-	l->last_send_ms = time_mono_ms();
-	r->custom = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096,
-	    read_events, l, free_listener);
-	MHD_add_response_header(r->custom, "Content-Type", "text/event-stream");
-	MHD_add_response_header(r->custom, "Cache-Control", "no-cache");
-	MHD_add_response_header(r->custom, "X-Accel-Buffering", "no");
-	r->status = 200;
-	r->content_type = "text/event-stream";
+	return p;
 }
 
 /* ---- adoption and reconcile ------------------------------------------ */
@@ -1133,7 +892,7 @@ servers_cancel_all(struct hub *h)
 		struct server *s = h->state.user_list[i]->server;
 
 		if (s && s->state == SRV_STARTING && s->progress)
-			s->progress->cancel = 1;
+			*progress_cancel_flag(s->progress) = 1;
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 }

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include "internal.h"
+#include "hub.h"
 
 #define BG_THREADS 2		/* directory re-checks at once */
 #define BG_QUEUE_MAX 1024	/* beyond: dropped, asked again later */
@@ -34,20 +34,6 @@ xsrf_for_session(struct hub *h, const char *session_hash, char *out)
 
 	snprintf(msg, sizeof(msg), "xsrf:%s", session_hash);
 	crypto_hmac_hex(h->cfg.secret, msg, out);
-}
-
-int
-xsrf_ok(struct req *r, const struct who *w, const char *form_value)
-{
-	char want[65];
-	const char *got = req_header(r, "X-XSRFToken");
-
-	if (got == NULL)
-		got = form_value;
-	if (got == NULL || !w->by_cookie || strlen(got) != 64)
-		return 0;
-	xsrf_for_session(r->hub, w->session_hash, want);
-	return str_ct_eq(got, want, 64);
 }
 
 static const char *
@@ -181,13 +167,6 @@ who_from(struct hub *h, const char *authorization, const char *cookie,
 		bg_push(JOB_RECHECK, w->name, w->session_hash);
 }
 
-void
-who_identify(struct req *r, struct who *w)
-{
-	who_from(r->hub, req_header(r, "Authorization"),
-		 req_cookie(r, SESSION_COOKIE), w);
-}
-
 /* The value of cookie name in a Cookie header (heap), or NULL. */
 char *
 cookie_value(const char *header, const char *name)
@@ -206,31 +185,6 @@ cookie_value(const char *header, const char *name)
 		p = strchr(p, ';');
 	}
 	return NULL;
-}
-
-/*
- * Sets the session cookie (HttpOnly) and, as JupyterHub does, an "_xsrf"
- * cookie that pages' scripts read to send X-XSRFToken. An empty value
- * clears both.
- */
-void
-session_cookie_header(struct req *r, const char *value, long max_age)
-{
-	char hash[65], xsrf[65] = "";
-	char *c = xasprintf("%s=%s; Path=/; HttpOnly; SameSite=Lax; "
-			    "Max-Age=%ld%s", SESSION_COOKIE, value, max_age,
-			    r->https ? "; Secure" : "");
-
-	req_add_header(r, "Set-Cookie", c);
-	free(c);
-	if (*value) {
-		crypto_sha256_hex(value, strlen(value), hash);
-		xsrf_for_session(r->hub, hash, xsrf);
-	}
-	c = xasprintf("_xsrf=%s; Path=/hub/; SameSite=Lax; Max-Age=%ld%s",
-		      xsrf, max_age, r->https ? "; Secure" : "");
-	req_add_header(r, "Set-Cookie", c);
-	free(c);
 }
 
 void
@@ -262,9 +216,14 @@ static int
 sync_user(struct hub *h, const char *name, const struct auth_user *au,
 	  struct err *e)
 {
+	static const struct users_by first = { "", "",
+		"{\"reason\": \"first login\"}" };
+	static const struct users_by groups = { "", "",
+		"{\"reason\": \"directory groups\"}" };
+	const struct users_by by_self = { name, first.ip, first.detail };
+	const char *names[1] = { name };
 	struct user *u;
 	int exists, admin, want_admin, groups_same = 1;
-	int64_t created = time_now_ms();
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
@@ -279,41 +238,33 @@ sync_user(struct hub *h, const char *name, const struct auth_user *au,
 	want_admin = listed(h->cfg.admin_users, name) ||
 	    (au && au->admin == 1) || (admin && (!au || au->admin == -1));
 	if (!exists) {
-		const char *names[1] = { name };
-
 		if (ids_reserved(h, name, e) < 0)
 			return -1;
-		if (store_users_create(h->store, names, 1, want_admin, &created,
-				       e) < 0 && e->code != ERR_CONFLICT)
+		/* a conflict: another login made it meanwhile */
+		if (users_create(h, names, 1, want_admin, &by_self, e) < 0 &&
+		    e->code != ERR_CONFLICT)
 			return -1;
-		hub_audit(h, name, "user.create", name,
-			  "{\"reason\": \"first login\"}", "");
-	} else if (admin != want_admin) {
-		if (store_user_update(h->store, name, NULL, want_admin, e) < 0)
-			return -1;
-		hub_audit(h, "", want_admin ? "user.admin_granted" :
-			  "user.admin_revoked", name,
-			  "{\"reason\": \"directory groups\"}", "");
+	} else if (admin != want_admin &&
+		   users_set_admin(h, name, want_admin, &groups, e) < 0) {
+		return -1;
 	}
 	if (au && (!exists || !groups_same) &&
-	    store_user_set_groups(h->store, name,
-				  (const char *const *)au->groups,
-				  au->ngroups, e) < 0)
+	    users_set_groups(h, name, (const char *const *)au->groups,
+			     au->ngroups, e) < 0)
 		return -1;
-	/* reload this one user's row into memory */
 	pthread_rwlock_wrlock(&h->state.lock);
 	u = state_user(&h->state, name);
-	if (u == NULL) {
+	if (u == NULL) {	/* in the store, not in memory yet */
 		struct store_user su = { .id = state_next_id(&h->state),
 					 .name = name, .admin = want_admin,
-					 .created_ms = created };
+					 .created_ms = time_now_ms() };
 
 		u = state_user_add(&h->state, &su);
+		if (au)
+			state_user_set_groups(u,
+			    (const char *const *)au->groups, au->ngroups);
 	}
 	u->admin = want_admin;
-	if (au)
-		state_user_set_groups(u, (const char *const *)au->groups,
-				      au->ngroups);
 	pthread_rwlock_unlock(&h->state.lock);
 	ids_sync(h, name, au);
 	return 0;
@@ -528,19 +479,13 @@ bg_push(enum job_kind kind, const char *key, const char *session_hash)
 static void
 revoke_user(struct hub *h, const char *name, const struct err *why)
 {
-	struct err e = { 0 };
+	static const struct users_by directory = { "", "",
+		"{\"reason\": \"directory\"}" };
+	const struct users_by by = { name, directory.ip, directory.detail };
 
 	log_event(LOG_WARN, "session.revoked", "user=%s err=%s", name,
 		  why->msg);
-	pthread_rwlock_wrlock(&h->state.lock);
-	state_forget_user(&h->state, name);
-	pthread_rwlock_unlock(&h->state.lock);
-	if (store_sessions_delete_user(h->store, name, &e) < 0 ||
-	    store_tokens_delete_user(h->store, name, &e) < 0)
-		log_event(LOG_WARN, "session.revoke_failed", "user=%s err=%s",
-			  name, e.msg);
-	hub_audit(h, name, "session.revoked", name,
-		  "{\"reason\": \"directory\"}", "");
+	users_revoke(h, name, &by);
 }
 
 static void

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "internal.h"
+#include "hub.h"
 
 struct map_ent {
 	struct map_ent *next;
@@ -685,4 +685,34 @@ state_flush(struct state *s, struct store *st, struct err *e)
 	batch_release(&bs);
 	/* on failure the values stay in memory; the next activity re-marks */
 	return rc ? -1 : n;
+}
+
+void
+state_gauges(struct state *s, struct metrics_gauges *g)
+{
+	pthread_rwlock_rdlock(&s->lock);
+	g->users = s->nusers;
+	for (size_t i = 0; i < s->nusers; i++) {
+		const struct server *sv = s->user_list[i]->server;
+
+		g->admins += s->user_list[i]->admin != 0;
+		g->running += sv && sv->state == SRV_RUNNING;
+		g->pending += sv && (sv->state == SRV_STARTING ||
+				     sv->state == SRV_STOPPING);
+	}
+	g->sessions = state_count_sessions(s);
+	g->tokens = state_count_tokens(s);
+	pthread_rwlock_unlock(&s->lock);
+}
+
+/* A server's memory: state owns servers (its progress is shared). */
+void
+server_free(struct server *s)
+{
+	if (s == NULL)
+		return;
+	free(s->options_json);
+	free(s->last_error);
+	progress_unref(s->progress);
+	free(s);
 }

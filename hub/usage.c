@@ -16,19 +16,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "internal.h"
+#include "hub.h"
 
 #define USAGE_FIRST_MS 5000
 
-static struct {
-	struct hub *h;
+/* The sampler of one hub (h->usage). */
+struct usage {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* CLOCK_MONOTONIC */
 	atomic_int stopping;
-	int started;
 	int failing;			/* last pass failed (log once) */
-} U;
+};
 
 /* Stores the samples; 1 when a server still lacks a CPU figure. */
 static int
@@ -70,14 +69,14 @@ pass(struct hub *h)
 	int64_t t0 = time_mono_ms();
 
 	if (spawner_usage(h->spawner, &v, &n, &e) < 0) {
-		if (!U.failing)
+		if (!h->usage->failing)
 			log_event(LOG_WARN, "usage.failed", "error=%s", e.msg);
-		U.failing = 1;
+		h->usage->failing = 1;
 	} else {
-		if (U.failing)
+		if (h->usage->failing)
 			log_event(LOG_INFO, "usage.recovered", "containers=%zu",
 				  n);
-		U.failing = 0;
+		h->usage->failing = 0;
 		again = apply(h, v, n);
 		log_event(LOG_DEBUG, "usage.pass", "containers=%zu ms=%ld", n,
 			  (long)(time_mono_ms() - t0));
@@ -90,72 +89,80 @@ static void *
 run(void *arg)
 {
 	struct hub *h = arg;
+	struct usage *U = h->usage;
 
-	pthread_mutex_lock(&U.lock);
-	while (!atomic_load(&U.stopping)) {
+	pthread_mutex_lock(&U->lock);
+	while (!atomic_load(&U->stopping)) {
 		int64_t next;
 		struct timespec ts;
 		int again;
 
-		pthread_mutex_unlock(&U.lock);
+		pthread_mutex_unlock(&U->lock);
 		again = pass(h);
-		pthread_mutex_lock(&U.lock);
+		pthread_mutex_lock(&U->lock);
 		next = time_mono_ms() + (again ? USAGE_FIRST_MS
 					 : h->cfg.usage_every_s * 1000);
 		ts.tv_sec = next / 1000;
 		ts.tv_nsec = (next % 1000) * 1000000;
-		while (!atomic_load(&U.stopping) && time_mono_ms() < next)
-			if (pthread_cond_timedwait(&U.wake, &U.lock, &ts) ==
+		while (!atomic_load(&U->stopping) && time_mono_ms() < next)
+			if (pthread_cond_timedwait(&U->wake, &U->lock, &ts) ==
 			    ETIMEDOUT)
 				break;
 	}
-	pthread_mutex_unlock(&U.lock);
+	pthread_mutex_unlock(&U->lock);
 	return NULL;
 }
 
 int
 usage_start(struct hub *h, struct err *e)
 {
+	struct usage *U;
 	pthread_condattr_t ca;
 	int ok;
 
 	if (h->spawner == NULL || h->cfg.usage_every_s <= 0)
 		return 0;
-	U.h = h;
-	atomic_store(&U.stopping, 0);
 	if (pthread_condattr_init(&ca) != 0)
 		return err_set(e, ERR_INTERNAL, "usage: no condition variable");
+	U = xcalloc(1, sizeof(*U));
 	ok = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) == 0 &&
-	    pthread_cond_init(&U.wake, &ca) == 0;
+	    pthread_cond_init(&U->wake, &ca) == 0;
 	pthread_condattr_destroy(&ca);
-	if (!ok)
+	if (!ok) {
+		free(U);
 		return err_set(e, ERR_INTERNAL, "usage: no condition variable");
-	pthread_mutex_init(&U.lock, NULL);
-	if (pthread_create(&U.thread, NULL, run, h) != 0) {
-		pthread_cond_destroy(&U.wake);
-		pthread_mutex_destroy(&U.lock);
+	}
+	pthread_mutex_init(&U->lock, NULL);
+	h->usage = U;
+	if (pthread_create(&U->thread, NULL, run, h) != 0) {
+		pthread_cond_destroy(&U->wake);
+		pthread_mutex_destroy(&U->lock);
+		free(U);
+		h->usage = NULL;
 		return err_set(e, ERR_INTERNAL, "usage: cannot start its "
 			       "thread");
 	}
-	U.started = 1;
 	log_event(LOG_INFO, "usage.started", "every_s=%ld",
 		  h->cfg.usage_every_s);
 	return 0;
 }
 
 void
-usage_stop(void)
+usage_stop(struct hub *h)
 {
-	if (!U.started)
+	struct usage *U = h->usage;
+
+	if (U == NULL)
 		return;
-	pthread_mutex_lock(&U.lock);
-	atomic_store(&U.stopping, 1);
-	pthread_cond_broadcast(&U.wake);
-	pthread_mutex_unlock(&U.lock);
-	pthread_join(U.thread, NULL);
-	pthread_cond_destroy(&U.wake);
-	pthread_mutex_destroy(&U.lock);
-	U.started = 0;
+	pthread_mutex_lock(&U->lock);
+	atomic_store(&U->stopping, 1);
+	pthread_cond_broadcast(&U->wake);
+	pthread_mutex_unlock(&U->lock);
+	pthread_join(U->thread, NULL);
+	pthread_cond_destroy(&U->wake);
+	pthread_mutex_destroy(&U->lock);
+	free(U);
+	h->usage = NULL;
 }
 
 int

@@ -53,34 +53,7 @@ static _Thread_local struct {
 	int dry_run;
 } own;
 
-/* One path component we are willing to put under root. */
-static int
-name_ok(const char *what, const char *s, struct err *e)
-{
-	if (s == NULL || s[0] == '\0' || s[0] == '.' || strchr(s, '/') ||
-	    strlen(s) > 255)
-		return err_set(e, ERR_INVALID, "%s '%s' cannot be a directory "
-			       "name", what, s ? s : "");
-	return 0;
-}
 
-/* shared_dir relative to root: no "..", no "." components. */
-static int
-rel_ok(const char *s, struct err *e)
-{
-	const char *p = s;
-
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 1 && p[0] == '.') || (n == 2 && !strncmp(p, "..", 2)))
-			return err_set(e, ERR_INVALID, "shared directory '%s' "
-				       "must stay inside the home root", s);
-		p += n;
-		p += strspn(p, "/");
-	}
-	return 0;
-}
 
 static int
 fs_error(const char *what, const char *path, int errnum, struct err *e)
@@ -126,7 +99,7 @@ local_ensure(void *h, const char *user, long uid, long gid, long mode,
 	char *path;
 	int rc;
 
-	if (name_ok("user", user, e) < 0)
+	if (home_name_ok("user", user, e) < 0)
 		return -1;
 	if (mode < 0 || mode > 07777)
 		return err_set(e, ERR_INVALID, "mode %lo is not a file mode",
@@ -143,7 +116,7 @@ local_ensure(void *h, const char *user, long uid, long gid, long mode,
 		return 0;
 	while (shared_dir[0] == '/')
 		shared_dir++;
-	if (shared_dir[0] == '\0' || rel_ok(shared_dir, e) < 0)
+	if (shared_dir[0] == '\0' || home_rel_ok(shared_dir, e) < 0)
 		return shared_dir[0] ? -1 : 0;
 	path = xasprintf("%s/%s", hl->root, shared_dir);
 	rc = make_dir(path, -1, shared_gid, SHARED_MODE, e);
@@ -158,7 +131,8 @@ local_rename(void *h, const char *from, const char *to, struct err *e)
 	char *src, *dst;
 	int rc = 0;
 
-	if (name_ok("user", from, e) < 0 || name_ok("user", to, e) < 0)
+	if (home_name_ok("user", from, e) < 0 ||
+	    home_name_ok("user", to, e) < 0)
 		return -1;
 	src = xasprintf("%s/%s", hl->root, from);
 	dst = xasprintf("%s/%s", hl->root, to);
@@ -208,7 +182,7 @@ local_chown_tree(void *h, const char *user, long uid, long gid, int dry_run,
 	int r, rc = -1;
 
 	*changed = 0;
-	if (name_ok("user", user, e) < 0)
+	if (home_name_ok("user", user, e) < 0)
 		return -1;
 	path = xasprintf("%s/%s", hl->root, user);
 	if (lstat(path, &st) < 0) {
@@ -252,7 +226,7 @@ local_fix_shared(void *h, const char *shared_dir, long gid, int dry_run,
 	if (shared_dir == NULL || shared_dir[0] == '\0')
 		return err_set(e, ERR_NOTFOUND, "no shared directory is "
 			       "configured (SHARED_DIR)");
-	if (rel_ok(shared_dir, e) < 0)
+	if (home_rel_ok(shared_dir, e) < 0)
 		return -1;
 	path = xasprintf("%s/%s", hl->root, shared_dir);
 	if (lstat(path, &st) < 0)
@@ -277,7 +251,7 @@ local_archive(void *h, const char *user, const char *date, char *final,
 	char *from = NULL, *dir = NULL, *to = NULL;
 	int i, rc = -1;
 
-	if (name_ok("user", user, e) < 0 || name_ok("date", date, e) < 0)
+	if (home_name_ok("user", user, e) < 0 || home_name_ok("date", date, e) < 0)
 		return -1;
 	from = xasprintf("%s/%s", hl->root, user);
 	dir = xasprintf("%s/%s", hl->root, ARCHIVE_DIR);
@@ -336,7 +310,7 @@ local_remove(void *h, const char *user, struct err *e)
 	char *path;
 	int r, rc = -1;
 
-	if (name_ok("user", user, e) < 0)
+	if (home_name_ok("user", user, e) < 0)
 		return -1;
 	path = xasprintf("%s/%s", hl->root, user);
 	if (lstat(path, &st) < 0) {
@@ -359,11 +333,6 @@ out:
 	return rc;
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static int
 is_dir(const char *root, const struct dirent *de)
@@ -402,7 +371,7 @@ local_list(void *h, char ***names, struct err *e)
 		v[n] = NULL;
 	}
 	closedir(dir);
-	qsort(v, n, sizeof(*v), cmp_str);
+	qsort(v, n, sizeof(*v), home_cmp_names);
 	*names = v;
 	return 0;
 }

@@ -45,32 +45,7 @@ struct home_nfs {
 	char *where;		/* "server:/export", for messages */
 };
 
-static int
-name_ok(const char *what, const char *s, struct err *e)
-{
-	if (s == NULL || s[0] == '\0' || s[0] == '.' || strchr(s, '/') ||
-	    strlen(s) > 255)
-		return err_set(e, ERR_INVALID, "%s '%s' cannot be a directory "
-			       "name", what, s ? s : "");
-	return 0;
-}
 
-static int
-rel_ok(const char *s, struct err *e)
-{
-	const char *p = s;
-
-	while (*p) {
-		size_t n = strcspn(p, "/");
-
-		if ((n == 1 && p[0] == '.') || (n == 2 && !strncmp(p, "..", 2)))
-			return err_set(e, ERR_INVALID, "shared directory '%s' "
-				       "must stay inside the home root", s);
-		p += n;
-		p += strspn(p, "/");
-	}
-	return 0;
-}
 
 /* rc is libnfs's negative errno. */
 static int
@@ -172,14 +147,14 @@ nfs_ensure(void *h, const char *user, long uid, long gid, long mode,
 	char *path = NULL;
 	int rc = -1, made;
 
-	if (name_ok("user", user, e) < 0)
+	if (home_name_ok("user", user, e) < 0)
 		return -1;
 	if (mode < 0 || mode > 07777)
 		return err_set(e, ERR_INVALID, "mode %lo is not a file mode",
 			       (unsigned long)mode);
 	while (shared_dir && shared_dir[0] == '/')
 		shared_dir++;
-	if (shared_dir && shared_dir[0] && rel_ok(shared_dir, e) < 0)
+	if (shared_dir && shared_dir[0] && home_rel_ok(shared_dir, e) < 0)
 		return -1;
 	if ((nfs = mount_new(hn, e)) == NULL)
 		return -1;
@@ -212,7 +187,8 @@ nfs_rename_home(void *h, const char *from, const char *to, struct err *e)
 	char *src, *dst;
 	int rc;
 
-	if (name_ok("user", from, e) < 0 || name_ok("user", to, e) < 0)
+	if (home_name_ok("user", from, e) < 0 ||
+	    home_name_ok("user", to, e) < 0)
 		return -1;
 	if ((nfs = mount_new(hn, e)) == NULL)
 		return -1;
@@ -297,7 +273,7 @@ nfs_chown_tree(void *h, const char *user, long uid, long gid, int dry_run,
 	int rc;
 
 	*changed = 0;
-	if (name_ok("user", user, e) < 0)
+	if (home_name_ok("user", user, e) < 0)
 		return -1;
 	if ((nfs = mount_new(hn, e)) == NULL)
 		return -1;
@@ -332,7 +308,7 @@ nfs_fix_shared(void *h, const char *shared_dir, long gid, int dry_run,
 	if (shared_dir == NULL || shared_dir[0] == '\0')
 		return err_set(e, ERR_NOTFOUND, "no shared directory is "
 			       "configured (SHARED_DIR)");
-	if (rel_ok(shared_dir, e) < 0 || (nfs = mount_new(hn, e)) == NULL)
+	if (home_rel_ok(shared_dir, e) < 0 || (nfs = mount_new(hn, e)) == NULL)
 		return -1;
 	path = xasprintf("/%s", shared_dir);
 	if ((rc = nfs_lstat64(nfs, path, &st)) < 0)
@@ -385,7 +361,7 @@ nfs_archive(void *h, const char *user, const char *date, char *final,
 	char *from, *to = NULL;
 	int rc, dir = 0;
 
-	if (name_ok("user", user, e) < 0 || name_ok("date", date, e) < 0)
+	if (home_name_ok("user", user, e) < 0 || home_name_ok("date", date, e) < 0)
 		return -1;
 	if ((nfs = mount_new(hn, e)) == NULL)
 		return -1;
@@ -455,7 +431,7 @@ nfs_remove(void *h, const char *user, struct err *e)
 	char *path;
 	int rc;
 
-	if (name_ok("user", user, e) < 0)
+	if (home_name_ok("user", user, e) < 0)
 		return -1;
 	if ((nfs = mount_new(hn, e)) == NULL)
 		return -1;
@@ -469,11 +445,6 @@ nfs_remove(void *h, const char *user, struct err *e)
 	return rc;
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static int
 nfs_list(void *h, char ***names, struct err *e)
@@ -505,7 +476,7 @@ nfs_list(void *h, char ***names, struct err *e)
 	}
 	nfs_closedir(nfs, dir);
 	nfs_destroy_context(nfs);
-	qsort(v, n, sizeof(*v), cmp_str);
+	qsort(v, n, sizeof(*v), home_cmp_names);
 	*names = v;
 	return 0;
 }

@@ -6,6 +6,7 @@
  *               Docker task errors into sentences (pure)
  *   docker.c    the Docker Engine API over libcurl (unix socket or TLS)
  *   home_local.c / home_nfs.c   struct home_ops implementations
+ *   home.c                      their shared name checks
  *   spawner.c   spawner.h: start/stop/locate/list, readiness, progress
  *   usage.c     container stats: what running servers use
  */
@@ -182,6 +183,14 @@ struct home_ops {
 	void (*free)(void *h);
 };
 /* root: a local directory. */
+/* home.c: one path component under the root (not empty, no '/', no
+ * leading '.', at most 255 bytes), else ERR_INVALID naming what. */
+int home_name_ok(const char *what, const char *s, struct err *e);
+/* SHARED_DIR relative to the root: no "." or ".." component. */
+int home_rel_ok(const char *s, struct err *e);
+/* qsort comparison of char * names. */
+int home_cmp_names(const void *a, const void *b);
+
 int home_local_new(const char *root, const struct home_ops **ops, void **h,
 		   struct err *e);
 /* url: nfs://server/export[?nfsport=&mountport=] (NFSv3). */

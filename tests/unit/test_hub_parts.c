@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../lib/t.h"
-#include "../../hub/internal.h"
+#include "../../hub/web.h"
 
 static const char *const allowed[] = { "usernames", "admin", NULL };
 

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "../lib/t.h"
-#include "../../hub/internal.h"
+#include "../../hub/hub.h"
 
 #define WINDOW_S 300
 #define T0 1000000

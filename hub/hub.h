@@ -1,6 +1,9 @@
 /*
- * internal.h - what the hub's own files share (nothing outside hub/ may
- * include it).
+ * hub.h - the hub's core: settings, in-memory state, servers, progress,
+ * users, sessions, the culler and usage glue, metrics, the edge's router
+ * (proxy.c), and what they share. The web side (web.h: the HTTP server,
+ * pages, API) builds on this; nothing here knows HTTP requests or
+ * libmicrohttpd. Nothing outside hub/ includes it.
  *
  * The hub keeps users, API tokens and sessions in memory (struct state),
  * filled from PostgreSQL at start and updated after each successful write:
@@ -10,8 +13,8 @@
  * Locking: state.lock is a rwlock; readers hold it while they use a user,
  * token or session; writers change the maps only after the database agreed.
  */
-#ifndef SWARMHUB_HUB_INTERNAL_H
-#define SWARMHUB_HUB_INTERNAL_H
+#ifndef SWARMHUB_HUB_H
+#define SWARMHUB_HUB_H
 
 #include <pthread.h>
 #include <stdint.h>
@@ -77,10 +80,34 @@ void crypto_sha256_hex(const char *s, size_t n, char *out);
 /* HMAC-SHA256(key, msg) as hex; out >= 65 bytes. */
 void crypto_hmac_hex(const char *key, const char *msg, char *out);
 
+/* HTTP methods, as the metrics count them. */
+enum method { M_GET, M_POST, M_PUT, M_PATCH, M_DELETE, M_HEAD, M_OPTIONS,
+	      M_OTHER };
+
 /* ---- in-memory state (state.c) --------------------------------------- */
 enum srv_state { SRV_STOPPED, SRV_STARTING, SRV_RUNNING, SRV_STOPPING };
 
+/* ---- progress of a start (progress.c) -------------------------------- */
 struct progress;
+struct progress *progress_new(void);
+struct progress *progress_ref(struct progress *p);
+void progress_unref(struct progress *p);	/* NULL: no-op */
+/* Adds an event (kind: 0 progress, 1 ready with url, 2 failed); the first
+ * ready or failed event is the last one kept. */
+void progress_add(struct progress *p, int pct, const char *msg, int kind,
+		  const char *url);
+/* Set by a stop during the start (the spawner reads it). */
+volatile int *progress_cancel_flag(struct progress *p);
+/* Copies whole events from *next into buf (advancing *next); *done when
+ * every event was taken and there will be no more. Returns bytes. */
+size_t progress_copy(struct progress *p, size_t *next, char *buf, size_t max,
+		     int *done);
+/* Calls fn(arg) under p's lock when nothing after next was added and more
+ * may come (so an add cannot slip in between); returns 1 then. */
+int progress_if_idle(struct progress *p, size_t next, void (*fn)(void *),
+		     void *arg);
+/* fn is called after each event (the event stream wakes its listeners). */
+void progress_set_wake(void (*fn)(void));
 
 /* A user's default server. Fields change under state.lock (write). */
 struct server {
@@ -186,6 +213,17 @@ void state_forget_user(struct state *s, const char *user);
 
 size_t state_count_sessions(struct state *s);
 size_t state_count_tokens(struct state *s);
+/* Frees a server (state owns them; its progress is unreferenced). */
+void server_free(struct server *s);
+
+/* What /hub/metrics shows besides counters (metrics.c). */
+struct metrics_gauges {
+	size_t users, admins, running, pending, sessions, tokens;
+	long orphans;
+	int db_up;
+};
+/* Counts users, servers, sessions and tokens (takes the read lock). */
+void state_gauges(struct state *s, struct metrics_gauges *g);
 
 /* Activity (lock-free on the record; caller holds the read lock). */
 void state_touch_user(struct user *u, int64_t now_ms);
@@ -197,6 +235,9 @@ long state_flush(struct state *s, struct store *st, struct err *e);
 /* ---- the hub --------------------------------------------------------- */
 struct ratelimit;
 struct metrics;
+struct http;	/* the web side's server (http.c) */
+struct cull;	/* the culler's glue (cull.c) */
+struct usage;	/* the usage sampler (usage.c) */
 
 struct hub {
 	struct hub_cfg cfg;
@@ -206,6 +247,13 @@ struct hub {
 	struct ratelimit *rl;
 	struct metrics *metrics;
 	struct spawner *spawner;	/* NULL when spawning is off */
+	struct http *http;		/* the HTTP server, while it runs */
+	struct cull *cull;		/* from cull_start to cull_stop */
+	struct usage *usage;		/* the sampler, while it runs */
+	/* An HTML error page (heap), from the web side (main.c sets it):
+	 * the core calls pages through this pointer only. */
+	char *(*error_page)(struct hub *h, int status, const char *title,
+			    const char *message, size_t *len);
 	int active_actions;		/* start/stop workers alive (atomic) */
 	int limited_actions;		/* starts + stops not yet in their
 					 * final state: what
@@ -224,54 +272,6 @@ struct hub {
 	volatile int stopping;
 };
 
-/* ---- HTTP (http.c): the request as handlers see it ------------------- */
-struct req;
-struct MHD_Connection;
-
-enum method { M_GET, M_POST, M_PUT, M_PATCH, M_DELETE, M_HEAD, M_OPTIONS,
-	      M_OTHER };
-
-struct req {
-	struct hub *hub;
-	struct MHD_Connection *conn;
-	enum method method;
-	const char *path;		/* decoded */
-	const char *body;		/* NUL-terminated, may be "" */
-	size_t body_len;
-	int body_too_big;
-	char ip[64];			/* client address (after trusted XFF) */
-	int https;			/* arrived over HTTPS per trusted proxy */
-	int64_t start_us;
-	/* the response */
-	int status;
-	char *resp;			/* owned */
-	size_t resp_len;
-	const char *content_type;
-	struct strbuf headers;		/* "Name: value\n" lines */
-	const char *route;		/* metrics label */
-	struct MHD_Response *custom;	/* a streaming answer (SSE) */
-};
-
-const char *req_header(struct req *r, const char *name);
-const char *req_query(struct req *r, const char *name);
-const char *req_cookie(struct req *r, const char *name);
-/* Takes body over. */
-void req_reply(struct req *r, int status, const char *content_type,
-	       char *body, size_t len);
-void req_add_header(struct req *r, const char *name, const char *value);
-/* {"status": N, "message": "..."} */
-void req_json_error(struct req *r, int status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void req_json(struct req *r, int status, char *json);
-void req_redirect(struct req *r, const char *location);
-int err_http_status(enum err_code code);
-
-int http_start(struct hub *h, struct err *e);
-void http_stop(void);
-
-/* ---- routing (router.c) ---------------------------------------------- */
-void router_dispatch(struct req *r);
-
 /* ---- authentication of a request (sessions.c) ------------------------ */
 enum who_kind { WHO_NONE, WHO_USER, WHO_SERVICE };
 struct who {
@@ -281,8 +281,6 @@ struct who {
 	int by_cookie;			/* needs XSRF for changes */
 	char session_hash[65];
 };
-/* Who sent r (token header first, then session cookie). */
-void who_identify(struct req *r, struct who *w);
 /* The same from raw values (the edge): Authorization header, the value of
  * the session cookie (either may be NULL). */
 void who_from(struct hub *h, const char *authorization, const char *cookie,
@@ -292,15 +290,12 @@ char *cookie_value(const char *header, const char *name);
 #define SESSION_COOKIE "swarmhub-session"
 /* XSRF token for a session (hex). */
 void xsrf_for_session(struct hub *h, const char *session_hash, char *out);
-/* 1 when r carries a valid X-XSRFToken (or _xsrf) for w's session. */
-int xsrf_ok(struct req *r, const struct who *w, const char *form_value);
 
 /* Login: checks credentials, creates/updates the user, opens a session.
  * On success fills cookie (the raw session id, 43+ chars). */
 int login_check(struct hub *h, const char *username, const char *password,
 		const char *ip, char *name_out, char *cookie_out,
 		struct err *e);
-void session_cookie_header(struct req *r, const char *value, long max_age);
 void logout_session(struct hub *h, const char *session_hash);
 /* Starts (stops) the workers that re-check users with the directory
  * (sessions and API tokens older than AUTH_RECHECK, one re-check per user
@@ -330,113 +325,69 @@ void servers_token(struct hub *h, const char *user, const char *nonce,
 		   char *out);
 /* Every few seconds: servers whose task stopped are re-checked at once. */
 void servers_sweep(struct hub *h);
-/* The progress stream of name's server as an MHD response (or NULL and
- * an error reply on r). */
-void servers_progress(struct req *r, const char *name);
-void servers_keepalive(void);
+/* A reference to the progress of name's server's last start (a made-up
+ * final event when it was adopted, stopped or never started); NULL with
+ * *exists 0 when there is no such user. */
+struct progress *servers_progress_of(struct hub *h, const char *name,
+				     int *exists);
 /* At shutdown: pending starts give up (and remove their services). */
 void servers_cancel_all(struct hub *h);
 /* Re-checks name's server with Docker in the background. */
 void servers_recheck(struct hub *h, const char *name);
-void server_free(struct server *s);
 /* Appends the "servers" part of the user model. */
 void servers_model(struct strbuf *sb, const struct user *u, int *ready,
 		   int *pending);
-
-/* ---- API (api.c), pages (pages.c), metrics (metrics.c) --------------- */
-void api_handle(struct req *r, const char *sub);	/* sub: after /hub/api */
-void pages_login(struct req *r);
-void pages_logout(struct req *r);
-void pages_home(struct req *r);
-void pages_static(struct req *r);
-void pages_error(struct req *r, int status, const char *title,
-		 const char *message);
-/* The same page as a heap string (for the edge). */
-char *pages_error_html(struct hub *h, int status, const char *title,
-		       const char *message, size_t *len);
-/* Pages of pages_spawn.c and pages_admin.c; name: the user acted for
- * (NULL: the signed-in user). */
-void pages_spawn(struct req *r, const char *name);
-void pages_spawn_pending(struct req *r, const char *name);
-void pages_home_stop(struct req *r);
-void pages_admin(struct req *r);
-void pages_token(struct req *r);
-/* What the pages_*.c files share (pages.c). */
-enum page_flags { PAGE_WIDE = 1 << 0, PAGE_REFRESH = 1 << 1 };
-/* Writes the head, header and navigation (w may be NULL). */
-void pages_begin(struct strbuf *sb, struct hub *h, const char *title,
-		 const struct who *w, int flags);
-/* Closes the page and replies with it. */
-void pages_end(struct req *r, struct strbuf *sb, int status);
-/* Fills w with the signed-in user (session cookie); otherwise redirects
- * to the login page (with next = this page) and returns -1. */
-int pages_signed_in(struct req *r, struct who *w);
-/* next when it is a local path ("/x", never "//x"), else dflt. */
-const char *pages_local_path(const char *next, const char *dflt);
-/* Appends s percent-encoded for a query value. */
-void pages_add_urlenc(struct strbuf *sb, const char *s);
-/* Appends "<time>2024-05-01 10:00 UTC (5 minutes ago)</time>" or
- * "never". */
-void pages_add_time(struct strbuf *sb, int64_t ms, int64_t now_ms);
-/* The same, short: "5 min ago" with the full time as its title. */
-void pages_add_ago(struct strbuf *sb, int64_t ms, int64_t now_ms);
-/* "0.42 CPU, 120 MB" ("&hellip; CPU" while the CPU is not known yet). */
-void pages_add_usage(struct strbuf *sb, double cpu, int64_t mem_bytes);
-/* Appends the hidden _xsrf input of w's session. */
-void pages_add_xsrf(struct strbuf *sb, struct hub *h, const struct who *w);
-/* "stopped", "starting", "running", "stopping". */
-const char *pages_state_word(enum srv_state st);
-/* Appends a number without trailing zeros ("0.5", "2"). */
-void pages_add_num(struct strbuf *sb, double v);
-/* What the active servers of a profile's group members, started with that
- * profile, use (what its quota caps; pages_spawn.c). */
-struct pages_usage {
+/* The options of the servers that count against profile's quota: running
+ * or pending, of members of its group, started with it (heap array; the
+ * caller holds the state lock and frees it). */
+struct spawn_opts *servers_in_use(struct hub *h, const char *profile,
+				  size_t *n);
+/* Their sum (takes the read lock). */
+struct servers_usage {
 	long servers;
 	double cpu, mem_gb;
 	long gpus;
 };
-void pages_usage_of(struct hub *h, const char *profile,
-		    struct pages_usage *u);
-/* The embedded stylesheet and script (assets.c). */
-extern const char assets_css[];
-extern const size_t assets_css_len;
-extern const char assets_js[];
-extern const size_t assets_js_len;
-
-/* ---- admin endpoints /hub/api/swarmhub/... (api_admin.c) ------------ */
-void api_admin_handle(struct req *r, const struct who *w, const char *sub);
+void servers_usage_of(struct hub *h, const char *profile,
+		      struct servers_usage *u);
 
 /* ---- the culler (cull.c) --------------------------------------------- */
 int cull_start(struct hub *h, struct err *e);
 void cull_reload(struct hub *h);
-void cull_stop(void);
-void cull_metrics(struct strbuf *sb);
+void cull_stop(struct hub *h);
+/* The culled counters in Prometheus text. */
+void cull_metrics(struct hub *h, struct strbuf *sb);
 
 /* ---- what servers use (usage.c) ------------------------------------- */
 /* Starts sampling Docker's container stats every USAGE_EVERY (nothing
  * when spawning or sampling is off). */
 int usage_start(struct hub *h, struct err *e);
-void usage_stop(void);
+void usage_stop(struct hub *h);
 /* A running server's recent CPUs used (-1: not known yet) and memory in
  * use; -1 when there is no recent sample of this run (state lock held). */
 int usage_get(const struct server *s, int64_t now_ms, long every_s,
 	      double *cpu, int64_t *mem_bytes);
 
-/* ---- the edge's router (route.c) ------------------------------------- */
+/* ---- the edge's router (proxy.c): the edge_hooks it gets ------------ */
 struct edge_request;
 struct edge_target;
-void route_request(void *ctx, const struct edge_request *rq,
-		   struct edge_target *t);
-void route_activity(void *ctx, const char *key, int from_client);
-void route_upstream_failed(void *ctx, const char *key, int status);
-char *route_error_page(void *ctx, int status, const char *msg, size_t *len);
+/* Where a request on the hub's port goes (ctx: the hub): /user/<name>/
+ * to that user's server when the caller may, else an answer; the rest to
+ * the hub's own HTTP server. */
+void proxy_route(void *ctx, const struct edge_request *rq,
+		 struct edge_target *t);
+void proxy_activity(void *ctx, const char *key, int from_client);
+void proxy_upstream_failed(void *ctx, const char *key, int status);
 
+/* ---- metrics (metrics.c): counters, and the text of a scrape --------- */
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 void metrics_observe(struct metrics *m, const char *route, enum method meth,
 		     int status, double seconds);
 void metrics_login(struct metrics *m, int ok);
-char *metrics_render(struct hub *h, size_t *len);
+/* Appends the Prometheus text of the counters and the gauges g. */
+void metrics_render(struct strbuf *sb, struct metrics *m,
+		    const struct metrics_gauges *g);
 
 /* ---- users' own ids and reserved names (ids.c) ---------------------- */
 /* ERR_INVALID naming the reason when no user may be called name: the
@@ -456,6 +407,38 @@ int ids_for(struct hub *h, const char *name, long *uid, long *gid, int *own,
 /* Appends , "swarmhub": {"uid": .., "gid": .., "uid_source": ..} to a
  * user model (state lock held). */
 void ids_model(struct strbuf *sb, const struct user *u);
+
+/* ---- users and API tokens (users.c): store, then state, then audit ---- */
+/* Who asked for a change, for the audit log (a NULL users_by: no row). */
+struct users_by {
+	const char *actor;
+	const char *ip;
+	const char *detail;	/* JSON, or NULL for the default */
+};
+/* Creates names (valid, none in the store yet; else ERR_CONFLICT), then
+ * adds them to memory. */
+int users_create(struct hub *h, const char *const *names, size_t n, int admin,
+		 const struct users_by *by, struct err *e);
+int users_set_admin(struct hub *h, const char *name, int admin,
+		    const struct users_by *by, struct err *e);
+/* new_name NULL: same; admin -1: same; hash NULL: same password. The
+ * rename of the state entry is the caller's (after its home moved). */
+int users_update(struct hub *h, const char *name, const char *new_name,
+		 int admin, const char *hash, const struct users_by *by,
+		 struct err *e);
+int users_set_groups(struct hub *h, const char *name,
+		     const char *const *groups, size_t n, struct err *e);
+int users_delete(struct hub *h, const char *name, const struct users_by *by,
+		 struct err *e);
+/* Ends every session and API token of name (memory first). */
+void users_revoke(struct hub *h, const char *name, const struct users_by *by);
+/* Fills *out (id, created) after storing the token. */
+int users_token_create(struct hub *h, const char *name, const char *hash,
+		       const char *note, int64_t expires_ms,
+		       const struct users_by *by, struct store_token *out,
+		       struct err *e);
+int users_token_delete(struct hub *h, const char *name, int64_t id,
+		       const struct users_by *by, struct err *e);
 
 /* ---- audit (writes through the store; never fails the caller) -------- */
 void hub_audit(struct hub *h, const char *actor, const char *action,

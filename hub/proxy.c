@@ -1,5 +1,6 @@
 /*
- * route.c - where the edge sends each request.
+ * proxy.c - where the edge sends each request: the edge_hooks the hub
+ * gives edge/ (as cull.c gives the culler its culler_ops).
  *
  * /user/<name>/... goes to that user's server when the caller may use it
  * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
@@ -12,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include "../edge/edge.h"
-#include "internal.h"
+#include "hub.h"
 
 static void
 respond(struct edge_target *t, int status, const char *type, char *body)
@@ -48,7 +49,7 @@ page_error(struct hub *h, struct edge_target *t, int status,
 	   const char *title, const char *msg)
 {
 	size_t len;
-	char *html = pages_error_html(h, status, title, msg, &len);
+	char *html = h->error_page(h, status, title, msg, &len);
 
 	respond(t, status, "text/html; charset=utf-8", html);
 	t->body_len = len;
@@ -217,7 +218,7 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 }
 
 void
-route_request(void *ctx, const struct edge_request *rq, struct edge_target *t)
+proxy_route(void *ctx, const struct edge_request *rq, struct edge_target *t)
 {
 	struct hub *h = ctx;
 
@@ -231,7 +232,7 @@ route_request(void *ctx, const struct edge_request *rq, struct edge_target *t)
 }
 
 void
-route_activity(void *ctx, const char *key, int from_client)
+proxy_activity(void *ctx, const char *key, int from_client)
 {
 	struct hub *h = ctx;
 	struct user *u;
@@ -253,21 +254,11 @@ route_activity(void *ctx, const char *key, int from_client)
 }
 
 void
-route_upstream_failed(void *ctx, const char *key, int status)
+proxy_upstream_failed(void *ctx, const char *key, int status)
 {
 	struct hub *h = ctx;
 
 	log_event(LOG_WARN, "proxy.upstream_failed", "user=%s status=%d", key,
 		  status);
 	servers_recheck(h, key);
-}
-
-char *
-route_error_page(void *ctx, int status, const char *msg, size_t *len)
-{
-	const char *title = status == 502 ? "The server did not answer" :
-			    status == 504 ? "The server is too slow" :
-			    "Bad request";
-
-	return pages_error_html(ctx, status, title, msg, len);
 }

@@ -253,6 +253,30 @@ sendv(int fd, struct iovec *iov, int n)
 	return sendmsg(fd, &m, MSG_NOSIGNAL);
 }
 
+/*
+ * Writes a[0, alen) then b[0, blen) in one call; *sa and *sb say how much
+ * of each went. 1 progress; 0 the socket is full (*ready cleared, unless
+ * interrupted); -1 an error (errno).
+ */
+static int
+write_two(int fd, uint8_t *ready, const char *a, size_t alen, const char *b,
+	  size_t blen, size_t *sa, size_t *sb)
+{
+	struct iovec iov[2] = { { (void *)(uintptr_t)a, alen },
+				{ (void *)(uintptr_t)b, blen } };
+	ssize_t n = sendv(fd, iov, 2);
+
+	if (n < 0) {
+		if (errno != EAGAIN && errno != EINTR)
+			return -1;
+		*ready = errno == EINTR;
+		return 0;
+	}
+	*sa = (size_t)n < alen ? (size_t)n : alen;
+	*sb = (size_t)n - *sa;
+	return 1;
+}
+
 static void
 buf_hdr(struct buf *b, const char *n, size_t nl, const char *v, size_t vl)
 {
@@ -535,16 +559,13 @@ bad_request(struct conn *c, int status, const char *msg)
 static int
 step_respond(struct conn *c)
 {
-	struct iovec iov[2];
-	ssize_t n;
+	size_t head = c->cout.len - c->cout.off, body = c->body_len - c->body_off;
+	size_t sa, sb;
+	int r;
 
 	if (!c->cwr)
 		return 0;
-	iov[0].iov_base = c->cout.p + c->cout.off;
-	iov[0].iov_len = c->cout.len - c->cout.off;
-	iov[1].iov_base = c->body + c->body_off;
-	iov[1].iov_len = c->body_len - c->body_off;
-	if (iov[0].iov_len + iov[1].iov_len == 0) {
+	if (head + body == 0) {
 		free(c->body);
 		c->body = NULL;
 		if (!c->keepalive) {
@@ -554,23 +575,18 @@ step_respond(struct conn *c)
 		}
 		return 1;
 	}
-	n = sendv(c->fd, iov, 2);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR) {
-			c->cwr = errno == EINTR;
-			return 0;
-		}
+	r = write_two(c->fd, &c->cwr, c->cout.p + c->cout.off, head,
+		      c->body + c->body_off, body, &sa, &sb);
+	if (r < 0) {
 		conn_close(c, "client write error");
 		return -1;
 	}
-	c->cmoved = c->w->now;
-	if ((size_t)n >= iov[0].iov_len) {
-		c->body_off += (size_t)n - iov[0].iov_len;
-		c->cout.off = c->cout.len;
-	} else {
-		c->cout.off += (uint32_t)n;
+	if (r > 0) {
+		c->cmoved = c->w->now;
+		c->cout.off += (uint32_t)sa;
+		c->body_off += sb;
 	}
-	return 1;
+	return r;
 }
 
 static int
@@ -983,7 +999,7 @@ proxy_retry(struct conn *c)
 }
 
 static void
-route_request(struct conn *c, struct h1_request *ri)
+route_to(struct conn *c, struct h1_request *ri)
 {
 	struct edge_request rq;
 	struct edge_target t;
@@ -1042,7 +1058,7 @@ handle_request(struct conn *c, size_t len)
 	c->head_req = strcmp(ri.method, "HEAD") == 0;
 	c->upgrade = ri.upg && ri.ct.upgrade && !ri.http10 &&
 	    strcasecmp(ri.upg, "websocket") == 0;
-	route_request(c, &ri);
+	route_to(c, &ri);
 }
 
 static int
@@ -1152,33 +1168,25 @@ static int
 req_write(struct conn *c)
 {
 	struct buf *b = &c->in;
-	struct iovec iov[2];
-	ssize_t n;
+	size_t sa, sb;
+	int r;
 
 	if (!c->uwr || (c->uout.off == c->uout.len && b->fwd == b->off))
 		return 0;
-	iov[0].iov_base = c->uout.p + c->uout.off;
-	iov[0].iov_len = c->uout.len - c->uout.off;
-	iov[1].iov_base = b->p + b->off;
-	iov[1].iov_len = b->fwd - b->off;
-	n = sendv(c->ufd, iov, 2);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-		c->uwr = errno == EINTR;
-		return 0;
-	}
-	if (n < 0) {
+	r = write_two(c->ufd, &c->uwr, c->uout.p + c->uout.off,
+		      c->uout.len - c->uout.off, b->p + b->off,
+		      b->fwd - b->off, &sa, &sb);
+	if (r < 0) {
 		if (proxy_retry(c))
 			return 1;
 		proxy_fail(c, 502, "upstream reset");
 		return -1;
 	}
-	if ((size_t)n >= iov[0].iov_len) {
-		c->uout.off = c->uout.len;
-		b->off += (uint32_t)(n - (ssize_t)iov[0].iov_len);
-	} else {
-		c->uout.off += (uint32_t)n;
+	if (r > 0) {
+		c->uout.off += (uint32_t)sa;
+		b->off += (uint32_t)sb;
 	}
-	return 1;
+	return r;
 }
 
 /* Streams the request up: frame, send, read more body from the client. */
@@ -1411,32 +1419,26 @@ resp_parse(struct conn *c)
 static int
 resp_write(struct conn *c)
 {
-	struct iovec iov[2];
-	ssize_t n;
+	size_t sa, sb;
+	int r;
 
 	if (!c->cwr || (c->cout.off == c->cout.len && c->rb.off == c->rb.fwd))
 		return 0;
-	iov[0].iov_base = c->cout.p + c->cout.off;
-	iov[0].iov_len = c->cout.len - c->cout.off;
-	iov[1].iov_base = c->rb.p + c->rb.off;
-	iov[1].iov_len = c->rb.fwd - c->rb.off;
-	n = sendv(c->fd, iov, 2);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR) {
-			c->cwr = errno == EINTR;
-			return 0;
-		}
+	r = write_two(c->fd, &c->cwr, c->cout.p + c->cout.off,
+		      c->cout.len - c->cout.off, c->rb.p + c->rb.off,
+		      c->rb.fwd - c->rb.off, &sa, &sb);
+	if (r < 0) {
 		conn_close(c, "client write error");
 		return -1;
 	}
-	c->cmoved = c->w->now;
-	if ((size_t)n >= iov[0].iov_len) {
-		buf_reset(&c->cout);
-		c->rb.off += (uint32_t)(n - (ssize_t)iov[0].iov_len);
-	} else {
-		c->cout.off += (uint32_t)n;
+	if (r > 0) {
+		c->cmoved = c->w->now;
+		c->cout.off += (uint32_t)sa;
+		if (c->cout.off == c->cout.len)
+			buf_reset(&c->cout);
+		c->rb.off += (uint32_t)sb;
 	}
-	return 1;
+	return r;
 }
 
 static int

@@ -152,7 +152,7 @@ method_not_allowed(struct req *r)
 static void
 api_root(struct req *r)
 {
-	r->route = "api";
+	r->handler = "api";
 	req_json(r, 200, xstrdup("{\"version\": \"" HUB_API_VERSION "\"}"));
 }
 
@@ -163,7 +163,7 @@ api_whoami(struct ctx *c)
 	struct strbuf sb;
 	struct user *u;
 
-	c->r->route = "api_user";
+	c->r->handler = "api_user";
 	if (need_auth(c) < 0)
 		return;
 	sb_init(&sb);
@@ -1002,7 +1002,7 @@ get_groups(struct ctx *c, const char *only)
 	size_t ng = 0;
 	struct strbuf sb;
 
-	c->r->route = "api_groups";
+	c->r->handler = "api_groups";
 	if (need_admin(c) < 0)
 		return;
 	pthread_rwlock_rdlock(&h->state.lock);
@@ -1107,7 +1107,7 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 	enum method m = c->r->method;
 	int64_t id = 0;
 
-	c->r->route = "api_user_one";
+	c->r->handler = "api_user_one";
 	if (*rest == '\0') {
 		if (m == M_GET)
 			get_user(c, name);
@@ -1122,7 +1122,7 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 		return;
 	}
 	if (strcmp(rest, "tokens") == 0) {
-		c->r->route = "api_tokens";
+		c->r->handler = "api_tokens";
 		if (m == M_GET)
 			get_tokens(c, name, 0);
 		else if (m == M_POST)
@@ -1130,7 +1130,7 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 		else
 			method_not_allowed(c->r);
 	} else if (strncmp(rest, "tokens/", 7) == 0) {
-		c->r->route = "api_token_one";
+		c->r->handler = "api_token_one";
 		if (parse_token_id(rest + 7, &id) < 0)
 			req_json_error(c->r, 404, "no token '%.40s'", rest + 7);
 		else if (m == M_GET)
@@ -1140,13 +1140,13 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 		else
 			method_not_allowed(c->r);
 	} else if (strcmp(rest, "activity") == 0) {
-		c->r->route = "api_activity";
+		c->r->handler = "api_activity";
 		if (m == M_POST)
 			post_activity(c, name);
 		else
 			method_not_allowed(c->r);
 	} else if (strcmp(rest, "server") == 0) {
-		c->r->route = "api_server";
+		c->r->handler = "api_server";
 		if (m == M_POST)
 			post_server(c, name);
 		else if (m == M_DELETE)
@@ -1154,7 +1154,7 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 		else
 			method_not_allowed(c->r);
 	} else if (strcmp(rest, "server/progress") == 0 && m == M_GET) {
-		c->r->route = "api_progress";
+		c->r->handler = "api_progress";
 		if (need_self_or_admin(c, name) == 0)
 			events_progress(c->r, name);
 	} else {
@@ -1170,7 +1170,7 @@ api_handle(struct req *r, const char *sub)
 	const char *rest;
 	size_t n;
 
-	r->route = "api";
+	r->handler = "api";
 	if (*sub == '\0' || strcmp(sub, "/") == 0) {
 		api_root(r);
 		return;
@@ -1179,7 +1179,7 @@ api_handle(struct req *r, const char *sub)
 	if (strcmp(sub, "/user") == 0) {
 		api_whoami(&c);
 	} else if (strcmp(sub, "/users") == 0) {
-		r->route = "api_users";
+		r->handler = "api_users";
 		if (r->method == M_GET)
 			list_users(&c);
 		else if (r->method == M_POST)

@@ -447,7 +447,7 @@ api_admin_handle(struct req *r, const struct who *w, const char *sub)
 {
 	enum method m = r->method;
 
-	r->route = "api_admin";
+	r->handler = "api_admin";
 	if (strcmp(sub, "/audit") == 0 && m == M_GET)
 		audit(r);
 	else if (strcmp(sub, "/doctor") == 0 && m == M_GET)

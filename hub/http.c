@@ -247,7 +247,7 @@ record(struct req *r)
 {
 	if (r->status == 0 && r->custom == NULL)
 		req_json_error(r, 500, "internal error: no answer");
-	metrics_observe(r->hub->metrics, r->route, r->method, r->status,
+	metrics_observe(r->hub->metrics, r->handler, r->method, r->status,
 			(double)(now_us() - r->start_us) / 1e6);
 	log_event(LOG_DEBUG, "http.request", "method=%s path=%s status=%d "
 		  "us=%ld ip=%s", method_names[r->method], r->path, r->status,
@@ -386,7 +386,7 @@ req_start(struct req *r, struct http *H, struct MHD_Connection *conn,
 	r->path = url;
 	r->body = "";
 	r->start_us = now_us();
-	r->route = "other";
+	r->handler = "other";
 	r->body_announced = announces_body(conn);
 	sb_init(&r->headers);
 	client_address(r);

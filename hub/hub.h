@@ -382,8 +382,8 @@ void proxy_upstream_failed(void *ctx, const char *key, int status);
 /* ---- metrics (metrics.c): counters, and the text of a scrape --------- */
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
-void metrics_observe(struct metrics *m, const char *route, enum method meth,
-		     int status, double seconds);
+void metrics_observe(struct metrics *m, const char *handler,
+		     enum method meth, int status, double seconds);
 void metrics_login(struct metrics *m, int ok);
 /* Appends the Prometheus text of the counters and the gauges g. */
 void metrics_render(struct strbuf *sb, struct metrics *m,

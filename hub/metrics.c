@@ -1,20 +1,20 @@
 /*
  * metrics.c - Prometheus text format at /hub/metrics, with JupyterHub's
  * metric names where one exists. Counters are relaxed atomics in fixed
- * tables (route x method x status), so recording costs no lock.
+ * tables (handler x method x status), so recording costs no lock.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "hub.h"
 
-static const char *const routes[] = {
+static const char *const handlers[] = {
 	"api", "api_user", "api_users", "api_user_one", "api_tokens",
 	"api_token_one", "api_activity", "api_server", "api_groups", "health",
 	"metrics", "login", "logout", "home", "root", "static", "notfound",
 	"api_progress", "api_admin", "other"
 };
-#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+#define NHANDLERS (sizeof(handlers) / sizeof(handlers[0]))
 static const char *const methods[] = {
 	"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "OTHER"
 };
@@ -37,7 +37,7 @@ struct series {
 };
 
 struct metrics {
-	struct series s[NROUTES][NMETHODS][NSTATUS];
+	struct series s[NHANDLERS][NMETHODS][NSTATUS];
 	uint64_t login_ok, login_failed;
 };
 
@@ -54,12 +54,12 @@ metrics_free(struct metrics *m)
 }
 
 static size_t
-route_index(const char *route)
+handler_index(const char *handler)
 {
-	for (size_t i = 0; i < NROUTES; i++)
-		if (strcmp(routes[i], route) == 0)
+	for (size_t i = 0; i < NHANDLERS; i++)
+		if (strcmp(handlers[i], handler) == 0)
 			return i;
-	return NROUTES - 1;
+	return NHANDLERS - 1;
 }
 
 static size_t
@@ -72,10 +72,11 @@ status_index(int status)
 }
 
 void
-metrics_observe(struct metrics *m, const char *route, enum method meth,
+metrics_observe(struct metrics *m, const char *handler, enum method meth,
 		int status, double seconds)
 {
-	struct series *s = &m->s[route_index(route)][meth][status_index(status)];
+	struct series *s =
+	    &m->s[handler_index(handler)][meth][status_index(status)];
 
 	__atomic_add_fetch(&s->count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&s->sum_us, (uint64_t)(seconds * 1e6),
@@ -123,7 +124,7 @@ render_requests(struct strbuf *sb, struct metrics *m)
 	sb_adds(sb, "# HELP jupyterhub_request_duration_seconds request "
 		"duration for all HTTP requests\n# TYPE "
 		"jupyterhub_request_duration_seconds histogram\n");
-	for (size_t r = 0; r < NROUTES; r++)
+	for (size_t r = 0; r < NHANDLERS; r++)
 		for (size_t k = 0; k < NMETHODS; k++)
 			for (size_t c = 0; c < NSTATUS; c++) {
 				const struct series *s = &m->s[r][k][c];
@@ -134,7 +135,7 @@ render_requests(struct strbuf *sb, struct metrics *m)
 				snprintf(labels, sizeof(labels), "code=\"%d\","
 					 "handler=\"%s\",method=\"%s\"",
 					 statuses[c] ? statuses[c] : 599,
-					 routes[r], methods[k]);
+					 handlers[r], methods[k]);
 				render_series(sb, s, labels);
 			}
 }

@@ -301,7 +301,7 @@ pages_static(struct req *r)
 {
 	int js = strcmp(r->path, "/hub/static/app.js") == 0;
 
-	r->route = "static";
+	r->handler = "static";
 	req_add_header(r, "Cache-Control", "public, max-age=3600");
 	if (js)
 		req_reply(r, 200, "text/javascript; charset=utf-8",
@@ -409,7 +409,7 @@ pages_login(struct req *r)
 	struct who w;
 	const char *next = req_query(r, "next");
 
-	r->route = "login";
+	r->handler = "login";
 	if (r->method == M_POST) {
 		login_post(r, next);
 		return;
@@ -453,7 +453,7 @@ pages_logout(struct req *r)
 	char *xsrf = NULL;
 	int signed_in;
 
-	r->route = "logout";
+	r->handler = "logout";
 	who_identify(r, &w);
 	signed_in = w.kind == WHO_USER && w.by_cookie;
 	if (r->method == M_POST) {
@@ -690,7 +690,7 @@ pages_home(struct req *r)
 	struct home_view v;
 	int pending;
 
-	r->route = "home";
+	r->handler = "home";
 	if (pages_signed_in(r, &w) < 0)
 		return;
 	home_view_get(r->hub, w.name, &v);
@@ -729,7 +729,7 @@ pages_home_stop(struct req *r)
 	struct err e = { 0 };
 	char *xsrf, reason[128];
 
-	r->route = "home_stop";
+	r->handler = "home_stop";
 	if (r->method != M_POST) {
 		pages_error(r, 405, "Method not allowed", "Use the Stop button "
 			    "of your home page.");

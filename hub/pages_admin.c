@@ -439,7 +439,7 @@ pages_admin(struct req *r)
 	char q[128];
 	long page = 1;
 
-	r->route = "admin";
+	r->handler = "admin";
 	if (pages_signed_in(r, &w) < 0)
 		return;
 	if (!w.admin) {
@@ -548,7 +548,7 @@ pages_token(struct req *r)
 	struct strbuf sb;
 	struct who w;
 
-	r->route = "token";
+	r->handler = "token";
 	if (pages_signed_in(r, &w) < 0)
 		return;
 	sb_init(&sb);

@@ -630,7 +630,7 @@ pages_spawn(struct req *r, const char *name)
 	struct spawn_ctx c = { 0 };
 	enum srv_state st;
 
-	r->route = "spawn";
+	r->handler = "spawn";
 	if (r->method != M_GET && r->method != M_HEAD && r->method != M_POST) {
 		pages_error(r, 405, "Method not allowed", "Use the form.");
 		return;
@@ -710,7 +710,7 @@ pages_spawn_pending(struct req *r, const char *name)
 	struct strbuf sb;
 	char *why;
 
-	r->route = "spawn_pending";
+	r->handler = "spawn_pending";
 	if (spawn_ctx_init(&c, r, name) < 0)
 		return;
 	st = state_of(r->hub, c.target, &why);

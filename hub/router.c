@@ -25,7 +25,7 @@ health(struct req *r)
 	char msg[256];
 	int ok = hub_health(r->hub, msg, sizeof(msg));
 
-	r->route = "health";
+	r->handler = "health";
 	if (ok)
 		req_json(r, 200, xstrdup("{\"status\": \"ok\"}"));
 	else
@@ -66,7 +66,7 @@ metrics(struct req *r)
 	size_t len;
 	char *text;
 
-	r->route = "metrics";
+	r->handler = "metrics";
 	if (!metrics_allowed(r))
 		return;
 	state_gauges(&h->state, &g);
@@ -97,7 +97,7 @@ router_admit(struct req *r)
 	who_identify(r, &w);
 	if (w.kind != WHO_NONE)
 		return 0;
-	r->route = "refused";
+	r->handler = "refused";
 	if (strncmp(r->path, "/hub/api", 8) == 0)
 		req_json_error(r, 403, "missing or invalid credentials: send "
 			       "'Authorization: token <token>' or log in");
@@ -148,10 +148,10 @@ router_dispatch(struct req *r)
 	} else if (is(p, "/hub/token")) {
 		pages_token(r);
 	} else if (is(p, "/") || is(p, "/hub") || is(p, "/hub/")) {
-		r->route = "root";
+		r->handler = "root";
 		req_redirect(r, "/hub/home");
 	} else {
-		r->route = "notfound";
+		r->handler = "notfound";
 		pages_error(r, 404, "Page not found",
 			    "There is nothing at this address.");
 	}

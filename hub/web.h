@@ -31,7 +31,7 @@ struct req {
 	size_t resp_len;
 	const char *content_type;
 	struct strbuf headers;		/* "Name: value\n" lines */
-	const char *route;		/* metrics label */
+	const char *handler;		/* its name: the metrics label */
 	struct MHD_Response *custom;	/* a streaming answer (SSE) */
 };
 

@@ -1346,6 +1346,7 @@ test_client_timeouts(void)
 		T_OK(took >= 500 && took < 4000, "an idle WebSocket is closed "
 		     "after WEBSOCKET_IDLE_TIMEOUT (%ld ms)", took);
 		close(fd);
+		rd_free(&r);
 	}
 }
 

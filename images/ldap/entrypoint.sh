@@ -1,8 +1,10 @@
 #!/bin/bash
 # ldap-entrypoint (TEST ONLY) - cn=config + test people/groups, slapd in the
-# foreground on ldap:///. Data as tests/services/slapd.sh.
+# foreground on ldap:///. The people and groups are seed.ldif (the image's copy
+# of images/ldap/seed.ldif, which tests/services/slapd.sh loads too).
 set -euo pipefail
 SUFFIX="dc=example,dc=com"; ROOTDN="cn=admin,$SUFFIX"; ROOTPW=adminpw
+SEED=/usr/local/share/swarmhub-ldap/seed.ldif
 D=/var/lib/swarmhub-ldap
 mkdir -p $D/slapd.d $D/db
 if [ ! -f $D/slapd.d/cn=config.ldif ]; then
@@ -74,23 +76,6 @@ EOC
 slapadd -n 0 -F $D/slapd.d -l $D/config.ldif
 fresh=1
 fi
-person() {
-cat <<EOP
-dn: uid=$1,ou=People,$SUFFIX
-objectClass: inetOrgPerson
-objectClass: posixAccount
-uid: $1
-cn: $1
-sn: $1
-mail: $1@example.com
-uidNumber: $2
-gidNumber: 100
-homeDirectory: /home/$1
-loginShell: /bin/bash
-userPassword: $(slappasswd -s "$3")
-
-EOP
-}
 slapd -F $D/slapd.d -h "ldap:/// ldapi:///" -d 0 &
 pid=$!
 trap 'kill -TERM $pid' TERM INT
@@ -99,20 +84,8 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 if [ "${fresh:-0}" = 1 ]; then
-	P="ou=People,$SUFFIX"
-	{
-	printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n' "$SUFFIX"
-	printf 'dn: ou=People,%s\nobjectClass: organizationalUnit\nou: People\n\n' "$SUFFIX"
-	printf 'dn: ou=Groups,%s\nobjectClass: organizationalUnit\nou: Groups\n\n' "$SUFFIX"
-	printf 'dn: cn=reader,%s\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: reader\nuserPassword: %s\n\n' "$SUFFIX" "$(slappasswd -s readerpw)"
-	person alice 1001 alicepw; person bob 1002 bobpw; person carol 1003 carolpw
-	# grace: no uidNumber/gidNumber (HOME_UID=ldap gives her a local uid)
-	printf 'dn: uid=grace,%s\nobjectClass: inetOrgPerson\nuid: grace\ncn: grace\nsn: grace\nmail: grace@example.com\nuserPassword: %s\n\n' "$P" "$(slappasswd -s gracepw)"
-	printf 'dn: cn=datascience,ou=Groups,%s\nobjectClass: groupOfNames\ncn: datascience\nmember: uid=alice,%s\nmember: uid=bob,%s\n\n' "$SUFFIX" "$P" "$P"
-	printf 'dn: cn=hub-admins,ou=Groups,%s\nobjectClass: groupOfNames\ncn: hub-admins\nmember: uid=carol,%s\n\n' "$SUFFIX" "$P"
-	} >$D/data.ldif
-	ldapadd -x -H ldap://127.0.0.1 -D "$ROOTDN" -w "$ROOTPW" -f $D/data.ldif >/dev/null
-	echo "ldap-entrypoint: test directory loaded (alice, bob, carol, grace)" >&2
+	ldapadd -x -H ldap://127.0.0.1 -D "$ROOTDN" -w "$ROOTPW" -f "$SEED" >/dev/null
+	echo "ldap-entrypoint: test directory loaded ($SEED)" >&2
 fi
 echo "ldap-entrypoint: ready" >&2
 wait $pid

@@ -18,7 +18,8 @@ Knobs:
 
 Exit status: 0 when the hub and Docker could be used (missed targets are
 reported as MISS), 1 when the hub could not start or Docker could not be
-used, 2 on a usage error. Standard library only.
+used, 2 on a usage error. Standard library and tests/integration/hubtest.py
+only.
 """
 import http.client
 import json
@@ -33,7 +34,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import hub_api as H  # noqa: E402
+import hubtest as T  # noqa: E402  (the tests' profiles writer)
 import spawn as S    # noqa: E402  (Docker, SpawnHub, LOGFMT, parse_ts, remove_services…)
 
 RESULTS = os.path.join(HERE, "results", "culler.md")
@@ -68,24 +71,6 @@ class CullHub(S.SpawnHub):
                    SWARMHUB_CULL_CONCURRENCY=str(CFG["cull_concurrency"]),
                    SWARMHUB_CULL_PROBE_TIMEOUT=str(CFG["cull_probe_timeout_s"]))
         return env
-
-
-def write_profiles(path):
-    prof = {
-        "cpu_reservation_ratio": CFG["cpu_reservation_ratio"],
-        "images": {"tiny": {
-            "image": S.IMAGE,
-            "description": "the fake notebook of images/test-notebook",
-            "cmd": ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-                    "--ip=0.0.0.0", "--port={port}"],
-            "port": 8888}},
-        "profiles": {"default": {
-            "images": ["tiny"],
-            "cpu": {"min": CFG["cpu_min"], "max": 1, "default": CFG["cpu"]},
-            "mem_gb": {"min": CFG["mem_min"], "max": 1, "default": CFG["mem_gb"]}}},
-    }
-    with open(path, "w") as f:
-        json.dump(prof, f, indent=1)
 
 
 def fit(docker, want):
@@ -534,7 +519,11 @@ def main():
         if not os.access(binary, os.X_OK):
             raise H.StartError("%s not found or not executable (run make)" % binary)
         profiles = os.path.join(work, "profiles.json")
-        write_profiles(profiles)
+        T.write_notebook_profiles(
+            profiles, cpu=(CFG["cpu_min"], 1, CFG["cpu"]),
+            mem_gb=(CFG["mem_min"], 1, CFG["mem_gb"]), real=False,
+            ratio=CFG["cpu_reservation_ratio"], cmd=T.NB_CMD,
+            tiny_description="the fake notebook of images/test-notebook")
         homes = os.path.join(work, "homes")
         os.makedirs(homes, exist_ok=True)
         hub = CullHub(work, env["BENCH_DB"], secrets.token_hex(24), binary,

@@ -38,6 +38,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from hubtest import free_port  # noqa: E402  (the tests' helpers)
+
 RESULTS = os.path.join(HERE, "results", "hub-api.md")
 
 QUICK = os.environ.get("SWARMHUB_BENCH_QUICK", "") not in ("", "0")
@@ -62,14 +65,6 @@ _LIVE = []  # hubs with something possibly running, for cleanup
 
 class StartError(Exception):
     pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def port_open(port):

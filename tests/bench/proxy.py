@@ -25,7 +25,8 @@ BENCH_PG_VERSION (BENCH_HUB_SKIP=reason when Docker/PostgreSQL are missing).
 Knobs: SWARMHUB_BENCH_QUICK=1 (3 s wrk runs, 1,000 WebSockets),
 SWARMHUB_BENCH_WS=N (idle WebSockets), SWARMHUB_BIN.
 Exit status: 0 when everything could be measured (misses are MISS), 1 when a
-proxy, an upstream or the hub could not be started. Standard library only.
+proxy, an upstream or the hub could not be started. Standard library and
+tests/integration/hubtest.py only.
 """
 import http.client
 import json
@@ -43,7 +44,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import hub_api as H  # noqa: E402
+import hubtest as T  # noqa: E402  (the tests' profiles writer)
 import spawn as S    # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "proxy.md")
@@ -457,24 +460,6 @@ def part1(R):
 
 # ---------------------------------------------------------------- part 2
 
-def write_profiles(path):
-    prof = {
-        "cpu_reservation_ratio": 0.1,
-        "images": {"tiny": {
-            "image": S.IMAGE,
-            "description": "the fake notebook of images/test-notebook",
-            "cmd": ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-                    "--ip=0.0.0.0", "--port={port}"],
-            "port": 8888}},
-        "profiles": {"default": {
-            "images": ["tiny"],
-            "cpu": {"min": 0.01, "max": 2, "default": 2},
-            "mem_gb": {"min": 0.03, "max": 1, "default": 0.25}}},
-    }
-    with open(path, "w") as f:
-        json.dump(prof, f, indent=1)
-
-
 def part2(R):
     E = R["e2e"] = {}
     skip = os.environ.get("BENCH_HUB_SKIP")
@@ -484,7 +469,9 @@ def part2(R):
     docker = S.Docker()
     hub_id = os.environ["BENCH_HUB_ID"]
     profiles = os.path.join(WORK, "profiles.json")
-    write_profiles(profiles)
+    T.write_notebook_profiles(
+        profiles, cpu=(0.01, 2, 2), mem_gb=(0.03, 1, 0.25), real=False,
+        cmd=T.NB_CMD, tiny_description="the fake notebook of images/test-notebook")
     homes = os.path.join(WORK, "homes")
     os.makedirs(homes, exist_ok=True)
     hub = S.SpawnHub(WORK, os.environ["BENCH_DB"], secrets.token_hex(24), H.swarmhub_bin(),

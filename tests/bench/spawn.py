@@ -22,7 +22,8 @@ Knobs:
 
 Exit status: 0 when the hub and Docker could be used (missed targets are
 reported as MISS), 1 when the hub could not start or Docker could not be
-used, 2 on a usage or setup error. Standard library only.
+used, 2 on a usage or setup error. Standard library and
+tests/integration/hubtest.py only.
 """
 import datetime
 import http.client
@@ -42,11 +43,13 @@ import urllib.parse
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import hub_api as H  # noqa: E402  (Client, Swarmhub, StartError, pct, sh, machine)
+import hubtest as T  # noqa: E402  (the tests' Docker socket and profiles)
 
 RESULTS = os.path.join(HERE, "results", "spawn.md")
 QUICK = os.environ.get("SWARMHUB_BENCH_QUICK", "") not in ("", "0")
-IMAGE = "swarmhub/test-notebook:latest"
+IMAGE = T.TINY
 CFG = {
     "seq_n": int(os.environ.get("SWARMHUB_BENCH_SPAWNS") or (3 if QUICK else 10)),
     "burst_n": int(os.environ.get("SWARMHUB_BENCH_BURST") or (10 if QUICK else 50)),
@@ -90,18 +93,6 @@ class DockerError(Exception):
     pass
 
 
-class UnixConn(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.sock_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.sock_path)
-        self.sock = s
-
-
 def q(obj):
     return urllib.parse.quote(json.dumps(obj, separators=(",", ":")))
 
@@ -117,16 +108,10 @@ class Docker:
         self.path = host[len("unix://"):]
 
     def call(self, method, path, timeout=30):
-        c = UnixConn(self.path, timeout)
         try:
-            c.request(method, path)
-            r = c.getresponse()
-            body = r.read()
+            return T.docker_call(method, path, timeout=timeout, sock=self.path)
         except OSError as e:
             raise DockerError("Docker %s %s: %s" % (method, path, e))
-        finally:
-            c.close()
-        return r.status, body
 
     def get(self, path, missing_ok=False):
         st, body = self.call("GET", path)
@@ -180,7 +165,7 @@ class Events(threading.Thread):
 
     def run(self):
         try:
-            self.conn = UnixConn(self.docker.path, timeout=None)
+            self.conn = T.UnixConn(self.docker.path, timeout=None)
             self.conn.request("GET", "/events?filters=" +
                               q({"type": ["container"], "event": ["start"]}))
             resp = self.conn.getresponse()
@@ -238,24 +223,6 @@ class SpawnHub(H.Swarmhub):
 
     def service(self, user):
         return "jupyter-%s-%s" % (self.hub_id, user)
-
-
-def write_profiles(path):
-    prof = {
-        "cpu_reservation_ratio": CFG["cpu_reservation_ratio"],
-        "images": {"tiny": {
-            "image": IMAGE,
-            "description": "the fake notebook of images/test-notebook",
-            "cmd": ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-                    "--ip=0.0.0.0", "--port={port}"],
-            "port": 8888}},
-        "profiles": {"default": {
-            "images": ["tiny"],
-            "cpu": {"min": 0.01, "max": 1, "default": CFG["cpu"]},
-            "mem_gb": {"min": 0.03, "max": 1, "default": CFG["mem_gb"]}}},
-    }
-    with open(path, "w") as f:
-        json.dump(prof, f, indent=1)
 
 
 LOGFMT = re.compile(r'(\w[\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -990,7 +957,10 @@ def main():
         if not os.access(binary, os.X_OK):
             raise H.StartError("%s not found or not executable (run make)" % binary)
         profiles = os.path.join(work, "profiles.json")
-        write_profiles(profiles)
+        T.write_notebook_profiles(
+            profiles, cpu=(0.01, 1, CFG["cpu"]), mem_gb=(0.03, 1, CFG["mem_gb"]),
+            real=False, ratio=CFG["cpu_reservation_ratio"], cmd=T.NB_CMD,
+            tiny_description="the fake notebook of images/test-notebook")
         homes = os.path.join(work, "homes")
         os.makedirs(homes, exist_ok=True)
         events = Events(docker)

@@ -13,20 +13,21 @@ Environment: E2E_HTTPS_URL, E2E_CA (the self-signed
 certificate), E2E_ADMIN_TOKEN_FILE, E2E_EXPORT, SWARMHUB_STACK,
 SWARMHUB_TEST_OUT; the culler runs with CULL_TIMEOUT=30, CULL_EVERY=5.
 """
-import datetime
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
-import tempfile
+import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from hubtest import chromium, jmsg, shot, wait_for  # noqa: E402
 
 HTTPS = os.environ.get("E2E_HTTPS_URL", "")
 CA = os.environ.get("E2E_CA", "")
@@ -58,18 +59,6 @@ def user_model(name):
     return r.json() if r.status_code == 200 else None
 
 
-def wait_for(fn, timeout, what, interval=0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout} s waiting for {what} "
-                f"(last: {last!r})", pytrace=False)
-
-
 def hub_container():
     return subprocess.run(
         ["docker", "ps", "-q", "--filter",
@@ -90,32 +79,9 @@ def user_service(name):
 
 @pytest.fixture(scope="module")
 def d():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-    profile = tempfile.mkdtemp(prefix="swarmhub-e2e-chromium-")
-    o = Options()
-    o.binary_location = "/usr/bin/chromium"
-    for a in ["--headless=new", "--no-sandbox", "--disable-gpu",
-              "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-extensions", "--disable-sync", "--no-first-run",
-              "--disable-default-apps", "--disable-component-update",
-              "--window-size=1280,900", "--no-proxy-server",
-              "--ignore-certificate-errors", f"--user-data-dir={profile}"]:
-        o.add_argument(a)
-    drv = webdriver.Chrome(service=Service(
-        "/usr/bin/chromedriver", log_path=str(OUT / "e2e-chromedriver.log")),
-        options=o)
-    drv.set_page_load_timeout(60)
-    try:
+    with chromium(OUT / "e2e-chromedriver.log", page_load_timeout=60,
+                  args=("--ignore-certificate-errors",)) as drv:
         yield drv
-    finally:
-        drv.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def shot(d, name):
-    d.save_screenshot(str(OUT / f"e2e-{name}.png"))
 
 
 def by(kind):
@@ -154,7 +120,7 @@ def wait_page(d, cond, timeout=30, what="page", reload_url=None,
             except Exception:
                 pass
         time.sleep(0.25)
-    shot(d, "failed-" + re.sub(r"\W+", "-", what))
+    shot(d, "failed-" + re.sub(r"\W+", "-", what), "e2e", OUT)
     pytest.fail(f"browser: {what} not reached in {timeout} s; at "
                 f"{d.current_url}: {body_text(d)[:500]!r}", pytrace=False)
 
@@ -191,13 +157,13 @@ def get_until(d, url, cond, timeout, what, every=6):
                 return
             time.sleep(0.3)
         if time.monotonic() >= deadline:
-            shot(d, "failed-" + re.sub(r"\W+", "-", what))
+            shot(d, "failed-" + re.sub(r"\W+", "-", what), "e2e", OUT)
             pytest.fail(f"browser: {what} not reached in {timeout} s; at "
                         f"{d.current_url}: {body_text(d)[:500]!r}",
                         pytrace=False)
 
 
-def sign_in(d, user, password):
+def sign_in_tls(d, user, password):
     d.delete_all_cookies()
     d.get(HTTPS + "/hub/login")
     d.find_element(by("ID"), "username").send_keys(user)
@@ -236,7 +202,7 @@ def spawn_from_form(d, what):
         assert els, f"no {field} field on the spawn form"
         els[0].clear()
         els[0].send_keys(value)
-    shot(d, f"{what}-spawn-form")
+    shot(d, f"{what}-spawn-form", "e2e", OUT)
     d.find_element(by("CSS_SELECTOR"), "form.spawn button[type=submit]").click()
     wait_page(d, lambda x: "/hub/spawn-pending/" in x.current_url
               or "/user/alice/" in x.current_url, timeout=30,
@@ -244,25 +210,15 @@ def spawn_from_form(d, what):
               reload_url=HTTPS + "/hub/spawn-pending/alice")
     if "/hub/spawn-pending/" in d.current_url:
         time.sleep(0.5)
-        shot(d, f"{what}-progress")
+        shot(d, f"{what}-progress", "e2e", OUT)
     wait_page(d, lambda x: "/user/alice/tree" in x.current_url and loaded(x),
               timeout=150, what="the notebook's tree after the progress page",
               reload_url=HTTPS + "/hub/spawn-pending/alice")
     time.sleep(1)
-    shot(d, f"{what}-notebook-tree")
+    shot(d, f"{what}-notebook-tree", "e2e", OUT)
 
 
 # ---- the kernel over WebSocket through nginx ----------------------------------
-
-def jmsg(msg_type, content, session):
-    return {"header": {"msg_id": uuid.uuid4().hex, "username": "alice",
-                       "session": session, "msg_type": msg_type,
-                       "version": "5.3",
-                       "date": datetime.datetime.now(
-                           datetime.timezone.utc).isoformat()},
-            "parent_header": {}, "metadata": {}, "content": content,
-            "channel": "shell"}
-
 
 def run_cell(s, kernel_id, code):
     import ssl
@@ -278,7 +234,8 @@ def run_cell(s, kernel_id, code):
     try:
         req = jmsg("execute_request",
                    {"code": code, "silent": False, "store_history": True,
-                    "user_expressions": {}, "allow_stdin": False}, session)
+                    "user_expressions": {}, "allow_stdin": False}, session,
+                   username="alice")
         ws.send(json.dumps(req))
         outputs, count = [], None
         deadline = time.monotonic() + 60
@@ -309,10 +266,11 @@ def test_01_alice_logs_in_over_tls(d):
         admin("DELETE", "/users/alice/server")
         wait_for(lambda: not user_service("alice") and not (
             user_model("alice") or {}).get("pending") and not (
-            user_model("alice") or {}).get("server"), 60, "old server gone")
-    sign_in(d, "alice", "alicepw")
+            user_model("alice") or {}).get("server"), 60, "old server gone",
+            interval=0.5)
+    sign_in_tls(d, "alice", "alicepw")
     assert d.current_url.startswith(HTTPS + "/hub/"), d.current_url
-    shot(d, "01-alice-home")
+    shot(d, "01-alice-home", "e2e", OUT)
     S["cookies"] = {c["name"]: c for c in d.get_cookies()}
     assert "swarmhub-session" in S["cookies"], S["cookies"]
 
@@ -369,7 +327,7 @@ def test_03_notebook_runs_print_6x7_and_saves(d):
     get_until(d, HTTPS + f"/user/alice/notebooks/{NB}", shows_42, 60,
               "the saved notebook showing 42")
     time.sleep(1)
-    shot(d, "03-notebook-42")
+    shot(d, "03-notebook-42", "e2e", OUT)
 
 
 def test_04_ipynb_on_nfs_with_uid_and_mode():
@@ -391,10 +349,10 @@ def test_04_ipynb_on_nfs_with_uid_and_mode():
 
 
 def test_05_bob_cannot_open_alices_server(d):
-    sign_in(d, "bob", "bobpw")
+    sign_in_tls(d, "bob", "bobpw")
     d.get(HTTPS + "/user/alice/")
     wait_page(d, loaded, what="bob at /user/alice/")
-    shot(d, "05-bob-refused")
+    shot(d, "05-bob-refused", "e2e", OUT)
     s = browser_session(d)
     for path in ("/user/alice/", f"/user/alice/api/contents/{NB}"):
         r = s.get(HTTPS + path, allow_redirects=False, timeout=30)
@@ -403,22 +361,23 @@ def test_05_bob_cannot_open_alices_server(d):
 
 
 def test_06_alice_stops_and_starts_and_finds_notebook(d):
-    sign_in(d, "alice", "alicepw")
+    sign_in_tls(d, "alice", "alicepw")
     d.get(HTTPS + "/hub/home")
     wait_page(d, lambda x: x.find_elements(by("ID"), "stop"),
               what="home with a Stop button")
-    shot(d, "06-home-running")
+    shot(d, "06-home-running", "e2e", OUT)
     d.find_element(by("ID"), "stop").click()
     wait_for(lambda: (user_model("alice") or {}).get("server") is None
              and not (user_model("alice") or {}).get("pending"),
-             60, "alice's server to stop")
-    wait_for(lambda: not user_service("alice"), 60, "her service to go")
+             60, "alice's server to stop", interval=0.5)
+    wait_for(lambda: not user_service("alice"), 60, "her service to go",
+             interval=0.5)
     d.get(HTTPS + "/hub/home")
     wait_page(d, lambda x: x.find_elements(by("ID"), "start"),
               what="home with a Start button")
     assert d.find_element(by("ID"), "state").text.strip().lower() == \
         "stopped"
-    shot(d, "06-home-stopped")
+    shot(d, "06-home-stopped", "e2e", OUT)
     d.find_element(by("ID"), "start").click()
     wait_page(d, lambda x: "/hub/spawn" in x.current_url and loaded(x),
               what="spawn form from Start")
@@ -426,7 +385,7 @@ def test_06_alice_stops_and_starts_and_finds_notebook(d):
     # the listing is the tree page's own request (see wait_page)
     wait_page(d, lambda x: NB in x.page_source, timeout=30,
               what="e2e.ipynb listed in the tree", refresh_every=8)
-    shot(d, "06-tree-has-notebook")
+    shot(d, "06-tree-has-notebook", "e2e", OUT)
     S["service"] = user_service("alice")[0]
 
 
@@ -449,7 +408,7 @@ def test_07_hub_restart_adopts_running_server(d):
                                 verify=CA, timeout=2).status_code == 200
         except requests.RequestException:
             return False
-    wait_for(healthy, 120, "the new hub task to be healthy")
+    wait_for(healthy, 120, "the new hub task to be healthy", interval=0.5)
     S["hub_restart_s"] = round(time.monotonic() - t0, 1)
     (OUT / "e2e-hub-restart.txt").write_text(
         f"hub restart to healthy: {S['hub_restart_s']} s\n")
@@ -461,7 +420,7 @@ def test_07_hub_restart_adopts_running_server(d):
     get_until(d, HTTPS + f"/user/alice/notebooks/{NB}", shows_42, 90,
               "the notebook after the hub restart")
     time.sleep(1)
-    shot(d, "07-notebook-after-hub-restart")
+    shot(d, "07-notebook-after-hub-restart", "e2e", OUT)
 
 
 def leave_notebook(d):
@@ -499,7 +458,7 @@ def test_08_idle_server_is_culled_and_home_says_why(d):
     wait_page(d, lambda x: x.find_elements(by("ID"), "last-error"),
               what="home with the reason")
     why = d.find_element(by("ID"), "last-error").text
-    shot(d, "08-home-culled")
+    shot(d, "08-home-culled", "e2e", OUT)
     assert "idle" in why.lower(), why
 
 

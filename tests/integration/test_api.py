@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from conftest import HUBADMIN, HUBADMIN_PW, cookie_api, login, login_ok, uniq
+from hubtest import HUBADMIN, HUBADMIN_PW, cookie_api, login, login_ok, uniq
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 

@@ -3,88 +3,22 @@ test_browser.py - signing in with a real browser: headless Chromium driven
 by Selenium (Debian: chromium, chromium-driver, python3-selenium; recipe in
 INFRA.md section 5). Screenshots go to $SWARMHUB_TEST_OUT.
 """
-import os
 import re
-import shutil
-import tempfile
 from urllib.parse import quote, urlsplit
 
 import pytest
 
-from conftest import PID, login, need_ldap, out_dir, uniq
+from hubtest import (PID, chromium, driver_log, need_ldap, shot, sign_in,
+                     submit, uniq)
 
-APT = ("apt-get install -y chromium chromium-driver python3-selenium "
-       "(and run the tests with /usr/bin/python3)")
+SHOTS = f"browser-{PID}"    # screenshots: browser-<pid>-<name>.png
 
 
 @pytest.fixture
 def browser(request):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.fail("selenium is missing: " + APT, pytrace=False)
-    for f in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        if not os.access(f, os.X_OK):
-            pytest.fail(f"{f} is missing: " + APT, pytrace=False)
-    profile = tempfile.mkdtemp(prefix="swarmhub-chromium-")
-    o = Options()
-    o.binary_location = "/usr/bin/chromium"
-    for a in ["--headless=new", "--no-sandbox", "--disable-gpu",
-              "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-extensions", "--disable-sync", "--no-first-run",
-              "--disable-default-apps", "--disable-component-update",
-              "--window-size=1280,800", "--no-proxy-server",
-              f"--user-data-dir={profile}"]:
-        o.add_argument(a)
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    log = out_dir() / f"chromedriver-{PID}-{safe}.log"
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver",
-                                         log_path=str(log)), options=o)
-    d.set_page_load_timeout(20)
-    try:
+    with chromium(driver_log("chromedriver", request),
+                  window="1280,800") as d:
         yield d
-    finally:
-        d.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def shot(d, name):
-    d.save_screenshot(str(out_dir() / f"browser-{PID}-{name}.png"))
-
-
-def sign_in(d, hub, user, password, next=None, timeout=15):
-    from selenium.webdriver.common.by import By
-    url = hub.url + "/hub/login"
-    if next is not None:
-        url += "?next=" + quote(next, safe="")
-    d.get(url)
-    d.find_element(By.ID, "username").send_keys(user)
-    d.find_element(By.ID, "password").send_keys(password)
-    submit(d, timeout)
-
-
-def submit(d, timeout=15):
-    """Clicks the form's button and waits for the next page to load."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-    from selenium.common.exceptions import WebDriverException
-    button = d.find_element(By.CSS_SELECTOR, "button[type=submit]")
-    button.click()
-
-    def gone(_):
-        # chromedriver may report the replaced page as a generic error
-        # rather than a stale element: both mean the page changed
-        try:
-            button.is_enabled()
-            return False
-        except WebDriverException:
-            return True
-    WebDriverWait(d, timeout).until(gone)
-    WebDriverWait(d, timeout).until(
-        lambda x: x.execute_script("return document.readyState")
-        == "complete")
 
 
 def test_browser_local_login(browser, local_hub):
@@ -94,7 +28,7 @@ def test_browser_local_login(browser, local_hub):
     assert urlsplit(browser.current_url).path == "/hub/home"
     h1 = browser.find_element(By.TAG_NAME, "h1").text
     assert name in h1
-    shot(browser, "local-home")
+    shot(browser, "local-home", SHOTS)
     # the session cookie is HttpOnly: scripts cannot read it; the XSRF
     # value is readable so that scripts can call the API
     cookies = browser.execute_script("return document.cookie")
@@ -127,7 +61,7 @@ def test_browser_wrong_password_shows_error(browser, local_hub):
     assert urlsplit(browser.current_url).path == "/hub/login"
     err = browser.find_element(By.CSS_SELECTOR, ".error").text
     assert "invalid username or password" in err.lower()
-    shot(browser, "wrong-password")
+    shot(browser, "wrong-password", SHOTS)
     # the form is usable again right away
     browser.find_element(By.ID, "password").send_keys("web-pw")
     submit(browser)
@@ -142,18 +76,18 @@ def test_browser_ldap_login(browser, ldap_hub):
     assert "alice" in browser.find_element(By.TAG_NAME, "h1").text
     # the <script> group name must not run anywhere
     assert browser.execute_script("return window.__xss || null") is None
-    shot(browser, "ldap-home")
+    shot(browser, "ldap-home", SHOTS)
 
 
 def test_browser_ldap_refused_user(browser, ldap_hub):
     from selenium.webdriver.common.by import By
     sign_in(browser, ldap_hub, "dave", "davepw")
-    shot(browser, "ldap-refused")
+    shot(browser, "ldap-refused", SHOTS)
     assert urlsplit(browser.current_url).path == "/hub/login", \
         browser.current_url
     err = browser.find_element(By.CSS_SELECTOR, ".error").text
     assert "allowed group" in err.lower()
-    shot(browser, "ldap-refused")
+    shot(browser, "ldap-refused", SHOTS)
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +127,7 @@ def test_browser_next_stays_on_site(browser, local_hub, other_site, pattern):
     except TimeoutException:
         pass  # the CSP form-action 'self' blocked an off-site redirect
     host = urlsplit(browser.current_url).netloc
-    shot(browser, "next-" + re.sub(r"[^a-z]+", "_", repr(pattern)))
+    shot(browser, "next-" + re.sub(r"[^a-z]+", "_", repr(pattern)), SHOTS)
     assert host == f"127.0.0.1:{local_hub.port}", (nxt, browser.current_url)
 
 
@@ -211,6 +145,6 @@ def test_browser_signed_in_login_link_stays_on_site(browser, local_hub,
         browser.get(local_hub.url + "/hub/login?next=" + quote(nxt, safe=""))
     except TimeoutException:
         pass
-    shot(browser, "link-" + re.sub(r"[^a-z]+", "_", repr(pattern)))
+    shot(browser, "link-" + re.sub(r"[^a-z]+", "_", repr(pattern)), SHOTS)
     host = urlsplit(browser.current_url).netloc
     assert host == f"127.0.0.1:{local_hub.port}", (nxt, browser.current_url)

@@ -15,14 +15,13 @@ import os
 import re
 import socket
 import subprocess
-from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from hubtest import PID, ROOT
+
 CTL = os.environ.get("SWARMHUB_CTL", str(ROOT / "bin" / "swarmhubctl"))
-PID = os.getpid()
 
 COMMANDS = [
     ["users", "list"], ["users", "add"], ["users", "remove"],

@@ -18,7 +18,6 @@ import datetime
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -26,19 +25,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PID, ROOT, Hub, free_port, ldap_env, need_ldap, uniq)
-from test_spawn import (Forwarder, docker, filters, need_docker_nfs,
-                        spawn_env, start_ready, wait_for, write_profiles)
+from hubtest import (DOCKER_SOCK, NFS_DIR, PID, ROOT, TINY, Hub, Relay, docker,
+                     free_port, ldap_env, need_ldap, need_spawn_services,
+                     our_services, pg_service, remove_homes, remove_services,
+                     spawn_env, start_ready, stop_hub, uniq, wait_for,
+                     write_spawn_profiles)
 
 CTL = os.environ.get("SWARMHUB_CTL", str(ROOT / "bin" / "swarmhubctl"))
 HUB_ID = f"c{PID}"
-TINY = "swarmhub/test-notebook:latest"
 SERVICES_SH = ROOT / "tests" / "services"
 DATE_RE = r"\d{8}-\d{6}"
-
-
-def NFS_DIR():
-    return Path(os.environ["SWARMHUB_TEST_NFS_DIR"])
 
 
 # ---- running the CLI -------------------------------------------------------
@@ -69,20 +65,8 @@ def one_line_errors(r):
 
 # ---- Docker and the hub ----------------------------------------------------
 
-def our_services():
-    st, v = docker("GET", "/services?filters=" +
-                   filters(label=[f"swarmhub.hub={HUB_ID}"]))
-    assert st == 200, (st, v)
-    return v
-
-
 def service_exists(name):
     return docker("GET", f"/services/{name}")[0] == 200
-
-
-def remove_our_services():
-    for s in our_services():
-        docker("DELETE", f"/services/{s['ID']}")
 
 
 def user_status(hub, name):
@@ -90,40 +74,34 @@ def user_status(hub, name):
 
 
 def hub_env(tmp, **over):
-    profiles = write_profiles(Path(tmp) / "profiles.json")
+    profiles = write_spawn_profiles(Path(tmp) / "profiles.json")
     env = spawn_env(profiles, SWARMHUB_HUB_ID=HUB_ID)
     env.update(over)
     return env
 
 
-def stop_ok(hub):
-    rc = hub.cleanup()
-    assert rc == 0, f"{hub.label} exited {rc}: {hub.stderr()[-2000:]}"
-
-
 @pytest.fixture(scope="module")
 def admin_dir(tmp_path_factory):
-    need_docker_nfs()
+    need_spawn_services()
     d = tmp_path_factory.mktemp("ctladmin")
     yield d
-    remove_our_services()
-    for p in list(NFS_DIR().glob(f"*{PID}x*")) + \
-            list(NFS_DIR().glob(f".archive/*{PID}x*")):
-        shutil.rmtree(p, ignore_errors=True)
+    remove_services(HUB_ID)
+    remove_homes(f"*{PID}x*")
+    remove_homes(f".archive/*{PID}x*")
 
 
 @pytest.fixture(scope="module")
 def hub(admin_dir):
     h = Hub("ctl-admin", env=hub_env(admin_dir))
     yield h
-    stop_ok(h)
+    stop_hub(h, keep_db=False)
 
 
 @pytest.fixture(autouse=True)
 def _remove_services(request):
     yield
     if "admin_dir" in request.fixturenames:
-        remove_our_services()
+        remove_services(HUB_ID)
 
 
 def started_user(hub, prefix, token=False):
@@ -185,7 +163,7 @@ def test_usage_errors_exit_2(args, words):
 def test_cleanup_dry_run_then_real_keeps_home(hub):
     alice, tok = started_user(hub, "keep", token=True)
     idle = hub.make_user(uniq("idle"))
-    svc = our_services()
+    svc = our_services(HUB_ID)
     assert any(s["Spec"]["Labels"].get("swarmhub.user") == alice
                for s in svc), svc
 
@@ -222,7 +200,7 @@ def test_cleanup_dry_run_then_real_keeps_home(hub):
 
     assert user_status(hub, alice) == 404 and user_status(hub, idle) == 404
     assert not any(s["Spec"]["Labels"].get("swarmhub.user") == alice
-                   for s in our_services())
+                   for s in our_services(HUB_ID))
     r = hub.api("GET", "/user", token=tok)
     assert r.status_code == 403, (r.status_code, r.text)   # token revoked
     assert (NFS_DIR() / alice / "notes.txt").read_text() == "keep me\n"
@@ -546,8 +524,7 @@ def test_doctor_nfs_down(start_hub, admin_dir, tmp_path):
 
 
 def test_doctor_docker_down(start_hub, admin_dir, tmp_path):
-    fwd = Forwarder(tmp_path / "docker.sock")
-    fwd.start()
+    fwd = Relay(DOCKER_SOCK, tmp_path / "docker.sock").start()
     try:
         h = start_hub("ctl-doctor-docker", env=hub_env(
             admin_dir, SWARMHUB_DOCKER_HOST=f"unix://{fwd.path}"))
@@ -564,17 +541,10 @@ def test_doctor_docker_down(start_hub, admin_dir, tmp_path):
         fwd.stop()
 
 
-def pg(cmd):
-    r = subprocess.run([str(SERVICES_SH / "postgres.sh"), cmd,
-                        os.environ["SWARMHUB_TEST_PG_DIR"]],
-                       capture_output=True, text=True, timeout=90)
-    assert r.returncode == 0, r.stderr
-
-
 def test_zz_doctor_postgres_down(hub):
     """Last: PostgreSQL is stopped and always started again."""
     try:
-        pg("stop")
+        pg_service("stop")
         r, checks = doctor(hub)
         assert r.returncode == 1, r.stdout
         assert "database" in checks and not checks["database"][0], \
@@ -582,6 +552,6 @@ def test_zz_doctor_postgres_down(hub):
         assert "SWARMHUB_DB" in checks["database"][2], r.stdout
         assert checks["docker"][0] and checks["homes"][0], r.stdout
     finally:
-        pg("start")
+        pg_service("start")
     wait_for(lambda: ctl(hub, "doctor").returncode == 0, 30,
              "doctor green again after PostgreSQL came back", interval=1)

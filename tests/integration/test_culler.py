@@ -8,7 +8,7 @@ static-1k, write) and, for the kernel policy, swarmhub/notebook:latest (the
 real Jupyter Notebook 6: kernels over WebSocket through the hub).
 Homes live on the nfs-ganesha export and are checked there with os.path.
 
-Needs (tests/run.sh exports them): the PostgreSQL variables of conftest.py,
+Needs (tests/run.sh exports them): the PostgreSQL variables of hubtest.py,
 SWARMHUB_TEST_DOCKER_NETWORK, SWARMHUB_TEST_NFS_URL/_DIR, both images, and
 python3-websocket (websocket-client). Hubs run with SWARMHUB_HUB_ID=k<pid>;
 every service with that label is removed after each test.
@@ -18,18 +18,17 @@ import json
 import os
 import re
 import secrets
-import shutil
 import threading
 import time
 import urllib.parse
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import PID, login, uniq
-from test_spawn import docker, filters, need_docker_nfs, wait_for
+from hubtest import (DIRECT, NFS_DIR, PID, REAL, TINY, docker, jmsg, login,
+                     need_docker, our_services, remove_homes, remove_services,
+                     swarm_env, tok, uniq, wait_for, write_notebook_profiles)
 
 try:
     import websocket  # python3-websocket (websocket-client)
@@ -37,105 +36,52 @@ except ImportError:  # pragma: no cover - reported by the kernel tests
     websocket = None
 
 HUB_ID = f"k{PID}"
-TINY = "swarmhub/test-notebook:latest"
-REAL = "swarmhub/notebook:latest"
-NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-          "--ip=0.0.0.0", "--port={port}", "--no-browser"]
 TIMEOUT = 6           # SWARMHUB_CULL_TIMEOUT
 EVERY = 2             # SWARMHUB_CULL_EVERY
 # culled within timeout + two passes + the stop itself
 CULL_WITHIN = TIMEOUT + 2 * EVERY + 15
 
-# Requests to the hub from the tests: never through a proxy.
-DIRECT = requests.Session()
-DIRECT.trust_env = False
-
-
-def NFS_DIR():
-    return Path(os.environ["SWARMHUB_TEST_NFS_DIR"])
-
 
 # ---- hubs and servers ------------------------------------------------------
 
-def write_profiles(path):
-    doc = {
-        "cpu_reservation_ratio": 0.1,
-        "images": {
-            "tiny": {"image": TINY, "cmd": NB_CMD, "port": 8888},
-            "real": {"image": REAL, "cmd": NB_CMD, "port": 8888},
-        },
-        "profiles": {
-            "default": {"images": ["tiny", "real"],
-                        "cpu": {"min": 0.1, "max": 2, "default": 0.2},
-                        "mem_gb": {"min": 0.1, "max": 4, "default": 0.25}},
-        },
-    }
-    Path(path).write_text(json.dumps(doc))
-    return str(path)
-
-
 def culler_env(profiles, **over):
-    env = {
-        "SWARMHUB_NETWORK": os.environ["SWARMHUB_TEST_DOCKER_NETWORK"],
-        "SWARMHUB_CONNECT": "gwbridge",
-        "SWARMHUB_HUB_ID": HUB_ID,
-        "SWARMHUB_PROFILES": profiles,
-        "SWARMHUB_HOME": os.environ["SWARMHUB_TEST_NFS_URL"],
-        "SWARMHUB_HOME_MOUNT": "bind",
-        "SWARMHUB_HOME_BIND_ROOT": str(NFS_DIR()),
-        "SWARMHUB_START_TIMEOUT": "30",
-        "SWARMHUB_HTTP_TIMEOUT": "90",
+    return swarm_env(HUB_ID, profiles, 30, 90, **{
         "SWARMHUB_LOGIN_MAX_FAILURES": "1000",
         "SWARMHUB_CULL_TIMEOUT": str(TIMEOUT),
         "SWARMHUB_CULL_EVERY": str(EVERY),
-    }
-    env.update(over)
-    return env
-
-
-def our_services():
-    st, v = docker("GET", "/services?filters=" +
-                   filters(label=[f"swarmhub.hub={HUB_ID}"]))
-    assert st == 200, (st, v)
-    return v
-
-
-def remove_our_services():
-    for s in our_services():
-        docker("DELETE", f"/services/{s['ID']}")
+        **over})
 
 
 @pytest.fixture(scope="module")
 def cull_dir(tmp_path_factory):
-    need_docker_nfs()
+    need_docker(nfs=True, images=(TINY,))
     d = tmp_path_factory.mktemp("culler")
-    write_profiles(d / "profiles.json")
+    write_notebook_profiles(d / "profiles.json", cpu=(0.1, 2, 0.2))
     yield d
-    remove_our_services()
-    for p in NFS_DIR().glob(f"*{PID}x*"):
-        shutil.rmtree(p, ignore_errors=True)
+    remove_services(HUB_ID)
+    remove_homes(f"*{PID}x*")
 
 
 @pytest.fixture(autouse=True)
 def _remove_services(request):
     yield
     if "cull_dir" in request.fixturenames:
-        remove_our_services()
+        remove_services(HUB_ID)
 
 
-def new_hub(start_hub, cull_dir, label, **over):
+def cull_hub(start_hub, cull_dir, label, **over):
     return start_hub(label, env=culler_env(str(cull_dir / "profiles.json"),
                                            **over))
 
 
-def start(hub, name, image="tiny"):
+def start_image(hub, name, image="tiny"):
     r = hub.api("POST", f"/users/{name}/server",
                 json={"image": image, "cpu": 0.2 if image == "tiny" else 1,
                       "mem_gb": 0.25 if image == "tiny" else 1})
     assert r.status_code in (201, 202), (r.status_code, r.text)
 
 
-def wait_ready(hub, name, timeout=90):
+def wait_running(hub, name, timeout=90):
     def ready():
         s = server(hub, name)
         if s and s.get("ready"):
@@ -146,9 +92,9 @@ def wait_ready(hub, name, timeout=90):
     wait_for(ready, timeout, f"{name}'s server ready", interval=0.3)
 
 
-def start_ready(hub, name, image="tiny"):
-    start(hub, name, image)
-    wait_ready(hub, name)
+def start_running(hub, name, image="tiny"):
+    start_image(hub, name, image)
+    wait_running(hub, name)
 
 
 def server(hub, name):
@@ -164,10 +110,6 @@ def culled_total(hub, reason):
     m = re.search(r'^jupyterhub_culled_total\{reason="%s"\} ([0-9.e+]+)$'
                   % reason, r.text, re.M)
     return float(m.group(1)) if m else 0.0
-
-
-def tok(t):
-    return {"Authorization": f"token {t}"}
 
 
 def uget(hub, path, token, **kw):
@@ -224,16 +166,16 @@ class Traffic:
 # ---- the culler ------------------------------------------------------------
 
 def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
-    hub = new_hub(start_hub, cull_dir, "cull-idle")
+    hub = cull_hub(start_hub, cull_dir, "cull-idle")
     pw = "pw-" + secrets.token_hex(6)
     idle = hub.make_user(uniq("idle"), password=pw)
     busy = hub.make_user(uniq("busy"))
     itok, btok = hub.make_token(idle), hub.make_token(busy)
     before = culled_total(hub, "idle")
-    start(hub, idle)
-    start(hub, busy)
-    wait_ready(hub, idle)
-    wait_ready(hub, busy)
+    start_image(hub, idle)
+    start_image(hub, busy)
+    wait_running(hub, idle)
+    wait_running(hub, busy)
     r = DIRECT.post(hub.url + f"/user/{idle}/write", params={"name": "x"},
                     data=b"culled but kept\n", headers=tok(itok), timeout=20)
     assert r.status_code == 200, (r.status_code, r.text[:300])
@@ -248,7 +190,7 @@ def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
     assert took >= TIMEOUT - 1, f"culled {took:.1f} s after the last request"
     assert culled_total(hub, "idle") >= before + 1
     assert not any(s["Spec"]["Labels"].get("swarmhub.user") == idle
-                   for s in our_services())
+                   for s in our_services(HUB_ID))
 
     # why: in the server's history and on the user's home page
     rows = hub.sql(f"SELECT e.kind, e.message FROM server_events e JOIN "
@@ -267,7 +209,7 @@ def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
 
     # the home is kept and found again
     assert (NFS_DIR() / idle / "x").read_text() == "culled but kept\n"
-    start_ready(hub, idle)
+    start_running(hub, idle)
     assert (NFS_DIR() / idle / "x").read_text() == "culled but kept\n"
     r = DIRECT.post(hub.url + f"/user/{idle}/write", params={"name": "y"},
                     headers=tok(itok), timeout=20)
@@ -278,7 +220,7 @@ def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
 def test_max_age_and_admin_servers(start_hub, cull_dir):
     """CULL_MAX_AGE=8 culls an active server; CULL_ADMIN_SERVERS=0 keeps
     an idle admin's server while a user's idle server is culled."""
-    hub = new_hub(start_hub, cull_dir, "cull-age",
+    hub = cull_hub(start_hub, cull_dir, "cull-age",
                   SWARMHUB_CULL_MAX_AGE="8", SWARMHUB_CULL_ADMIN_SERVERS="0")
     busy = hub.make_user(uniq("old"))
     admin = hub.make_user(uniq("adm"), admin=True)
@@ -286,9 +228,9 @@ def test_max_age_and_admin_servers(start_hub, cull_dir):
     btok = hub.make_token(busy)
     age0, idle0 = culled_total(hub, "max_age"), culled_total(hub, "idle")
     for u in (busy, admin, idle):
-        start(hub, u)
+        start_image(hub, u)
     for u in (busy, admin, idle):
-        wait_ready(hub, u)
+        wait_running(hub, u)
     started = time.monotonic()
     with Traffic(hub, busy, btok):
         culled(hub, busy, within=8 + 2 * EVERY + 15)
@@ -309,16 +251,6 @@ def test_max_age_and_admin_servers(start_hub, cull_dir):
 
 
 # ---- the kernel policy, with the real notebook -----------------------------
-
-def jmsg(msg_type, content, session):
-    return {"header": {"msg_id": uuid.uuid4().hex, "username": "test",
-                       "session": session, "msg_type": msg_type,
-                       "version": "5.3",
-                       "date": datetime.datetime.now(
-                           datetime.timezone.utc).isoformat()},
-            "parent_header": {}, "metadata": {}, "content": content,
-            "channel": "shell"}
-
 
 def kernel_states(hub, name, token):
     r = uget(hub, f"/user/{name}/api/kernels", token)
@@ -429,10 +361,10 @@ def test_kernel_busy_policy(start_hub, cull_dir, busy_counts):
     assert st == 200, f"image {REAL} is missing: see images/notebook"
     env = {} if busy_counts == "1" else \
         {"SWARMHUB_CULL_KERNEL_BUSY": busy_counts}
-    hub = new_hub(start_hub, cull_dir, f"cull-kernel{busy_counts}", **env)
+    hub = cull_hub(start_hub, cull_dir, f"cull-kernel{busy_counts}", **env)
     name = hub.make_user(uniq("krn"))
     token = hub.make_token(name)
-    start_ready(hub, name, image="real")
+    start_running(hub, name, image="real")
     busy_kernel(hub, name, token)
     if busy_counts == "1":
         kept_for(hub, name, TIMEOUT + 3 * EVERY + 4,
@@ -541,16 +473,16 @@ def culler_list(hub, token, step):
 
 def test_jupyterhub_idle_culler_exchanges(start_hub, cull_dir):
     # the hub's own culler must not interfere
-    hub = new_hub(start_hub, cull_dir, "idle-culler",
+    hub = cull_hub(start_hub, cull_dir, "idle-culler",
                   SWARMHUB_CULL_TIMEOUT="3600", SWARMHUB_CULL_EVERY="3600")
     token = hub.admin_token
     running = [hub.make_user(uniq("icr")) for _ in range(3)]
     hub.make_user(uniq("ici"))                    # no server
     hub.make_user(uniq("ica"), admin=True)
     for u in running:
-        start(hub, u)
+        start_image(hub, u)
     for u in running:
-        wait_ready(hub, u)
+        wait_running(hub, u)
 
     step = IDLE_CULLER["version_check"]
     r = DIRECT.get(hub.url + "/hub/api" + step["path"],
@@ -593,7 +525,7 @@ def test_jupyterhub_idle_culler_exchanges(start_hub, cull_dir):
     assert r.status_code in step["ok"], (r.status_code, r.text)
     culled(hub, victim, within=30)
     assert not any(s["Spec"]["Labels"].get("swarmhub.user") == victim
-                   for s in our_services())
+                   for s in our_services(HUB_ID))
     users, _ = culler_list(hub, token, IDLE_CULLER["list_ready"])
     assert victim not in [u["name"] for u in users]
     for u in running[1:]:

@@ -19,22 +19,12 @@ from pathlib import Path
 import pytest
 import requests
 
-import conftest
-from conftest import Hub
-
-DIRECT = requests.Session()
-DIRECT.trust_env = False
+import hubtest
+from hubtest import DIRECT, Hub, rss_kb
 
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def cpu_s(pid):
@@ -47,9 +37,9 @@ def hub_with_fd_limit(tmp_path, monkeypatch, label, limit, env):
     set by prlimit, which execs the hub (same pid)."""
     wrapper = tmp_path / f"swarmhub-nofile-{limit}"
     wrapper.write_text("#!/bin/sh\nexec prlimit --nofile=%d:%d %s \"$@\"\n"
-                       % (limit, limit, conftest.hub_binary()))
+                       % (limit, limit, hubtest.hub_binary()))
     wrapper.chmod(0o755)
-    monkeypatch.setattr(conftest, "hub_binary", lambda: wrapper)
+    monkeypatch.setattr(hubtest, "hub_binary", lambda: wrapper)
     hub = Hub(label, env=env)
     monkeypatch.undo()
     limits = Path(f"/proc/{hub.proc.pid}/limits").read_text()

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from conftest import (Hub, db_uri, drop_database, free_port, hub_binary,
-                      login, login_ok, need_postgres, new_database, uniq)
+from hubtest import (Hub, db_uri, drop_database, free_port, hub_binary,
+                     login, login_ok, need_postgres, new_database, uniq)
 
 
 def run_hub(env, args=(), stdin=None, timeout=30):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PID, ldap_env, login_ok, need_ldap, uniq
-from test_spawn import (NFS_DIR, fixed_credentials, new_hub,
-                        need_docker_nfs, remove_our_services, service,
-                        service_name, spawn_env, start_ready, stop_hub,
-                        user_model, wait_for, write_profiles)
+from hubtest import (NFS_DIR, PID, SPAWN_HUB_ID, fixed_credentials, ldap_env,
+                     login_ok, need_ldap, need_spawn_services, new_hub,
+                     remove_homes, remove_services, service, service_name,
+                     spawn_env, start_ready, stop_hub, stop_server, uniq,
+                     user_model, write_spawn_profiles)
 
 SHARED = f"shared{PID}"
 LDAP_USERS = {"dave": "davepw", "grace": "gracepw"}
@@ -48,20 +48,19 @@ def owner(path):
     return st.st_uid, st.st_gid, st.st_mode & 0o7777
 
 
-def remove_homes():
+def remove_iso_homes():
     for name in list(LDAP_USERS) + [SHARED]:
         shutil.rmtree(NFS_DIR() / name, ignore_errors=True)
-    for p in NFS_DIR().glob(f"*{PID}x*"):
-        shutil.rmtree(p, ignore_errors=True)
+    remove_homes(f"*{PID}x*")
 
 
 @pytest.fixture(scope="module")
 def iso_hub(tmp_path_factory):
-    need_docker_nfs()
+    need_spawn_services()
     need_ldap()
-    remove_homes()
+    remove_iso_homes()
     d = tmp_path_factory.mktemp("iso")
-    profiles = write_profiles(d / "profiles.json")
+    profiles = write_spawn_profiles(d / "profiles.json")
     env = spawn_env(profiles, **fixed_credentials())
     env.update(ldap_env(SWARMHUB_LDAP_ALLOWED_GROUPS="",
                         SWARMHUB_LOGIN_MAX_FAILURES="1000"))
@@ -71,23 +70,16 @@ def iso_hub(tmp_path_factory):
     hub = new_hub("isolation", env)
     yield hub
     try:
-        remove_our_services(wait=True)
+        remove_services(SPAWN_HUB_ID, wait=True)
         stop_hub(hub)
     finally:
-        remove_homes()
+        remove_iso_homes()
 
 
 def container_spec(user):
     svc = service(service_name(user))
     assert svc, f"no service for {user}"
     return svc["Spec"]["TaskTemplate"]["ContainerSpec"]
-
-
-def stop(hub, name):
-    r = hub.api("DELETE", f"/users/{name}/server")
-    assert r.status_code in (202, 204), (r.status_code, r.text)
-    wait_for(lambda: user_model(hub, name)["servers"] == {}, 60,
-             f"{name}'s server to stop")
 
 
 def test_ldap_uid_gid_run_the_server_and_own_the_home(iso_hub):
@@ -105,7 +97,7 @@ def test_ldap_uid_gid_run_the_server_and_own_the_home(iso_hub):
     # the shared dir: the common group, setgid
     uid, gid, mode = owner(NFS_DIR() / SHARED)
     assert (gid, mode) == (100, 0o2775), (uid, gid, mode)
-    stop(hub, "dave")
+    stop_server(hub, "dave")
 
 
 def test_user_without_uidnumber_gets_a_local_uid(iso_hub):
@@ -124,7 +116,7 @@ def test_user_without_uidnumber_gets_a_local_uid(iso_hub):
     # the next login keeps the uid
     login_ok(hub, "grace", LDAP_USERS["grace"])
     assert user_model(hub, "grace")["swarmhub"]["uid"] == uid
-    stop(hub, "grace")
+    stop_server(hub, "grace")
     # nobody else has it (the database's constraint, not only memory)
     rows = hub.sql(f"SELECT count(*) FROM local_uids WHERE uid = {uid}")
     assert rows == [["1"]], rows
@@ -178,7 +170,7 @@ def test_homes_chown_skips_a_running_server(iso_hub):
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert "dave: skipped" in r.stdout and "stop it first" in r.stderr, \
         (r.stdout, r.stderr)
-    stop(hub, "dave")
+    stop_server(hub, "dave")
 
 
 def test_homes_chown_help():

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from conftest import (GROUPS, PEOPLE, cookie_api, form_xsrf, ldap_env, login,
-                      login_ok, need_ldap, uniq)
+from hubtest import (GROUPS, PEOPLE, cookie_api, form_xsrf, ldap_env, login,
+                     login_ok, need_ldap, uniq, wait_for)
 
 
 def me(hub, session):
@@ -433,18 +433,6 @@ def test_ldap_search_then_bind(start_hub):
     assert r.status_code in (400, 403)
 
 
-def wait_for(fn, ok, timeout, what):
-    """fn() until ok(result), within timeout seconds; the last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if ok(got):
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s ({got})")
-        time.sleep(0.2)
-
-
 def ldap_modify(ldif):
     r = subprocess.run(
         ["ldapmodify", "-x", "-H", os.environ["SWARMHUB_TEST_LDAP_URI"],
@@ -467,8 +455,8 @@ def test_ldap_recheck_locks_out_removed_member(start_hub):
         time.sleep(2)
         # the re-check runs in the background: the first request after
         # AUTH_RECHECK starts it and passes; refused once it has answered
-        r = wait_for(lambda: me(hub, s), lambda r: r.status_code != 200,
-                     10, "the session is refused")
+        r = wait_for(lambda: me(hub, s), 10, "the session is refused",
+                     interval=0.2, ok=lambda r: r.status_code != 200)
         assert r.status_code == 403, r.text
         r = s.get(hub.url + "/hub/home", timeout=10, allow_redirects=False)
         assert r.status_code == 302
@@ -494,8 +482,8 @@ def test_ldap_admin_rights_follow_directory(start_hub):
         ldap_modify(f"dn: {dn}\nchangetype: modify\ndelete: member\n"
                     f"member: uid=bob,{PEOPLE}\n")
         time.sleep(1)
-        wait_for(lambda: me(hub, s).json(), lambda u: u["admin"] is False,
-                 10, "admin rights end")
+        wait_for(lambda: me(hub, s).json(), 10, "admin rights end",
+                 interval=0.2, ok=lambda u: u["admin"] is False)
     finally:
         subprocess.run(
             ["ldapmodify", "-x", "-H", os.environ["SWARMHUB_TEST_LDAP_URI"],
@@ -533,8 +521,8 @@ def test_ldap_recheck_revokes_api_tokens(start_hub):
         ldap_modify(f"dn: {dn}\nchangetype: modify\ndelete: member\n"
                     f"member: uid=alice,{PEOPLE}\n")
         time.sleep(2)
-        r = wait_for(as_token, lambda r: r.status_code != 200, 10,
-                     "the token is refused")
+        r = wait_for(as_token, 10, "the token is refused", interval=0.2,
+                     ok=lambda r: r.status_code != 200)
         assert r.status_code == 403, r.text
         assert me(hub, s).status_code == 403
         # through the edge too
@@ -572,7 +560,7 @@ def test_session_idle_and_absolute_expiry(start_hub):
 def test_ldap_server_down_is_503_not_403(start_hub):
     """A directory that does not answer is an outage, not a wrong password
     (and must not count as a failed login)."""
-    from conftest import free_port
+    from hubtest import free_port
     hub = start_hub("ldap-down", env=ldap_env(
         SWARMHUB_LDAP_URI=f"ldap://127.0.0.1:{free_port()}",
         SWARMHUB_LDAP_TIMEOUT="2", SWARMHUB_LOGIN_MAX_FAILURES="2"))

@@ -1,26 +1,21 @@
 """
-test_zz_outage.py - PostgreSQL goes away under a running hub and comes back.
+test_outage.py - PostgreSQL goes away under a running hub and comes back.
 
-Named to run last: it stops the PostgreSQL cluster every other test uses
-(tests/services/postgres.sh stop $SWARMHUB_TEST_PG_DIR) and always starts it
-again.
+The module runs its own PostgreSQL (tests/services/postgres.sh start on a
+fresh directory, stopped at the end), so stopping it harms no other test
+and the run order does not matter.
 """
-import os
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Hub, login, need_postgres, uniq
-
-PG_SH = str(ROOT / "tests" / "services" / "postgres.sh")
+from hubtest import Hub, login, own_postgres, pg_service, uniq
 
 
-def pg(cmd):
-    r = subprocess.run([PG_SH, cmd, os.environ["SWARMHUB_TEST_PG_DIR"]],
-                       capture_output=True, text=True, timeout=90)
-    assert r.returncode == 0, r.stderr
+@pytest.fixture(scope="module")
+def own_pg():
+    with own_postgres() as d:
+        yield d
 
 
 def json_503(r, *words):
@@ -33,14 +28,13 @@ def json_503(r, *words):
     return body
 
 
-def test_postgres_outage_and_recovery():
-    need_postgres()
+def test_postgres_outage_and_recovery(own_pg):
     hub = Hub("outage", env={"SWARMHUB_DB_POOL": "2"})
     try:
         name = hub.make_user(uniq("out"), password="pw-out")
         tok = hub.make_token(name)
         later = uniq("later")
-        pg("stop")
+        pg_service("stop", own_pg)
         try:
             # the health check is cached for a moment
             deadline = time.monotonic() + 3
@@ -68,7 +62,7 @@ def test_postgres_outage_and_recovery():
             time.sleep(1)
             assert hub.alive()
         finally:
-            pg("start")
+            pg_service("start", own_pg)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if hub.get("/hub/health").status_code == 200:

@@ -12,93 +12,54 @@ SWARMHUB_TEST_SKIP=docker (or ldap, postgres) skips instead of failing.
 Screenshots: $SWARMHUB_TEST_OUT/pages-*.png.
 """
 import html.parser
-import json
 import os
 import re
 import shutil
-import tempfile
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from conftest import (PID, SHARED_ENV, Hub, ldap_env, login_ok, need_ldap,
-                      need_postgres, out_dir, skipped, xsrf_of)
+from hubtest import (NB_CMD, PID, SHARED_ENV, TINY, Hub, all_by, by, chromium,
+                     click_and_load, driver_log, ldap_env, limits, loaded,
+                     login_ok, need_docker, need_ldap, remove_services, shot,
+                     sign_in, wait, wait_for, write_profiles, xsrf_of)
 
 HUB_ID = f"pages{PID}"
-TINY = "swarmhub/test-notebook:latest"
-NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-          "--ip=0.0.0.0", "--port={port}"]
 XSS_GROUP = "x<script>alert(1)</script>"
 MARKUP_DESC = 'Tiny <b>bold</b> notebook <img src=x id="evil">'
 HUB_NAME = "Data <Lab>"
 LOGO = ("data:image/svg+xml;base64,PHN2ZyB4bWxucz0iaHR0cDovL3d3dy53My5vcmcv"
         "MjAwMC9zdmciIHZpZXdCb3g9IjAgMCAzMiAzMiI+PGNpcmNsZSBjeD0iMTYiIGN5PSIx"
         "NiIgcj0iMTQiIGZpbGw9IiNmNGEyNjEiLz48L3N2Zz4=")
-APT = ("apt-get install -y chromium chromium-driver python3-selenium "
-       "(and run the tests with /usr/bin/python3)")
 CSP = "script-src 'self'"
 
 
 # ---- the hub ---------------------------------------------------------------
 
-def need_docker():
-    need_postgres()
-    need_ldap()
-    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
-        if skipped("docker"):
-            pytest.skip("SWARMHUB_TEST_SKIP=docker")
-        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
-                    "'tests/services/docker.sh start' and export what it "
-                    "prints (tests/run.sh does this), or set "
-                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
-    if not os.access("/var/run/docker.sock", os.W_OK):
-        pytest.fail("/var/run/docker.sock is not usable: run "
-                    "'tests/services/docker.sh start'", pytrace=False)
-
-
-def docker_cleanup():
-    """Removes the services this module's hub made (label swarmhub.hub)."""
-    from test_spawn import remove_our_services  # the Docker API helpers
-    import test_spawn
-    old = test_spawn.HUB_ID
-    test_spawn.HUB_ID = HUB_ID
-    try:
-        remove_our_services(wait=True)
-    finally:
-        test_spawn.HUB_ID = old
-
-
-def write_profiles(path):
-    common = {"cpu": {"min": 0.1, "max": 1, "default": 0.5},
-              "mem_gb": {"min": 0.1, "max": 2, "default": 0.25}}
-    doc = {
-        "cpu_reservation_ratio": 0.1,
-        "images": {
-            "tiny": {"image": TINY, "description": MARKUP_DESC,
-                     "cmd": NB_CMD, "port": 8888},
-            "crashy": {"image": TINY, "description": "exits at once",
-                       "cmd": ["sh", "-c", "exit 3"]},
-            "analyst": {"image": TINY, "description": "only for analysts",
-                        "cmd": NB_CMD},
-        },
-        "profiles": {
-            "default": {"images": ["tiny"], **common},
-            "datascience": {"images": ["tiny", "crashy"], **common,
-                            "gpus": 1,
-                            "quota": {"servers": 5, "cpu": 4}},
-            "analysts": {"images": ["analyst"], **common},
-            XSS_GROUP: {"images": ["tiny"], **common},
-        },
-    }
-    Path(path).write_text(json.dumps(doc, indent=1))
-    return str(path)
+def write_pages_profiles(path):
+    common = limits(cpu=(0.1, 1, 0.5), mem_gb=(0.1, 2, 0.25))
+    return write_profiles(path, {
+        "tiny": {"image": TINY, "description": MARKUP_DESC,
+                 "cmd": NB_CMD, "port": 8888},
+        "crashy": {"image": TINY, "description": "exits at once",
+                   "cmd": ["sh", "-c", "exit 3"]},
+        "analyst": {"image": TINY, "description": "only for analysts",
+                    "cmd": NB_CMD},
+    }, {
+        "default": {"images": ["tiny"], **common},
+        "datascience": {"images": ["tiny", "crashy"], **common,
+                        "gpus": 1,
+                        "quota": {"servers": 5, "cpu": 4}},
+        "analysts": {"images": ["analyst"], **common},
+        XSS_GROUP: {"images": ["tiny"], **common},
+    })
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
+    need_ldap()
     need_docker()
     d = tmp_path_factory.mktemp("pages")
     homes = d / "homes"
@@ -109,7 +70,7 @@ def hub(tmp_path_factory):
         "SWARMHUB_CONNECT": "gwbridge",
         "SWARMHUB_HUB_ID": HUB_ID,
         "SWARMHUB_SERVICE_NAME_TEMPLATE": f"pg{PID}-{{user}}",
-        "SWARMHUB_PROFILES": write_profiles(d / "profiles.json"),
+        "SWARMHUB_PROFILES": write_pages_profiles(d / "profiles.json"),
         "SWARMHUB_HOME": str(homes),
         "SWARMHUB_HOME_UID": str(os.getuid()),
         "SWARMHUB_HOME_GID": str(os.getgid()),
@@ -123,23 +84,11 @@ def hub(tmp_path_factory):
     h = Hub("pages", env=env)
     yield h
     try:
-        docker_cleanup()
+        remove_services(HUB_ID, wait=True)
     finally:
         rc = h.cleanup()
         shutil.rmtree(homes, ignore_errors=True)
         assert rc == 0, f"swarmhub exited {rc}; log {h.log}"
-
-
-def wait_for(fn, timeout, what, interval=0.25):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for "
-                                 f"{what}")
-        time.sleep(interval)
 
 
 def server_state(hub, name):
@@ -151,13 +100,13 @@ def server_state(hub, name):
     return "running" if s["ready"] else (s["pending"] or "pending")
 
 
-def stop_server(hub, name):
+def stop_and_wait(hub, name):
     hub.api("DELETE", f"/users/{name}/server")
     wait_for(lambda: server_state(hub, name) == "stopped", 40,
              f"{name}'s server to stop")
 
 
-def start_server(hub, name, options):
+def start_and_wait(hub, name, options):
     r = hub.api("POST", f"/users/{name}/server", json=options)
     assert r.status_code == 202, (r.status_code, r.text)
     wait_for(lambda: server_state(hub, name) == "running", 60,
@@ -168,44 +117,13 @@ def start_server(hub, name, options):
 
 @pytest.fixture
 def browser(request):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.fail("selenium is missing: " + APT, pytrace=False)
-    for f in ("/usr/bin/chromium", "/usr/bin/chromedriver"):
-        if not os.access(f, os.X_OK):
-            pytest.fail(f"{f} is missing: " + APT, pytrace=False)
-    profile = tempfile.mkdtemp(prefix="swarmhub-chromium-")
-    o = Options()
-    o.binary_location = "/usr/bin/chromium"
-    for a in ["--headless=new", "--no-sandbox", "--disable-gpu",
-              "--disable-dev-shm-usage", "--disable-background-networking",
-              "--disable-extensions", "--disable-sync", "--no-first-run",
-              "--disable-default-apps", "--disable-component-update",
-              "--window-size=1280,900", "--no-proxy-server",
-              f"--user-data-dir={profile}"]:
-        o.add_argument(a)
-    o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    log = out_dir() / f"chromedriver-pages-{PID}-{safe}.log"
-    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver",
-                                         log_path=str(log)), options=o)
-    d.set_page_load_timeout(20)
-    try:
+    with chromium(driver_log("chromedriver-pages", request),
+                  browser_log=True) as d:
         yield d
         no_alert(d)
         bad = [e for e in d.get_log("browser") if e["level"] == "SEVERE"
                and "Content Security Policy" in e["message"]]
         assert not bad, f"CSP violations: {bad}"
-    finally:
-        d.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def shot(d, name):
-    d.save_screenshot(str(out_dir() / f"pages-{name}.png"))
 
 
 def no_alert(d):
@@ -215,21 +133,6 @@ def no_alert(d):
     except NoAlertPresentException:
         return
     raise AssertionError(f"a script ran: alert({text!r})")
-
-
-def wait(d, cond, timeout=15):
-    from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(d, timeout).until(cond)
-
-
-def by(d, css):
-    from selenium.webdriver.common.by import By
-    return d.find_element(By.CSS_SELECTOR, css)
-
-
-def all_by(d, css):
-    from selenium.webdriver.common.by import By
-    return d.find_elements(By.CSS_SELECTOR, css)
 
 
 def text_of(d, css):
@@ -244,41 +147,6 @@ def text_of(d, css):
 
 def path_of(d):
     return urlsplit(d.current_url).path
-
-
-def loaded(d):
-    wait(d, lambda x: x.execute_script("return document.readyState")
-         == "complete")
-
-
-def gone(el):
-    """The element left the page. Chromedriver sometimes reports a replaced
-    page as a generic error ("Node with given id does not belong to the
-    document") instead of a stale element: both mean the page changed."""
-    from selenium.common.exceptions import WebDriverException
-
-    def check(_):
-        try:
-            el.is_enabled()
-            return False
-        except WebDriverException:
-            return True
-    return check
-
-
-def click_and_load(d, css, timeout=15):
-    el = by(d, css)
-    el.click()
-    wait(d, gone(el), timeout)
-    loaded(d)
-
-
-def sign_in(d, hub, user, password):
-    d.get(hub.url + "/hub/login")
-    by(d, "#username").send_keys(user)
-    by(d, "#password").send_keys(password)
-    click_and_load(d, "button[type=submit]")
-    assert path_of(d) == "/hub/home", d.current_url
 
 
 def home_state(d, hub):
@@ -424,12 +292,12 @@ def test_pages_login(browser, hub):
     assert HUB_NAME in by(browser, "h1").text
     assert by(browser, ".brand img").get_attribute("src").startswith(
         "data:image/svg+xml")
-    shot(browser, "login")
+    shot(browser, "login", "pages")
     by(browser, "#username").send_keys("alice")
     by(browser, "#password").send_keys("wrong")
     click_and_load(browser, "button[type=submit]")
     assert "invalid" in by(browser, ".error").text.lower()
-    shot(browser, "login-error")
+    shot(browser, "login-error", "pages")
 
 
 def test_pages_alice_start_and_stop(browser, hub):
@@ -437,14 +305,14 @@ def test_pages_alice_start_and_stop(browser, hub):
     the progress page up to the redirect to /user/alice/, home running,
     stop from home."""
     d = browser
-    sign_in(d, hub, "alice", "alicepw")
+    sign_in(d, hub, "alice", "alicepw", expect_path="/hub/home")
     assert by(d, "#state").text == "stopped"
     assert "alice" in by(d, "h1").text
     # the <script> group is shown as text, and ran nothing
     assert XSS_GROUP in by(d, "#groups").text
     no_alert(d)
     assert all_by(d, "a[href='/hub/admin']") == []
-    shot(d, "home-stopped")
+    shot(d, "home-stopped", "pages")
 
     click_and_load(d, "#start")
     assert path_of(d) == "/hub/spawn"
@@ -480,7 +348,7 @@ def test_pages_alice_start_and_stop(browser, hub):
     assert by(d, f"#pf-{i}").is_displayed()
     assert by(d, f"#image-{i}-0").is_selected() and \
         by(d, f"#image-{i}-0").get_attribute("name") == "image"
-    shot(d, "spawn-form")
+    shot(d, "spawn-form", "pages")
 
     # out of range: the server's message next to the CPU field, values kept
     cpu, mem = by(d, f"#cpu-{i}"), by(d, f"#mem_gb-{i}")
@@ -504,14 +372,14 @@ def test_pages_alice_start_and_stop(browser, hub):
     assert by(d, f"#cpu-{i}").find_element(
         "xpath", "..").find_element("css selector", ".field-error") \
         .text == err.text
-    shot(d, "spawn-error")
+    shot(d, "spawn-error", "pages")
 
     # a valid start: the progress page, then /user/alice/
     cpu = by(d, f"#cpu-{i}")
     cpu.clear()
     cpu.send_keys("0.5")
     click_and_load(d, "form.spawn button[type=submit]")
-    shot(d, "progress")
+    shot(d, "progress", "pages")
     assert path_of(d) in ("/hub/spawn-pending/alice", "/user/alice/"), \
         d.current_url
     wait(d, lambda x: path_of(x) == "/user/alice/", 60)
@@ -525,10 +393,10 @@ def test_pages_alice_start_and_stop(browser, hub):
     # the idle timeout that applies (CULL_TIMEOUT's default: 3000 s)
     assert "after 50 min idle" in facts, facts
     assert by(d, "#open").get_attribute("href").endswith("/user/alice/")
-    shot(d, "home-running")
+    shot(d, "home-running", "pages")
     d.set_window_size(390, 844)
     d.get(hub.url + "/hub/home")
-    shot(d, "home-phone")
+    shot(d, "home-phone", "pages")
     d.set_window_size(1280, 900)
     d.get(hub.url + "/hub/home")
 
@@ -542,7 +410,7 @@ def test_pages_alice_start_and_stop(browser, hub):
     assert path_of(d) == "/hub/home"
     wait(d, lambda x: home_state(x, hub) == "stopped", 40)
     assert "stopped by alice" in by(d, "#last-error").text
-    shot(d, "home-stopped-after")
+    shot(d, "home-stopped-after", "pages")
 
 
 def test_pages_next_is_kept(hub):
@@ -573,12 +441,12 @@ def test_pages_next_is_kept(hub):
     r = alice.get(hub.url + "/hub/spawn-pending/alice?next=//evil.example/",
                   allow_redirects=False, timeout=15)
     assert r.headers["Location"] == "/user/alice/"
-    stop_server(hub, "alice")
+    stop_and_wait(hub, "alice")
 
 
 def test_pages_start_failure_and_retry(browser, hub):
     d = browser
-    sign_in(d, hub, "alice", "alicepw")
+    sign_in(d, hub, "alice", "alicepw", expect_path="/hub/home")
     d.get(hub.url + "/hub/spawn")
     i = ds_index(d.page_source)
     by(d, f"label[for=profile-{i}]").click()
@@ -589,7 +457,7 @@ def test_pages_start_failure_and_retry(browser, hub):
     retry = by(d, "#retry")
     assert urlsplit(retry.get_attribute("href")).path == "/hub/spawn"
     assert all_by(d, "#log li"), "no event in the log"
-    shot(d, "progress-failed")
+    shot(d, "progress-failed", "pages")
     retry.click()
     loaded(d)
     assert path_of(d) == "/hub/spawn"
@@ -600,9 +468,9 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
     d = browser
     # alice exists after her first login; start her server by the API
     session_of(hub, "alice")
-    start_server(hub, "alice", {"profile": "datascience", "image": "tiny",
-                                "cpu": 0.2, "mem_gb": 0.3})
-    sign_in(d, hub, "carol", "carolpw")
+    start_and_wait(hub, "alice", {"profile": "datascience", "image": "tiny",
+                                  "cpu": 0.2, "mem_gb": 0.3})
+    sign_in(d, hub, "carol", "carolpw", expect_path="/hub/home")
     assert by(d, "a[href='/hub/admin']")
     d.get(hub.url + "/hub/admin")
     by(d, "#q").send_keys("ali")
@@ -628,12 +496,12 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
         time.sleep(0.5)
         d.refresh()
     assert re.match(r"^\d+\.\d\d CPU, \d+ MB$", used), used
-    shot(d, "admin")
+    shot(d, "admin", "pages")
     by(d, "#users tr[data-user=alice] button[data-action=stop]").click()
     wait(d, lambda x: "stopped" in text_of(x, "#flash"), 60)
     assert server_state(hub, "alice") == "stopped"
     assert "stopped" in by(d, "#users tr[data-user=alice] .badge").text
-    shot(d, "admin-stopped")
+    shot(d, "admin-stopped", "pages")
     # sort and paging links keep the search
     d.get(hub.url + "/hub/admin?sort=state")
     assert by(d, "#sort").get_attribute("value") == "state"
@@ -642,7 +510,7 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
     assert "alice" in by(d, "h1").text
     assert urlsplit(by(d, "form.spawn").get_attribute("action")).path == \
         "/hub/spawn/alice"
-    shot(d, "spawn-for-alice")
+    shot(d, "spawn-for-alice", "pages")
 
 
 USED = re.compile(r'<tr data-user="alice">.*?<td class="used">(.*?)</td>',
@@ -697,8 +565,8 @@ def test_pages_admin_shows_usage_from_docker_stats(hub):
     sample, and the CPU follows a busy loop run inside the container."""
     alice = session_of(hub, "alice")
     admin = session_of(hub, "carol")
-    start_server(hub, "alice", {"profile": "datascience", "image": "tiny",
-                                "cpu": 0.2, "mem_gb": 0.3})
+    start_and_wait(hub, "alice", {"profile": "datascience", "image": "tiny",
+                                  "cpu": 0.2, "mem_gb": 0.3})
     try:
         cpu_idle = wait_for(lambda: cpu_at_least(hub, admin, 0), 30,
                             "a CPU figure for alice in the admin table")
@@ -716,7 +584,7 @@ def test_pages_admin_shows_usage_from_docker_stats(hub):
                         "alice's busy loop in the admin table")
         assert busy[0] <= 0.3, f"{busy[0]} CPU is more than the 0.2 limit"
     finally:
-        stop_server(hub, "alice")
+        stop_and_wait(hub, "alice")
     assert used_by_alice(hub, admin) == "&mdash;"
     assert 'id="used"' not in alice.get(hub.url + "/hub/home",
                                         timeout=15).text
@@ -724,7 +592,7 @@ def test_pages_admin_shows_usage_from_docker_stats(hub):
 
 def test_pages_admin_add_and_set_admin(browser, hub):
     d = browser
-    sign_in(d, hub, "carol", "carolpw")
+    sign_in(d, hub, "carol", "carolpw", expect_path="/hub/home")
     d.get(hub.url + "/hub/admin")
     name = f"pg{PID}new"
     by(d, "#usernames").send_keys(name)
@@ -739,7 +607,7 @@ def test_pages_admin_add_and_set_admin(browser, hub):
 
 def test_pages_tokens(browser, hub):
     d = browser
-    sign_in(d, hub, "alice", "alicepw")
+    sign_in(d, hub, "alice", "alicepw", expect_path="/hub/home")
     by(d, "a[href='/hub/token']").click()
     loaded(d)
     assert path_of(d) == "/hub/token"
@@ -751,14 +619,14 @@ def test_pages_tokens(browser, hub):
     token = by(d, "#new-token-value").text
     assert re.fullmatch(r"[0-9a-f]{64}", token), token
     assert hub.api("GET", "/user", token=token).json()["name"] == "alice"
-    shot(d, "token-created")
+    shot(d, "token-created", "pages")
     # shown once: not on the page any more after a reload
     d.get(hub.url + "/hub/token")
     assert token not in d.page_source
     row = [r for r in all_by(d, "#tokens tbody tr")
            if "ci <b>job</b>" in r.text]
     assert row, "the new token is not listed"
-    shot(d, "tokens")
+    shot(d, "tokens", "pages")
     row[0].find_element("css selector", "button[data-action=revoke]").click()
     wait(d, lambda x: "revoked" in text_of(x, "#token-msg"), 15)
     assert hub.api("GET", "/user", token=token).status_code == 403
@@ -768,19 +636,19 @@ def test_pages_tokens(browser, hub):
 
 def test_pages_error_pages(browser, hub):
     d = browser
-    sign_in(d, hub, "alice", "alicepw")
+    sign_in(d, hub, "alice", "alicepw", expect_path="/hub/home")
     d.get(hub.url + "/hub/no-such-page")
     assert "Page not found" in by(d, "h1").text
     assert by(d, "a[href='/hub/home']")
-    shot(d, "error-404")
+    shot(d, "error-404", "pages")
     d.get(hub.url + "/hub/admin")
     assert "Administrators only" in by(d, "h1").text
-    shot(d, "error-403")
+    shot(d, "error-403", "pages")
 
 
 def test_pages_spawning_off(local_hub):
     """A hub without the spawner says so on home and the spawn form."""
-    from conftest import HUBADMIN, HUBADMIN_PW
+    from hubtest import HUBADMIN, HUBADMIN_PW
     s = login_ok(local_hub, HUBADMIN, HUBADMIN_PW)
     r = s.get(local_hub.url + "/hub/spawn", timeout=15)
     assert r.status_code == 503 and 'id="no-spawner"' in r.text

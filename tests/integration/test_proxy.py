@@ -17,247 +17,42 @@ Needs (tests/run.sh exports them):
   SWARMHUB_TEST_DOCKER_NETWORK  from 'tests/services/docker.sh start'
   SWARMHUB_TEST_NFS_URL, SWARMHUB_TEST_NFS_DIR
                                 from 'tests/services/nfs.sh start DIR'
-  the PostgreSQL variables of conftest.py
+  the PostgreSQL variables of hubtest.py
 SWARMHUB_TEST_SKIP=docker skips instead of failing.
 WebSocket client: python3-websocket (websocket-client).
 """
 import base64
-import concurrent.futures
 import datetime
 import hashlib
-import hmac
-import http.client
 import json
 import os
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import threading
 import time
 import urllib.parse
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import (PID, Hub, login, need_postgres, skipped, uniq)
-# the Docker and gwbridge helpers are the spawn suite's (one copy)
-from test_spawn import (NET, NFS_DIR, docker, filters, gw_ip,
-                        running_container, service_name, tasks, token_nonce)
+from hubtest import (DIRECT, NFS_DIR, PID, PROXY_HUB_ID as HUB_ID,
+                     SESSION_COOKIE, Hub, gw_ip, jmsg, login,
+                     need_proxy_services, parallel, proxy_env, remove_homes,
+                     remove_services, rss_kb, running_container, server_token,
+                     service_name, start, stop_hub, tasks, tok, uniq,
+                     user_model, wait_for, wait_ready,
+                     write_notebook_profiles, ws_connect)
 
 try:
     import websocket  # python3-websocket (websocket-client)
-except ImportError:  # pragma: no cover - reported by need_services()
+except ImportError:  # pragma: no cover - reported by need_proxy_services()
     websocket = None
 
-HUB_ID = f"t{PID}x"
-DOCKER_SOCK = "/var/run/docker.sock"
-TINY = "swarmhub/test-notebook:latest"
-REAL = "swarmhub/notebook:latest"
-NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-          "--ip=0.0.0.0", "--port={port}", "--no-browser"]
-SESSION_COOKIE = "swarmhub-session"
 FOREIGN = "http://evil.example.com"
 MB = 1024 * 1024
-
-# A plain HTTP client that never goes through the machine's proxy.
-DIRECT = requests.Session()
-DIRECT.trust_env = False
-
-
-# ---- services this file needs ---------------------------------------------
-
-def need_services():
-    need_postgres()
-    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
-        if skipped("docker"):
-            pytest.skip("SWARMHUB_TEST_SKIP=docker")
-        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
-                    "'tests/services/docker.sh start' and export what it "
-                    "prints (tests/run.sh does this), or set "
-                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
-    if not (os.environ.get("SWARMHUB_TEST_NFS_URL") and
-            os.environ.get("SWARMHUB_TEST_NFS_DIR")):
-        if skipped("docker") or skipped("nfs"):
-            pytest.skip("SWARMHUB_TEST_SKIP=docker/nfs")
-        pytest.fail("SWARMHUB_TEST_NFS_URL / SWARMHUB_TEST_NFS_DIR are not "
-                    "set: run 'tests/services/nfs.sh start DIR' and export "
-                    "what it prints (tests/run.sh does this), or set "
-                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
-    if websocket is None:
-        pytest.fail("the WebSocket client is missing: apt-get install "
-                    "python3-websocket (scripts/deps.sh)", pytrace=False)
-    for image, how in ((TINY, "docker build -t swarmhub/test-notebook:latest "
-                              "images/test-notebook"),
-                       (REAL, "docker build -t swarmhub/notebook:latest "
-                              "images/notebook")):
-        st, _ = docker("GET", f"/images/{image}/json")
-        if st != 200:
-            pytest.fail(f"image {image} is missing: images/build-base.sh && "
-                        f"{how}", pytrace=False)
-
-
-# ---- the Docker Engine API over its unix socket ----------------------------
-
-class _UnixConn(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def our_services():
-    st, v = docker("GET", "/services?filters=" +
-                   filters(label=[f"swarmhub.hub={HUB_ID}"]))
-    assert st == 200, (st, v)
-    return v
-
-
-def remove_our_services(wait=True):
-    for s in our_services():
-        docker("DELETE", f"/services/{s['ID']}")
-    if wait:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            st, v = docker("GET", "/containers/json?all=1&filters=" +
-                           filters(label=[f"swarmhub.hub={HUB_ID}"]))
-            if st == 200 and not v:
-                break
-            time.sleep(0.5)
-
-
-def server_token(secret, user):
-    return hmac.new(secret.encode(),
-                    f"server:{HUB_ID}:{user}:{token_nonce(user)}".encode(),
-                    hashlib.sha256).hexdigest()
-
-
-def wait_for(fn, timeout, what, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for "
-                                 f"{what}")
-        time.sleep(interval)
-
-
-# ---- profiles, hubs, servers ------------------------------------------------
-
-def write_profiles(path):
-    doc = {
-        "cpu_reservation_ratio": 0.1,
-        "images": {
-            "tiny": {"image": TINY, "description": "fake notebook",
-                     "cmd": NB_CMD, "port": 8888},
-            "real": {"image": REAL, "description": "Jupyter Notebook 6",
-                     "cmd": NB_CMD, "port": 8888},
-        },
-        "profiles": {
-            "default": {"images": ["tiny", "real"],
-                        "cpu": {"min": 0.1, "max": 2, "default": 0.5},
-                        "mem_gb": {"min": 0.1, "max": 4, "default": 0.25}},
-        },
-    }
-    Path(path).write_text(json.dumps(doc, indent=1))
-    return str(path)
-
-
-def proxy_env(profiles, **over):
-    env = {
-        "SWARMHUB_NETWORK": NET(),
-        "SWARMHUB_CONNECT": "gwbridge",
-        "SWARMHUB_HUB_ID": HUB_ID,
-        "SWARMHUB_PROFILES": str(profiles),
-        "SWARMHUB_HOME": os.environ["SWARMHUB_TEST_NFS_URL"],
-        "SWARMHUB_HOME_MOUNT": "bind",
-        "SWARMHUB_HOME_BIND_ROOT": str(NFS_DIR()),
-        "SWARMHUB_START_TIMEOUT": "30",
-        "SWARMHUB_HTTP_TIMEOUT": "60",
-        # the 502 must trigger the re-check, not the periodic reconcile
-        "SWARMHUB_RECONCILE_EVERY": "3600",
-        "SWARMHUB_LOGIN_MAX_FAILURES": "1000",
-        "SWARMHUB_ADMIN_ACCESS": None,
-    }
-    env.update(over)
-    return env
-
-
-def stop_hub(hub):
-    rc = hub.cleanup()
-    assert rc == 0, (f"swarmhub ({hub.label}) exited {rc} on SIGTERM; log "
-                     f"{hub.log}:\n{hub.stderr()[-2000:]}")
-
-
-def start_server(hub, name, options):
-    r = hub.api("POST", f"/users/{name}/server", json=options)
-    assert r.status_code in (201, 202), (r.status_code, r.text)
-
-
-def wait_ready(hub, name, timeout=90):
-    """Follows the progress stream until ready (fails on failed)."""
-    r = hub.api("GET", f"/users/{name}/server/progress", stream=True,
-                timeout=timeout)
-    assert r.status_code == 200, (r.status_code, r.text)
-    events = []
-    deadline = time.monotonic() + timeout
-    try:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                ev = json.loads(line[5:])
-                events.append(ev)
-                if ev.get("ready") or ev.get("failed"):
-                    break
-            assert time.monotonic() < deadline, events
-    finally:
-        r.close()
-    assert events and events[-1].get("ready") is True, \
-        f"{name} did not become ready: {events}\n{hub.stderr()[-3000:]}"
-
-
-def user_model(hub, name):
-    r = hub.api("GET", f"/users/{name}")
-    assert r.status_code == 200, (r.status_code, r.text)
-    return r.json()
-
-
-def parallel(*calls):
-    with concurrent.futures.ThreadPoolExecutor(len(calls)) as ex:
-        return [f.result() for f in [ex.submit(c) for c in calls]]
-
-
-def tok(t):
-    return {"Authorization": f"token {t}"}
-
-
-def ws_url(hub, path):
-    return "ws://127.0.0.1:%d%s" % (hub.port, path)
-
-
-def ws_connect(hub, path, headers=(), origin=None, timeout=20):
-    """A websocket-client connection through the hub; origin None sends the
-    hub's own origin."""
-    return websocket.create_connection(
-        ws_url(hub, path), header=list(headers),
-        origin=origin or hub.url, timeout=timeout,
-        http_proxy_host=None, http_no_proxy=["127.0.0.1"])
-
-
-def rss_kb(pid):
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def iso_time(s):
@@ -268,12 +63,11 @@ def iso_time(s):
 
 @pytest.fixture(scope="module")
 def proxy_dir(tmp_path_factory):
-    need_services()
+    need_proxy_services()
     d = tmp_path_factory.mktemp("proxy")
     yield d
-    remove_our_services(wait=True)
-    for p in NFS_DIR().glob(f"*{PID}x*"):
-        shutil.rmtree(p, ignore_errors=True)
+    remove_services(HUB_ID, wait=True)
+    remove_homes(f"*{PID}x*")
 
 
 class Tiny:
@@ -285,7 +79,7 @@ def tiny(proxy_dir):
     """A hub (ADMIN_ACCESS unset) with alice, bob (servers running), carol,
     dave and erin (running, killed by the 502 tests), mallory (no server
     yet), an admin and tokens."""
-    profiles = write_profiles(proxy_dir / "profiles.json")
+    profiles = write_notebook_profiles(proxy_dir / "profiles.json")
     hub = Hub("proxy-tiny", env=proxy_env(profiles))
     try:
         t = Tiny()
@@ -302,15 +96,15 @@ def tiny(proxy_dir):
                     for u in people + (t.admin,)}
         users = (t.alice, t.bob, t.carol, t.dave, t.erin)
         for u in users:
-            start_server(hub, u, {"image": "tiny", "cpu": 0.2,
-                                  "mem_gb": 0.25})
+            start(hub, u, {"image": "tiny", "cpu": 0.2, "mem_gb": 0.25},
+                  ok=(201, 202))
         parallel(*[(lambda u=u: wait_ready(hub, u)) for u in users])
         yield t
     finally:
         try:
-            stop_hub(hub)
+            stop_hub(hub, keep_db=False)
         finally:
-            remove_our_services(wait=False)
+            remove_services(HUB_ID, wait=False)
 
 
 def cookie_session(t, user, extra_cookies=None):
@@ -428,7 +222,7 @@ def test_no_trailing_slash_redirects(tiny):
 
 def test_headers_hub_credentials_never_arrive(tiny):
     hub, a = tiny.hub, tiny.alice
-    want_auth = f"token {server_token(hub.secret, a)}"
+    want_auth = f"token {server_token(hub.secret, a, HUB_ID)}"
 
     def check(h, via):
         lower = {k.lower(): v for k, v in h.items()}
@@ -500,7 +294,8 @@ def test_cookie_user_with_browser_basic_authorization(tiny):
         "a session cookie plus 'Authorization: Basic' is refused: "
         f"{r.status_code} {r.text[:300]}")
     h = {k.lower(): v for k, v in r.json()["headers"].items()}
-    assert h["authorization"] == f"token {server_token(hub.secret, a)}", h
+    assert h["authorization"] == \
+        f"token {server_token(hub.secret, a, HUB_ID)}", h
     assert "dXNlcjpwYXNzd29yZA" not in json.dumps(h), h
     assert SESSION_COOKIE not in h.get("cookie", ""), h
 
@@ -799,7 +594,8 @@ def test_dead_servers_address_never_reaches_another_users_server(tiny):
     for k in range(4):
         if k:
             m = hub.make_user(uniq("mallory"))
-        start_server(hub, m, {"image": "tiny", "cpu": 0.2, "mem_gb": 0.25})
+        start(hub, m, {"image": "tiny", "cpu": 0.2, "mem_gb": 0.25},
+              ok=(201, 202))
         wait_ready(hub, m)
         new_ip = gw_ip(m)
         if new_ip == old_ip:
@@ -836,7 +632,7 @@ def test_never_started_server(tiny, proxy_dir):
 @pytest.fixture(scope="module")
 def hub2(proxy_dir):
     """A hub with ADMIN_ACCESS=1 and PROXY_TIMEOUT=3; frank's server runs."""
-    profiles = write_profiles(proxy_dir / "profiles-admin.json")
+    profiles = write_notebook_profiles(proxy_dir / "profiles-admin.json")
     hub = Hub("proxy-admin", env=proxy_env(profiles,
                                            SWARMHUB_ADMIN_ACCESS="1",
                                            SWARMHUB_PROXY_TIMEOUT="3"))
@@ -847,16 +643,16 @@ def hub2(proxy_dir):
         t.frank = hub.make_user(uniq("frank"), password=pw)
         t.adm = hub.make_user(uniq("adm"), admin=True, password=pw)
         t.gina = hub.make_user(uniq("gina"), password=pw)
-        start_server(hub, t.frank, {"image": "tiny", "cpu": 0.2,
-                                    "mem_gb": 0.25})
+        start(hub, t.frank, {"image": "tiny", "cpu": 0.2, "mem_gb": 0.25},
+              ok=(201, 202))
         wait_ready(hub, t.frank)
         t.ftok = hub.make_token(t.frank)
         yield t
     finally:
         try:
-            stop_hub(hub)
+            stop_hub(hub, keep_db=False)
         finally:
-            remove_our_services(wait=False)
+            remove_services(HUB_ID, wait=False)
 
 
 def test_admin_access_on(hub2):
@@ -870,7 +666,8 @@ def test_admin_access_on(hub2):
     r = uget(hub, f"/user/{f}/echo-headers", session=s)
     assert r.status_code == 200, (r.status_code, r.text[:300])
     h = {k.lower(): v for k, v in r.json()["headers"].items()}
-    assert h["authorization"] == f"token {server_token(hub.secret, f)}", h
+    assert h["authorization"] == \
+        f"token {server_token(hub.secret, f, HUB_ID)}", h
     assert SESSION_COOKIE not in h.get("cookie", ""), h
     # an admin's WebSocket too
     ws = ws_connect(hub, f"/user/{f}/ws-echo", [f"Authorization: token {atok}"])
@@ -915,31 +712,22 @@ def test_silent_upstream_504_then_recovers(hub2):
 
 @pytest.fixture(scope="module")
 def real(proxy_dir):
-    profiles = write_profiles(proxy_dir / "profiles-real.json")
+    profiles = write_notebook_profiles(proxy_dir / "profiles-real.json")
     hub = Hub("proxy-real", env=proxy_env(profiles))
     try:
         t = Tiny()
         t.hub = hub
         t.alice = hub.make_user(uniq("alice"))
         t.token = hub.make_token(t.alice, note="real notebook")
-        start_server(hub, t.alice, {"image": "real", "cpu": 2, "mem_gb": 3})
+        start(hub, t.alice, {"image": "real", "cpu": 2, "mem_gb": 3},
+              ok=(201, 202))
         wait_ready(hub, t.alice, timeout=90)
         yield t
     finally:
         try:
-            stop_hub(hub)
+            stop_hub(hub, keep_db=False)
         finally:
-            remove_our_services(wait=False)
-
-
-def jmsg(msg_type, content, session, channel="shell"):
-    return {"header": {"msg_id": uuid.uuid4().hex, "username": "test",
-                       "session": session, "msg_type": msg_type,
-                       "version": "5.3",
-                       "date": datetime.datetime.now(
-                           datetime.timezone.utc).isoformat()},
-            "parent_header": {}, "metadata": {}, "content": content,
-            "channel": channel}
+            remove_services(HUB_ID, wait=False)
 
 
 def test_real_notebook_kernel_executes(real):

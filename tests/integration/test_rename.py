@@ -14,42 +14,34 @@ import shutil
 
 import pytest
 
-from conftest import PID, ldap_env, login, need_ldap, uniq
-from test_spawn import (NFS_DIR, fixed_credentials, new_hub,
-                        need_docker_nfs, remove_our_services, spawn_env,
-                        start, start_ready, stop_hub, user_model,
-                        wait_for, write_profiles)
+from hubtest import (NFS_DIR, PID, SPAWN_HUB_ID, fixed_credentials, ldap_env,
+                     login, need_ldap, need_spawn_services, new_hub,
+                     remove_homes, remove_services, spawn_env, start,
+                     start_ready, stop_hub, stop_server, uniq, user_model,
+                     write_spawn_profiles)
 
 SHARED = f"shr{PID}"
 
 
 @pytest.fixture(scope="module")
 def rn_hub(tmp_path_factory):
-    need_docker_nfs()
+    need_spawn_services()
     d = tmp_path_factory.mktemp("rename")
-    profiles = write_profiles(d / "profiles.json")
+    profiles = write_spawn_profiles(d / "profiles.json")
     env = spawn_env(profiles, **fixed_credentials())
     env["SWARMHUB_SHARED_DIR"] = SHARED
     hub = new_hub("rename", env)
     yield hub
     try:
-        remove_our_services(wait=True)
+        remove_services(SPAWN_HUB_ID, wait=True)
         stop_hub(hub)
     finally:
         shutil.rmtree(NFS_DIR() / SHARED, ignore_errors=True)
-        for p in NFS_DIR().glob(f"*{PID}x*"):
-            shutil.rmtree(p, ignore_errors=True)
+        remove_homes(f"*{PID}x*")
 
 
 def rename(hub, old, new):
     return hub.api("PATCH", f"/users/{old}", json={"name": new})
-
-
-def stop(hub, name):
-    r = hub.api("DELETE", f"/users/{name}/server")
-    assert r.status_code in (202, 204), (r.status_code, r.text)
-    wait_for(lambda: user_model(hub, name)["servers"] == {}, 60,
-             f"{name}'s server to stop")
 
 
 def test_rename_refused_while_running_then_home_moves(rn_hub):
@@ -62,7 +54,7 @@ def test_rename_refused_while_running_then_home_moves(rn_hub):
     assert "running" in r.json()["message"] and \
         "stop it first" in r.json()["message"], r.text
     assert user_model(hub, old)["name"] == old
-    stop(hub, old)
+    stop_server(hub, old)
 
     r = rename(hub, old, new)
     assert r.status_code == 200, (r.status_code, r.text)
@@ -74,7 +66,7 @@ def test_rename_refused_while_running_then_home_moves(rn_hub):
     start_ready(hub, new)
     assert (NFS_DIR() / new / "notes.txt").exists()
     assert not (NFS_DIR() / old).exists()
-    stop(hub, new)
+    stop_server(hub, new)
 
 
 def test_rename_refused_while_starting(rn_hub):
@@ -84,7 +76,7 @@ def test_rename_refused_while_starting(rn_hub):
     r = rename(hub, old, uniq("rt"))
     assert r.status_code == 409, (r.status_code, r.text)
     assert "starting" in r.json()["message"], r.text
-    stop(hub, old)
+    stop_server(hub, old)
 
 
 def test_rename_onto_an_existing_home_is_409(rn_hub):

@@ -12,74 +12,17 @@ starts it), WebSocket round trips to a user's server (the fake notebook's
 ws-echo) on the same edge thread stay fast too.
 """
 import os
-import socket
-import threading
 import time
 import urllib.parse
 
-import pytest
 import requests
 
-from conftest import (PID, cookie_api, ldap_env, login_ok, need_ldap,
-                      need_postgres, skipped)
+from hubtest import (PID, Relay, cookie_api, ldap_env, login_ok, need_docker,
+                     need_ldap, remove_services, wait_for, wait_ready,
+                     write_notebook_profiles, ws_connect)
 
 LDAP_TIMEOUT = 4
 HUB_ID = f"sd{PID}x"
-
-
-class Forwarder:
-    """127.0.0.1:<port> -> slapd; with .hole set, new connections are
-    accepted and held without an answer."""
-
-    def __init__(self, host, port):
-        self.target = (host, port)
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.hole = False
-        self.held = []
-        self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.hole:
-                self.held.append(c)
-                continue
-            try:
-                u = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                c.close()
-                continue
-            self.conns += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b),
-                                 daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def close(self):
-        self.sock.close()
-        for c in self.held + self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
 
 
 def slapd():
@@ -87,16 +30,9 @@ def slapd():
     return u.hostname, u.port
 
 
-def wait_for(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not fn():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.2)
-
-
 def test_requests_stay_fast_while_the_directory_hangs(start_hub):
     need_ldap()
-    fwd = Forwarder(*slapd())
+    fwd = Relay(slapd()).start()
     try:
         hub = start_hub("slow-directory", env=ldap_env(
             SWARMHUB_LDAP_URI=f"ldap://127.0.0.1:{fwd.port}",
@@ -139,49 +75,24 @@ def test_requests_stay_fast_while_the_directory_hangs(start_hub):
         # (one re-check per user in flight), and gave up after the timeout
         assert len(fwd.held) == 1, len(fwd.held)
         wait_for(lambda: "session.recheck_failed" in hub.stderr(),
-                 LDAP_TIMEOUT + 5, "the re-check gives up")
+                 LDAP_TIMEOUT + 5, "the re-check gives up", interval=0.2)
         # a directory that does not answer logs nobody out
         assert s.get(hub.url + "/hub/api/user", timeout=10).status_code == 200
         assert requests.get(hub.url + "/hub/api/user", headers=token,
                             timeout=10).status_code == 200
     finally:
         fwd.hole = False
-        fwd.close()
+        fwd.stop()
 
 
 # ---- WebSocket round trips to a user's server (Docker) ---------------------
 
-def need_docker():
-    need_postgres()
-    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
-        if skipped("docker"):
-            pytest.skip("SWARMHUB_TEST_SKIP=docker")
-        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
-                    "'tests/services/docker.sh start' and export what it "
-                    "prints (tests/run.sh does this), or set "
-                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
-    try:
-        import websocket  # noqa: F401  python3-websocket
-    except ImportError:
-        pytest.fail("python3-websocket is missing (scripts/deps.sh)",
-                    pytrace=False)
-
-
-def remove_services():
-    import test_spawn
-    st, v = test_spawn.docker("GET", "/services?filters=" + test_spawn.filters(
-        label=[f"swarmhub.hub={HUB_ID}"]))
-    for svc in v if st == 200 else []:
-        test_spawn.docker("DELETE", f"/services/{svc['ID']}")
-
-
 def test_websockets_stay_fast_while_the_directory_hangs(start_hub, tmp_path):
     need_ldap()
-    need_docker()
-    from test_proxy import wait_ready, write_profiles, ws_connect
+    need_docker(websocket=True)
     homes = tmp_path / "homes"
     homes.mkdir()
-    fwd = Forwarder(*slapd())
+    fwd = Relay(slapd()).start()
     try:
         env = ldap_env(
             SWARMHUB_LDAP_URI=f"ldap://127.0.0.1:{fwd.port}",
@@ -194,7 +105,8 @@ def test_websockets_stay_fast_while_the_directory_hangs(start_hub, tmp_path):
             "SWARMHUB_CONNECT": "gwbridge",
             "SWARMHUB_HUB_ID": HUB_ID,
             "SWARMHUB_SERVICE_NAME_TEMPLATE": f"sd{PID}-{{user}}",
-            "SWARMHUB_PROFILES": write_profiles(tmp_path / "profiles.json"),
+            "SWARMHUB_PROFILES": write_notebook_profiles(
+                tmp_path / "profiles.json"),
             "SWARMHUB_START_TIMEOUT": "30",
             "SWARMHUB_HTTP_TIMEOUT": "60",
             "SWARMHUB_HOME": str(homes),
@@ -237,5 +149,5 @@ def test_websockets_stay_fast_while_the_directory_hangs(start_hub, tmp_path):
         assert r.status_code in (202, 204), (r.status_code, r.text)
     finally:
         fwd.hole = False
-        fwd.close()
-        remove_services()
+        fwd.stop()
+        remove_services(HUB_ID)

@@ -17,10 +17,9 @@ import time
 
 import pytest
 
-from conftest import Hub, login, uniq
-from test_proxy import (DIRECT, SESSION_COOKIE, need_services, proxy_env,
-                        remove_our_services, start_server, stop_hub, tok,
-                        wait_ready, write_profiles)
+from hubtest import (DIRECT, PROXY_HUB_ID, SESSION_COOKIE, Hub, login,
+                     need_proxy_services, proxy_env, remove_services, start,
+                     stop_hub, tok, uniq, wait_ready, write_notebook_profiles)
 
 H = "Host: h\r\n"
 
@@ -124,9 +123,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    need_services()
+    need_proxy_services()
     d = tmp_path_factory.mktemp("smuggling")
-    profiles = write_profiles(d / "profiles.json")
+    profiles = write_notebook_profiles(d / "profiles.json")
     hub = Hub("smuggling", env=proxy_env(profiles))
     try:
         e = Env()
@@ -136,8 +135,8 @@ def env(tmp_path_factory):
         for u in (e.alice, e.bob):
             hub.make_user(u, password=e.pw)
         e.token = hub.make_token(e.alice, note="smuggling")
-        start_server(hub, e.alice, {"image": "tiny", "cpu": 0.2,
-                                    "mem_gb": 0.25})
+        start(hub, e.alice, {"image": "tiny", "cpu": 0.2, "mem_gb": 0.25},
+              ok=(201, 202))
         wait_ready(hub, e.alice)
         e.bob_session, r = login(hub, e.bob, e.pw)
         assert r.status_code == 302, r.text[:300]
@@ -145,9 +144,9 @@ def env(tmp_path_factory):
         yield e
     finally:
         try:
-            stop_hub(hub)
+            stop_hub(hub, keep_db=False)
         finally:
-            remove_our_services(wait=False)
+            remove_services(PROXY_HUB_ID, wait=False)
 
 
 def victims_unharmed(e, marker):

@@ -19,204 +19,34 @@ Servers are reached the way INFRA.md says: through the task container's
 docker_gwbridge address, never the overlay address (the machine's proxy
 answers those with a fake 404).
 """
-import concurrent.futures
-import hashlib
-import hmac
-import http.client
 import json
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
 import threading
 import time
-import urllib.parse
-from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import (PID, Hub, db_uri, drop_database, free_port, hub_binary,
-                      need_postgres, new_database, psql_super, skipped,
-                      uniq)
-
-HUB_ID = f"t{PID}"
-DOCKER_SOCK = "/var/run/docker.sock"
-TINY = "swarmhub/test-notebook:latest"
-MISSING_IMAGE = "swarmhub/no-such-image:404"
-RATIO = 0.1                 # cpu_reservation_ratio of the test profiles
-HOME_TARGET = "/home/jovyan/work"
-START_TIMEOUT = 15
-HTTP_TIMEOUT = 20
-NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
-          "--ip=0.0.0.0", "--port={port}"]
-
-# A plain HTTP client for the servers' gwbridge addresses: never a proxy.
-DIRECT = requests.Session()
-DIRECT.trust_env = False
+from hubtest import (DIRECT, DOCKER_SOCK, MISSING_IMAGE, NET, NFS_DIR, PID,
+                     SPAWN_HOME_TARGET as HOME_TARGET,
+                     SPAWN_HTTP_TIMEOUT as HTTP_TIMEOUT,
+                     SPAWN_HUB_ID as HUB_ID,
+                     SPAWN_RATIO as RATIO,
+                     SPAWN_START_TIMEOUT as START_TIMEOUT, TINY, Relay,
+                     containers, db_uri, docker, drop_database, filters,
+                     fixed_credentials, free_port, gw_ip, hub_binary,
+                     need_spawn_services, new_database, new_hub,
+                     our_services, parallel, post_server, progress,
+                     remove_homes, remove_services, running_container,
+                     server_token, service, service_name, spawn_env, start,
+                     start_ready,
+                     stop_hub, tasks, uniq, user_model, wait_for,
+                     write_spawn_profiles)
 
 
-# ---- services this file needs ---------------------------------------------
-
-def need_docker_nfs():
-    need_postgres()
-    if not os.environ.get("SWARMHUB_TEST_DOCKER_NETWORK"):
-        if skipped("docker"):
-            pytest.skip("SWARMHUB_TEST_SKIP=docker")
-        pytest.fail("SWARMHUB_TEST_DOCKER_NETWORK is not set: run "
-                    "'tests/services/docker.sh start' and export what it "
-                    "prints (tests/run.sh does this), or set "
-                    "SWARMHUB_TEST_SKIP=docker", pytrace=False)
-    if not (os.environ.get("SWARMHUB_TEST_NFS_URL") and
-            os.environ.get("SWARMHUB_TEST_NFS_DIR")):
-        if skipped("nfs"):
-            pytest.skip("SWARMHUB_TEST_SKIP=nfs")
-        pytest.fail("SWARMHUB_TEST_NFS_URL / SWARMHUB_TEST_NFS_DIR are not "
-                    "set: run 'tests/services/nfs.sh start DIR' and export "
-                    "what it prints (tests/run.sh does this), or set "
-                    "SWARMHUB_TEST_SKIP=nfs", pytrace=False)
-    st, _ = docker("GET", f"/images/{TINY}/json")
-    if st != 200:
-        pytest.fail(f"image {TINY} is missing: images/build-base.sh && "
-                    f"docker build -t {TINY} images/test-notebook",
-                    pytrace=False)
-
-
-def NET():
-    return os.environ["SWARMHUB_TEST_DOCKER_NETWORK"]
-
-
-def NFS_URL():
-    return os.environ["SWARMHUB_TEST_NFS_URL"]
-
-
-def NFS_DIR():
-    return Path(os.environ["SWARMHUB_TEST_NFS_DIR"])
-
-
-# ---- the Docker Engine API over its unix socket ----------------------------
-
-class _UnixConn(http.client.HTTPConnection):
-    def __init__(self, path, timeout=30):
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self):
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def docker(method, path, body=None, timeout=30):
-    """(status, parsed JSON or None) of one Engine API call (v1.41)."""
-    c = _UnixConn(DOCKER_SOCK, timeout)
-    try:
-        data = json.dumps(body) if body is not None else None
-        c.request(method, "/v1.41" + path, body=data,
-                  headers={"Content-Type": "application/json"})
-        r = c.getresponse()
-        raw = r.read()
-    finally:
-        c.close()
-    try:
-        return r.status, json.loads(raw) if raw else None
-    except ValueError:
-        return r.status, raw.decode(errors="replace")
-
-
-def filters(**f):
-    return urllib.parse.quote(json.dumps(f))
-
-
-def our_services():
-    st, v = docker("GET", "/services?filters=" +
-                   filters(label=[f"swarmhub.hub={HUB_ID}"]))
-    assert st == 200, (st, v)
-    return v
-
-
-def service(name):
-    st, v = docker("GET", f"/services/{name}")
-    return v if st == 200 else None
-
-
-def tasks(name):
-    st, v = docker("GET", "/tasks?filters=" + filters(service=[name]))
-    return v if st == 200 else []
-
-
-def containers(name, running_only=False):
-    f = {"label": [f"com.docker.swarm.service.name={name}"]}
-    if running_only:
-        f["status"] = ["running"]
-    st, v = docker("GET", "/containers/json?all=1&filters=" +
-                   filters(**f))
-    assert st == 200, (st, v)
-    return v
-
-
-def esc(s):
-    return "".join(c if ("a" <= c <= "z" or "0" <= c <= "9") else
-                   "-%02x" % ord(c) for c in s)
-
-
-def service_name(user):
-    return "jupyter-" + esc(user)
-
-
-def running_container(user, timeout=10):
-    """The container id of the user's running task."""
-    name = service_name(user)
-    deadline = time.monotonic() + timeout
-    while True:
-        for t in tasks(name):
-            cid = t.get("Status", {}).get("ContainerStatus", {}) \
-                .get("ContainerID")
-            if t["Status"]["State"] == "running" and cid:
-                return cid
-        assert time.monotonic() < deadline, \
-            f"{name} has no running task: {tasks(name)}"
-        time.sleep(0.2)
-
-
-def gw_ip(user):
-    """The docker_gwbridge IPv4 of the user's running task container."""
-    cid = running_container(user)
-    for _ in range(50):
-        st, net = docker("GET", "/networks/docker_gwbridge")
-        c = (net.get("Containers") or {}).get(cid)
-        if c and c.get("IPv4Address"):
-            return c["IPv4Address"].split("/")[0]
-        time.sleep(0.1)
-    raise AssertionError(f"container {cid} has no docker_gwbridge address")
-
-
-def token_nonce(user):
-    """The nonce of user's current start, from the hub's database (a
-    server's token changes at every start). Usernames are unique per run,
-    so the run's databases are searched for the user."""
-    dbs = psql_super("SELECT datname FROM pg_database WHERE datname LIKE "
-                     f"'hub_t{os.getpid()}%'").split()
-    for db in dbs:
-        try:
-            out = psql_super("SELECT coalesce(s.token_nonce, '') FROM servers s"
-                             " JOIN users u ON u.id = s.user_id WHERE u.name ="
-                             f" '{user}' AND s.name = ''", db=db).strip()
-        except RuntimeError:
-            continue
-        if out:
-            return out
-    return ""
-
-
-def server_token(secret, user):
-    return hmac.new(secret.encode(),
-                    f"server:{HUB_ID}:{user}:{token_nonce(user)}".encode(),
-                    hashlib.sha256).hexdigest()
-
+# ---- what only these tests use ---------------------------------------------
 
 def direct(user, path, token, ip=None, **kw):
     """GET http://<gwbridge ip>:8888/user/<user>/<path> straight to the
@@ -226,105 +56,6 @@ def direct(user, path, token, ip=None, **kw):
     kw.setdefault("timeout", 10)
     return DIRECT.get(f"http://{ip}:8888/user/{user}/{path}",
                       headers=headers, **kw)
-
-
-def remove_our_services(wait=False):
-    names = []
-    for s in our_services():
-        names.append(s["Spec"]["Name"])
-        docker("DELETE", f"/services/{s['ID']}")
-    if wait:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            st, v = docker("GET", "/containers/json?all=1&filters=" +
-                           filters(label=[f"swarmhub.hub={HUB_ID}"]))
-            if st == 200 and not v:
-                break
-            time.sleep(0.5)
-    return names
-
-
-def wait_for(fn, timeout, what, interval=0.25):
-    """Polls fn() until it returns something true; returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for "
-                                 f"{what}")
-        time.sleep(interval)
-
-
-# ---- profiles and hubs -----------------------------------------------------
-
-def write_profiles(path, **extra_profiles):
-    common = {"cpu": {"min": 0.1, "max": 1, "default": 0.5},
-              "mem_gb": {"min": 0.1, "max": 200, "default": 0.25}}
-    doc = {
-        "cpu_reservation_ratio": RATIO,
-        "images": {
-            "tiny": {"image": TINY, "description": "fake notebook",
-                     "cmd": NB_CMD, "port": 8888},
-            "missing": {"image": MISSING_IMAGE, "cmd": NB_CMD},
-            # runs, never answers HTTP
-            "sleepy": {"image": TINY, "cmd": ["sleep", "3600"]},
-            # exits at once
-            "crashy": {"image": TINY, "cmd": ["sh", "-c", "exit 3"]},
-        },
-        "profiles": {
-            "default": {"images": ["tiny", "missing", "sleepy", "crashy"],
-                        **common},
-            # a group profile with a quota of one server
-            "labq": {"images": ["tiny"], **common, "quota": {"servers": 1}},
-            # a group profile no node can satisfy
-            "nopegrp": {"images": ["tiny"], **common,
-                        "constraints": ["node.labels.nope==1"]},
-            # a group nobody here belongs to
-            "other": {"images": ["tiny"], **common},
-            **extra_profiles,
-        },
-    }
-    Path(path).write_text(json.dumps(doc, indent=1))
-    return str(path)
-
-
-def spawn_env(profiles, **over):
-    env = {
-        "SWARMHUB_NETWORK": NET(),
-        "SWARMHUB_CONNECT": "gwbridge",
-        "SWARMHUB_HUB_ID": HUB_ID,
-        "SWARMHUB_PROFILES": str(profiles),
-        "SWARMHUB_HOME": NFS_URL(),
-        "SWARMHUB_HOME_MOUNT": "bind",
-        "SWARMHUB_HOME_BIND_ROOT": str(NFS_DIR()),
-        "SWARMHUB_START_TIMEOUT": str(START_TIMEOUT),
-        "SWARMHUB_HTTP_TIMEOUT": str(HTTP_TIMEOUT),
-        "SWARMHUB_RECONCILE_EVERY": "2",
-    }
-    env.update(over)
-    return env
-
-
-def fixed_credentials():
-    """SECRET and ADMIN_TOKEN given explicitly, so a restarted hub (and the
-    test computing server tokens) agree on them."""
-    return {"SWARMHUB_SECRET": secrets.token_hex(32),
-            "SWARMHUB_ADMIN_TOKEN": secrets.token_hex(32)}
-
-
-def new_hub(label, env, db=None):
-    hub = Hub(label, env=env, db=db)
-    hub.secret = env.get("SWARMHUB_SECRET", hub.secret)
-    hub.admin_token = env.get("SWARMHUB_ADMIN_TOKEN", hub.admin_token)
-    return hub
-
-
-def stop_hub(hub):
-    rc = hub.stop()
-    assert rc == 0, (f"swarmhub ({hub.label}) exited {rc} on SIGTERM; log "
-                     f"{hub.log}:\n{hub.stderr()[-2000:]}")
 
 
 def set_groups(hub, members):
@@ -341,54 +72,6 @@ def set_groups(hub, members):
 
 # ---- the REST side ---------------------------------------------------------
 
-def user_model(hub, name, token=None):
-    r = hub.api("GET", f"/users/{name}", token=token)
-    assert r.status_code == 200, (r.status_code, r.text)
-    return r.json()
-
-
-def post_server(hub, name, options=None, token=None):
-    kw = {"json": options} if options is not None else {}
-    return hub.api("POST", f"/users/{name}/server", token=token, **kw)
-
-
-def start(hub, name, options=None, token=None):
-    r = post_server(hub, name, options, token)
-    assert r.status_code == 202, (r.status_code, r.text)
-    return r
-
-
-def progress(hub, name, timeout=60, token=None):
-    """Every event of the progress stream until ready/failed (or its end)."""
-    r = hub.api("GET", f"/users/{name}/server/progress", token=token,
-                stream=True, timeout=20)
-    assert r.status_code == 200, (r.status_code, r.text)
-    ctype = r.headers.get("Content-Type", "")
-    assert ctype.startswith("text/event-stream"), ctype
-    events = []
-    deadline = time.monotonic() + timeout
-    try:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                ev = json.loads(line[5:])
-                events.append(ev)
-                if ev.get("ready") or ev.get("failed"):
-                    break
-            assert time.monotonic() < deadline, \
-                f"progress of {name} did not end in {timeout} s: {events}"
-    finally:
-        r.close()
-    return events
-
-
-def start_ready(hub, name, options=None):
-    start(hub, name, options)
-    ev = progress(hub, name)
-    assert ev and ev[-1].get("ready") is True, \
-        f"{name} did not become ready: {ev}\n{hub.stderr()[-2000:]}"
-    return ev
-
-
 def server_gone(hub, name):
     return user_model(hub, name)["servers"] == {}
 
@@ -401,23 +84,15 @@ def metric(hub, name):
     return float(m.group(1)) if m else None
 
 
-def parallel(*calls):
-    """Runs the zero-argument callables at once; returns their results."""
-    with concurrent.futures.ThreadPoolExecutor(len(calls)) as ex:
-        futs = [ex.submit(c) for c in calls]
-        return [f.result() for f in futs]
-
-
 # ---- fixtures --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def spawn_dir(tmp_path_factory):
-    need_docker_nfs()
+    need_spawn_services()
     d = tmp_path_factory.mktemp("spawn")
     yield d
-    remove_our_services(wait=True)
-    for p in NFS_DIR().glob(f"*{PID}x*"):
-        shutil.rmtree(p, ignore_errors=True)
+    remove_services(HUB_ID, wait=True)
+    remove_homes(f"*{PID}x*")
 
 
 @pytest.fixture(scope="module")
@@ -425,7 +100,7 @@ def main_hub(spawn_dir):
     """A hub shared by most tests, with users in the groups labq (q1, q2)
     and nopegrp (c1, c2). Setting groups takes a first hub (it creates the
     schema and the users), SQL, and a second hub on the same database."""
-    profiles = write_profiles(spawn_dir / "profiles.json")
+    profiles = write_spawn_profiles(spawn_dir / "profiles.json")
     env = spawn_env(profiles, **fixed_credentials())
     db = new_database()
     setup = new_hub("spawn-setup", env, db=db)
@@ -450,7 +125,7 @@ def main_hub(spawn_dir):
 def _remove_services(request):
     yield
     if "spawn_dir" in request.fixturenames:
-        remove_our_services()
+        remove_services(HUB_ID)
 
 
 @pytest.fixture
@@ -507,12 +182,12 @@ def test_spawn_ready_service_home_and_stop(main_hub):
     assert {alice, bob} <= ready, ready
 
     # api/status answers with the server token only
-    tok = server_token(hub.secret, alice)
+    tok = server_token(hub.secret, alice, HUB_ID)
     ip = gw_ip(alice)
     r = direct(alice, "api/status", tok, ip=ip)
     assert r.status_code == 200 and "last_activity" in r.json(), r.text
     assert direct(alice, "api/status", None, ip=ip).status_code == 403
-    assert direct(alice, "api/status", server_token(hub.secret, bob),
+    assert direct(alice, "api/status", server_token(hub.secret, bob, HUB_ID),
                   ip=ip).status_code == 403
 
     # the service
@@ -520,7 +195,7 @@ def test_spawn_ready_service_home_and_stop(main_hub):
     for name, cpu, mem in ((alice, 0.5, 0.25), (bob, 0.2, 0.3)):
         svc = service(service_name(name))
         assert svc, f"no service {service_name(name)}: " \
-                    f"{[s['Spec']['Name'] for s in our_services()]}"
+                    f"{[s['Spec']['Name'] for s in our_services(HUB_ID)]}"
         spec = svc["Spec"]
         assert spec["Labels"] == {"swarmhub.hub": HUB_ID,
                                   "swarmhub.user": name,
@@ -542,7 +217,7 @@ def test_spawn_ready_service_home_and_stop(main_hub):
                   for mt in cs["Mounts"]]
         assert ("bind", str(NFS_DIR() / name), HOME_TARGET) in mounts, mounts
         envs = dict(e.split("=", 1) for e in cs["Env"])
-        assert envs["JUPYTER_TOKEN"] == server_token(hub.secret, name)
+        assert envs["JUPYTER_TOKEN"] == server_token(hub.secret, name, HUB_ID)
         assert envs["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{name}/", envs
         argv = cs.get("Command", []) + cs.get("Args", [])
         assert f"--NotebookApp.base_url=/user/{name}/" in argv, argv
@@ -758,7 +433,7 @@ def test_group_quota(main_hub):
 
 
 def test_concurrent_spawn_limit(start_hub, spawn_dir):
-    profiles = write_profiles(spawn_dir / "limit.json")
+    profiles = write_spawn_profiles(spawn_dir / "limit.json")
     hub = start_hub("spawn-limit", spawn_env(
         profiles, SWARMHUB_CONCURRENT_SPAWN_LIMIT="1"))
     a, b = hub.make_user(uniq("lima")), hub.make_user(uniq("limb"))
@@ -784,7 +459,7 @@ def test_concurrent_spawn_limit(start_hub, spawn_dir):
 # ---- restart, reconcile, orphans, deleting users ---------------------------
 
 def test_hub_restart_adopts_running_server(start_hub, spawn_dir):
-    profiles = write_profiles(spawn_dir / "restart.json")
+    profiles = write_spawn_profiles(spawn_dir / "restart.json")
     env = spawn_env(profiles, **fixed_credentials())
     db = new_database()
     try:
@@ -798,7 +473,7 @@ def test_hub_restart_adopts_running_server(start_hub, spawn_dir):
             stop_hub(first)
         # the hub's exit leaves the server alone
         assert service(service_name(u)) is not None
-        tok = server_token(env["SWARMHUB_SECRET"], u)
+        tok = server_token(env["SWARMHUB_SECRET"], u, HUB_ID)
         assert direct(u, "api/status", tok, ip=ip).status_code == 200
 
         second = new_hub("spawn-restart-2", env, db=db)
@@ -844,7 +519,7 @@ def test_orphan_service_is_counted_not_deleted(main_hub):
     """One running server of the hub's own user and one service with the
     hub's labels for a user the hub does not know: exactly one orphan."""
     hub = main_hub
-    remove_our_services(wait=False)
+    remove_services(HUB_ID, wait=False)
     mine = hub.make_user(uniq("notorphan"))
     start_ready(hub, mine)
     ghost = f"ghost{PID}x{secrets.token_hex(3)}"
@@ -904,84 +579,10 @@ def test_delete_user_with_running_server(main_hub):
 
 # ---- Docker going away -----------------------------------------------------
 
-class Forwarder:
-    """A unix-socket listener relaying every connection to Docker's socket:
-    stop() closes it and every relayed connection, start() opens it again."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        self.lock = threading.Lock()
-        self.socks = []
-        self.srv = None
-
-    def start(self):
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        srv.bind(self.path)
-        srv.listen(64)
-        srv.settimeout(0.2)
-        self.srv = srv
-        threading.Thread(target=self._accept, args=(srv,),
-                         daemon=True).start()
-
-    def _accept(self, srv):
-        while self.srv is srv:
-            try:
-                c, _ = srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            c.settimeout(None)
-            u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                u.connect(DOCKER_SOCK)
-            except OSError:
-                c.close()
-                continue
-            with self.lock:
-                self.socks += [c, u]
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pump, args=(a, b),
-                                 daemon=True).start()
-
-    @staticmethod
-    def _pump(a, b):
-        try:
-            while True:
-                d = a.recv(65536)
-                if not d:
-                    break
-                b.sendall(d)
-        except OSError:
-            pass
-        try:
-            b.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def stop(self):
-        srv, self.srv = self.srv, None
-        if srv:
-            srv.close()
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        with self.lock:
-            socks, self.socks = self.socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-
 def test_docker_unreachable_then_back(start_hub, spawn_dir, tmp_path):
-    fwd = Forwarder(tmp_path / "docker.sock")
-    fwd.start()
+    fwd = Relay(DOCKER_SOCK, tmp_path / "docker.sock").start()
     try:
-        profiles = write_profiles(spawn_dir / "nodocker.json")
+        profiles = write_spawn_profiles(spawn_dir / "nodocker.json")
         hub = start_hub("spawn-nodocker", spawn_env(
             profiles, SWARMHUB_DOCKER_HOST=f"unix://{fwd.path}"))
         u = hub.make_user(uniq("nodock"))
@@ -1008,7 +609,7 @@ def test_docker_unreachable_then_back(start_hub, spawn_dir, tmp_path):
         fwd.start()
         start_ready(hub, u)                          # recovers
         assert direct(u, "api/status",
-                      server_token(hub.secret, u)).status_code == 200
+                      server_token(hub.secret, u, HUB_ID)).status_code == 200
 
         assert took < 10, f"POST server took {took:.1f} s with Docker down"
         assert down.status_code == 503, (
@@ -1020,40 +621,22 @@ def test_docker_unreachable_then_back(start_hub, spawn_dir, tmp_path):
         fwd.stop()
 
 
-class BlackHole:
-    """A unix-socket listener that accepts connections and never answers:
-    a Docker that hangs. close() ends them all (the caller sees EOF)."""
-
-    def __init__(self, path):
-        self.path = str(path)
-        if os.path.exists(self.path):
-            os.unlink(self.path)
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.srv.bind(self.path)
-        self.srv.listen(64)             # the kernel accepts for us
-
-    def close(self):
-        self.srv.close()
-        os.unlink(self.path)
-
-
 def test_hanging_docker_holds_up_no_other_request(start_hub, spawn_dir,
                                                    tmp_path):
     """With one libmicrohttpd thread (HTTP_THREADS=1), a start waiting on a
     Docker that does not answer must not stall requests that need only
     the hub's memory: slow requests run on their own workers."""
-    fwd = Forwarder(tmp_path / "docker.sock")
-    fwd.start()
-    hole = None
+    fwd = Relay(DOCKER_SOCK, tmp_path / "docker.sock").start()
     try:
-        profiles = write_profiles(spawn_dir / "hang.json")
+        profiles = write_spawn_profiles(spawn_dir / "hang.json")
         hub = start_hub("spawn-hang", spawn_env(
             profiles, SWARMHUB_DOCKER_HOST=f"unix://{fwd.path}",
             SWARMHUB_HTTP_THREADS="1"))
         u = hub.make_user(uniq("hang"))
         tok = hub.make_token(u)
         fwd.stop()                       # and every pooled connection
-        hole = BlackHole(fwd.path)
+        fwd.hole = True                  # accepted, never answered: a
+        fwd.start()                      # Docker that hangs
         slow = {}
 
         def post():
@@ -1077,16 +660,13 @@ def test_hanging_docker_holds_up_no_other_request(start_hub, spawn_dir,
         # generous: these take a millisecond; stuck behind the POST they
         # would wait for Docker's 30 s timeout
         assert worst < 2, f"GETs took up to {worst:.2f} s meanwhile"
-        hole.close()                     # Docker "answers": EOF
-        hole = None
+        fwd.stop()                       # Docker "answers": EOF
         t.join(35)
         assert slow.get("r") is not None, "the POST never came back"
         assert slow["r"].status_code == 503, (slow["r"].status_code,
                                               slow["r"].text)
         assert "docker" in slow["r"].json()["message"].lower()
     finally:
-        if hole:
-            hole.close()
         fwd.stop()
 
 
@@ -1124,7 +704,7 @@ def refused(scratch_db, profiles, **over):
 
 
 def test_refuses_missing_network(scratch_db, spawn_dir):
-    p = write_profiles(spawn_dir / "ok.json")
+    p = write_spawn_profiles(spawn_dir / "ok.json")
     net = f"sxnonet{PID}"
     err = refused(scratch_db, p, SWARMHUB_NETWORK=net)
     assert f"'{net}'" in err and "does not exist" in err, err
@@ -1132,14 +712,14 @@ def test_refuses_missing_network(scratch_db, spawn_dir):
 
 def test_refuses_non_attachable_network(scratch_db, spawn_dir,
                                         not_attachable):
-    p = write_profiles(spawn_dir / "ok.json")
+    p = write_spawn_profiles(spawn_dir / "ok.json")
     err = refused(scratch_db, p, SWARMHUB_NETWORK=not_attachable)
     assert not_attachable in err and "attachable" in err, err
 
 
 def test_refuses_invalid_profiles(scratch_db, spawn_dir):
     p = spawn_dir / "bad.json"
-    write_profiles(p)
+    write_spawn_profiles(p)
     doc = json.loads(p.read_text())
     doc["profiles"]["labq"]["colour"] = "red"
     p.write_text(json.dumps(doc))
@@ -1167,13 +747,13 @@ def test_crashed_server_is_reported_not_restarted(main_hub):
         "GET", "/users", params={"state": "ready"}).json()}
     # starting again works (the dead service is replaced)
     start_ready(hub, u)
-    r = direct(u, "api/status", server_token(hub.secret, u))
+    r = direct(u, "api/status", server_token(hub.secret, u, HUB_ID))
     assert r.status_code == 200, r.text
 
 
 def test_shared_dir_is_shared(start_hub, spawn_dir):
     shared = f"shared-{PID}x"
-    profiles = write_profiles(spawn_dir / "shared.json")
+    profiles = write_spawn_profiles(spawn_dir / "shared.json")
     hub = start_hub("spawn-shared", spawn_env(profiles,
                                               SWARMHUB_SHARED_DIR=shared))
     a, b = hub.make_user(uniq("sha")), hub.make_user(uniq("shb"))
@@ -1198,7 +778,7 @@ def test_sigterm_during_a_pending_start(spawn_dir):
     """A hub stopped while a start waits for a node (Docker's default stop
     grace period is 10 s), then started again: the server must not stay
     pending forever, and no service may be left waiting behind it."""
-    profiles = write_profiles(spawn_dir / "pending.json")
+    profiles = write_spawn_profiles(spawn_dir / "pending.json")
     env = spawn_env(profiles, SWARMHUB_START_TIMEOUT="120",
                     **fixed_credentials())
     db = new_database()
@@ -1243,7 +823,7 @@ def test_sigterm_during_a_pending_start(spawn_dir):
 
 
 def test_server_stopped_while_hub_down(spawn_dir):
-    profiles = write_profiles(spawn_dir / "down.json")
+    profiles = write_spawn_profiles(spawn_dir / "down.json")
     env = spawn_env(profiles, **fixed_credentials())
     db = new_database()
     try:
@@ -1279,7 +859,7 @@ def test_two_hubs_on_one_swarm_keep_their_servers(start_hub, spawn_dir):
     HUB_IDs (and the default service name template) a user of the same
     name on the second hub must not take the first hub's server away."""
     other_id = f"{HUB_ID}b"
-    profiles = write_profiles(spawn_dir / "two.json")
+    profiles = write_spawn_profiles(spawn_dir / "two.json")
     x = start_hub("spawn-two-x", spawn_env(profiles))
     y = start_hub("spawn-two-y", spawn_env(profiles,
                                            SWARMHUB_HUB_ID=other_id))
@@ -1289,7 +869,7 @@ def test_two_hubs_on_one_swarm_keep_their_servers(start_hub, spawn_dir):
     try:
         start_ready(x, u)
         svc_before = service(service_name(u))
-        tok_x = server_token(x.secret, u)
+        tok_x = server_token(x.secret, u, HUB_ID)
         r = post_server(y, u)
         y_events = progress(y, u) if r.status_code == 202 else None
         time.sleep(1)

@@ -13,7 +13,7 @@ client's, and the hub counts failures per that address and logs it.
 """
 import secrets
 
-from conftest import login, uniq
+from hubtest import login, uniq
 
 MAX = 5                 # LOGIN_MAX_FAILURES
 PER_ADDRESS = 4 * MAX   # an address gets four times the failures of a name

@@ -9,12 +9,15 @@
 # DIR/certs, the ports in DIR/ports. Ports are chosen at the first start and
 # kept; a restart keeps the data. Listens on ldap://127.0.0.1:P/ (StartTLS)
 # and ldaps://127.0.0.1:P2/. Runs as root (see docs INFRA.md section 2).
+# The people and groups come from images/ldap/seed.ldif (passwords there).
 # stdout carries only the SWARMHUB_TEST_LDAP_* lines; progress goes to stderr.
 set -eu
 
 SUFFIX="dc=example,dc=com"
 ROOTDN="cn=admin,$SUFFIX"
 ROOTPW="adminpw"
+# the test people and groups, shared with the swarmhub/test-ldap image
+SEED=$(cd "$(dirname "$0")/../../images/ldap" && pwd)/seed.ldif
 
 log() { echo "slapd.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -136,99 +139,6 @@ EOF
 	    die "slapadd of cn=config failed"
 }
 
-person() {	# uid uidNumber password [gidNumber (100)]
-	local lower
-	lower=$(printf %s "$1" | tr '[:upper:]' '[:lower:]')
-	cat <<EOF
-dn: uid=$1,ou=People,$SUFFIX
-objectClass: inetOrgPerson
-objectClass: posixAccount
-uid: $1
-cn: $1
-sn: $1
-mail: $lower@example.com
-uidNumber: $2
-gidNumber: ${4:-100}
-homeDirectory: /home/$1
-loginShell: /bin/bash
-userPassword: $(slappasswd -s "$3")
-
-EOF
-}
-
-make_data() {
-	local p="ou=People,$SUFFIX"
-	{
-		cat <<EOF
-dn: $SUFFIX
-objectClass: dcObject
-objectClass: organization
-dc: example
-o: Example
-
-dn: ou=People,$SUFFIX
-objectClass: organizationalUnit
-ou: People
-
-dn: ou=Groups,$SUFFIX
-objectClass: organizationalUnit
-ou: Groups
-
-dn: cn=reader,$SUFFIX
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: reader
-userPassword: $(slappasswd -s readerpw)
-
-EOF
-		person alice 1001 alicepw
-		person bob 1002 bobpw
-		person carol 1003 carolpw
-		person dave 1004 davepw 1004
-		person erin 1005 "p@ss w0rd'\"\\*()"
-		person Frank 1006 frankpw
-		# grace has no posixAccount (no uidNumber, no gidNumber): with
-		# HOME_UID=ldap she gets a uid of LOCAL_UID_RANGE
-		cat <<EOF
-dn: uid=grace,ou=People,$SUFFIX
-objectClass: inetOrgPerson
-uid: grace
-cn: grace
-sn: grace
-mail: grace@example.com
-userPassword: $(slappasswd -s gracepw)
-
-dn: cn=datascience,ou=Groups,$SUFFIX
-objectClass: groupOfNames
-cn: datascience
-member: uid=alice,$p
-member: uid=bob,$p
-
-dn: cn=hub-admins,ou=Groups,$SUFFIX
-objectClass: groupOfNames
-cn: hub-admins
-member: uid=carol,$p
-
-dn: cn=analysts,ou=Groups,$SUFFIX
-objectClass: posixGroup
-cn: analysts
-gidNumber: 2001
-memberUid: bob
-memberUid: carol
-
-dn: cn=x\\<script\\>alert(1)\\</script\\>,ou=Groups,$SUFFIX
-objectClass: groupOfNames
-cn: x<script>alert(1)</script>
-member: uid=alice,$p
-
-dn: cn=frank-team,ou=Groups,$SUFFIX
-objectClass: groupOfNames
-cn: frank-team
-member: uid=Frank,$p
-EOF
-	} > "$D/data.ldif"
-}
-
 free_port() {	# prints a random port nobody listens on
 	local p
 	while :; do
@@ -282,10 +192,9 @@ do_start() {
 		done
 	fi
 	if [ ! -f "$D/loaded" ]; then
-		log "loading test directory"
-		make_data
+		log "loading test directory ($SEED)"
 		ldapadd -x -H "ldap://127.0.0.1:$P" -D "$ROOTDN" -w "$ROOTPW" \
-		    -f "$D/data.ldif" >/dev/null || die "ldapadd failed"
+		    -f "$SEED" >/dev/null || die "ldapadd failed"
 		touch "$D/loaded"
 	fi
 	log "ready"

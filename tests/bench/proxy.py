@@ -34,7 +34,6 @@ import os
 import re
 import resource
 import secrets
-import shutil
 import signal
 import statistics
 import subprocess

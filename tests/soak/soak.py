@@ -344,12 +344,17 @@ class Hub:
         return r.json() if ok else None
 
     def proc_stats(self):
-        """(RSS kB, open fds, {kind: fds}) of the hub process; kinds:
+        """(RSS kB, open fds, {kind: fds}) of the hub process. Kinds:
         upstream (TCP to a server's port 8888: the edge's keep-alive
-        pool), client (TCP on the hub's port), other."""
+        pool), internal (the edge's connections to the hub's own HTTP
+        server on its unix socket, both ends), curl (connections to
+        docker.sock, and unix socket pairs within the process: libcurl
+        gives each pooled easy handle a wakeup pair), client (TCP on the
+        hub's port), other."""
         pid = self.proc.pid
         rss = 0
-        kinds = {"upstream": 0, "client": 0, "other": 0}
+        kinds = {"upstream": 0, "internal": 0, "curl": 0, "client": 0,
+                 "other": 0}
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
@@ -363,14 +368,24 @@ class Hub:
                     pass
         except OSError:
             return 0, 0, kinds
-        tcp = tcp_sockets()
+        tcp, unix = tcp_sockets(), unix_sockets()
+        mine = {m.group(1) for m in (re.match(r"socket:\[(\d+)\]", ln)
+                                     for ln in links) if m}
         for ln in links:
             m = re.match(r"socket:\[(\d+)\]", ln)
-            lport, rport = tcp.get(m.group(1), (0, 0)) if m else (0, 0)
+            ino = m.group(1) if m else ""
+            lport, rport = tcp.get(ino, (0, 0))
+            path, peer = unix.get(ino, ("", ""))
+            ppath = unix.get(peer, ("", ""))[0]
             if rport == 8888:
                 kinds["upstream"] += 1
             elif lport == self.port:
                 kinds["client"] += 1
+            elif path.endswith("hub.sock") or ppath.endswith("hub.sock"):
+                kinds["internal"] += 1
+            elif ppath.endswith("docker.sock") or (ino in unix and
+                                                   peer in mine):
+                kinds["curl"] += 1
             else:
                 kinds["other"] += 1
         return rss, len(links), kinds
@@ -389,6 +404,18 @@ def tcp_sockets():
                                  int(v[2].rsplit(":", 1)[1], 16))
         except (OSError, StopIteration, IndexError, ValueError):
             pass
+    return out
+
+
+def unix_sockets():
+    """{inode: (path or "*", peer inode)} of this machine's connected unix
+    sockets (ss -x)."""
+    out = {}
+    r = subprocess.run(["ss", "-xn"], capture_output=True, text=True)
+    for line in r.stdout.splitlines()[1:]:
+        v = line.split()
+        if len(v) >= 8:
+            out[v[5]] = (v[4], v[7])
     return out
 
 
@@ -1155,8 +1182,9 @@ def in_window(row, windows):
 
 
 def nonup(sample):
-    """Open fds of a sample without the idle upstream connections."""
-    return sample[2] - sample[3]["upstream"]
+    """Open fds of a sample without the connection caches."""
+    d = sample[3]
+    return sample[2] - d["upstream"] - d["internal"] - d["curl"]
 
 
 def report(ctx):
@@ -1186,8 +1214,6 @@ def report(ctx):
     act_checked = sum(w.act_checked for w in windows)
     s0, s1 = ctx["sample_start"], ctx["sample_end"]
     rss_limit = s0[1] + max(RSS_SLACK_KB, s0[1] * RSS_SLACK_RATIO)
-    sl = ctx["sample_last"]
-    rss_limit_l = sl[1] + max(RSS_SLACK_KB, sl[1] * RSS_SLACK_RATIO)
     checks = [
         ("requests failed outside the restart windows", len(outside), "0",
          len(outside) == 0),
@@ -1225,20 +1251,25 @@ def report(ctx):
          f"{s0[1] / 1024:.1f} -> {s1[1] / 1024:.1f} MB",
          f"<= {rss_limit / 1024:.1f} MB", 0 < s1[1] <= rss_limit),
         ("hub open fds growth, quiet start -> quiet end (without the "
-         "edge's idle upstream connections)", f"{nonup(s0)} -> {nonup(s1)}",
+         "connection caches)", f"{nonup(s0)} -> {nonup(s1)}",
          f"<= {nonup(s0) + FD_SLACK}", 0 < nonup(s1) <= nonup(s0) + FD_SLACK),
-        ("the last hub process: RSS growth from 20 s after its start to "
-         "the end", f"{sl[1] / 1024:.1f} -> {s1[1] / 1024:.1f} MB",
-         f"<= {rss_limit_l / 1024:.1f} MB", 0 < s1[1] <= rss_limit_l),
-        ("the last hub process: open fds growth, same samples (same "
-         "count)", f"{nonup(sl)} -> {nonup(s1)}",
-         f"<= {nonup(sl) + FD_SLACK}", 0 < nonup(s1) <= nonup(sl) + FD_SLACK),
         ("the edge's idle upstream connections at the quiet end",
          s1[3]["upstream"], f"<= {2 * NUSERS} (2 a user)",
          s1[3]["upstream"] <= 2 * NUSERS),
         ("hub exit status on the final SIGTERM", ctx["final_rc"], "0",
          ctx["final_rc"] == 0),
     ]
+    for name, a, b in ctx["pairs"]:
+        lim = a[1] + max(RSS_SLACK_KB, a[1] * RSS_SLACK_RATIO)
+        checks.append((f"{name}: RSS growth over its life (quiet samples "
+                       "after its start and before its end)",
+                       f"{a[1] / 1024:.1f} -> {b[1] / 1024:.1f} MB",
+                       f"<= {lim / 1024:.1f} MB", 0 < b[1] <= lim))
+        checks.append((f"{name}: open fds growth, same samples (without "
+                       "the connection caches)",
+                       f"{nonup(a)} -> {nonup(b)}",
+                       f"<= {nonup(a) + FD_SLACK}",
+                       0 < nonup(b) <= nonup(a) + FD_SLACK))
     ok_all = all(c[3] for c in checks)
 
     L = []
@@ -1318,15 +1349,22 @@ def report(ctx):
         "`/proc/<pid>/fd` of the hub, in quiet moments (every user paused, "
         "the clients' idle connections closed, 3 s wait) after the warm-up "
         "and at the end (a different process, after the restarts: the "
-        "last one has served the last part of the soak), and 20 s after "
-        "each hub restart, so that the last process is also compared with "
-        "itself. Thresholds: RSS "
+        "last one has served the last part of the soak), and before and 20 "
+        "s after each hub restart, so that each hub process is also "
+        "compared with itself over its life (the middle one spans the "
+        "PostgreSQL and dockerd restarts and the servers started again). "
+        "Thresholds: RSS "
         f"may grow by max({RSS_SLACK_KB // 1024} MB, "
-        f"{RSS_SLACK_RATIO:.0%}), fds by {FD_SLACK}, not counting the "
-        "edge's idle keep-alive connections to users' servers (TCP to port "
-        "8888, told apart with `/proc/net/tcp`), a pool whose size follows "
-        "how many requests ran at once; those may be at most 2 a user at "
-        "the end. Other samples are listed for information.")
+        f"{RSS_SLACK_RATIO:.0%}), fds by {FD_SLACK}, not counting three "
+        "caches whose size follows how many requests ran at once (listed "
+        "apart in the table): *upstream*, the edge's idle keep-alive "
+        "connections to users' servers (TCP to port 8888, told apart with "
+        "`/proc/net/tcp`; at most 2 a user at the end); *internal*, the "
+        "edge's connections to the hub's own HTTP server on its unix "
+        "socket (both ends); *curl*, the pooled libcurl handles of the "
+        "Docker client (at most 8), each keeping a wakeup socket pair and "
+        "its idle connections to docker.sock (told apart with `ss -x`). "
+        "Other samples are listed for information.")
     add("")
     add("## Results")
     add("")
@@ -1399,11 +1437,14 @@ def report(ctx):
     add("")
     add("### Hub process")
     add("")
-    add("| sample | RSS | open fds | upstream / client / other |")
+    add("| sample | RSS | open fds | upstream / internal / curl / client "
+        "/ other |")
     add("| --- | --- | --- | --- |")
     for s in ctx["samples"]:
-        add(f"| {s[0]} | {s[1] / 1024:.1f} MB | {s[2]} | "
-            f"{s[3]['upstream']} / {s[3]['client']} / {s[3]['other']} |")
+        d = s[3]
+        add(f"| {s[0]} | {s[1] / 1024:.1f} MB | {s[2]} | {d['upstream']} / "
+            f"{d['internal']} / {d['curl']} / {d['client']} / "
+            f"{d['other']} |")
     add("")
     add("Warnings and errors in the hub's log (all its runs): " +
         (", ".join(f"`{k}` {n}" for k, n in sorted(hub_log_events(
@@ -1495,6 +1536,7 @@ def soak(hub, users, spawn_s):
     watch.thread.start()
     s_start = quiet_sample(hub, users, "quiet, after the warm-up (start)")
     samples.append(s_start)
+    first, pairs = s_start, []
     t_start = time.time()
     duration = MINUTES * 60
     plan = [(0.2, "hub", signal.SIGTERM), (0.4, "pg", None)]
@@ -1508,6 +1550,12 @@ def soak(hub, users, spawn_s):
             time.sleep(0.5)
         if what == "dockerd" and DOCKERD_NOT_BEFORE:
             wait_until_utc(DOCKERD_NOT_BEFORE)
+        if what == "hub":
+            s_before = quiet_sample(hub, users, f"quiet, before the hub "
+                                    f"restart ({sig.name})")
+            samples.append(s_before)
+            pairs.append((f"hub process {len(pairs) + 1}", first, s_before))
+            time.sleep(5)
         log(f"restart {k + 1}: {what} {sig.name if sig else ''}")
         if what == "hub":
             w = restart_hub(hub, users, k, sig, samples)
@@ -1524,9 +1572,9 @@ def soak(hub, users, spawn_s):
         samples.append((f"after {w.kind}, under load",) + hub.proc_stats())
         if what == "hub":
             time.sleep(20)
-            s_last = quiet_sample(hub, users, f"quiet, 20 s after the "
-                                  f"{w.kind}")
-            samples.append(s_last)
+            first = quiet_sample(hub, users, f"quiet, 20 s after the "
+                                 f"{w.kind}")
+            samples.append(first)
     end = max(t_start + duration, windows[-1].end() + 30)
     while time.time() < end:
         time.sleep(0.5)
@@ -1536,6 +1584,7 @@ def soak(hub, users, spawn_s):
             time.sleep(1)
     s_end = quiet_sample(hub, users, "quiet, at the end")
     samples.append(s_end)
+    pairs.append((f"hub process {len(pairs) + 1}", first, s_end))
     t_end = time.time()
     STOP.set()
     for u in users:
@@ -1543,7 +1592,7 @@ def soak(hub, users, spawn_s):
     final_rc = hub.stop()
     log(f"hub stopped, exit status {final_rc}")
     ctx = {"windows": windows, "t_start": t_start, "t_end": t_end,
-           "sample_last": s_last, "watch": watch,
+           "pairs": pairs, "watch": watch,
            "samples": samples, "sample_start": s_start, "sample_end": s_end,
            "final_rc": final_rc, "hub": hub, "spawn_s": spawn_s,
            "warm_s": warm_s}

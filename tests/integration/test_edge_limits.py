@@ -158,7 +158,7 @@ def test_flood_keeps_health_answering_and_returns_to_baseline(tmp_path,
         assert counts[0] + counts[2] == 25000
         assert counts[2] < 250, f"{counts[2]} connects failed"
         # 10 x 50 idle ones held, everything else refused at once
-        assert 500 <= held <= 560, f"hub held {held} extra fds"
+        assert 490 <= held <= 560, f"hub held {held} extra fds"
         assert counts[0] - counts[1] <= 14 * 50 + 20, \
             f"{counts[0]} taken, only {counts[1]} refused"
         assert not probe.errors, probe.errors[:5]

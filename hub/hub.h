@@ -264,7 +264,9 @@ struct hub {
 					 * edge proxies hub requests there;
 					 * abstract: starts with '@') */
 	int64_t started_ms;
-	/* health: cached result of the last database ping */
+	/* health: the last database ping (hub.c's thread, every second) */
+	pthread_t health_thread;
+	int health_started;
 	pthread_mutex_t health_lock;
 	int64_t health_checked_ms;
 	int health_ok;
@@ -443,8 +445,12 @@ int users_token_delete(struct hub *h, const char *name, int64_t id,
 /* ---- audit (writes through the store; never fails the caller) -------- */
 void hub_audit(struct hub *h, const char *actor, const char *action,
 	       const char *target, const char *detail, const char *ip);
-/* Health with a one-second cache. */
+/* Health from memory: the last ping, at most a second old. */
 int hub_health(struct hub *h, char *msg, size_t size);
+/* The thread that pings the database every second for hub_health (it
+ * ends when h->stopping is set). */
+int hub_health_start(struct hub *h, struct err *e);
+void hub_health_stop(struct hub *h);
 
 /* JSON request parsing (json.c): shared by the API and the fuzz target. */
 struct json_t;

@@ -239,7 +239,7 @@ start(struct hub *h, struct err *e)
 		return -1;
 	if (servers_load(h, e) < 0)
 		return -1;
-	if (sessions_start(h, e) < 0 ||
+	if (hub_health_start(h, e) < 0 || sessions_start(h, e) < 0 ||
 	    http_start(h, &app, e) < 0 || start_edge(h, e) < 0 ||
 	    cull_start(h, e) < 0 || usage_start(h, e) < 0)
 		return -1;
@@ -373,6 +373,7 @@ run(struct hub *h)
 	h->stopping = 1;
 	pthread_join(bg, NULL);
 	pthread_join(fl, NULL);
+	hub_health_stop(h);
 	shutdown_hub(h);
 	log_event(LOG_INFO, "hub.stopped", NULL);
 	return 0;

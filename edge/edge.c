@@ -112,6 +112,7 @@ struct pconn {
 };
 
 struct worker {
+	struct edge *ed;
 	pthread_t th;
 	int ep, lfd, evfd;
 	int started, lfd_paused;
@@ -126,7 +127,19 @@ struct worker {
 	char *scratch;
 };
 
-static struct {
+/* Failures an attacker can repeat at will log one line a second each. */
+enum logk { LOGK_ACCEPT, LOGK_BAD_REQUEST, LOGK_COOKIE, LOGK_LIMIT,
+	LOGK_ADDR_LIMIT, LOGK_N };
+
+/* Open connections per peer address, shared by the workers (addr_*). */
+struct addr_table {
+	pthread_mutex_t lock;
+	uint32_t *ip, *n;
+	uint32_t mask, seed;
+};
+
+/* One edge: what edge_start returns. Its workers point here. */
+struct edge {
 	struct edge_cfg cfg;
 	struct edge_hooks hooks;
 	char **trusted;
@@ -135,18 +148,15 @@ static struct {
 	struct worker *w;
 	int nw;
 	size_t in_cap;
-} E;
-static int E_running;
+	_Atomic uint64_t st_requests, st_upstream_errors, st_ws_open,
+	    st_conns_open, st_conns_refused;
+	struct log_limit log_limits[LOGK_N];
+	struct addr_table a;
+};
 
-static _Atomic uint64_t st_requests, st_upstream_errors, st_ws_open,
-    st_conns_open, st_conns_refused;
-
-/* Failures an attacker can repeat at will log one line a second each. */
-enum logk { LOGK_ACCEPT, LOGK_BAD_REQUEST, LOGK_COOKIE, LOGK_LIMIT,
-	LOGK_ADDR_LIMIT, LOGK_N };
-static struct log_limit log_limits[LOGK_N];
+/* Needs a struct edge *E in scope. */
 #define edge_log_limited(k, ev, ...) \
-	log_event_limited(&log_limits[k], LOG_WARN, ev, __VA_ARGS__)
+	log_event_limited(&E->log_limits[k], LOG_WARN, ev, __VA_ARGS__)
 
 static int pump_step(struct conn *c);
 static void conn_close(struct conn *c, const char *why);
@@ -291,20 +301,22 @@ buf_hdr(struct buf *b, const char *n, size_t nl, const char *v, size_t vl)
 static void
 conn_activity(struct conn *c, int from_client)
 {
+	struct edge *E = c->w->ed;
 	int64_t sec = c->w->now / 1000;
 
-	if (!c->act[0] || !E.hooks.activity || c->act_sec[from_client] == sec)
+	if (!c->act[0] || !E->hooks.activity || c->act_sec[from_client] == sec)
 		return;
 	c->act_sec[from_client] = sec;
-	E.hooks.activity(E.hooks.ctx, c->act, from_client);
+	E->hooks.activity(E->hooks.ctx, c->act, from_client);
 }
 
 static void
 upstream_failed(struct conn *c, int status)
 {
-	stat_add(&st_upstream_errors, 1);
-	if (c->act[0] && E.hooks.upstream_failed)
-		E.hooks.upstream_failed(E.hooks.ctx, c->act, status);
+	struct edge *E = c->w->ed;
+	stat_add(&E->st_upstream_errors, 1);
+	if (c->act[0] && E->hooks.upstream_failed)
+		E->hooks.upstream_failed(E->hooks.ctx, c->act, status);
 }
 
 static void
@@ -334,11 +346,6 @@ close_ufd(struct conn *c)
  * addressing with backward-shift deletion, sized for max_connections
  * addresses (every entry holds at least one connection), seeded at start.
  */
-static struct {
-	pthread_mutex_t lock;
-	uint32_t *ip, *n;
-	uint32_t mask, seed;
-} A = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static uint32_t
 random_seed(void)
@@ -351,81 +358,84 @@ random_seed(void)
 }
 
 static uint32_t
-addr_slot(uint32_t ip)
+addr_slot(struct edge *E, uint32_t ip)
 {
-	uint64_t h = (uint64_t)(ip ^ A.seed) * 0x9e3779b97f4a7c15ULL;
+	uint64_t h = (uint64_t)(ip ^ E->a.seed) * 0x9e3779b97f4a7c15ULL;
 
-	return (uint32_t)(h >> 32) & A.mask;
+	return (uint32_t)(h >> 32) & E->a.mask;
 }
 
 /* Counts one more connection from ip: 0, or -1 over the cap. */
 static int
-addr_take(uint32_t ip)
+addr_take(struct edge *E, uint32_t ip)
 {
 	uint32_t i;
 	int rc = 0;
 
-	pthread_mutex_lock(&A.lock);
-	for (i = addr_slot(ip); A.n[i] && A.ip[i] != ip; i = (i + 1) & A.mask)
+	pthread_mutex_lock(&E->a.lock);
+	for (i = addr_slot(E, ip); E->a.n[i] && E->a.ip[i] != ip;
+	    i = (i + 1) & E->a.mask)
 		;
-	if (A.n[i] >= (uint32_t)E.cfg.max_connections_per_address) {
+	if (E->a.n[i] >= (uint32_t)E->cfg.max_connections_per_address) {
 		rc = -1;
 	} else {
-		A.ip[i] = ip;
-		A.n[i]++;
+		E->a.ip[i] = ip;
+		E->a.n[i]++;
 	}
-	pthread_mutex_unlock(&A.lock);
+	pthread_mutex_unlock(&E->a.lock);
 	return rc;
 }
 
 static void
-addr_release(uint32_t ip)
+addr_release(struct edge *E, uint32_t ip)
 {
 	uint32_t i, j, k;
 
-	pthread_mutex_lock(&A.lock);
-	for (i = addr_slot(ip); A.n[i] && A.ip[i] != ip; i = (i + 1) & A.mask)
+	pthread_mutex_lock(&E->a.lock);
+	for (i = addr_slot(E, ip); E->a.n[i] && E->a.ip[i] != ip;
+	    i = (i + 1) & E->a.mask)
 		;
-	if (A.n[i] && --A.n[i] == 0) {
+	if (E->a.n[i] && --E->a.n[i] == 0) {
 		/* backward shift: later entries of the run move up */
-		for (j = (i + 1) & A.mask; A.n[j]; j = (j + 1) & A.mask) {
-			k = addr_slot(A.ip[j]);
+		for (j = (i + 1) & E->a.mask; E->a.n[j]; j = (j + 1) & E->a.mask) {
+			k = addr_slot(E, E->a.ip[j]);
 			if ((j > i && (k <= i || k > j)) ||
 			    (j < i && (k <= i && k > j))) {
-				A.ip[i] = A.ip[j];
-				A.n[i] = A.n[j];
-				A.n[j] = 0;
+				E->a.ip[i] = E->a.ip[j];
+				E->a.n[i] = E->a.n[j];
+				E->a.n[j] = 0;
 				i = j;
 			}
 		}
 	}
-	pthread_mutex_unlock(&A.lock);
+	pthread_mutex_unlock(&E->a.lock);
 }
 
 static void
-addr_init(void)
+addr_init(struct edge *E)
 {
 	uint32_t cap = 64;
 
-	while (cap < 2 * (uint32_t)E.cfg.max_connections)
+	while (cap < 2 * (uint32_t)E->cfg.max_connections)
 		cap *= 2;
-	A.ip = xcalloc(cap, sizeof(*A.ip));
-	A.n = xcalloc(cap, sizeof(*A.n));
-	A.mask = cap - 1;
-	A.seed = random_seed();
+	E->a.ip = xcalloc(cap, sizeof(*E->a.ip));
+	E->a.n = xcalloc(cap, sizeof(*E->a.n));
+	E->a.mask = cap - 1;
+	E->a.seed = random_seed();
 }
 
 static void
-addr_free(void)
+addr_free(struct edge *E)
 {
-	free(A.ip);
-	free(A.n);
-	A.ip = A.n = NULL;
+	free(E->a.ip);
+	free(E->a.n);
+	E->a.ip = E->a.n = NULL;
 }
 
 static void
 conn_close(struct conn *c, const char *why)
 {
+	struct edge *E = c->w->ed;
 	struct worker *w = c->w;
 
 	if (c->dead)
@@ -442,10 +452,10 @@ conn_close(struct conn *c, const char *why)
 	free(c->body);
 	c->body = NULL;
 	if (c->is_ws)
-		stat_add(&st_ws_open, -1);
-	stat_add(&st_conns_open, -1);
+		stat_add(&E->st_ws_open, -1);
+	stat_add(&E->st_conns_open, -1);
 	if (c->addr_slot)
-		addr_release(c->peer_ip);
+		addr_release(E, c->peer_ip);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -472,6 +482,7 @@ ep_add(struct worker *w, int fd, uint64_t data)
 static void
 conn_next(struct conn *c)
 {
+	struct edge *E = c->w->ed;
 	c->st = ST_HEAD;
 	c->rst = R_HEAD;
 	c->hscan = c->rscan = 0;
@@ -485,7 +496,7 @@ conn_next(struct conn *c)
 	c->upgrade = c->head_req = 0;
 	c->act[0] = '\0';
 	c->deadline = c->w->now + (c->in.len > c->in.off ?
-	    E.cfg.header_timeout_ms : E.cfg.idle_timeout_ms);
+	    E->cfg.header_timeout_ms : E->cfg.idle_timeout_ms);
 }
 
 /* Writes what is left of the response, then shuts down and drains. */
@@ -530,13 +541,14 @@ respond(struct conn *c, int status, const char *type, char *body,
 static void
 respond_error(struct conn *c, int status, const char *msg, int keep)
 {
+	struct edge *E = c->w->ed;
 	char *body = NULL;
 	size_t len = 0;
 
 	log_event(LOG_DEBUG, "edge.error", "peer=%s status=%d msg=%s",
 		  c->peer, status, msg);
-	if (E.hooks.error_page)
-		body = E.hooks.error_page(E.hooks.ctx, status, msg, &len);
+	if (E->hooks.error_page)
+		body = E->hooks.error_page(E->hooks.ctx, status, msg, &len);
 	if (body) {
 		respond(c, status, "text/html; charset=utf-8", body, len,
 			NULL, keep);
@@ -551,6 +563,7 @@ respond_error(struct conn *c, int status, const char *msg, int keep)
 static void
 bad_request(struct conn *c, int status, const char *msg)
 {
+	struct edge *E = c->w->ed;
 	edge_log_limited(LOGK_BAD_REQUEST, "edge.bad_request",
 			 "peer=%s status=%d err=%s", c->peer, status, msg);
 	respond_error(c, status, msg, 0);
@@ -672,9 +685,9 @@ pool_put(struct worker *w, struct conn *c)
 /* ---- proxying: the request up ------------------------------------------ */
 
 static int
-trusted_peer(const char *ip)
+trusted_peer(const struct edge *E, const char *ip)
 {
-	for (char **t = E.trusted; t && *t; t++)
+	for (char **t = E->trusted; t && *t; t++)
 		if (strcmp(*t, ip) == 0 || strcmp(*t, "*") == 0)
 			return 1;
 	return 0;
@@ -700,11 +713,12 @@ static void
 client_address(const struct conn *c, const char *xff, char *out,
 	       size_t size)
 {
+	struct edge *E = c->w->ed;
 	char list[1024], *parts[64], *s, *save = NULL;
 	int n = 0;
 
 	snprintf(out, size, "%s", c->peer);
-	if (!trusted_peer(c->peer) || xff == NULL)
+	if (!trusted_peer(E, c->peer) || xff == NULL)
 		return;
 	snprintf(list, sizeof(list), "%s", xff);
 	for (s = strtok_r(list, ",", &save); s && n < 64;
@@ -717,7 +731,7 @@ client_address(const struct conn *c, const char *xff, char *out,
 		if (!ip_literal(s) || strlen(s) >= size)
 			return;		/* keep the last trusted hop */
 		snprintf(out, size, "%s", s);
-		if (E.trust_one || !trusted_peer(s))
+		if (E->trust_one || !trusted_peer(E, s))
 			return;
 	}
 }
@@ -804,7 +818,7 @@ add_forwarding(struct conn *c, const struct h1_request *ri,
 	       const char *client)
 {
 	struct buf *b = &c->uout;
-	int trusted = trusted_peer(c->peer);
+	int trusted = trusted_peer(c->w->ed, c->peer);
 
 	buf_adds(b, "X-Forwarded-For: ");
 	if (trusted && ri->xff) {
@@ -1001,6 +1015,7 @@ proxy_retry(struct conn *c)
 static void
 route_to(struct conn *c, struct h1_request *ri)
 {
+	struct edge *E = c->w->ed;
 	struct edge_request rq;
 	struct edge_target t;
 	char ip[INET6_ADDRSTRLEN];
@@ -1014,11 +1029,11 @@ route_to(struct conn *c, struct h1_request *ri)
 	rq.authorization = ri->auth;
 	rq.origin = ri->origin;
 	rq.upgrade = c->upgrade;
-	rq.https = trusted_peer(c->peer) && ri->xfp &&
+	rq.https = trusted_peer(E, c->peer) && ri->xfp &&
 	    strcasecmp(ri->xfp, "https") == 0;
 	rq.client_ip = ip;
 	memset(&t, 0, sizeof(t));
-	E.hooks.route(E.hooks.ctx, &rq, &t);
+	E->hooks.route(E->hooks.ctx, &rq, &t);
 	if (t.action == EDGE_RESPOND) {
 		respond(c, t.status ? t.status : 500, t.content_type, t.body,
 			t.body ? t.body_len : 0, t.location,
@@ -1040,13 +1055,14 @@ route_to(struct conn *c, struct h1_request *ri)
 static void
 handle_request(struct conn *c, size_t len)
 {
+	struct edge *E = c->w->ed;
 	static _Thread_local struct h1_request ri;
 	char *p = c->in.p + c->in.off;
 	int st;
 
 	c->in.off += (uint32_t)len;
 	c->in.fwd = c->in.off;
-	stat_add(&st_requests, 1);
+	stat_add(&E->st_requests, 1);
 	c->keepalive = 0;
 	st = h1_parse_request(p, len, &ri);
 	if (st) {
@@ -1064,6 +1080,7 @@ handle_request(struct conn *c, size_t len)
 static int
 step_head(struct conn *c)
 {
+	struct edge *E = c->w->ed;
 	struct buf *b = &c->in;
 	long end;
 	ssize_t n;
@@ -1074,22 +1091,22 @@ step_head(struct conn *c)
 			bad_request(c, 400, "malformed request head");
 			return 1;
 		}
-		if (end > 0 && (size_t)end <= E.cfg.max_header_bytes) {
+		if (end > 0 && (size_t)end <= E->cfg.max_header_bytes) {
 			handle_request(c, (size_t)end);
 			return 1;
 		}
-		if (b->len - b->off >= E.cfg.max_header_bytes) {
+		if (b->len - b->off >= E->cfg.max_header_bytes) {
 			bad_request(c, 431, "request head too large");
 			return 1;
 		}
 	}
 	if (!c->crd)
 		return 0;
-	buf_room(b, (uint32_t)E.in_cap, 1);
+	buf_room(b, (uint32_t)E->in_cap, 1);
 	n = recv(c->fd, b->p + b->len, b->cap - b->len, 0);
 	if (n > 0) {
 		if (b->len == b->off)
-			c->deadline = c->w->now + E.cfg.header_timeout_ms;
+			c->deadline = c->w->now + E->cfg.header_timeout_ms;
 		/* A short read drained the socket; with edge triggering new
 		 * data raises a new event (EOF seen in chup keeps reading). */
 		if ((uint32_t)n < b->cap - b->len && !c->chup)
@@ -1193,6 +1210,7 @@ req_write(struct conn *c)
 static int
 req_step(struct conn *c)
 {
+	struct edge *E = c->w->ed;
 	struct buf *b = &c->in;
 	int prog;
 	ssize_t n;
@@ -1208,7 +1226,7 @@ req_step(struct conn *c)
 	if ((prog = req_write(c)) < 0 || c->st != ST_PROXY)
 		return prog;
 	if (!c->req_done && c->rqf.mode != H1_NONE && b->len == b->fwd &&
-	    c->crd && buf_room(b, (uint32_t)E.in_cap, 0) > 0) {
+	    c->crd && buf_room(b, (uint32_t)E->in_cap, 0) > 0) {
 		n = recv(c->fd, b->p + b->len, b->cap - b->len, 0);
 		if (n > 0) {
 			b->len += (uint32_t)n;
@@ -1235,11 +1253,11 @@ req_step(struct conn *c)
 /* A Set-Cookie for one of the hub's own cookies (a user's server may not
  * log anybody in or out of the hub). */
 static int
-protected_cookie(const struct h1_hdr *h)
+protected_cookie(const struct edge *E, const struct h1_hdr *h)
 {
 	size_t n = strcspn(h->v, "=; \t");
 
-	for (char **p = E.protected_cookies; p && *p; p++)
+	for (char **p = E->protected_cookies; p && *p; p++)
 		if (strlen(*p) == n && strncmp(h->v, *p, n) == 0)
 			return 1;
 	return 0;
@@ -1249,6 +1267,7 @@ protected_cookie(const struct h1_hdr *h)
 static void
 resp_headers(struct conn *c, const struct h1_response *rs)
 {
+	struct edge *E = c->w->ed;
 	for (int i = 0; i < rs->nh; i++) {
 		const struct h1_hdr *h = &rs->h[i];
 
@@ -1258,7 +1277,7 @@ resp_headers(struct conn *c, const struct h1_response *rs)
 		if (rs->has_te && h1_name_is(h, "content-length"))
 			continue;
 		if (c->untrusted_up && h1_name_is(h, "set-cookie") &&
-		    protected_cookie(h)) {
+		    protected_cookie(E, h)) {
 			edge_log_limited(LOGK_COOKIE, "edge.cookie_dropped",
 					 "upstream=%s", c->ukey);
 			continue;
@@ -1270,13 +1289,14 @@ resp_headers(struct conn *c, const struct h1_response *rs)
 static void
 resp_enter_ws(struct conn *c)
 {
+	struct edge *E = c->w->ed;
 	c->st = ST_WS;
 	c->is_ws = 1;
 	c->in.fwd = c->in.len;
 	c->rb.fwd = c->rb.len;
 	c->deadline = 0;
 	c->cmoved = c->w->now;
-	stat_add(&st_ws_open, 1);
+	stat_add(&E->st_ws_open, 1);
 }
 
 /* A complete response head in c->rb [off, off + len): rewrite it into
@@ -1644,6 +1664,7 @@ pump(struct conn *c)
 static void
 accept_pause(struct worker *w, int err)
 {
+	struct edge *E = w->ed;
 	edge_log_limited(LOGK_ACCEPT, "edge.accept_failed", "err=%s",
 			 strerror(err));
 	if (w->lfd_paused)
@@ -1667,7 +1688,8 @@ accept_resume(struct worker *w)
 /* Closes fd at once (a reset: no TIME_WAIT is left here) when it is over
  * a cap: 1, else 0 with the connection counted. */
 static int
-over_cap(const struct sockaddr_in *sa, int fd, int *addr_counted)
+over_cap(struct edge *E, const struct sockaddr_in *sa, int fd,
+	 int *addr_counted)
 {
 	struct linger lg = { 1, 0 };
 	const char *why = NULL;
@@ -1675,22 +1697,22 @@ over_cap(const struct sockaddr_in *sa, int fd, int *addr_counted)
 	uint64_t open;
 
 	*addr_counted = 0;
-	open = atomic_fetch_add(&st_conns_open, 1) + 1;
-	if (open > (uint64_t)E.cfg.max_connections) {
+	open = atomic_fetch_add(&E->st_conns_open, 1) + 1;
+	if (open > (uint64_t)E->cfg.max_connections) {
 		why = "MAX_CONNECTIONS";
-	} else if (!E.trust_one && E.cfg.max_connections_per_address > 0) {
+	} else if (!E->trust_one && E->cfg.max_connections_per_address > 0) {
 		inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
-		if (trusted_peer(ip))
+		if (trusted_peer(E, ip))
 			return 0;
-		if (addr_take(sa->sin_addr.s_addr) < 0)
+		if (addr_take(E, sa->sin_addr.s_addr) < 0)
 			why = "MAX_CONNECTIONS_PER_ADDRESS";
 		else
 			*addr_counted = 1;
 	}
 	if (why == NULL)
 		return 0;
-	stat_add(&st_conns_open, -1);
-	stat_add(&st_conns_refused, 1);
+	stat_add(&E->st_conns_open, -1);
+	stat_add(&E->st_conns_refused, 1);
 	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
 	edge_log_limited(LOGK_LIMIT, "edge.connection_refused",
 			 "peer=%s limit=%s", ip, why);
@@ -1702,10 +1724,11 @@ over_cap(const struct sockaddr_in *sa, int fd, int *addr_counted)
 static void
 accept_one(struct worker *w, int fd, const struct sockaddr_in *sa)
 {
+	struct edge *E = w->ed;
 	struct conn *c;
 	int one = 1, counted;
 
-	if (over_cap(sa, fd, &counted))
+	if (over_cap(E, sa, fd, &counted))
 		return;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = xcalloc(1, sizeof(*c));
@@ -1715,7 +1738,7 @@ accept_one(struct worker *w, int fd, const struct sockaddr_in *sa)
 	c->addr_slot = (uint8_t)counted;
 	c->peer_ip = sa->sin_addr.s_addr;
 	inet_ntop(AF_INET, &sa->sin_addr, c->peer, sizeof(c->peer));
-	c->deadline = w->now + E.cfg.header_timeout_ms;
+	c->deadline = w->now + E->cfg.header_timeout_ms;
 	c->cmoved = w->now;
 	c->next = w->conns;
 	if (w->conns)
@@ -1728,6 +1751,7 @@ accept_one(struct worker *w, int fd, const struct sockaddr_in *sa)
 static void
 accept_all(struct worker *w)
 {
+	struct edge *E = w->ed;
 	struct sockaddr_in sa;
 	socklen_t sl;
 	int fd;
@@ -1756,12 +1780,13 @@ accept_all(struct worker *w)
 static const char *
 stalled(const struct conn *c, int64_t now)
 {
+	struct edge *E = c->w->ed;
 	int64_t quiet = now - c->cmoved;
 
 	if (c->st == ST_WS)
-		return quiet > E.cfg.websocket_idle_timeout_ms ?
+		return quiet > E->cfg.websocket_idle_timeout_ms ?
 		    "websocket idle timeout" : NULL;
-	if (quiet <= E.cfg.idle_timeout_ms)
+	if (quiet <= E->cfg.idle_timeout_ms)
 		return NULL;
 	if (c->st == ST_RESPOND)
 		return "client stopped reading";
@@ -2016,15 +2041,15 @@ worker_release(struct worker *w)
 }
 
 static void
-edge_free(void)
+edge_free(struct edge *E)
 {
-	for (int i = 0; i < E.nw; i++)
-		worker_release(&E.w[i]);
-	free(E.w);
-	strv_free(E.trusted);
-	strv_free(E.protected_cookies);
-	addr_free();
-	memset(&E, 0, sizeof(E));
+	for (int i = 0; i < E->nw; i++)
+		worker_release(&E->w[i]);
+	free(E->w);
+	strv_free(E->trusted);
+	strv_free(E->protected_cookies);
+	addr_free(E);
+	free(E);
 }
 
 /* Raises the soft fd limit to the hard one; returns the limit in force. */
@@ -2089,83 +2114,82 @@ cfg_defaults(struct edge_cfg *c)
 		c->max_connections_per_address = 0;
 }
 
-int
+struct edge *
 edge_start(const struct edge_cfg *cfg, const struct edge_hooks *hooks,
 	   struct err *e)
 {
 	struct sockaddr_in sa;
+	struct edge *E;
 
-	if (E_running)
-		return err_set(e, ERR_CONFLICT, "edge already running");
 	if (parse_listen(cfg->listen, &sa, e) < 0 ||
 	    (sa.sin_port != 0 && port_free(&sa, e) < 0))
-		return -1;
-	E.cfg = *cfg;
-	E.hooks = *hooks;
-	cfg_defaults(&E.cfg);
-	E.in_cap = E.cfg.max_header_bytes + 1 > IN_CAP ?
-	    E.cfg.max_header_bytes + 1 : IN_CAP;
-	E.trusted = strv_copy(cfg->trusted_proxies);
-	for (char **t = E.trusted; *t; t++)
+		return NULL;
+	E = xcalloc(1, sizeof(*E));
+	E->cfg = *cfg;
+	E->hooks = *hooks;
+	cfg_defaults(&E->cfg);
+	E->in_cap = E->cfg.max_header_bytes + 1 > IN_CAP ?
+	    E->cfg.max_header_bytes + 1 : IN_CAP;
+	E->trusted = strv_copy(cfg->trusted_proxies);
+	for (char **t = E->trusted; *t; t++)
 		if (strcmp(*t, "*") == 0)
-			E.trust_one = 1;
-	E.protected_cookies = strv_copy(cfg->protected_cookies);
-	E.cfg.trusted_proxies = E.cfg.protected_cookies = NULL;
-	addr_init();
-	E.w = xcalloc((size_t)E.cfg.threads, sizeof(*E.w));
-	for (int i = 0; i < E.cfg.threads; i++) {
-		E.nw = i + 1;
-		if (worker_init(&E.w[i], &sa, e) < 0)
+			E->trust_one = 1;
+	E->protected_cookies = strv_copy(cfg->protected_cookies);
+	E->cfg.trusted_proxies = E->cfg.protected_cookies = NULL;
+	addr_init(E);
+	E->w = xcalloc((size_t)E->cfg.threads, sizeof(*E->w));
+	for (int i = 0; i < E->cfg.threads; i++) {
+		E->nw = i + 1;
+		E->w[i].ed = E;
+		if (worker_init(&E->w[i], &sa, e) < 0)
 			goto fail;
 	}
-	for (int i = 0; i < E.nw; i++) {
-		if (pthread_create(&E.w[i].th, NULL, worker_main, &E.w[i])) {
+	for (int i = 0; i < E->nw; i++) {
+		if (pthread_create(&E->w[i].th, NULL, worker_main, &E->w[i])) {
 			err_set(e, ERR_INTERNAL, "cannot start edge thread");
 			goto fail;
 		}
-		E.w[i].started = 1;
+		E->w[i].started = 1;
 	}
-	E_running = 1;
 	log_event(LOG_INFO, "edge.listening", "addr=%s threads=%d "
 		  "max_connections=%ld max_connections_per_address=%ld",
-		  cfg->listen, E.nw, E.cfg.max_connections,
-		  E.cfg.max_connections_per_address);
-	return 0;
+		  cfg->listen, E->nw, E->cfg.max_connections,
+		  E->cfg.max_connections_per_address);
+	return E;
 fail:
-	for (int i = 0; i < E.nw; i++) {
-		if (!E.w[i].started)
+	for (int i = 0; i < E->nw; i++) {
+		if (!E->w[i].started)
 			continue;
-		eventfd_write(E.w[i].evfd, 1);
-		pthread_join(E.w[i].th, NULL);
+		eventfd_write(E->w[i].evfd, 1);
+		pthread_join(E->w[i].th, NULL);
 	}
-	edge_free();
-	return -1;
+	edge_free(E);
+	return NULL;
 }
 
 void
-edge_stop(void)
+edge_stop(struct edge *E)
 {
-	if (!E_running)
+	if (E == NULL)
 		return;
-	for (int i = 0; i < E.nw; i++)
-		eventfd_write(E.w[i].evfd, 1);
-	for (int i = 0; i < E.nw; i++)
-		pthread_join(E.w[i].th, NULL);
-	edge_free();
-	E_running = 0;
+	for (int i = 0; i < E->nw; i++)
+		eventfd_write(E->w[i].evfd, 1);
+	for (int i = 0; i < E->nw; i++)
+		pthread_join(E->w[i].th, NULL);
+	edge_free(E);
 }
 
 void
-edge_get_stats(struct edge_stats *s)
+edge_get_stats(struct edge *E, struct edge_stats *s)
 {
-	s->requests = atomic_load_explicit(&st_requests,
+	s->requests = atomic_load_explicit(&E->st_requests,
 	    memory_order_relaxed);
-	s->upstream_errors = atomic_load_explicit(&st_upstream_errors,
+	s->upstream_errors = atomic_load_explicit(&E->st_upstream_errors,
 	    memory_order_relaxed);
-	s->websockets_open = atomic_load_explicit(&st_ws_open,
+	s->websockets_open = atomic_load_explicit(&E->st_ws_open,
 	    memory_order_relaxed);
-	s->connections_open = atomic_load_explicit(&st_conns_open,
+	s->connections_open = atomic_load_explicit(&E->st_conns_open,
 	    memory_order_relaxed);
-	s->connections_refused = atomic_load_explicit(&st_conns_refused,
+	s->connections_refused = atomic_load_explicit(&E->st_conns_refused,
 	    memory_order_relaxed);
 }

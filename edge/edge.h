@@ -107,11 +107,14 @@ struct edge_cfg {
 						 * server) is dropped */
 };
 
-/* Binds and starts the workers; -1 with *e (port in use, bad address). */
-int edge_start(const struct edge_cfg *cfg, const struct edge_hooks *hooks,
-	       struct err *e);
-/* Stops accepting, closes every connection, joins the workers. */
-void edge_stop(void);
+/* Binds and starts the workers of a new edge; NULL with *e (port in use,
+ * bad address). Several edges may run in one process. */
+struct edge;
+struct edge *edge_start(const struct edge_cfg *cfg,
+			const struct edge_hooks *hooks, struct err *e);
+/* Stops accepting, closes every connection, joins the workers, frees the
+ * edge (NULL: no-op). */
+void edge_stop(struct edge *ed);
 
 /* Counters for /hub/metrics (relaxed atomics). */
 struct edge_stats {
@@ -121,6 +124,6 @@ struct edge_stats {
 	uint64_t connections_open;
 	uint64_t connections_refused;	/* closed at once: over a cap */
 };
-void edge_get_stats(struct edge_stats *s);
+void edge_get_stats(struct edge *ed, struct edge_stats *s);
 
 #endif

@@ -236,6 +236,7 @@ long state_flush(struct state *s, struct store *st, struct err *e);
 struct ratelimit;
 struct metrics;
 struct http;	/* the web side's server (http.c) */
+struct edge;	/* the proxy on the hub's port (edge/) */
 struct cull;	/* the culler's glue (cull.c) */
 struct usage;	/* the usage sampler (usage.c) */
 
@@ -248,6 +249,7 @@ struct hub {
 	struct metrics *metrics;
 	struct spawner *spawner;	/* NULL when spawning is off */
 	struct http *http;		/* the HTTP server, while it runs */
+	struct edge *edge;		/* the hub's port, while it runs */
 	struct cull *cull;		/* from cull_start to cull_stop */
 	struct usage *usage;		/* the sampler, while it runs */
 	/* An HTML error page (heap), from the web side (main.c sets it):

@@ -204,7 +204,8 @@ start_edge(struct hub *h, struct err *e)
 		pages_edge_error, h
 	};
 
-	if (edge_start(&c, &hooks, e) < 0)
+	h->edge = edge_start(&c, &hooks, e);
+	if (h->edge == NULL)
 		return err_set(e, e->code, "SWARMHUB_LISTEN=%s: %s",
 			       h->cfg.listen, e->msg);
 	return 0;
@@ -261,7 +262,8 @@ shutdown_hub(struct hub *h)
 
 	cull_stop(h);
 	usage_stop(h);
-	edge_stop();		/* no new requests */
+	edge_stop(h->edge);	/* no new requests */
+	h->edge = NULL;
 	servers_cancel_all(h);
 	/* let stops finish and cancelled starts clean up, within the 10 s
 	 * Docker gives a stopping container; libmicrohttpd stays up meanwhile

@@ -43,6 +43,7 @@ struct shared {
 };
 
 static struct shared *SH;
+static struct edge *ED;		/* the edge under test */
 static int up_port, silent_port, refused_port, edge_port;
 static char sock_path[108];
 static int small;
@@ -1186,7 +1187,7 @@ test_websocket(void)
 	T_OK(fd >= 0, "WebSocket handshake through the edge");
 	if (fd < 0)
 		return;
-	edge_get_stats(&st);
+	edge_get_stats(ED, &st);
 	T_OK(st.websockets_open >= 1, "websockets_open counted");
 	ws_send(fd, 1, "hello edge", 10);
 	op1 = ws_read(&r, buf, sizeof(buf), &n);
@@ -1315,14 +1316,14 @@ test_client_timeouts(void)
 	int fd, rcv = 4096;
 
 	msleep(200);
-	edge_get_stats(&st0);
+	edge_get_stats(ED, &st0);
 	fd = cli_open(NULL);
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv));
 	snprintf(req, sizeof(req), "GET /up/big?%ld HTTP/1.1\r\nHost: h\r\n"
 		 "\r\n", 200L * 1024 * 1024);
 	write_all(fd, req, strlen(req));
 	msleep(3000);
-	edge_get_stats(&st1);
+	edge_get_stats(ED, &st1);
 	w = SH->big_written;
 	msleep(500);
 	T_OK(st1.connections_open == st0.connections_open &&
@@ -1372,7 +1373,7 @@ test_idle_websockets(int cmd, int ans)
 	msleep(200);
 	fds1 = count_fds();
 	rss1 = rss_kb();
-	edge_get_stats(&st);
+	edge_get_stats(ED, &st);
 	T_OK(got == want && (int)st.websockets_open == want,
 	     "%d idle WebSockets open (%d, stats %llu)", want, got,
 	     (unsigned long long)st.websockets_open);
@@ -1389,7 +1390,7 @@ test_idle_websockets(int cmd, int ans)
 	for (int i = 0; i < 100; i++) {
 		msleep(100);
 		fds2 = count_fds();
-		edge_get_stats(&st);
+		edge_get_stats(ED, &st);
 		if (fds2 <= fds0 && st.websockets_open == 0)
 			break;
 	}
@@ -1425,7 +1426,8 @@ serve(const char *up, struct edge_cfg *cfg, struct edge_hooks *hooks)
 	cfg->header_timeout_ms = 30000;
 	signal(SIGTERM, on_term);
 	signal(SIGINT, on_term);
-	if (edge_start(cfg, hooks, &e) < 0) {
+	ED = edge_start(cfg, hooks, &e);
+	if (ED == NULL) {
 		fprintf(stderr, "edge_start: %s\n", e.msg);
 		return 1;
 	}
@@ -1433,7 +1435,7 @@ serve(const char *up, struct edge_cfg *cfg, struct edge_hooks *hooks)
 	fflush(stdout);
 	while (!stop_flag)
 		pause();
-	edge_stop();
+	edge_stop(ED);
 	return 0;
 }
 
@@ -1489,7 +1491,8 @@ main(void)
 	close(ans[1]);
 	snprintf(listen_addr, sizeof(listen_addr), "127.0.0.1:%d", edge_port);
 	cfg.listen = listen_addr;
-	if (edge_start(&cfg, &hooks, &e) < 0) {
+	ED = edge_start(&cfg, &hooks, &e);
+	if (ED == NULL) {
 		fprintf(stderr, "edge_start: %s\n", e.msg);
 		T_OK(0, "edge starts");
 	} else {
@@ -1504,12 +1507,13 @@ main(void)
 		test_concurrency();
 		test_slow_client();
 		test_idle_websockets(cmd[1], ans[0]);
-		edge_stop();
+		edge_stop(ED);
 		cfg.idle_timeout_ms = 1000;
 		cfg.websocket_idle_timeout_ms = 1000;
-		if (edge_start(&cfg, &hooks, &e) == 0) {
+		ED = edge_start(&cfg, &hooks, &e);
+		if (ED != NULL) {
 			test_client_timeouts();
-			edge_stop();
+			edge_stop(ED);
 		} else {
 			T_OK(0, "edge restarts: %s", e.msg);
 		}

@@ -88,7 +88,7 @@ if [ "$BUILD" != 0 ]; then
 	fi
 	if [ -z "${SWARMHUB_HUB_IMAGE:-}" ]; then
 		t=$(now); say "building swarmhub/hub:latest"
-		tar -c Makefile common spawner culler hub images/hub |
+		tar -c Makefile common spawner culler edge hub images/hub |
 		    docker build -q -t swarmhub/hub:latest -f images/hub/Dockerfile - \
 		    >/dev/null 2>"$SWARMHUB_SECRETS_DIR/.build.log" ||
 		    { tail -n 30 "$SWARMHUB_SECRETS_DIR/.build.log" >&2; die "docker build swarmhub/hub failed"; }

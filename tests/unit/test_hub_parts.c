@@ -64,31 +64,6 @@ test_form(void)
 }
 
 static void
-test_ratelimit(void)
-{
-	struct ratelimit *rl = ratelimit_new(3, 10);
-
-	for (int i = 0; i < 3; i++) {
-		T_OK(ratelimit_wait(rl, "u:bob", 1000) == 0, "allowed before max");
-		ratelimit_fail(rl, "u:bob", 1000);
-	}
-	T_OK(ratelimit_wait(rl, "u:bob", 2000) == 9, "wait after max failures");
-	T_OK(ratelimit_wait(rl, "u:alice", 2000) == 0, "others unaffected");
-	for (int i = 0; i < 11; i++)
-		ratelimit_fail(rl, "ip:10.0.0.1", 1000);
-	T_OK(ratelimit_wait(rl, "ip:10.0.0.1", 2000) == 0,
-	     "an address gets four times the failures of a name");
-	ratelimit_fail(rl, "ip:10.0.0.1", 1000);
-	T_OK(ratelimit_wait(rl, "ip:10.0.0.1", 2000) > 0,
-	     "an address is limited too");
-	T_OK(ratelimit_wait(rl, "u:bob", 11001) == 0, "window expires");
-	ratelimit_fail(rl, "u:carol", 0);
-	ratelimit_clear(rl, "u:carol");
-	T_OK(ratelimit_wait(rl, "u:carol", 0) == 0, "clear resets");
-	ratelimit_free(rl);
-}
-
-static void
 add_user(struct state *s, const char *name, int64_t id)
 {
 	const char *g[] = { "ds", "team" };
@@ -165,7 +140,6 @@ main(void)
 	log_set_level(LOG_ERROR);
 	test_json();
 	test_form();
-	test_ratelimit();
 	test_state();
 	test_passwords();
 	return t_done();

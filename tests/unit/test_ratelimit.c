@@ -30,6 +30,29 @@ test_siphash(void)
 	     "SipHash-2-4 of the empty message matches the reference");
 }
 
+/* ratelimit_take checks and counts at once; ratelimit_undo gives back. */
+static void
+test_take_undo(void)
+{
+	struct ratelimit *rl = ratelimit_new(3, 10);
+	int passed = 0;
+
+	for (int i = 0; i < 10; i++)
+		passed += ratelimit_take(rl, "u:dan", 1000) == 0;
+	T_OK(passed == 3, "take lets exactly the limit through (%d)", passed);
+	T_OK(ratelimit_wait(rl, "u:dan", 1000) > 0, "then the name waits");
+	T_OK(ratelimit_take(rl, "u:erin", 1000) == 0, "another name passes");
+	ratelimit_undo(rl, "u:erin");
+	for (int i = 0; i < 3; i++)
+		T_OK(ratelimit_take(rl, "u:erin", 1000) == 0,
+		     "an undone attempt is not counted");
+	T_OK(ratelimit_take(rl, "u:erin", 1000) > 0, "the fourth waits");
+	ratelimit_undo(rl, "u:nobody");
+	T_OK(ratelimit_wait(rl, "u:nobody", 1000) == 0,
+	     "undo of an unknown key changes nothing");
+	ratelimit_free(rl);
+}
+
 static void
 test_basics(void)
 {
@@ -283,6 +306,7 @@ main(void)
 	log_set_level(LOG_ERROR);
 	test_siphash();
 	test_basics();
+	test_take_undo();
 	test_old_attack();
 	test_collisions();
 	test_long_keys();

@@ -27,6 +27,11 @@ def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def sanitized():
+    """The hub under test is built with AddressSanitizer (make asan)."""
+    return b"__asan_init" in Path(hubtest.hub_binary()).read_bytes()
+
+
 def cpu_s(pid):
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
@@ -181,7 +186,8 @@ def test_flood_keeps_health_answering_and_returns_to_baseline(tmp_path,
         while fds(pid) > base_fds + 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert fds(pid) <= base_fds + 2, (fds(pid), base_fds)
-        assert rss_kb(pid) < base_rss + 4096, (rss_kb(pid), base_rss)
+        if not sanitized():     # ASan's quarantine keeps freed memory
+            assert rss_kb(pid) < base_rss + 4096, (rss_kb(pid), base_rss)
         r = DIRECT.get(hub.url + "/hub/health", timeout=5)
         assert r.status_code == 200
     finally:

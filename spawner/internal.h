@@ -26,6 +26,7 @@ struct image_def {
 	char **env;		/* NULL-terminated "K=V" (optional "env" object) */
 	size_t nenv;
 	int port;		/* default 8888 */
+	struct spawner_image info;	/* kind, default_url, prefix, ... */
 };
 
 struct range {

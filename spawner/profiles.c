@@ -12,6 +12,7 @@
  * order given, then "default". profiles_json lists them in that order.
  * Ownership: struct profiles owns every string it points to.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,8 @@ static const char *const top_keys[] = {
 	"cpu_reservation_ratio", "images", "profiles", NULL
 };
 static const char *const image_keys[] = {
-	"image", "description", "cmd", "port", "env", NULL
+	"image", "description", "cmd", "port", "env", "kind", "default_url",
+	"prefix", "headers", "ready_path", "trust_network", NULL
 };
 static const char *const profile_keys[] = {
 	"images", "cpu", "mem_gb", "gpus", "constraints", "quota",
@@ -189,6 +191,138 @@ get_env(json_t *obj, const char *path, struct image_def *im, struct err *e)
 	return 0;
 }
 
+/* A path below the server's prefix: starts with '/', visible ASCII, no
+ * "..", no '#'. */
+static int
+url_path_ok(const char *s)
+{
+	if (*s != '/' || strstr(s, "..") || strstr(s, "//"))
+		return 0;
+	for (; *s; s++)
+		if (*s <= ' ' || *s >= 127 || *s == '#' || *s == '\\')
+			return 0;
+	return 1;
+}
+
+static int
+get_path(json_t *obj, const char *path, const char *key, char *out,
+	 size_t max, struct err *e)
+{
+	json_t *v = json_object_get(obj, key);
+	char p[PATH_LEN];
+
+	if (!v)
+		return 0;
+	join(p, sizeof(p), path, key);
+	if (!json_is_string(v) || !url_path_ok(json_string_value(v)))
+		return invalid(e, p, "must be a path starting with '/' "
+			       "(visible ASCII, no '..', '//' or '#')");
+	if (strlen(json_string_value(v)) >= max)
+		return invalid(e, p, "longer than 255 characters");
+	snprintf(out, max, "%s", json_string_value(v));
+	return 0;
+}
+
+static int
+header_name_ok(const char *s)
+{
+	if (!*s)
+		return 0;
+	for (; *s; s++)
+		if (!(isalnum((unsigned char)*s) || strchr("!#$%&'*+-.^_`|~",
+							   *s)))
+			return 0;
+	return 1;
+}
+
+static int
+get_headers(json_t *obj, const char *path, struct spawner_image *si,
+	    struct err *e)
+{
+	json_t *v = json_object_get(obj, "headers"), *val;
+	const char *key, *s;
+	char p[PATH_LEN], pk[PATH_LEN];
+
+	if (!v)
+		return 0;
+	join(p, sizeof(p), path, "headers");
+	if (!json_is_object(v))
+		return invalid(e, p, "must be an object of strings");
+	if (json_object_size(v) > SPAWNER_HEADERS_MAX)
+		return invalid(e, p, "at most 8 headers");
+	json_object_foreach(v, key, val) {
+		join(pk, sizeof(pk), p, key);
+		if (!header_name_ok(key) || strlen(key) >= 64)
+			return invalid(e, pk, "not a header name (a token of at "
+				       "most 63 characters)");
+		if (!json_is_string(val))
+			return invalid(e, pk, "must be a string");
+		s = json_string_value(val);
+		if (strlen(s) >= 256)
+			return invalid(e, pk, "longer than 255 characters");
+		for (; *s; s++)
+			if ((unsigned char)*s < ' ' || *s == 127)
+				return invalid(e, pk, "control characters are "
+					       "not allowed");
+		snprintf(si->header_name[si->nheaders], 64, "%s", key);
+		snprintf(si->header_value[si->nheaders], 256, "%s",
+			 json_string_value(val));
+		si->nheaders++;
+	}
+	return 0;
+}
+
+/* kind, default_url, prefix, headers, ready_path, trust_network. */
+static int
+parse_image_info(json_t *v, const char *path, struct spawner_image *si,
+		 struct err *e)
+{
+	json_t *s;
+	char p[PATH_LEN];
+	const char *k;
+
+	memset(si, 0, sizeof(*si));
+	snprintf(si->ready_path, sizeof(si->ready_path), "/");
+	s = json_object_get(v, "kind");
+	join(p, sizeof(p), path, "kind");
+	if (s) {
+		k = json_is_string(s) ? json_string_value(s) : "";
+		if (strcmp(k, "jupyter") == 0)
+			si->kind = SPAWNER_KIND_JUPYTER;
+		else if (strcmp(k, "singleuser") == 0)
+			si->kind = SPAWNER_KIND_SINGLEUSER;
+		else if (strcmp(k, "web") == 0)
+			si->kind = SPAWNER_KIND_WEB;
+		else
+			return invalid(e, p, "must be \"jupyter\", "
+				       "\"singleuser\" or \"web\"");
+	}
+	s = json_object_get(v, "prefix");
+	join(p, sizeof(p), path, "prefix");
+	if (s) {
+		k = json_is_string(s) ? json_string_value(s) : "";
+		if (strcmp(k, "strip") == 0)
+			si->strip_prefix = 1;
+		else if (strcmp(k, "keep") != 0)
+			return invalid(e, p, "must be \"strip\" or \"keep\"");
+		if (si->strip_prefix && si->kind != SPAWNER_KIND_WEB)
+			return invalid(e, p, "\"strip\" is for images of kind "
+				       "\"web\" only");
+	}
+	s = json_object_get(v, "trust_network");
+	join(p, sizeof(p), path, "trust_network");
+	if (s && !json_is_boolean(s))
+		return invalid(e, p, "must be true or false");
+	si->trust_network = s && json_is_true(s);
+	if (get_path(v, path, "default_url", si->default_url,
+		     sizeof(si->default_url), e) < 0 ||
+	    get_path(v, path, "ready_path", si->ready_path,
+		     sizeof(si->ready_path), e) < 0 ||
+	    get_headers(v, path, si, e) < 0)
+		return -1;
+	return 0;
+}
+
 static int
 parse_image(json_t *v, const char *key, struct image_def *im, struct err *e)
 {
@@ -216,7 +350,8 @@ parse_image(json_t *v, const char *key, struct image_def *im, struct err *e)
 	im->description = xstrdup(s ? json_string_value(s) : "");
 	if (get_strv(v, path, "cmd", &im->cmd, &im->ncmd, e) < 0 ||
 	    get_env(v, path, im, e) < 0 ||
-	    get_long(v, path, "port", &port, e) < 0)
+	    get_long(v, path, "port", &port, e) < 0 ||
+	    parse_image_info(v, path, &im->info, e) < 0)
 		return -1;
 	join(p, sizeof(p), path, "port");
 	if (port < 1 || port > 65535)

@@ -510,6 +510,23 @@ image_port(struct spawner *sp, const char *image_key)
 	return port;
 }
 
+int
+spawner_image_info(struct spawner *sp, const char *image_key,
+		   struct spawner_image *out, struct err *e)
+{
+	const struct image_def *img;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	img = profiles_image(sp->profiles, image_key);
+	if (img)
+		*out = img->info;
+	pthread_rwlock_unlock(&sp->plock);
+	if (!img)
+		return err_set(e, ERR_NOTFOUND, "no image '%s' in the profiles",
+			       image_key ? image_key : "");
+	return 0;
+}
+
 /* Where the server answers. With gwbridge the address appears when the
  * container joins the bridge; a container that exits at once never gets
  * one, and Docker may still say "running" for a moment: so look again

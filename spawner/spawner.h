@@ -99,6 +99,31 @@ int spawner_quota_check(struct spawner *sp, const struct spawn_opts *o,
 char *spawner_profiles_json(struct spawner *sp, const char *const *groups,
 			    size_t ngroups);
 
+/* ---- what an image is (per-image keys of the profiles) --------------- */
+enum spawner_kind {
+	SPAWNER_KIND_JUPYTER = 0,	/* "jupyter": a server that takes
+					 * JUPYTER_TOKEN (the default) */
+	SPAWNER_KIND_SINGLEUSER,	/* "singleuser": jupyterhub-singleuser,
+					 * authenticates through the hub */
+	SPAWNER_KIND_WEB		/* "web": an app that knows no hub,
+					 * behind the hub's login alone */
+};
+#define SPAWNER_HEADERS_MAX 8
+struct spawner_image {
+	enum spawner_kind kind;
+	int strip_prefix;		/* "prefix": "strip" (web only) */
+	int trust_network;		/* "trust_network": true */
+	char default_url[256];		/* "/lab"; "" = the server's prefix */
+	char ready_path[256];		/* below the prefix the app sees; "/" */
+	size_t nheaders;		/* "headers": added to each request */
+	char header_name[SPAWNER_HEADERS_MAX][64];
+	char header_value[SPAWNER_HEADERS_MAX][256];
+};
+/* What the profiles say of the image key (a key of "images"): ERR_NOTFOUND
+ * when the profiles (as now loaded) have no such image. */
+int spawner_image_info(struct spawner *sp, const char *image_key,
+		       struct spawner_image *out, struct err *e);
+
 /* ---- servers --------------------------------------------------------- */
 struct spawn_req {
 	const char *user;	/* normalized username */

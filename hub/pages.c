@@ -566,10 +566,10 @@ pages_add_usage(struct strbuf *sb, double cpu, int64_t mem_bytes)
 		sb_adds(sb, "&hellip; CPU, ");
 	else
 		sb_addf(sb, "%.2f CPU, ", cpu);
-	if (mem_bytes < 1000000000)
-		sb_addf(sb, "%.0f MB", (double)mem_bytes / 1e6);
+	if (mem_bytes < (int64_t)SPAWNER_GIB)
+		sb_addf(sb, "%.0f MiB", (double)mem_bytes / (1 << 20));
 	else
-		sb_addf(sb, "%.2f GB", (double)mem_bytes / 1e9);
+		sb_addf(sb, "%.2f GiB", (double)mem_bytes / SPAWNER_GIB);
 }
 
 static void
@@ -593,7 +593,7 @@ home_facts(struct strbuf *sb, const struct home_view *v, int64_t now)
 	snprintf(buf, sizeof(buf), "%g core%s", v->opts.cpu,
 		 v->opts.cpu == 1 ? "" : "s");
 	fact(sb, "CPU", buf);
-	snprintf(buf, sizeof(buf), "%g GB", v->opts.mem_gb);
+	snprintf(buf, sizeof(buf), "%.4g GiB", v->opts.mem_gb);
 	fact(sb, "Memory", buf);
 	snprintf(buf, sizeof(buf), "%d", v->opts.gpus);
 	fact(sb, "GPUs", buf);

@@ -180,7 +180,7 @@ user_row(struct strbuf *sb, const struct hub *h, const struct row *row,
 		sb_add_html(sb, s->opts.profile);
 		sb_adds(sb, " / ");
 		sb_add_html(sb, s->opts.image);
-		sb_addf(sb, "</td><td>%g CPU, %g GB", s->opts.cpu,
+		sb_addf(sb, "</td><td>%g CPU, %.4g GiB", s->opts.cpu,
 			s->opts.mem_gb);
 		if (s->opts.gpus)
 			sb_addf(sb, ", %d GPU", s->opts.gpus);
@@ -340,7 +340,7 @@ quota_table(struct strbuf *sb, struct hub *h)
 	sb_adds(sb, "<div class=\"table-wrap\"><table id=\"quotas\"><thead><tr>"
 		"<th scope=\"col\">Profile (group)</th><th scope=\"col\">"
 		"Servers</th><th scope=\"col\">CPUs</th><th scope=\"col\">"
-		"Memory (GB)</th><th scope=\"col\">GPUs</th></tr></thead>"
+		"Memory (GiB)</th><th scope=\"col\">GPUs</th></tr></thead>"
 		"<tbody>");
 	json_array_foreach(json_object_get(j, "profiles"), i, p) {
 		const char *name = json_string_value(json_object_get(p,

@@ -77,7 +77,7 @@ add_quota(struct strbuf *sb, struct hub *h, json_t *p)
 	quota_row(sb, "Servers", (double)use.servers,
 		  json_object_get(q, "servers"));
 	quota_row(sb, "CPUs", use.cpu, json_object_get(q, "cpu"));
-	quota_row(sb, "Memory (GB)", use.mem_gb, json_object_get(q, "mem_gb"));
+	quota_row(sb, "Memory (GiB)", use.mem_gb, json_object_get(q, "mem_gb"));
 	if (json_object_get(q, "gpus") || use.gpus ||
 	    json_integer_value(json_object_get(p, "gpus")) > 0)
 		quota_row(sb, "GPUs", (double)use.gpus,
@@ -226,7 +226,7 @@ profile_fields(struct strbuf *sb, struct hub *h, size_t idx, json_t *p,
 	sb_adds(sb, "<div class=\"row\">");
 	number_input(sb, idx, "cpu", "CPU cores", json_object_get(p, "cpu"),
 		     in->cpu, f);
-	number_input(sb, idx, "mem_gb", "Memory (GB)",
+	number_input(sb, idx, "mem_gb", "Memory (GiB)",
 		     json_object_get(p, "mem_gb"), in->mem_gb, f);
 	if (gpus > 0)
 		gpus_input(sb, idx, gpus, in->gpus, f);
@@ -244,7 +244,7 @@ profile_summary(struct strbuf *sb, json_t *p)
 	long gpus = (long)json_integer_value(json_object_get(p, "gpus"));
 
 	sb_addf(sb, "<span class=\"desc\">CPU %g&ndash;%g, memory %g&ndash;"
-		"%g GB", json_number_value(json_object_get(c, "min")),
+		"%g GiB", json_number_value(json_object_get(c, "min")),
 		json_number_value(json_object_get(c, "max")),
 		json_number_value(json_object_get(m, "min")),
 		json_number_value(json_object_get(m, "max")));

@@ -751,6 +751,12 @@ check_one(struct hub *h, const char *name, int at_start)
 			s->state = SRV_RUNNING;
 			s->addr = a;
 			snprintf(s->ip, sizeof(s->ip), "%s", ip);
+			/* pages and quotas count the limit the server has:
+			 * one started before mem_gb meant GiB has 10^9
+			 * bytes per "GB" of its user_options */
+			if (a.mem_limit_bytes > 0)
+				s->opts.mem_gb = (double)a.mem_limit_bytes /
+				    SPAWNER_GIB;
 		} else {
 			s->ip[0] = '\0';
 			s->state = SRV_STOPPED;

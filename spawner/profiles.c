@@ -873,7 +873,7 @@ profiles_quota_check(const struct profiles *p, const struct spawn_opts *o,
 			       "is in use (%g used, %g asked)", q->cpu, cpu,
 			       o->cpu);
 	if (over(q->mem_gb, mem, o->mem_gb))
-		return err_set(e, ERR_TOOMANY, "your group's quota of %g GB of "
+		return err_set(e, ERR_TOOMANY, "your group's quota of %g GiB of "
 			       "memory is in use (%g used, %g asked)",
 			       q->mem_gb, mem, o->mem_gb);
 	if (over((double)q->gpus, gpus, o->gpus))

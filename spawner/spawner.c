@@ -776,6 +776,8 @@ spawner_start(struct spawner *sp, const struct spawn_req *req,
 		    e) < 0 ||
 	    wait_http(sp, service, req, out, fn, ctx, e) < 0)
 		goto out;
+	out->mem_limit_bytes = (int64_t)(req->opts->mem_gb * SPAWNER_GIB +
+					 0.5);
 	rc = 0;
 out:
 	if (rc < 0 && created) {
@@ -841,6 +843,21 @@ spawner_remove_id(struct spawner *sp, const char *service_id, struct err *e)
 	return remove_service(sp, service_id, e);
 }
 
+/* Spec.TaskTemplate.Resources.Limits.MemoryBytes of a service: the limit
+ * it was started with, whatever unit mem_gb had then; 0 when none. */
+static int64_t
+limit_bytes(json_t *svc)
+{
+	json_t *o = json_object_get(svc, "Spec");
+	const char *const keys[] = { "TaskTemplate", "Resources", "Limits",
+				     "MemoryBytes" };
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		o = json_object_get(o, keys[i]);
+	return json_is_integer(o) && json_integer_value(o) > 0 ?
+	    (int64_t)json_integer_value(o) : 0;
+}
+
 int
 spawner_locate(struct spawner *sp, const char *user, const char *server,
 	       const struct spawn_opts *opts, struct server_addr *out,
@@ -878,6 +895,7 @@ spawner_locate(struct spawner *sp, const char *user, const char *server,
 	}
 	rc = address(sp, service, &t, opts ? image_port(sp, opts->image) :
 		     8888, out, e);
+	out->mem_limit_bytes = limit_bytes(s);
 out:
 	json_decref(s);
 	free(esc);

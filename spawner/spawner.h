@@ -62,11 +62,14 @@ int spawner_reload_profiles(struct spawner *sp, struct err *e);
 int spawner_ping(struct spawner *sp, struct err *e);
 
 /* ---- profiles and options -------------------------------------------- */
+/* The unit of mem_gb everywhere (profiles, options, quotas, pages): GiB,
+ * 2^30 bytes, as Docker's "1g", JupyterHub's "1G" and Kubernetes' "1Gi". */
+#define SPAWNER_GIB 1073741824.0
 struct spawn_opts {
 	char profile[64];	/* a group name or "default" */
 	char image[64];		/* key in the profiles' "images" */
 	double cpu;		/* CPU limit */
-	double mem_gb;		/* memory limit, GB (10^9 bytes) */
+	double mem_gb;		/* memory limit in GiB (SPAWNER_GIB bytes) */
 	int gpus;
 };
 
@@ -145,6 +148,8 @@ struct server_addr {
 	char service_name[128];
 	char host[64];		/* service name (dns) or gwbridge address */
 	int port;
+	int64_t mem_limit_bytes;	/* the service's memory limit as Docker
+					 * has it (spawner_locate; 0: none) */
 };
 
 /* progress 1..99 and a sentence ("Task pending: no suitable node ..."). */

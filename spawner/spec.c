@@ -277,7 +277,7 @@ resources(const struct spec_input *in, int *ok)
 {
 	const struct spawn_opts *o = in->req->opts;
 	json_int_t cpu = whole(o->cpu * 1e9);
-	json_int_t mem = whole(o->mem_gb * 1e9);
+	json_int_t mem = whole(o->mem_gb * SPAWNER_GIB);
 	json_int_t rcpu = whole(o->cpu * 1e9 * in->cpu_reservation_ratio);
 	json_t *res, *gen;
 
@@ -371,10 +371,10 @@ resources_message(const struct spawn_opts *o)
 		return xstrdup("no node has the CPU or memory free that this "
 			       "server asks for");
 	if (o->gpus > 0)
-		return xasprintf("no node has %g CPU%s, %g GB of memory and %d "
+		return xasprintf("no node has %g CPU%s, %g GiB of memory and %d "
 				 "GPU%s free", o->cpu, o->cpu == 1 ? "" : "s",
 				 o->mem_gb, o->gpus, o->gpus == 1 ? "" : "s");
-	return xasprintf("no node has %g CPU%s and %g GB of memory free",
+	return xasprintf("no node has %g CPU%s and %g GiB of memory free",
 			 o->cpu, o->cpu == 1 ? "" : "s", o->mem_gb);
 }
 

@@ -70,7 +70,7 @@ static const struct opt servers_start_opts[] = {
 	{ "profile", "PROFILE", "profile to start with (default: the hub's)" },
 	{ "image", "IMAGE", "image key of the profile" },
 	{ "cpu", "N", "CPU limit (cores, may be fractional)" },
-	{ "mem-gb", "N", "memory limit in GB" },
+	{ "mem-gb", "N", "memory limit in GiB (2^30 bytes)" },
 	{ "gpus", "N", "number of GPUs" },
 	{ NULL, NULL, NULL }
 };

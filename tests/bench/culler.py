@@ -82,7 +82,7 @@ def fit(docker, want):
         for line in f:
             if line.startswith("MemAvailable:"):
                 mem_avail = int(line.split()[1]) * 1024
-    per_mem = CFG["mem_gb"] * 1e9
+    per_mem = CFG["mem_gb"] * 2**30  # mem_gb is GiB
     n_mem = int(mem_avail * 0.8 // per_mem) if mem_avail else want
     n_cpu = want
     try:

@@ -184,7 +184,7 @@ def browser_session(d):
 
 
 def spawn_from_form(d, what):
-    """On /hub/spawn: the real notebook image, 1 CPU, 1 GB; submit; the
+    """On /hub/spawn: the real notebook image, 1 CPU, 1 GiB; submit; the
     progress page; then the notebook's tree."""
     d.get(HTTPS + "/hub/spawn")
     wait_page(d, loaded, what="spawn form")

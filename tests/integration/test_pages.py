@@ -388,7 +388,7 @@ def test_pages_alice_start_and_stop(browser, hub):
     # home: running, with what was asked for
     assert home_state(d, hub) == "running"
     facts = by(d, "dl.facts").text
-    assert "tiny" in facts and "0.5" in facts and "1.5 GB" in facts, facts
+    assert "tiny" in facts and "0.5" in facts and "1.5 GiB" in facts, facts
     assert "datascience" in facts
     # the idle timeout that applies (CULL_TIMEOUT's default: 3000 s)
     assert "after 50 min idle" in facts, facts
@@ -480,7 +480,7 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
     names = [r.get_attribute("data-user") for r in rows]
     assert names == ["alice"], names
     row = rows[0]
-    assert "running" in row.text and "0.2 CPU, 0.3 GB" in row.text, row.text
+    assert "running" in row.text and "0.2 CPU, 0.3 GiB" in row.text, row.text
     assert XSS_GROUP in row.text
     no_alert(d)
     # quota use: datascience has alice's server
@@ -495,7 +495,7 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
             break
         time.sleep(0.5)
         d.refresh()
-    assert re.match(r"^\d+\.\d\d CPU, \d+ MB$", used), used
+    assert re.match(r"^\d+\.\d\d CPU, \d+ MiB$", used), used
     shot(d, "admin", "pages")
     by(d, "#users tr[data-user=alice] button[data-action=stop]").click()
     wait(d, lambda x: "stopped" in text_of(x, "#flash"), 60)
@@ -516,11 +516,11 @@ def test_pages_admin_finds_and_stops_alice(browser, hub):
 USED = re.compile(r'<tr data-user="alice">.*?<td class="used">(.*?)</td>',
                   re.S)
 USED_NUMBERS = re.compile(r"^(?:(\d+\.\d\d)|&hellip;) CPU, "
-                          r"(\d+(?:\.\d\d)?) (MB|GB)$")
+                          r"(\d+(?:\.\d\d)?) (MiB|GiB)$")
 
 
 def used_by_alice(hub, admin):
-    """(cpu or None, memory in MB) from alice's "Used" cell of the admin
+    """(cpu or None, memory in MiB) from alice's "Used" cell of the admin
     table, or the cell's text when it holds no numbers."""
     r = admin.get(hub.url + "/hub/admin?q=alice", timeout=15)
     assert r.status_code == 200, r.status_code
@@ -529,7 +529,7 @@ def used_by_alice(hub, admin):
     n = USED_NUMBERS.match(m.group(1))
     if not n:
         return m.group(1)
-    mb = float(n.group(2)) * (1000 if n.group(3) == "GB" else 1)
+    mb = float(n.group(2)) * (1024 if n.group(3) == "GiB" else 1)
     return (float(n.group(1)) if n.group(1) else None), mb
 
 
@@ -572,11 +572,11 @@ def test_pages_admin_shows_usage_from_docker_stats(hub):
                             "a CPU figure for alice in the admin table")
         # alice sees it on her home page too
         home = alice.get(hub.url + "/hub/home", timeout=15).text
-        assert re.search(r'<dd id="used">\d+\.\d\d CPU, \d+ MB</dd>',
+        assert re.search(r'<dd id="used">\d+\.\d\d CPU, \d+ MiB</dd>',
                          home), home[-2000:]
         cpu, mb = cpu_idle
-        # the test notebook is a small Python process, limited to 0.3 GB
-        assert 1 <= mb <= 300, cpu_idle
+        # the test notebook is a small Python process, limited to 0.3 GiB
+        assert 1 <= mb <= 0.3 * 1024, cpu_idle
         assert cpu < 0.15, f"idle server uses {cpu} CPU"
         # 0.2 CPU is the limit: a busy loop gets no more than that
         spin(alice_container(), 30)

@@ -36,7 +36,7 @@ from hubtest import (DIRECT, DOCKER_SOCK, MISSING_IMAGE, NET, NFS_DIR, PID,
                      SPAWN_RATIO as RATIO,
                      SPAWN_START_TIMEOUT as START_TIMEOUT, TINY, Relay,
                      containers, db_uri, docker, drop_database, filters,
-                     fixed_credentials, free_port, gw_ip, hub_binary,
+                     fixed_credentials, free_port, gw_ip, hub_binary, limits,
                      need_spawn_services, new_database, new_hub,
                      our_services, parallel, post_server, progress,
                      remove_homes, remove_services, running_container,
@@ -204,10 +204,20 @@ def test_spawn_ready_service_home_and_stop(main_hub):
         tt = spec["TaskTemplate"]
         assert tt["RestartPolicy"]["Condition"] == "none", tt
         res = tt["Resources"]
+        # mem_gb is GiB: 2^30 bytes
         assert res["Limits"] == {"NanoCPUs": round(cpu * 1e9),
-                                 "MemoryBytes": round(mem * 1e9)}, res
+                                 "MemoryBytes": round(mem * 2**30)}, res
         assert res["Reservations"]["NanoCPUs"] == round(cpu * 1e9 * RATIO)
-        assert res["Reservations"]["MemoryBytes"] == round(mem * 1e9), res
+        assert res["Reservations"]["MemoryBytes"] == round(mem * 2**30), res
+        # and the container Docker ran has that memory limit
+        st, cs = docker("GET", "/containers/json?filters=" + filters(
+            label=[f"com.docker.swarm.service.name={service_name(name)}"],
+            status=["running"]))
+        assert st == 200 and len(cs) == 1, (st, cs)
+        st, c = docker("GET", f"/containers/{cs[0]['Id']}/json")
+        assert st == 200 and \
+            c["HostConfig"]["Memory"] == round(mem * 2**30), \
+            (mem, c["HostConfig"]["Memory"])
         assert [n["Target"] for n in tt["Networks"]] in ([net_id],
                                                         [NET()]), tt
         cs = tt["ContainerSpec"]
@@ -349,7 +359,7 @@ def test_constraint_memory_and_silent_server_fail_with_reasons(main_hub):
             f"no 'waiting for a node' event: {ev}"
     assert "constraint" in ev_c[-1]["message"], ev_c
     assert "no node" in ev_m[-1]["message"] and \
-        "150 GB" in ev_m[-1]["message"], ev_m
+        "150 GiB" in ev_m[-1]["message"], ev_m
     assert ev_s[-1].get("failed") is True, ev_s
     assert f"{HTTP_TIMEOUT} s" in ev_s[-1]["message"], ev_s
     assert START_TIMEOUT - 1 <= took < HTTP_TIMEOUT + 15, took
@@ -495,6 +505,74 @@ def test_hub_restart_adopts_running_server(start_hub, spawn_dir):
             wait_for(lambda: server_gone(second, u), 30, f"{u} stopped")
             wait_for(lambda: service(service_name(u)) is None, 10,
                      "the adopted service removed")
+        finally:
+            stop_hub(second)
+    finally:
+        drop_database(db)
+
+
+def old_unit_limit(name, mem_gb):
+    """Makes the service look started before mem_gb meant GiB: its memory
+    limit and reservation become mem_gb x 10^9 bytes (Docker replaces the
+    task); returns the id of the running container with that limit."""
+    st, svc = docker("GET", f"/services/{service_name(name)}")
+    assert st == 200, (st, svc)
+    spec = svc["Spec"]
+    res = spec["TaskTemplate"]["Resources"]
+    res["Limits"]["MemoryBytes"] = round(mem_gb * 1e9)
+    res["Reservations"]["MemoryBytes"] = round(mem_gb * 1e9)
+    st, v = docker("POST", f"/services/{svc['ID']}/update?version="
+                   f"{svc['Version']['Index']}", spec)
+    assert st == 200, (st, v)
+
+    def replaced():
+        st, cs = docker("GET", "/containers/json?filters=" + filters(
+            label=[f"com.docker.swarm.service.name={service_name(name)}"],
+            status=["running"]))
+        for c in cs if st == 200 else []:
+            st, c = docker("GET", f"/containers/{c['Id']}/json")
+            if st == 200 and \
+                    c["HostConfig"]["Memory"] == round(mem_gb * 1e9):
+                return c["Id"]
+        return None
+    return wait_for(replaced, 60, f"{name}'s task with the old limit")
+
+
+def test_server_from_before_gib_keeps_its_limit(start_hub, spawn_dir):
+    """A server started when mem_gb meant 10^9 bytes keeps that limit when
+    a hub of today adopts it, and the quota counts it by its bytes: 0.5
+    "GB" is 0.465661 GiB of the default profile's 1 GiB quota."""
+    profiles = write_spawn_profiles(
+        spawn_dir / "gib.json", default={
+            "images": ["tiny"],
+            **limits(cpu=(0.1, 1, 0.2), mem_gb=(0.1, 2, 0.5)),
+            "quota": {"mem_gb": 1}})
+    env = spawn_env(profiles, **fixed_credentials())
+    db = new_database()
+    try:
+        first = new_hub("spawn-gib-1", env, db=db)
+        try:
+            u = first.make_user(uniq("oldgb"))
+            v = first.make_user(uniq("newgib"))
+            start_ready(first, u, {"mem_gb": 0.5})
+        finally:
+            stop_hub(first)
+        container = old_unit_limit(u, 0.5)
+        second = new_hub("spawn-gib-2", env, db=db)
+        try:
+            m = user_model(second, u)
+            assert m["servers"][""]["ready"] is True, m
+            r = post_server(second, v, {"mem_gb": 0.6})
+            assert r.status_code == 403, (r.status_code, r.text)
+            assert r.json()["message"] == (
+                "your group's quota of 1 GiB of memory is in use "
+                "(0.465661 used, 0.6 asked)"), r.json()
+            st, c = docker("GET", f"/containers/{container}/json")
+            assert st == 200 and c["State"]["Running"] and \
+                c["HostConfig"]["Memory"] == 500000000, c["HostConfig"]
+            assert second.api("DELETE",
+                              f"/users/{u}/server").status_code == 202
+            wait_for(lambda: server_gone(second, u), 30, f"{u} stopped")
         finally:
             stop_hub(second)
     finally:

@@ -1291,7 +1291,7 @@ def report(ctx):
     add("")
     soak_min = (ctx["t_end"] - ctx["t_start"]) / 60
     add(f"- {NUSERS} users, each with a real Jupyter Notebook 6 server "
-        f"(`{IMAGE}`, cpu limit {CPU}, memory {MEM_GB} GB) as a Swarm "
+        f"(`{IMAGE}`, cpu limit {CPU}, memory {MEM_GB} GiB) as a Swarm "
         f"service on this one-node swarm, started {SPAWN_PARALLEL} at a "
         f"time through `POST /hub/api/users/<name>/server` "
         f"({ctx['spawn_s']:.0f} s for all). The hub runs on the host "

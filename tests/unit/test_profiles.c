@@ -441,7 +441,7 @@ test_quota(void)
 		      "your group's quota of 4 CPUs is in use (2 used, 2.5 "
 		      "asked)");
 	quota_refused(p, mk("default", 1, 6, 0), use, 1,
-		      "your group's quota of 8 GB of memory is in use (3 used, "
+		      "your group's quota of 8 GiB of memory is in use (3 used, "
 		      "6 asked)");
 	use[1] = mk("default", 0.5, 1, 0);
 	quota_refused(p, mk("default", 0.5, 1, 0), use, 2,
@@ -464,10 +464,22 @@ test_quota(void)
 	for (i = 0; i < 9; i++)
 		use[i] = mk("ds", 1, 28, 0);
 	quota_refused(p, mk("ds", 1, 5, 0), use, 9,
-		      "your group's quota of 256 GB of memory is in use (252 "
+		      "your group's quota of 256 GiB of memory is in use (252 "
 		      "used, 5 asked)");
 	T_OK(profiles_quota_check(p, (o = mk("ds", 1, 4, 0), &o), use, 9, &e)
-	     == 0, "exactly 256 GB: ok");
+	     == 0, "exactly 256 GiB: ok");
+
+	/* servers adopted from before mem_gb meant GiB count by their bytes:
+	 * nine started as "29 GB" (29e9 bytes, 27.008 GiB each) use 243.08
+	 * GiB of 256, where counting "29" would leave no room for 12 */
+	for (i = 0; i < 9; i++)
+		use[i] = mk("ds", 1, 29e9 / SPAWNER_GIB, 0);
+	T_OK(profiles_quota_check(p, (o = mk("ds", 1, 12, 0), &o), use, 9,
+				  &e) == 0, "adopted 10^9-byte servers: 12 GiB "
+	     "more fit");
+	quota_refused(p, mk("ds", 1, 13, 0), use, 9,
+		      "your group's quota of 256 GiB of memory is in use "
+		      "(243.075 used, 13 asked)");
 
 	/* bio: no quota at all */
 	for (i = 0; i < 12; i++)

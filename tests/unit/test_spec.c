@@ -222,11 +222,11 @@ test_spec_bind(void)
 	T_OK(i_at(v, "TaskTemplate/Resources/Limits/NanoCPUs") == 1500000000,
 	     "cpu limit 1.5e9");
 	T_OK(i_at(v, "TaskTemplate/Resources/Limits/MemoryBytes") ==
-	     2000000000, "memory limit 2e9");
+	     2147483648LL, "memory limit: mem_gb 2 is 2 GiB, 2 x 2^30 bytes");
 	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/NanoCPUs") ==
 	     375000000, "cpu reservation = limit x 0.25");
 	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/MemoryBytes") ==
-	     2000000000, "memory reservation = limit");
+	     2147483648LL, "memory reservation = limit");
 	T_OK(at(v, "TaskTemplate/Resources/Reservations/GenericResources") ==
 	     NULL, "no GPU generic resource when gpus = 0");
 	json_decref(v);
@@ -243,6 +243,7 @@ test_spec_variants(void)
 	fixture_init(&f);
 	f.opts.gpus = 2;
 	f.opts.cpu = 0.1;
+	f.opts.mem_gb = 0.3;
 	f.req.server = "gpu";
 	f.in.image = profiles_image(f.p, "plain");
 	f.cfg.shared_dir = NULL;
@@ -256,6 +257,10 @@ test_spec_variants(void)
 	     "0.1 CPU is exactly 1e8 nano");
 	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/NanoCPUs") ==
 	     25000000, "reservation of 0.1 CPU");
+	T_OK(i_at(v, "TaskTemplate/Resources/Limits/MemoryBytes") ==
+	     322122547, "0.3 GiB: 0.3 x 2^30 rounded to whole bytes");
+	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/MemoryBytes") ==
+	     322122547, "reservation of 0.3 GiB = limit");
 	T_STREQ(s_at(v, "Labels/swarmhub.server"), "gpu", "named server");
 	T_OK(at(v, "TaskTemplate/ContainerSpec/Command") == NULL &&
 	     at(v, "TaskTemplate/ContainerSpec/Args") == NULL,
@@ -369,9 +374,9 @@ test_task_messages(void)
 	message("rejected", "No such image: no/such-image:1", &o,
 		"image 'no/such-image:1' not found on node");
 	message("pending", "no suitable node (insufficient resources on 1 "
-		"node)", &o, "no node has 2 CPUs and 8 GB of memory free");
+		"node)", &o, "no node has 2 CPUs and 8 GiB of memory free");
 	message("pending", "no suitable node (insufficient resources on 3 "
-		"nodes)", &one, "no node has 1 CPU, 64 GB of memory and 1 GPU "
+		"nodes)", &one, "no node has 1 CPU, 64 GiB of memory and 1 GPU "
 		"free");
 	message("pending", "no suitable node (insufficient resources on 1 "
 		"node)", NULL, "no node has the CPU or memory free that this "

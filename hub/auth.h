@@ -35,7 +35,16 @@ struct ldap_cfg {
 	long timeout_s;			/* network and operation timeout */
 	const char *uid_attribute;	/* default uidNumber */
 	const char *gid_attribute;	/* default gidNumber */
+	/* Levels of nested groups resolved (0: none, at most
+	 * AUTH_LDAP_NESTED_MAX): one search each under group_base (else
+	 * search_base) for groups whose member is a group found so far. */
+	long nested_depth;
+	/* Search mode only: the hub's name for the user is this attribute of
+	 * the entry found (sAMAccountName), not what was typed (a UPN). */
+	const char *username_attribute;
 };
+#define AUTH_LDAP_NESTED_MAX 10
+#define AUTH_LDAP_GROUPS_MAX 1000	/* groups kept per user, at most */
 
 struct auth_user {
 	char name[USER_NAME_MAX + 1];	/* normalized username */
@@ -55,6 +64,10 @@ void auth_ldap_free(struct auth_ldap *a);
 
 /*
  * Checks username and password against the directory and fills *out.
+ * out->name is the normalized username, or with username_attribute the
+ * entry's value of it (normalized too). A login costs at most: the service
+ * bind, the user search, the user's bind, the read of its memberOf, the
+ * group search (group_base) and nested_depth searches for nested groups.
  * The username is normalized (trimmed, lowercased, validated) first; every
  * value placed in a DN (RFC 4514) or a filter (RFC 4515) is escaped; an
  * empty password is refused before any bind. Errors:

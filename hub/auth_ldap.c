@@ -7,9 +7,17 @@
  * timeout and calls never share state. Two ways to find the user's DN:
  * bind DN templates ("uid={username},ou=People,...", first that binds
  * wins), or search-then-bind (search as the service account or anonymously,
- * exactly one entry, then bind as it). Groups are the union of the entry's
- * memberOf and, with group_base, a search for groupOfNames,
- * groupOfUniqueNames and posixGroup entries naming the user. The same read
+ * exactly one entry, then bind as it; with username_attribute the hub's
+ * name for the user is that attribute of the entry, so "dscully" and
+ * "dscully@corp.example.com" are one user). Groups are the union of the
+ * entry's memberOf and, with group_base, a search for groupOfNames,
+ * groupOfUniqueNames and posixGroup entries naming the user; with
+ * nested_depth, then the groups that have one of those as a member, level
+ * by level: one search per level whatever the number of groups (a filter
+ * OR-ing the level's DNs), a group already known is never searched again
+ * (so a loop A in B in A ends), and no more than AUTH_LDAP_GROUPS_MAX
+ * groups are kept. This works on any directory (OpenLDAP has no AD
+ * LDAP_MATCHING_RULE_IN_CHAIN). The same read
  * of the entry gives its uid and gid numbers (uid_attribute, gid_attribute;
  * a missing, non-numeric or 0 value is 0: none).
  * Ownership: struct auth_ldap owns copies of all its settings; auth_user
@@ -35,6 +43,7 @@ struct groups {
 	char **cns;
 	size_t n;
 	size_t cap;
+	size_t dropped;		/* beyond AUTH_LDAP_GROUPS_MAX */
 };
 
 struct auth_ldap {
@@ -55,6 +64,8 @@ struct auth_ldap {
 	long timeout_s;
 	char *uid_attr;		/* uidNumber */
 	char *gid_attr;		/* gidNumber */
+	long nested_depth;	/* 0: no nested groups */
+	char *user_attr;	/* username_attribute, NULL: as typed */
 };
 
 /* ---- escaping -------------------------------------------------------- */
@@ -249,6 +260,25 @@ check_cfg(const struct ldap_cfg *cfg, struct err *e)
 	    strstr(cfg->search_filter, "{username}") == NULL)
 		return err_set(e, ERR_INVALID, "LDAP_SEARCH_FILTER must "
 		    "contain {username}");
+	if (cfg->nested_depth < 0 || cfg->nested_depth > AUTH_LDAP_NESTED_MAX)
+		return err_set(e, ERR_INVALID, "LDAP_NESTED_GROUPS_DEPTH must "
+		    "be 0..%d", AUTH_LDAP_NESTED_MAX);
+	if (cfg->nested_depth > 0 && !(cfg->group_base && *cfg->group_base) &&
+	    !(cfg->search_base && *cfg->search_base))
+		return err_set(e, ERR_INVALID, "LDAP_NESTED_GROUPS_DEPTH needs "
+		    "LDAP_GROUP_BASE or LDAP_SEARCH_BASE (where groups are "
+		    "searched)");
+	if (cfg->username_attribute && *cfg->username_attribute &&
+	    cfg->bind_dn_templates && *cfg->bind_dn_templates)
+		return err_set(e, ERR_INVALID, "LDAP_USERNAME_ATTRIBUTE needs "
+		    "search-then-bind (LDAP_SEARCH_BASE), not "
+		    "LDAP_BIND_DN_TEMPLATE");
+	if (cfg->username_attribute && *cfg->username_attribute &&
+	    strspn(cfg->username_attribute, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") !=
+	    strlen(cfg->username_attribute))
+		return err_set(e, ERR_INVALID, "LDAP_USERNAME_ATTRIBUTE '%s' is "
+		    "not an attribute name", cfg->username_attribute);
 	return 0;
 }
 
@@ -286,6 +316,8 @@ auth_ldap_new(const struct ldap_cfg *cfg, struct auth_ldap **out,
 	    cfg->uid_attribute : "uidNumber");
 	a->gid_attr = xstrdup(cfg->gid_attribute && *cfg->gid_attribute ?
 	    cfg->gid_attribute : "gidNumber");
+	a->nested_depth = cfg->nested_depth;
+	a->user_attr = dup_or_null(cfg->username_attribute);
 	if (group_list(cfg->allowed_groups, "LDAP_ALLOWED_GROUPS",
 	    &a->allowed, &a->nallowed, e) < 0 ||
 	    group_list(cfg->admin_groups, "LDAP_ADMIN_GROUPS", &a->admins,
@@ -317,6 +349,7 @@ auth_ldap_free(struct auth_ldap *a)
 	strv_free(a->admins);
 	free(a->uid_attr);
 	free(a->gid_attr);
+	free(a->user_attr);
 	free(a);
 }
 
@@ -465,15 +498,43 @@ service_bind(struct auth_ldap *a, LDAP *ld, struct err *e)
 
 /* ---- search ------------------------------------------------------------ */
 
-/* Finds the one entry for name under search_base: 0 with *dn (heap),
- * -1 with ERR_NOTFOUND when there is none (or several), other codes. */
+/* The entry's user_attr, normalized as a username, into canon (size
+ * USER_NAME_MAX + 1); ERR_UPSTREAM naming the attribute when it has none
+ * or one that is no username. */
+static int
+entry_name(struct auth_ldap *a, LDAP *ld, LDAPMessage *entry,
+	   const char *dn, char *canon, struct err *e)
+{
+	struct berval **vals = ldap_get_values_len(ld, entry, a->user_attr);
+	char *v = NULL;
+	int rc;
+
+	if (vals && vals[0] && vals[0]->bv_len > 0 && vals[1] == NULL)
+		v = xstrndup(vals[0]->bv_val, vals[0]->bv_len);
+	ldap_value_free_len(vals);
+	if (v == NULL || strlen(v) > USER_NAME_MAX)
+		rc = err_set(e, ERR_UPSTREAM, "LDAP entry '%s' has no single "
+		    "'%s' (LDAP_USERNAME_ATTRIBUTE) to name the user", dn,
+		    a->user_attr);
+	else if ((rc = user_name_normalize(v, canon, e)) < 0)
+		err_set(e, ERR_UPSTREAM, "LDAP entry '%s': its '%s' "
+		    "(LDAP_USERNAME_ATTRIBUTE) is not a valid username", dn,
+		    a->user_attr);
+	free(v);
+	return rc;
+}
+
+/* Finds the one entry for name under search_base: 0 with *dn (heap) and,
+ * with user_attr, the name it gives in canon (else a copy of name); -1
+ * with ERR_NOTFOUND when there is none (or several), other codes. */
 static int
 find_user(struct auth_ldap *a, LDAP *ld, const char *name, char **dn,
-	  struct err *e)
+	  char *canon, struct err *e)
 {
 	char *esc = auth_ldap_escape_filter(name);
 	char *filter = expand(a->search_filter, esc);
-	char *attrs[] = { (char *)(uintptr_t)LDAP_NO_ATTRS, NULL };
+	char *attrs[] = { a->user_attr ? a->user_attr :
+			  (char *)(uintptr_t)LDAP_NO_ATTRS, NULL };
 	struct timeval tv = { .tv_sec = a->timeout_s, .tv_usec = 0 };
 	LDAPMessage *res = NULL, *entry;
 	int rc, count = 0, ret = -1;
@@ -504,6 +565,12 @@ find_user(struct auth_ldap *a, LDAP *ld, const char *name, char **dn,
 		*dn = xstrdup(d);
 		ldap_memfree(d);
 	}
+	snprintf(canon, USER_NAME_MAX + 1, "%s", name);
+	if (a->user_attr && entry_name(a, ld, entry, *dn, canon, e) < 0) {
+		free(*dn);
+		*dn = NULL;
+		goto out;
+	}
 	ret = 0;
 out:
 	ldap_msgfree(res);
@@ -526,8 +593,11 @@ groups_add(struct groups *g, const char *dn)
 		}
 	}
 	cn = dn_first_value(dn);
-	if (cn == NULL) {
+	if (cn == NULL || g->n >= AUTH_LDAP_GROUPS_MAX) {
+		if (cn)
+			g->dropped++;
 		free(norm);
+		free(cn);
 		return;
 	}
 	if (g->n == g->cap) {
@@ -650,6 +720,81 @@ out:
 	return ret;
 }
 
+/* The filter for groups having one of g's groups from..to as a member. */
+static char *
+parents_filter(const struct groups *g, size_t from, size_t to)
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	sb_adds(&sb, "(|");
+	for (size_t i = from; i < to; i++) {
+		char *v = auth_ldap_escape_filter(g->dns[i]);
+
+		sb_addf(&sb, "(member=%s)(uniqueMember=%s)", v, v);
+		free(v);
+	}
+	sb_adds(&sb, ")");
+	return sb_detach(&sb, NULL);
+}
+
+/* One level of nesting: adds the groups that have a group of from..to as
+ * a member (one search). */
+static int
+parents_search(struct auth_ldap *a, LDAP *ld, struct groups *g, size_t from,
+	       size_t to, struct err *e)
+{
+	char *filter = parents_filter(g, from, to);
+	char *attrs[] = { (char *)(uintptr_t)LDAP_NO_ATTRS, NULL };
+	struct timeval tv = { .tv_sec = a->timeout_s, .tv_usec = 0 };
+	LDAPMessage *res = NULL, *entry;
+	int rc, ret = 0;
+
+	rc = ldap_search_ext_s(ld, a->group_base ? a->group_base :
+	    a->search_base, LDAP_SCOPE_SUBTREE, filter, attrs, 0, NULL, NULL,
+	    &tv, 0, &res);
+	if (rc != LDAP_SUCCESS && rc != LDAP_SIZELIMIT_EXCEEDED)
+		ret = ldap_fail(a, ld, rc, "nested group search", e);
+	for (entry = ret ? NULL : ldap_first_entry(ld, res); entry;
+	    entry = ldap_next_entry(ld, entry)) {
+		char *gdn = ldap_get_dn(ld, entry);
+
+		if (gdn)
+			groups_add(g, gdn);
+		ldap_memfree(gdn);
+	}
+	ldap_msgfree(res);
+	free(filter);
+	return ret;
+}
+
+/*
+ * Nested groups, breadth first: level 1 asks which groups contain one of
+ * the user's own groups, level 2 which contain one found at level 1, and
+ * so on for nested_depth levels. Only groups new at a level are asked
+ * about at the next (groups_add skips known ones), so loops end; the
+ * search stops early when a level finds nothing new.
+ */
+static int
+nested_groups(struct auth_ldap *a, LDAP *ld, const char *name,
+	      struct groups *g, struct err *e)
+{
+	size_t from = 0;
+	long level;
+
+	for (level = 0; level < a->nested_depth && from < g->n; level++) {
+		size_t to = g->n;
+
+		if (parents_search(a, ld, g, from, to, e) < 0)
+			return -1;
+		from = to;
+	}
+	/* cut: the last level found groups whose own groups were not asked */
+	log_event(LOG_DEBUG, "ldap.nested_groups", "user=%s searches=%ld "
+	    "groups=%zu cut=%d", name, level, g->n, from < g->n);
+	return 0;
+}
+
 /* ---- result ------------------------------------------------------------ */
 
 /* 1 if one of the listed groups (cn or normalized DN) is in g. */
@@ -679,8 +824,12 @@ finish_user(struct auth_ldap *a, LDAP *ld, const char *dn, const char *name,
 	int ret = -1;
 
 	if (read_member_of(a, ld, dn, &g, ids, e) < 0 ||
-	    (a->group_base && search_groups(a, ld, dn, name, &g, e) < 0))
+	    (a->group_base && search_groups(a, ld, dn, name, &g, e) < 0) ||
+	    (a->nested_depth > 0 && nested_groups(a, ld, name, &g, e) < 0))
 		goto out;
+	if (g.dropped)
+		log_event(LOG_WARN, "ldap.too_many_groups", "user=%s kept=%zu "
+		    "dropped=%zu", name, g.n, g.dropped);
 	if (a->nallowed && !in_any(&g, a->allowed, a->nallowed)) {
 		log_event(LOG_INFO, "ldap.forbidden", "user=%s dn=%s", name,
 		    dn);
@@ -742,17 +891,18 @@ bind_templates(struct auth_ldap *a, LDAP *ld, const char *name,
 	return err_set(e, ERR_AUTH, "invalid username or password");
 }
 
-/* Search-then-bind: 0 with *dn (heap) when the password binds. */
+/* Search-then-bind: 0 with *dn (heap) and the user's name in canon (see
+ * find_user) when the password binds. */
 static int
 search_bind(struct auth_ldap *a, LDAP *ld, const char *name,
-	    const char *password, char **dn, struct err *e)
+	    const char *password, char **dn, char *canon, struct err *e)
 {
 	int rc;
 
 	*dn = NULL;
 	if (service_bind(a, ld, e) < 0)
 		return -1;
-	if (find_user(a, ld, name, dn, e) < 0) {
+	if (find_user(a, ld, name, dn, canon, e) < 0) {
 		if (e->code == ERR_NOTFOUND)
 			err_set(e, ERR_AUTH, "invalid username or password");
 		return -1;
@@ -776,7 +926,7 @@ int
 auth_ldap_login(struct auth_ldap *a, const char *username,
 		const char *password, struct auth_user *out, struct err *e)
 {
-	char name[USER_NAME_MAX + 1], *dn = NULL;
+	char name[USER_NAME_MAX + 1], canon[USER_NAME_MAX + 1], *dn = NULL;
 	LDAP *ld = NULL;
 	struct err tmp;
 	int ret = -1;
@@ -786,6 +936,7 @@ auth_ldap_login(struct auth_ldap *a, const char *username,
 	memset(out, 0, sizeof(*out));
 	if (user_name_normalize(username, name, e) < 0)
 		return -1;
+	snprintf(canon, sizeof(canon), "%s", name);
 	if (password == NULL || *password == '\0') {
 		log_event(LOG_INFO, "ldap.bind_failed", "user=%s err=%s", name,
 		    "empty password");
@@ -794,12 +945,12 @@ auth_ldap_login(struct auth_ldap *a, const char *username,
 	if (conn_open(a, &ld, e) < 0)
 		return -1;
 	if ((a->ntemplates ? bind_templates(a, ld, name, password, &dn, e) :
-	    search_bind(a, ld, name, password, &dn, e)) < 0)
+	    search_bind(a, ld, name, password, &dn, canon, e)) < 0)
 		goto out;
-	if (finish_user(a, ld, dn, name, out, e) < 0)
+	if (finish_user(a, ld, dn, canon, out, e) < 0)
 		goto out;
-	log_event(LOG_INFO, "ldap.login", "user=%s dn=%s groups=%zu", name,
-	    dn, out->ngroups);
+	log_event(LOG_INFO, "ldap.login", "user=%s typed=%s dn=%s groups=%zu",
+	    canon, name, dn, out->ngroups);
 	ret = 0;
 out:
 	free(dn);
@@ -833,7 +984,7 @@ int
 auth_ldap_lookup(struct auth_ldap *a, const char *username,
 		 struct auth_user *out, struct err *e)
 {
-	char name[USER_NAME_MAX + 1], *dn = NULL;
+	char name[USER_NAME_MAX + 1], canon[USER_NAME_MAX + 1], *dn = NULL;
 	LDAP *ld = NULL;
 	struct err tmp;
 	int ret = -1;
@@ -851,8 +1002,8 @@ auth_ldap_lookup(struct auth_ldap *a, const char *username,
 		ret = lookup_templates(a, ld, name, out, e);
 		goto out;
 	}
-	if (find_user(a, ld, name, &dn, e) < 0 ||
-	    finish_user(a, ld, dn, name, out, e) < 0)
+	if (find_user(a, ld, name, &dn, canon, e) < 0 ||
+	    finish_user(a, ld, dn, canon, out, e) < 0)
 		goto out;
 	ret = 0;
 out:

@@ -50,6 +50,10 @@ load_ldap(struct ldap_cfg *l, struct err *e)
 			  e);
 	rc |= str_setting("LDAP_GID_ATTRIBUTE", "gidNumber", &l->gid_attribute,
 			  e);
+	rc |= cfg_long("LDAP_NESTED_GROUPS_DEPTH", 0, 0, AUTH_LDAP_NESTED_MAX,
+		       &l->nested_depth, e);
+	rc |= str_setting("LDAP_USERNAME_ATTRIBUTE", NULL,
+			  &l->username_attribute, e);
 	l->timeout_s = t;
 	if (rc)
 		return -1;

@@ -296,7 +296,9 @@ char *cookie_value(const char *header, const char *name);
 void xsrf_for_session(struct hub *h, const char *session_hash, char *out);
 
 /* Login: checks credentials, creates/updates the user, opens a session.
- * On success fills cookie (the raw session id, 43+ chars). */
+ * On success fills cookie (the raw session id, 43+ chars) and name_out
+ * (USER_NAME_MAX + 1: the normalized name, or the directory's name for the
+ * user with LDAP_USERNAME_ATTRIBUTE). */
 int login_check(struct hub *h, const char *username, const char *password,
 		const char *ip, char *name_out, char *cookie_out,
 		struct err *e);

@@ -387,6 +387,8 @@ login_check(struct hub *h, const char *username, const char *password,
 			login_failed(h, name_out, ip, e);
 		goto out;
 	}
+	if (have_au && *au.name)	/* LDAP_USERNAME_ATTRIBUTE: its name */
+		snprintf(name_out, USER_NAME_MAX + 1, "%s", au.name);
 	if (sync_user(h, name_out, have_au ? &au : NULL, e) < 0 ||
 	    open_session(h, name_out, cookie_out, e) < 0)
 		goto out;

@@ -31,6 +31,7 @@ include: file:///etc/ldap/schema/core.ldif
 include: file:///etc/ldap/schema/cosine.ldif
 include: file:///etc/ldap/schema/nis.ldif
 include: file:///etc/ldap/schema/inetorgperson.ldif
+include: file:///usr/local/share/swarmhub-ldap/ad-schema.ldif
 
 dn: olcDatabase={-1}frontend,cn=config
 objectClass: olcDatabaseConfig
@@ -54,6 +55,7 @@ olcRootPW: $(slappasswd -s $ROOTPW)
 olcDbIndex: objectClass eq
 olcDbIndex: uid,cn,memberUid eq
 olcDbIndex: member eq
+olcDbIndex: sAMAccountName,userPrincipalName eq
 olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
 

@@ -2,10 +2,13 @@
  * test_auth_ldap.c - auth_ldap against the private slapd of
  * tests/services/slapd.sh (template bind, search-then-bind, groups from
  * memberOf and group_base, allowed/admin groups, StartTLS, ldaps,
- * unreachable servers, lookup). stderr (the hub's log) is captured and
- * checked for passwords, then replayed.
+ * unreachable servers, lookup; the AD-shaped branch: sAMAccountName and
+ * UPN logins, nested groups with a loop and a chain deeper than the bound).
+ * stderr (the hub's log) is captured and checked for passwords, then
+ * replayed.
  */
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -20,7 +23,11 @@
 #define TMPL "uid={username}," PEOPLE
 #define ERIN_PW "p@ss w0rd'\"\\*()"
 
+#define CORP "ou=Corp,dc=example,dc=com"
+#define CORP_GROUPS "ou=Groups," CORP
+
 static const char *uri, *ldaps_uri, *ca;
+static FILE *log_file;		/* where stderr goes while the tests run */
 
 /* A struct ldap_cfg for template binds on the plain URI. */
 static struct ldap_cfg
@@ -109,6 +116,36 @@ closed_port(void)
 	if (fd >= 0)
 		close(fd);
 	return port;
+}
+
+/* 1 if the log written since *mark holds needle; moves *mark to its end. */
+static int
+logged_since(off_t *mark, const char *needle)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	int found;
+
+	fflush(stderr);
+	if (fstat(fileno(log_file), &st) < 0 || st.st_size < *mark)
+		return 0;
+	buf = xmalloc((size_t)(st.st_size - *mark) + 1);
+	n = pread(fileno(log_file), buf, (size_t)(st.st_size - *mark), *mark);
+	buf[n > 0 ? n : 0] = '\0';
+	found = strstr(buf, needle) != NULL;
+	free(buf);
+	*mark = st.st_size;
+	return found;
+}
+
+static off_t
+log_mark(void)
+{
+	struct stat st;
+
+	fflush(stderr);
+	return fstat(fileno(log_file), &st) == 0 ? st.st_size : 0;
 }
 
 static void
@@ -386,15 +423,187 @@ test_lookup(void)
 	    "template-mode lookup of a missing user is ERR_NOTFOUND");
 }
 
+/* Active Directory as banks run it, on slapd: people under ou=Corp named
+ * "cn=Full Name", found by sAMAccountName or UPN as the reader account,
+ * the hub's name from sAMAccountName, groups nested in groups. */
+static struct ldap_cfg
+ad_cfg(long depth)
+{
+	struct ldap_cfg c = {
+		.uri = uri,
+		.search_base = CORP,
+		.search_filter = "(|(sAMAccountName={username})"
+				 "(userPrincipalName={username}))",
+		.search_user = "cn=reader,dc=example,dc=com",
+		.search_password = "readerpw",
+		.username_attribute = "sAMAccountName",
+		.nested_depth = depth,
+		.timeout_s = 5,
+	};
+	return c;
+}
+
+static void
+test_ad_logins(void)
+{
+	struct ldap_cfg c = ad_cfg(0);
+	struct auth_user u;
+	struct err e = { 0 };
+
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_OK,
+	    "dscully logs in by sAMAccountName (%s)", e.msg);
+	T_STREQ(u.name, "dscully", "the hub's name: sAMAccountName, lowercase");
+	T_OK(u.ngroups == 2 && has_group(&u, "GG-Quant-Desk") &&
+	    has_group(&u, "Loop-A"), "depth 0: only her own groups (memberOf), "
+	    "got %zu", u.ngroups);
+	auth_user_release(&u);
+	T_OK(login(&c, "DScully@Corp.Example.COM", "dscullypw", &u, &e) ==
+	    ERR_OK, "she logs in by her UPN, in any case (%s)", e.msg);
+	T_STREQ(u.name, "dscully", "the UPN login is the same hub user");
+	auth_user_release(&u);
+	T_OK(login(&c, "dscully@corp.example.com", "fmulderpw", &u, &e) ==
+	    ERR_AUTH, "another's password: ERR_AUTH");
+	T_OK(login(&c, "dscully@other.example.com", "dscullypw", &u, &e) ==
+	    ERR_AUTH, "a UPN of another domain: ERR_AUTH");
+	T_OK(login(&c, "dscully*", "dscullypw", &u, &e) == ERR_INVALID,
+	    "a wildcard is no username");
+	c.search_filter = "(userPrincipalName={username}@corp.example.com)";
+	T_OK(login(&c, "FMulder", "fmulderpw", &u, &e) == ERR_OK &&
+	    strcmp(u.name, "fmulder") == 0, "a filter adding the UPN suffix "
+	    "(%s)", e.msg);
+	auth_user_release(&u);
+
+	c = ad_cfg(0);
+	c.username_attribute = "employeeNumber";
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_UPSTREAM,
+	    "an entry without the username attribute is refused");
+	T_STREQ(e.msg, "LDAP entry 'cn=Dana Scully,ou=Staff,ou=Corp,"
+	    "dc=example,dc=com' has no single 'employeeNumber' "
+	    "(LDAP_USERNAME_ATTRIBUTE) to name the user", "and says why");
+	c.username_attribute = "cn";
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_UPSTREAM &&
+	    strstr(e.msg, "is not a valid username") != NULL,
+	    "'Dana Scully' is no username: refused (%s)", e.msg);
+	c = ad_cfg(0);
+	c.username_attribute = NULL;
+	T_OK(login(&c, "dscully@corp.example.com", "dscullypw", &u, &e) ==
+	    ERR_OK && strcmp(u.name, "dscully@corp.example.com") == 0,
+	    "without the setting the name is what was typed");
+	auth_user_release(&u);
+}
+
+static void
+test_ad_nested(void)
+{
+	struct ldap_cfg c = ad_cfg(AUTH_LDAP_NESTED_MAX);
+	struct auth_user u;
+	struct err e = { 0 };
+	off_t mark;
+
+	c.allowed_groups = "APP-Jupyter-Users";
+	c.admin_groups = "cn=APP-Jupyter-Admins," CORP_GROUPS;
+	mark = log_mark();
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_OK,
+	    "allowed through GG-Quant-Desk in GG-Risk in APP-Jupyter-Users "
+	    "(%s)", e.msg);
+	T_OK(u.admin == 1, "admin through Loop-A in Loop-B in "
+	    "APP-Jupyter-Admins");
+	T_OK(u.ngroups == 6 && has_group(&u, "GG-Risk") &&
+	    has_group(&u, "Loop-B") && has_group(&u, "APP-Jupyter-Users"),
+	    "six groups, each once (the loop Loop-A in Loop-B in Loop-A ends), "
+	    "got %zu", u.ngroups);
+	auth_user_release(&u);
+	T_OK(logged_since(&mark, "event=ldap.nested_groups user=dscully "
+	    "searches=3 groups=6 cut=0"), "three searches: two levels find "
+	    "groups, the third nothing new, then it stops");
+
+	c.nested_depth = 1;
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_FORBIDDEN,
+	    "depth 1 does not reach APP-Jupyter-Users (two levels up)");
+	c.allowed_groups = "GG-Risk";
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_OK &&
+	    u.admin == 0, "depth 1: GG-Risk counts, APP-Jupyter-Admins not");
+	auth_user_release(&u);
+	T_OK(logged_since(&mark, "searches=1 groups=4 cut=1"),
+	    "depth 1: one search");
+	c.nested_depth = 0;
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_FORBIDDEN,
+	    "depth 0 (the default): nested groups do not count");
+	T_OK(!logged_since(&mark, "ldap.nested_groups"),
+	    "depth 0: no nested search at all");
+
+	c = ad_cfg(AUTH_LDAP_NESTED_MAX);
+	c.allowed_groups = "Chain-11";
+	T_OK(login(&c, "fmulder", "fmulderpw", &u, &e) == ERR_OK,
+	    "Chain-11 is 10 levels above Chain-01: allowed (%s)", e.msg);
+	T_OK(u.ngroups == 11 && !has_group(&u, "Chain-12"),
+	    "Chain-01..Chain-11, not Chain-12 beyond the bound (got %zu)",
+	    u.ngroups);
+	auth_user_release(&u);
+	T_OK(logged_since(&mark, "event=ldap.nested_groups user=fmulder "
+	    "searches=10 groups=11 cut=1"), "the bound holds: 10 searches");
+	c.allowed_groups = "Chain-12";
+	T_OK(login(&c, "fmulder", "fmulderpw", &u, &e) == ERR_FORBIDDEN,
+	    "Chain-12, 11 levels up, is beyond the bound");
+	c.allowed_groups = "Chain-11";
+	c.nested_depth = 9;
+	T_OK(login(&c, "fmulder", "fmulderpw", &u, &e) == ERR_FORBIDDEN,
+	    "depth 9 does not reach Chain-11");
+
+	c = ad_cfg(2);
+	c.admin_groups = "APP-Jupyter-Admins";
+	T_OK(lookup(&c, "dscully", &u, &e) == ERR_OK && u.admin == 1 &&
+	    u.ngroups == 6, "lookup (re-check) resolves nested groups too "
+	    "(%s)", e.msg);
+	T_STREQ(u.name, "dscully", "lookup name");
+	auth_user_release(&u);
+
+	/* the tree of the other tests: groups under GROUP_BASE (none nest
+	 * there), so nesting changes nothing for bob */
+	c = search_cfg(1);
+	c.nested_depth = 3;
+	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_OK && u.ngroups == 2,
+	    "bob's groups with depth 3: the same two");
+	auth_user_release(&u);
+}
+
+static void
+test_ad_settings(void)
+{
+	struct ldap_cfg c = ad_cfg(AUTH_LDAP_NESTED_MAX + 1);
+	struct auth_user u;
+	struct err e = { 0 };
+
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_INVALID,
+	    "a depth above the bound is refused");
+	T_STREQ(e.msg, "LDAP_NESTED_GROUPS_DEPTH must be 0..10",
+	    "the message names the setting and the range");
+	c = tmpl_cfg();
+	c.nested_depth = 2;
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_INVALID &&
+	    strstr(e.msg, "LDAP_NESTED_GROUPS_DEPTH needs LDAP_GROUP_BASE") !=
+	    NULL, "nested groups need a base to search (%s)", e.msg);
+	c = tmpl_cfg();
+	c.username_attribute = "sAMAccountName";
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_INVALID &&
+	    strstr(e.msg, "LDAP_USERNAME_ATTRIBUTE needs search-then-bind") !=
+	    NULL, "the username attribute needs search mode (%s)", e.msg);
+	c = ad_cfg(0);
+	c.username_attribute = "sAMAccountName)(x=*";
+	T_OK(login(&c, "dscully", "dscullypw", &u, &e) == ERR_INVALID &&
+	    strstr(e.msg, "is not an attribute name") != NULL,
+	    "a username attribute that is no name is refused (%s)", e.msg);
+}
+
 /* Runs the tests with stderr in a file; fails if a password was logged. */
 int
 main(void)
 {
 	static const char *const secrets[] = {
 		"alicepw", "bobpw", "carolpw", "davepw", "frankpw", "readerpw",
-		"p@ss w0rd",
+		"p@ss w0rd", "dscullypw", "fmulderpw",
 	};
-	FILE *log = tmpfile();
+	FILE *log = log_file = tmpfile();
 	char line[1024];
 	int saved = dup(2), leaked = 0;
 
@@ -417,6 +626,9 @@ main(void)
 	test_tls();
 	test_unreachable();
 	test_lookup();
+	test_ad_logins();
+	test_ad_nested();
+	test_ad_settings();
 
 	fflush(stderr);
 	dup2(saved, 2);

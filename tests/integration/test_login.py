@@ -433,6 +433,79 @@ def test_ldap_search_then_bind(start_hub):
     assert r.status_code in (400, 403)
 
 
+# The README's example for Active Directory, against the test slapd's
+# AD-shaped branch (ou=Corp: sAMAccountName, userPrincipalName, groups
+# nested in groups), over ldaps:// with the CA, the search password from a
+# file. Kept in step with README.md "Active Directory".
+CORP = "ou=Corp,dc=example,dc=com"
+
+
+def ad_env(tmp_path, **over):
+    pw = tmp_path / "ldap-search-password"
+    pw.write_text("readerpw\n")
+    return ldap_env(**{
+        "SWARMHUB_LDAP_URI": os.environ.get("SWARMHUB_TEST_LDAPS_URI", ""),
+        "SWARMHUB_LDAP_CA_FILE": os.environ.get("SWARMHUB_TEST_LDAP_CA", ""),
+        "SWARMHUB_LDAP_BIND_DN_TEMPLATE": None,
+        "SWARMHUB_LDAP_GROUP_BASE": None,
+        "SWARMHUB_LDAP_SEARCH_BASE": CORP,
+        "SWARMHUB_LDAP_SEARCH_FILTER":
+            "(&(objectClass=user)(|(sAMAccountName={username})"
+            "(userPrincipalName={username})))",
+        "SWARMHUB_LDAP_USERNAME_ATTRIBUTE": "sAMAccountName",
+        "SWARMHUB_LDAP_SEARCH_USER": "cn=reader,dc=example,dc=com",
+        "SWARMHUB_LDAP_SEARCH_PASSWORD_FILE": str(pw),
+        "SWARMHUB_LDAP_NESTED_GROUPS_DEPTH": "5",
+        "SWARMHUB_LDAP_ALLOWED_GROUPS": f"CN=APP-Jupyter-Users,OU=Groups,"
+                                        f"{CORP}",
+        "SWARMHUB_LDAP_ADMIN_GROUPS": f"CN=APP-Jupyter-Admins,OU=Groups,"
+                                      f"{CORP}",
+        **over})
+
+
+def test_ldap_active_directory_shape(start_hub, tmp_path):
+    need_ldap()
+    hub = start_hub("ldap-ad", env=ad_env(tmp_path))
+    # the UPN, in any case: the hub's user is the sAMAccountName
+    s, r = login(hub, "DScully@Corp.Example.com", "dscullypw")
+    assert r.status_code == 302, r.text[:800]
+    u = me(hub, s).json()
+    assert u["name"] == "dscully", u
+    # allowed through GG-Quant-Desk in GG-Risk in APP-Jupyter-Users, admin
+    # through Loop-A in Loop-B (in Loop-A) in APP-Jupyter-Admins
+    assert u["admin"] is True, u
+    assert sorted(u["groups"]) == ["APP-Jupyter-Admins", "APP-Jupyter-Users",
+                                   "GG-Quant-Desk", "GG-Risk", "Loop-A",
+                                   "Loop-B"], u
+    # the short name is the same user
+    s2 = login_ok(hub, "dscully", "dscullypw")
+    assert me(hub, s2).json()["name"] == "dscully"
+    names = [x["name"] for x in hub.api("GET", "/users").json()]
+    assert "dscully" in names and \
+        not any(n.startswith("dscully@") for n in names), names
+    _, r = login(hub, "dscully@corp.example.com", "wrong")
+    assert_login_refused(r, 403, "invalid username or password")
+    # Fox's groups nest 11 deep, none into APP-Jupyter-Users
+    _, r = login(hub, "fmulder", "fmulderpw")
+    assert_login_refused(r, 403, "allowed group")
+    # and alice, outside ou=Corp, is not found there
+    _, r = login(hub, "alice", "alicepw")
+    assert_login_refused(r, 403, "invalid username or password")
+
+
+def test_ldap_ad_settings_refused_at_start(start_hub, tmp_path):
+    need_ldap()
+    for over, words in (
+            ({"SWARMHUB_LDAP_NESTED_GROUPS_DEPTH": "11"},
+             "SWARMHUB_LDAP_NESTED_GROUPS_DEPTH"),
+            ({"SWARMHUB_LDAP_BIND_DN_TEMPLATE": "uid={username}," + PEOPLE},
+             "LDAP_USERNAME_ATTRIBUTE needs search-then-bind")):
+        hub = start_hub("ldap-ad-bad", env=ad_env(tmp_path, **over),
+                        wait=False)
+        assert hub.proc.wait(20) != 0, over
+        assert words in hub.stderr(), hub.stderr()[-1000:]
+
+
 def ldap_modify(ldif):
     r = subprocess.run(
         ["ldapmodify", "-x", "-H", os.environ["SWARMHUB_TEST_LDAP_URI"],

@@ -18,6 +18,8 @@ ROOTDN="cn=admin,$SUFFIX"
 ROOTPW="adminpw"
 # the test people and groups, shared with the swarmhub/test-ldap image
 SEED=$(cd "$(dirname "$0")/../../images/ldap" && pwd)/seed.ldif
+# the AD attributes of the AD-shaped people in it (sAMAccountName, ...)
+AD_SCHEMA=$(dirname "$SEED")/ad-schema.ldif
 
 log() { echo "slapd.sh: $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -93,6 +95,7 @@ include: file:///etc/ldap/schema/core.ldif
 include: file:///etc/ldap/schema/cosine.ldif
 include: file:///etc/ldap/schema/nis.ldif
 include: file:///etc/ldap/schema/inetorgperson.ldif
+include: file://$AD_SCHEMA
 
 dn: olcDatabase={-1}frontend,cn=config
 objectClass: olcDatabaseConfig
@@ -116,6 +119,7 @@ olcRootPW: $hash
 olcDbIndex: objectClass eq
 olcDbIndex: uid,cn,memberUid eq
 olcDbIndex: member eq
+olcDbIndex: sAMAccountName,userPrincipalName eq
 olcAccess: {0}to attrs=userPassword by self write by anonymous auth by * none
 olcAccess: {1}to * by * read
 

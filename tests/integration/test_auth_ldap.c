@@ -565,6 +565,17 @@ test_ad_nested(void)
 	T_OK(login(&c, "bob", "bobpw", &u, &e) == ERR_OK && u.ngroups == 2,
 	    "bob's groups with depth 3: the same two");
 	auth_user_release(&u);
+	/* a DN with escaped characters goes into the nested filter */
+	c = tmpl_cfg();
+	c.group_base = GROUPS;
+	c.nested_depth = 3;
+	mark = log_mark();
+	T_OK(login(&c, "alice", "alicepw", &u, &e) == ERR_OK &&
+	    u.ngroups == 2 && has_group(&u, "x<script>alert(1)</script>"),
+	    "template mode with nesting: alice's two groups (%s)", e.msg);
+	auth_user_release(&u);
+	T_OK(logged_since(&mark, "user=alice searches=1 groups=2 cut=0"),
+	    "one nested search with the escaped DN, nothing found");
 }
 
 static void

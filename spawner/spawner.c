@@ -198,6 +198,29 @@ check_home_cfg(const struct spawner_cfg *c, struct err *e)
 	return 0;
 }
 
+/* An image of the profiles missing on this node is only a warning at start:
+ * on a larger swarm other nodes or a registry may have it. */
+static void
+warn_missing_images(struct spawner *sp)
+{
+	struct err ie = { 0 };
+	char *esc, *path;
+
+	for (size_t i = 0; i < sp->profiles->nimages; i++) {
+		esc = docker_escape(sp->d, sp->profiles->images[i].image);
+		path = xasprintf("/images/%s/json", esc);
+		if (docker_get(sp->d, path, NULL, &ie) < 0 &&
+		    ie.code == ERR_NOTFOUND)
+			log_event(LOG_WARN, "spawner.image_missing", "image=%s "
+			    "key=%s hint=%s", sp->profiles->images[i].image,
+			    sp->profiles->images[i].key, "not on this node: "
+			    "servers placed here cannot start until it is "
+			    "built, loaded or pullable");
+		free(esc);
+		free(path);
+	}
+}
+
 int
 spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
 	    struct err *e)
@@ -215,6 +238,7 @@ spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
 	    profiles_load(sp->cfg.profiles_path, &sp->profiles, e) < 0 ||
 	    open_home(sp, e) < 0)
 		goto fail;
+	warn_missing_images(sp);
 	*out = sp;
 	return 0;
 fail:

@@ -7,7 +7,8 @@ without a home), with the home page saying that files are not kept.
 """
 import pytest
 
-from hubtest import NET, login_ok, need_docker, write_notebook_profiles
+from hubtest import NET, limits, login_ok, need_docker, \
+    write_notebook_profiles, write_profiles
 
 
 def spawn_on(tmp_path, **over):
@@ -57,3 +58,20 @@ def test_no_home_starts_and_says_files_are_not_kept(start_hub, tmp_path):
     assert 'id="no-home"' in home and "Files are not kept" in home, \
         home[:3000]
     assert 'id="start"' in home
+
+
+def test_missing_image_is_a_warning_at_start(start_hub, tmp_path):
+    """An image of the profiles that is not on this node: the hub starts
+    (another node or a registry may have it) and says so in its log."""
+    need_docker()
+    profiles = write_profiles(
+        tmp_path / "missing.json",
+        {"gone": {"image": "swarmhub/no-such-image:1", "port": 8888}},
+        {"default": {"images": ["gone"], **limits((0.1, 1, 0.5),
+                                                  (0.1, 1, 0.25))}})
+    hub = start_hub("missing-image",
+                    spawn_on(tmp_path, SWARMHUB_PROFILES=profiles))
+    assert hub.alive()
+    log = hub.stderr()
+    assert "event=spawner.image_missing" in log and \
+        "image=swarmhub/no-such-image:1" in log, log[-2000:]

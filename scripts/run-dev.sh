@@ -29,7 +29,7 @@ clean() {
 		for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
 	fi
 	"$ROOT/scripts/run-docker.sh" undo "$DIR"
-	[ ! -d "$DIR/pg" ] || "$ROOT/tests/services/postgres.sh" stop "$DIR/pg"
+	[ ! -d "$DIR/pg" ] || "$ROOT/scripts/postgres.sh" stop "$DIR/pg"
 	rm -rf "$DIR"
 	say "removed $DIR"
 }
@@ -42,7 +42,7 @@ esac
 mkdir -p "$DIR"
 chmod 755 "$DIR"
 say "starting PostgreSQL in $DIR/pg ..."
-DB=$("$ROOT/tests/services/postgres.sh" start "$DIR/pg")
+DB=$("$ROOT/scripts/postgres.sh" start "$DIR/pg")
 DB=${DB#SWARMHUB_TEST_DB=}
 [ -s "$DIR/secret" ] || (umask 077; openssl rand -hex 32 > "$DIR/secret")
 [ -s "$DIR/admin-token" ] || (umask 077; openssl rand -hex 32 > "$DIR/admin-token")
@@ -75,7 +75,7 @@ fi
 
 listen=${SWARMHUB_LISTEN:-0.0.0.0:8000}
 say "open http://127.0.0.1:${listen##*:}/hub/login  (Ctrl-C stops the hub; PostgreSQL keeps running:"
-say "  stop it with: $ROOT/tests/services/postgres.sh stop $DIR/pg, or remove everything"
+say "  stop it with: $ROOT/scripts/postgres.sh stop $DIR/pg, or remove everything"
 say "  make run made with: make run-clean)"
 say "admin CLI (token in $DIR/admin-token):"
 say "  $ROOT/bin/swarmhubctl --token-file $DIR/admin-token users list"

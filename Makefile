@@ -26,7 +26,7 @@ INTEG_SRC   = $(wildcard tests/integration/test_*.c)
 UNIT_BIN    = $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 INTEG_BIN   = $(INTEG_SRC:tests/integration/%.c=$(B)/tests/%)
 
-.PHONY: up down all tests-bin deps test test-unit test-integration asan valgrind bench run \
+.PHONY: up down all tests-bin deps test test-unit test-integration asan valgrind bench run run-clean \
         check-deps fuzz clean soak
 all: $(BIN)/swarmhub $(BIN)/swarmhubctl
 
@@ -104,6 +104,10 @@ down:
 run: deps
 	@$(MAKE) --no-print-directory all
 	@scripts/run-dev.sh
+
+# Undo make run: the hub, PostgreSQL, what it set up in Docker, its directory.
+run-clean:
+	@scripts/run-dev.sh --clean
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c), each run FUZZ_SECONDS (30) on a
 # copy of its seed corpus (tests/fuzz/corpus_<name> or tests/fuzz/corpus).

@@ -666,6 +666,12 @@ home_server(struct strbuf *sb, struct hub *h, const struct who *w,
 		sb_adds(sb, "<p class=\"notice\">Starting servers is not set "
 			"up on this hub. An administrator must set "
 			"SWARMHUB_NETWORK and SWARMHUB_PROFILES.</p>");
+	else if (!spawner_has_home(h->spawner))
+		sb_adds(sb, "<p class=\"notice\" id=\"no-home\">Files are "
+			"not kept: this hub gives servers no home directory "
+			"(SWARMHUB_HOME is empty), so what you save goes "
+			"when the server stops. Download what you want to "
+			"keep.</p>");
 	if (v->has_opts && v->state != SRV_STOPPED)
 		home_facts(sb, v, now);
 	if (v->state == SRV_STOPPED && v->last_error) {

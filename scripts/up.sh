@@ -225,6 +225,13 @@ if [ "${auth:-local}" = local ] && [ ! -s "$SWARMHUB_SECRETS_DIR/admin_password"
 	say "created the local admin account: admin / $(cat "$SWARMHUB_SECRETS_DIR/admin_password")" \
 	    "(kept in $SWARMHUB_SECRETS_DIR/admin_password)"
 fi
+home=$(sed -n 's/^SWARMHUB_HOME=//p' "$SWARMHUB_ENV_FILE" | tail -n 1)
+bind_root=$(sed -n 's/^SWARMHUB_HOME_BIND_ROOT=//p' "$SWARMHUB_ENV_FILE" | tail -n 1)
+if [ -z "$home$bind_root" ]; then
+	say "SWARMHUB_HOME is empty in $SWARMHUB_ENV_FILE: servers get no home" \
+	    "directory, so files are not kept when a server stops (the home page" \
+	    "says so). For homes, see docs/deploy.md#homes"
+fi
 url="https://localhost${SWARMHUB_HTTPS_PORT/#/:}"; url=${url%:443}
 [ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://127.0.0.1:$HUB_PORT"
 say "the hub is healthy after $(( $(now) - T0 )) s: $url/hub/login"

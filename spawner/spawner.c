@@ -160,6 +160,67 @@ open_home(struct spawner *sp, struct err *e)
 	return home_local_new(h, &sp->home_ops, &sp->home, e);
 }
 
+/* Settings that could never start a server are refused here, at hub start,
+ * with the fix, not at a user's first Start. c: after copy_cfg. */
+static int
+check_home_cfg(const struct spawner_cfg *c, struct err *e)
+{
+	int nfs = strncmp(c->home, "nfs://", 6) == 0;
+
+	if (strcmp(c->home_mount, "bind") && strcmp(c->home_mount, "volume"))
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME_MOUNT: '%s' is "
+		    "not bind or volume", c->home_mount);
+	if (strcmp(c->home_mount, "volume") == 0 && !nfs)
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME_MOUNT=volume "
+		    "mounts NFS volumes and needs SWARMHUB_HOME=nfs://server/"
+		    "export (got '%s'): set it, or SWARMHUB_HOME_MOUNT=bind",
+		    c->home);
+	if (strcmp(c->home_mount, "bind") == 0 && nfs &&
+	    *c->home_bind_root == '\0')
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME=nfs://... with "
+		    "SWARMHUB_HOME_MOUNT=bind needs SWARMHUB_HOME_BIND_ROOT, "
+		    "where every node mounts the export (or use "
+		    "SWARMHUB_HOME_MOUNT=volume)");
+	if (*c->home_bind_root && c->home_bind_root[0] != '/')
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME_BIND_ROOT: '%s' "
+		    "is not an absolute path", c->home_bind_root);
+	if (c->home_target[0] != '/')
+		return err_set(e, ERR_INVALID, "SWARMHUB_HOME_TARGET: '%s' is "
+		    "not an absolute path", c->home_target);
+	if (c->shared_dir && *c->home == '\0' && *c->home_bind_root == '\0')
+		return err_set(e, ERR_INVALID, "SWARMHUB_SHARED_DIR needs "
+		    "homes: set SWARMHUB_HOME (or SWARMHUB_HOME_BIND_ROOT), or "
+		    "leave SWARMHUB_SHARED_DIR empty");
+	if (c->start_timeout_s < 1 || c->http_timeout_s < 1)
+		return err_set(e, ERR_INVALID, "SWARMHUB_%s_TIMEOUT must be at "
+		    "least 1 second", c->start_timeout_s < 1 ? "START" :
+		    "HTTP");
+	return 0;
+}
+
+/* An image of the profiles missing on this node is only a warning at start:
+ * on a larger swarm other nodes or a registry may have it. */
+static void
+warn_missing_images(struct spawner *sp)
+{
+	struct err ie = { 0 };
+	char *esc, *path;
+
+	for (size_t i = 0; i < sp->profiles->nimages; i++) {
+		esc = docker_escape(sp->d, sp->profiles->images[i].image);
+		path = xasprintf("/images/%s/json", esc);
+		if (docker_get(sp->d, path, NULL, &ie) < 0 &&
+		    ie.code == ERR_NOTFOUND)
+			log_event(LOG_WARN, "spawner.image_missing", "image=%s "
+			    "key=%s hint=%s", sp->profiles->images[i].image,
+			    sp->profiles->images[i].key, "not on this node: "
+			    "servers placed here cannot start until it is "
+			    "built, loaded or pullable");
+		free(esc);
+		free(path);
+	}
+}
+
 int
 spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
 	    struct err *e)
@@ -169,18 +230,15 @@ spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
 	*out = NULL;
 	copy_cfg(sp, cfg);
 	pthread_rwlock_init(&sp->plock, NULL);
-	if (strcmp(sp->cfg.home_mount, "bind") && strcmp(sp->cfg.home_mount,
-							  "volume")) {
-		err_set(e, ERR_INVALID, "SWARMHUB_HOME_MOUNT: '%s' is not bind "
-			"or volume", sp->cfg.home_mount);
+	if (check_home_cfg(&sp->cfg, e) < 0)
 		goto fail;
-	}
 	if (docker_new(sp->cfg.docker_host, sp->cfg.docker_cert_path, &sp->d,
 		       e) < 0 || check_swarm(sp, e) < 0 ||
 	    check_network(sp, e) < 0 ||
 	    profiles_load(sp->cfg.profiles_path, &sp->profiles, e) < 0 ||
 	    open_home(sp, e) < 0)
 		goto fail;
+	warn_missing_images(sp);
 	*out = sp;
 	return 0;
 fail:
@@ -633,6 +691,13 @@ home_source(struct spawner *sp, const char *user)
 	if (*sp->cfg.home_bind_root == '\0')
 		return NULL;
 	return xasprintf("%s/%s", sp->cfg.home_bind_root, user);
+}
+
+int
+spawner_has_home(const struct spawner *sp)
+{
+	return strcmp(sp->cfg.home_mount, "volume") == 0 ||
+	       *sp->cfg.home_bind_root != '\0';
 }
 
 static char *

@@ -49,9 +49,14 @@ struct spawner_cfg {
 	int connect_gwbridge;		/* CONNECT=gwbridge (else dns) */
 };
 
-/* Negotiates the Docker API version (>= 1.41), checks that the engine is a
+/* Refuses settings that could never start a server (HOME_MOUNT=volume
+ * without an nfs:// HOME, an nfs:// HOME bind-mounted without
+ * HOME_BIND_ROOT, relative HOME_BIND_ROOT or HOME_TARGET, SHARED_DIR
+ * without homes, zero timeouts) before it asks Docker anything; then
+ * negotiates the Docker API version (>= 1.41), checks that the engine is a
  * swarm manager and that network exists and is attachable, loads the
- * profiles. Any failure: a message that says what to fix. */
+ * profiles. Any failure: a message that names the setting and the fix.
+ * HOME and HOME_BIND_ROOT both empty is allowed: servers get no home. */
 int spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
 		struct err *e);
 void spawner_free(struct spawner *sp);
@@ -266,6 +271,10 @@ int spawner_check_network(struct spawner *sp, struct err *e);
 int spawner_check_profiles(struct spawner *sp, struct err *e);
 /* Creates and removes a scratch directory under the home root. */
 int spawner_check_homes(struct spawner *sp, struct err *e);
+
+/* 1 when servers get a home mount (HOME or HOME_BIND_ROOT set, or NFS
+ * volumes); 0: HOME is empty and files written in a server go with it. */
+int spawner_has_home(const struct spawner *sp);
 
 /* The service name for a user's server (escaped; heap string). */
 char *spawner_service_name(const struct spawner *sp, const char *user,

@@ -209,6 +209,8 @@ mounts(const struct spec_input *in, int volume, int *ok)
 	json_t *v = json_array();
 	char *src, *tgt;
 
+	if (!in->home_source || !*in->home_source)
+		return v;	/* no HOME: nothing is kept */
 	if (json_array_append_new(v, mount(in, volume, in->home_source,
 					   target, "home")) < 0)
 		*ok = 0;
@@ -328,9 +330,9 @@ check_input(const struct spec_input *in, int *volume, struct err *e)
 	if (*volume && (!in->nfs_addr || !*in->nfs_addr || !in->home_source))
 		return err_set(e, ERR_INVALID, "HOME_MOUNT=volume needs an "
 			       "nfs:// HOME");
-	if (!in->home_source || !*in->home_source)
-		return err_set(e, ERR_INVALID, "HOME_MOUNT=bind needs "
-			       "HOME_BIND_ROOT");
+	if (in->cfg->shared_dir && *in->cfg->shared_dir &&
+	    (!in->home_source || !*in->home_source))
+		return err_set(e, ERR_INVALID, "SHARED_DIR needs a HOME");
 	return 0;
 }
 

@@ -160,6 +160,12 @@ if want e2e && ! skipped e2e; then
 	rc=$?
 	[ "$rc" != 0 ] && tail -n 40 "$log"
 	count "$log" "$rc" "e2e"
+	# the default path: make up with the example env, as a newcomer
+	log="$SWARMHUB_TEST_OUT/e2e-default.log"
+	tests/e2e/default.sh >"$log" 2>&1
+	rc=$?
+	[ "$rc" != 0 ] && tail -n 40 "$log"
+	count "$log" "$rc" "e2e default (example env)"
 fi
 if [ "$SKIP" != 0 ]; then
 	echo "$PASS passed, $FAIL failed, $SKIP skipped"

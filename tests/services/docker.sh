@@ -26,91 +26,20 @@ NET_DEFAULT=swarmhub-test
 say() { echo "docker.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 usage() { die "usage: docker.sh start [NET] | stop [NET] | cleanup LABELVALUE"; }
-now_ms() { date +%s%3N; }
 
-install_docker() {
-	local cmd="apt-get install -y --no-install-recommends docker.io"
-
-	command -v dockerd >/dev/null 2>&1 && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		say "dockerd is not installed; as root run:"
-		say "  apt-get update && DEBIAN_FRONTEND=noninteractive $cmd"
-		exit 1
-	fi
-	say "installing docker.io"
-	export DEBIAN_FRONTEND=noninteractive
-	apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
-	$cmd -o DPkg::Lock::Timeout=300 -qq >&2 || die "apt-get install docker.io failed"
-}
-
-engine_up() { docker info >/dev/null 2>&1; }
-
-start_dockerd() {
-	local t0
-
-	engine_up && return 0
-	if [ "$(id -u)" -ne 0 ]; then
-		[ -S /var/run/docker.sock ] &&
-		    die "cannot use /var/run/docker.sock (not in group docker?)"
-		die "dockerd is not running and only root can start it"
-	fi
-	if pgrep -x dockerd >/dev/null 2>&1; then
-		say "dockerd is running but not answering yet; waiting"
-	else
-		say "starting dockerd (log: $LOG)"
-		mkdir -p "$(dirname "$LOG")"
-		DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid dockerd >>"$LOG" 2>&1 </dev/null &
-	fi
-	t0=$(now_ms)
-	for _ in $(seq 1 600); do
-		engine_up && break
-		sleep 0.1
-	done
-	engine_up || die "dockerd did not answer within 60 s; see $LOG"
-	say "dockerd ready in $(( $(now_ms) - t0 )) ms"
-}
-
-init_swarm() {
-	local state ctl t0
-
-	state=$(docker info --format '{{.Swarm.LocalNodeState}}')
-	ctl=$(docker info --format '{{.Swarm.ControlAvailable}}')
-	case $state in
-	active)
-		[ "$ctl" = true ] ||
-		    die "this engine is a swarm worker, not a manager"
-		return 0 ;;
-	inactive) ;;
-	*) die "swarm state is '$state'; fix it by hand (docker swarm leave --force?)" ;;
-	esac
-	t0=$(now_ms)
-	docker swarm init --advertise-addr 127.0.0.1 >/dev/null ||
-	    die "docker swarm init failed"
-	say "swarm initialised in $(( $(now_ms) - t0 )) ms"
-}
-
-make_network() {	# NET
-	local info
-
-	if info=$(docker network inspect "$1" \
-	    --format '{{.Driver}} {{.Attachable}} {{.Scope}}' 2>/dev/null); then
-		[ "$info" = "overlay true swarm" ] ||
-		    die "network '$1' exists but is '$info', not an attachable overlay"
-		return 0
-	fi
-	docker network create --driver overlay --attachable \
-	    --label swarmhub.test=1 "$1" >/dev/null ||
-	    die "could not create network '$1'"
-	say "created overlay network $1"
-}
+# the engine and swarm logic is shared with `make run`
+# shellcheck source=../../scripts/docker-lib.sh
+DOCKER_LIB_LOG=$LOG
+. "$(dirname "$0")/../../scripts/docker-lib.sh"
+engine_up() { docker_engine_up; }
 
 do_start() {	# [NET]
 	local net=${1:-$NET_DEFAULT}
 
-	install_docker
-	start_dockerd
-	init_swarm
-	make_network "$net"
+	docker_install || exit 1
+	docker_start_engine || exit 1
+	docker_init_swarm || exit 1
+	docker_make_network "$net" swarmhub.test=1 || exit 1
 	echo "SWARMHUB_TEST_DOCKER_NETWORK=$net"
 }
 

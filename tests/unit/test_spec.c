@@ -316,6 +316,32 @@ test_spec_volume(void)
 	profiles_free(f.p);
 }
 
+/* HOME empty (no home_source): a server without mounts, nothing kept. */
+static void
+test_spec_no_home(void)
+{
+	struct fixture f;
+	struct err e = { 0 };
+	char *s;
+	json_t *v;
+
+	fixture_init(&f);
+	f.cfg.shared_dir = NULL;
+	f.cfg.home_bind_root = "";
+	f.in.home_source = NULL;
+	s = spec_build(&f.in, &e);
+	T_OK(s != NULL, "no HOME: the spec builds (%s)", e.msg);
+	v = s ? json_loads(s, 0, NULL) : NULL;
+	T_OK(json_is_array(at(v, "TaskTemplate/ContainerSpec/Mounts")) &&
+	     json_array_size(at(v, "TaskTemplate/ContainerSpec/Mounts")) == 0,
+	     "no HOME: no mounts");
+	T_STREQ(s_at(v, "TaskTemplate/ContainerSpec/Image"), "jupyter/scipy:1",
+		"no HOME: the image as usual");
+	json_decref(v);
+	free(s);
+	profiles_free(f.p);
+}
+
 static void
 spec_refused(struct fixture *f, enum err_code code, const char *want)
 {
@@ -347,7 +373,7 @@ test_spec_errors(void)
 		     "'jupyter-alice' (a value is not valid UTF-8)");
 	f.req.token = "t";
 	f.in.home_source = NULL;
-	spec_refused(&f, ERR_INVALID, "HOME_MOUNT=bind needs HOME_BIND_ROOT");
+	spec_refused(&f, ERR_INVALID, "SHARED_DIR needs a HOME");
 	f.in.home_source = "/srv/homes/alice";
 	f.in.image = NULL;
 	spec_refused(&f, ERR_INTERNAL, "incomplete service spec input");
@@ -540,6 +566,7 @@ main(void)
 	test_spec_own_ids();
 	test_spec_volume();
 	test_spec_errors();
+	test_spec_no_home();
 	test_task_messages();
 	test_usage();
 	return t_done();

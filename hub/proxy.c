@@ -6,8 +6,9 @@
  * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
  * credentials removed and the server token added. Everything else goes to
  * the hub's own HTTP server (libmicrohttpd) on its internal unix socket.
- * A web app (an image of kind "web") gets no server token: the hub's login
- * is its only gate; its prefix may be stripped and its headers added.
+ * An image's "headers" are set on its requests. A web app (an image of kind
+ * "web") gets no server token: the hub's login is its only gate; its
+ * prefix may be stripped.
  * Answers come from memory only: session and token maps, server addresses.
  */
 #include <stdio.h>
@@ -124,29 +125,38 @@ not_running(struct hub *h, struct edge_target *t, const char *name,
 	(void)h;
 }
 
-/* The image's kind and keys when it is a web app (kind "web"): 1, else 0. */
+/* The image's per-image keys (kind, prefix, headers): 0, or -1 when the
+ * profiles no longer name it (then: a Jupyter server, no headers). */
 static int
-web_image(struct hub *h, const char *image, struct spawner_image *im)
+image_info(struct hub *h, const char *image, struct spawner_image *im)
 {
-	return *image && h->spawner &&
-	    spawner_image_info(h->spawner, image, im, NULL) == 0 &&
-	    im->kind == SPAWNER_KIND_WEB;
+	if (*image && h->spawner &&
+	    spawner_image_info(h->spawner, image, im, NULL) == 0)
+		return 0;
+	memset(im, 0, sizeof(*im));
+	return -1;
 }
 
 /*
- * A web app: no Jupyter token and none of the hub's credentials (its
- * Authorization and session cookie), the prefix stripped when the image
- * says "strip", the image's headers added with {base_url}, {user} and
- * {token} expanded. prefix: the server's ("/user/alice/"), as in the path.
+ * The image's headers, with {base_url}, {user} and {token} expanded, and
+ * for a web app (kind "web"): no Jupyter token and none of the hub's
+ * credentials (its Authorization; the session cookie goes for all), the
+ * prefix stripped when the image says "strip". prefix: the server's
+ * ("/user/alice/"), as in the path. -1 when a header does not fit.
  */
 static int
-web_target(const struct spawner_image *im, const char *prefix,
-	   const char *name, const char *token, struct edge_target *t)
+image_target(const struct spawner_image *im, const char *prefix,
+	     const char *name, const char *token, struct edge_target *t)
 {
-	t->authorization[0] = '\0';
+	if (im->kind == SPAWNER_KIND_WEB) {
+		t->authorization[0] = '\0';
+		if (im->strip_prefix)
+			t->strip_target = strlen(prefix) - 1;
+	} else {
+		snprintf(t->authorization, sizeof(t->authorization),
+			 "token %s", token);
+	}
 	t->strip_authorization = 1;
-	if (im->strip_prefix)
-		t->strip_target = strlen(prefix) - 1;
 	for (size_t i = 0; i < im->nheaders && i < EDGE_HEADERS_MAX; i++) {
 		if (spawner_expand(im->header_value[i], prefix, name, token,
 				   t->header_value[i],
@@ -160,7 +170,7 @@ web_target(const struct spawner_image *im, const char *prefix,
 }
 
 /* Fills t for a running server of name; 0, or -1 when not running, -2
- * when a web app's header does not fit. */
+ * when a header of its image does not fit. */
 static int
 to_server(struct hub *h, const char *name, const char *prefix,
 	  struct edge_target *t, enum srv_state *st)
@@ -187,14 +197,9 @@ to_server(struct hub *h, const char *name, const char *prefix,
 	if (!ok)
 		return -1;
 	servers_token(h, name, nonce, token);
-	if (web_image(h, image, &im)) {
-		if (web_target(&im, prefix, name, token, t) < 0)
-			return -2;
-	} else {
-		snprintf(t->authorization, sizeof(t->authorization),
-			 "token %s", token);
-		t->strip_authorization = 1;
-	}
+	image_info(h, image, &im);
+	if (image_target(&im, prefix, name, token, t) < 0)
+		return -2;
 	t->action = EDGE_PROXY;
 	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
 		 SESSION_COOKIE);
@@ -263,7 +268,7 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		rc = to_server(h, name, prefix, t, &st);
 		if (rc == -2)
 			page_error(h, t, 502, "Bad gateway", "A header this "
-				   "app's image adds is too long.");
+				   "server's image adds is too long.");
 		else if (rc < 0)
 			not_running(h, t, name, rest, st, rq->target);
 	}

@@ -97,6 +97,9 @@ struct conn {
 	char peer[INET_ADDRSTRLEN];
 	char ukey[116];
 	char act[80];
+	char loc_prefix[144];		/* the part of the target the route
+					 * stripped: put back in front of a
+					 * "Location: /..." answer */
 };
 
 /* An upstream connection: in use by c, or idle in the worker's pool. Its
@@ -285,6 +288,14 @@ write_two(int fd, uint8_t *ready, const char *a, size_t alen, const char *b,
 	*sa = (size_t)n < alen ? (size_t)n : alen;
 	*sb = (size_t)n - *sa;
 	return 1;
+}
+
+/* The rest of a header line: the value and CRLF. */
+static void
+buf_hdr_value(struct buf *b, const char *v, size_t vl)
+{
+	buf_add(b, v, vl);
+	buf_add(b, "\r\n", 2);
 }
 
 static void
@@ -1070,6 +1081,11 @@ route_to(struct conn *c, struct h1_request *ri)
 	}
 	free(t.body);
 	snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	c->loc_prefix[0] = '\0';
+	if (upstream_target(ri, &t) != ri->target &&
+	    t.strip_target < sizeof(c->loc_prefix))
+		snprintf(c->loc_prefix, sizeof(c->loc_prefix), "%.*s",
+			 (int)t.strip_target, ri->target);
 	c->untrusted_up = t.unix_path[0] == '\0';
 	build_upstream_head(c, ri, &t, ip);
 	h1_body_init(&c->rqf, ri->mode, ri->length);
@@ -1308,6 +1324,14 @@ resp_headers(struct conn *c, const struct h1_response *rs)
 		    protected_cookie(E, h)) {
 			edge_log_limited(LOGK_COOKIE, "edge.cookie_dropped",
 					 "upstream=%s", c->ukey);
+			continue;
+		}
+		if (c->loc_prefix[0] && h1_name_is(h, "location") &&
+		    h->vl > 0 && h->v[0] == '/' &&
+		    (h->vl == 1 || h->v[1] != '/')) {
+			buf_adds(&c->cout, "Location: ");
+			buf_adds(&c->cout, c->loc_prefix);
+			buf_hdr_value(&c->cout, h->v, h->vl);
 			continue;
 		}
 		buf_hdr(&c->cout, h->n, h->nl, h->v, h->vl);

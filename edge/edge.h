@@ -53,7 +53,9 @@ struct edge_target {
 	size_t strip_target;		/* > 0: this many leading bytes of the
 					 * target are dropped (what is left
 					 * must start with '/'), as for a
-					 * web app served at "/" */
+					 * web app served at "/"; they are
+					 * put back in front of an answer's
+					 * "Location: /..." (not "//...") */
 	int nheaders;			/* headers set on the request: the
 					 * client's own of these names are
 					 * dropped */

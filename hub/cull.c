@@ -2,8 +2,9 @@
  * cull.c - the culler's view of the hub (struct culler_ops) and its
  * settings. culler/ decides; this file lists servers with the proxy's
  * activity record, asks each server for its own last activity and kernel
- * states (not web apps: for them the proxy's record is all there is), and stops the ones the culler picks, leaving the reason where
- * the user sees it (home page, history, audit log, metrics).
+ * states (not web apps: for them the proxy's record is all there is), and
+ * stops the ones the culler picks, leaving the reason where the user sees
+ * it (home page, history, audit log, metrics).
  */
 #include <stdio.h>
 #include <stdlib.h>

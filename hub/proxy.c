@@ -137,6 +137,16 @@ image_info(struct hub *h, const char *image, struct spawner_image *im)
 	return -1;
 }
 
+/* The image's headers name Authorization (then they replace the token). */
+static int
+sets_authorization(const struct spawner_image *im)
+{
+	for (size_t i = 0; i < im->nheaders; i++)
+		if (strcasecmp(im->header_name[i], "authorization") == 0)
+			return 1;
+	return 0;
+}
+
 /*
  * The image's headers, with {base_url}, {user} and {token} expanded, and
  * for a web app (kind "web"): no Jupyter token and none of the hub's
@@ -152,7 +162,7 @@ image_target(const struct spawner_image *im, const char *prefix,
 		t->authorization[0] = '\0';
 		if (im->strip_prefix)
 			t->strip_target = strlen(prefix) - 1;
-	} else {
+	} else if (!sets_authorization(im)) {
 		snprintf(t->authorization, sizeof(t->authorization),
 			 "token %s", token);
 	}

@@ -429,6 +429,10 @@ up_request(struct rd *r, long id, int nreq)
 	} else if (strncmp(path, "/headers", 8) == 0) {
 		up_reply(r->fd, 0, 200, "Connection: keep-alive, X-Up\r\n"
 		    "X-Up: hop\r\n", head, strlen(head));
+	} else if (strncmp(path, "/moved", 6) == 0) {
+		up_reply(r->fd, 0, 302, strstr(path, "/moved/net ") ?
+			 "Location: //elsewhere.test/x\r\n" :
+			 "Location: /there?a=1\r\n", "", 0);
 	} else if (strncmp(path, "/nocontent ", 11) == 0) {
 		write_str(r->fd, "HTTP/1.1 204 No Content\r\n\r\n");
 	} else if (strncmp(path, "/close ", 7) == 0) {
@@ -1098,6 +1102,22 @@ test_headers(void)
 	resp_free(&rs);
 	T_OK(once("GET /app/ HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
 	     && rs.status == 404, "/app/ reaches the upstream as /");
+	resp_free(&rs);
+	/* an absolute-path redirect of the app keeps the stripped prefix */
+	T_OK(once("GET /app/moved HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
+	     && rs.status == 302 &&
+	     strstr(rs.head, "\r\nLocation: /app/there?a=1\r\n"),
+	     "Location /there?a=1 -> /app/there?a=1: %s", rs.head);
+	resp_free(&rs);
+	T_OK(once("GET /app/moved/net HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0,
+		  &rs) == 0 && rs.status == 302 &&
+	     strstr(rs.head, "\r\nLocation: //elsewhere.test/x\r\n"),
+	     "a network-path Location is left alone: %s", rs.head);
+	resp_free(&rs);
+	T_OK(once("GET /up/moved HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
+	     && rs.status == 302 &&
+	     strstr(rs.head, "\r\nLocation: /there?a=1\r\n"),
+	     "no strip, no change: %s", rs.head);
 	resp_free(&rs);
 	fd = ws_open(&r, "/app/ws");
 	T_OK(fd >= 0, "WebSocket upgrade on a stripped target (/ws upstream)");

@@ -975,6 +975,13 @@ quota_json(const struct quota *q)
 	return v;
 }
 
+static const char *
+kind_name(enum spawner_kind k)
+{
+	return k == SPAWNER_KIND_WEB ? "web" :
+	    k == SPAWNER_KIND_SINGLEUSER ? "singleuser" : "jupyter";
+}
+
 static json_t *
 profile_json(const struct profiles *p, const struct profile_def *pd)
 {
@@ -984,9 +991,10 @@ profile_json(const struct profiles *p, const struct profile_def *pd)
 
 	for (i = 0; i < pd->nimages; i++) {
 		im = profiles_image(p, pd->images[i]);
-		json_array_append_new(images, json_pack("{s:s, s:s, s:s}",
+		json_array_append_new(images, json_pack("{s:s, s:s, s:s, s:s}",
 			"key", im->key, "image", im->image,
-			"description", im->description));
+			"description", im->description,
+			"kind", kind_name(im->info.kind)));
 	}
 	json_object_set_new(v, "name", json_string(pd->name));
 	json_object_set_new(v, "images", images);

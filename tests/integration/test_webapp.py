@@ -349,6 +349,7 @@ def test_shiny_in_chromium(web, request):
         d.get(web.hub.url + "/hub/spawn")
         choice = by(d, "input[name=image][value=shiny]")
         label = by(d, f"label[for={choice.get_attribute('id')}]")
+        assert "web app" in label.text, label.text
         label.click()
         assert choice.is_selected()
         assert "R Shiny app" in d.page_source

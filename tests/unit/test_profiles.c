@@ -515,6 +515,8 @@ test_profiles_json(void)
 		"image key");
 	T_STREQ(json_string_value(json_object_get(img, "description")),
 		"SciPy", "image description");
+	T_STREQ(json_string_value(json_object_get(img, "kind")), "jupyter",
+		"image kind (default jupyter)");
 	T_OK(json_number_value(json_object_get(json_object_get(ds, "cpu"),
 					       "max")) == 8, "cpu range");
 	T_OK(json_integer_value(json_object_get(ds, "gpus")) == 2, "gpus");

@@ -97,6 +97,9 @@ struct conn {
 	char peer[INET_ADDRSTRLEN];
 	char ukey[116];
 	char act[80];
+	char loc_prefix[144];		/* the part of the target the route
+					 * stripped: put back in front of a
+					 * "Location: /..." answer */
 };
 
 /* An upstream connection: in use by c, or idle in the worker's pool. Its
@@ -285,6 +288,14 @@ write_two(int fd, uint8_t *ready, const char *a, size_t alen, const char *b,
 	*sa = (size_t)n < alen ? (size_t)n : alen;
 	*sb = (size_t)n - *sa;
 	return 1;
+}
+
+/* The rest of a header line: the value and CRLF. */
+static void
+buf_hdr_value(struct buf *b, const char *v, size_t vl)
+{
+	buf_add(b, v, vl);
+	buf_add(b, "\r\n", 2);
 }
 
 static void
@@ -802,15 +813,38 @@ forwarding_header(const struct h1_hdr *h)
 	    h1_name_is(h, "x-forwarded-host") || h1_name_is(h, "x-real-ip");
 }
 
+/* One of the headers the route sets itself. */
+static int
+route_header(const struct h1_hdr *h, const struct edge_target *t)
+{
+	for (int i = 0; i < t->nheaders; i++)
+		if (h1_name_is(h, t->header_name[i]))
+			return 1;
+	return 0;
+}
+
 /* Headers the edge rewrites itself or never forwards. */
 static int
 dropped_header(const struct h1_hdr *h, const struct h1_request *ri,
-	       int drop_auth)
+	       const struct edge_target *t, int drop_auth)
 {
 	return (hop_by_hop(h, &ri->ct) && !h1_name_is(h, "host")) ||
 	    forwarding_header(h) || h1_name_is(h, "content-length") ||
 	    h1_name_is(h, "transfer-encoding") ||
-	    (drop_auth && h1_name_is(h, "authorization"));
+	    (drop_auth && h1_name_is(h, "authorization")) ||
+	    route_header(h, t);
+}
+
+/* The request-target for the upstream: the client's, less strip_target
+ * leading bytes when the route asks for it and what is left is a path. */
+static const char *
+upstream_target(const struct h1_request *ri, const struct edge_target *t)
+{
+	size_t n = t->strip_target;
+
+	if (n == 0 || n >= strlen(ri->target) || ri->target[n] != '/')
+		return ri->target;
+	return ri->target + n;
 }
 
 static void
@@ -851,12 +885,12 @@ build_upstream_head(struct conn *c, const struct h1_request *ri,
 	buf_reset(b);
 	buf_adds(b, ri->method);
 	buf_add(b, " ", 1);
-	buf_adds(b, ri->target);
+	buf_adds(b, upstream_target(ri, t));
 	buf_adds(b, ri->http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 	for (int i = 0; i < ri->nh; i++) {
 		const struct h1_hdr *h = &ri->h[i];
 
-		if (dropped_header(h, ri, drop_auth))
+		if (dropped_header(h, ri, t, drop_auth))
 			continue;
 		if (h1_name_is(h, "cookie"))
 			add_cookie(b, h, t->strip_cookie);
@@ -879,6 +913,11 @@ build_upstream_head(struct conn *c, const struct h1_request *ri,
 	if (t->authorization[0] && !strpbrk(t->authorization, "\r\n"))
 		buf_hdr(b, "Authorization", 13, t->authorization,
 			strlen(t->authorization));
+	for (int i = 0; i < t->nheaders && i < EDGE_HEADERS_MAX; i++)
+		if (!strpbrk(t->header_name[i], "\r\n: ") &&
+		    !strpbrk(t->header_value[i], "\r\n"))
+			buf_hdr(b, t->header_name[i], strlen(t->header_name[i]),
+				t->header_value[i], strlen(t->header_value[i]));
 	buf_adds(b, "\r\n");
 }
 
@@ -1042,6 +1081,11 @@ route_to(struct conn *c, struct h1_request *ri)
 	}
 	free(t.body);
 	snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	c->loc_prefix[0] = '\0';
+	if (upstream_target(ri, &t) != ri->target &&
+	    t.strip_target < sizeof(c->loc_prefix))
+		snprintf(c->loc_prefix, sizeof(c->loc_prefix), "%.*s",
+			 (int)t.strip_target, ri->target);
 	c->untrusted_up = t.unix_path[0] == '\0';
 	build_upstream_head(c, ri, &t, ip);
 	h1_body_init(&c->rqf, ri->mode, ri->length);
@@ -1280,6 +1324,14 @@ resp_headers(struct conn *c, const struct h1_response *rs)
 		    protected_cookie(E, h)) {
 			edge_log_limited(LOGK_COOKIE, "edge.cookie_dropped",
 					 "upstream=%s", c->ukey);
+			continue;
+		}
+		if (c->loc_prefix[0] && h1_name_is(h, "location") &&
+		    h->vl > 0 && h->v[0] == '/' &&
+		    (h->vl == 1 || h->v[1] != '/')) {
+			buf_adds(&c->cout, "Location: ");
+			buf_adds(&c->cout, c->loc_prefix);
+			buf_hdr_value(&c->cout, h->v, h->vl);
 			continue;
 		}
 		buf_hdr(&c->cout, h->n, h->nl, h->v, h->vl);

@@ -36,6 +36,7 @@ struct edge_request {
 };
 
 enum edge_action { EDGE_PROXY, EDGE_RESPOND };
+#define EDGE_HEADERS_MAX 8
 
 /* What the router decides; zeroed before the call. */
 struct edge_target {
@@ -49,6 +50,17 @@ struct edge_target {
 					 * when set ("token ..."); */
 	int strip_authorization;	/* drop the client's Authorization */
 	char strip_cookie[64];		/* cookie name removed from Cookie */
+	size_t strip_target;		/* > 0: this many leading bytes of the
+					 * target are dropped (what is left
+					 * must start with '/'), as for a
+					 * web app served at "/"; they are
+					 * put back in front of an answer's
+					 * "Location: /..." (not "//...") */
+	int nheaders;			/* headers set on the request: the
+					 * client's own of these names are
+					 * dropped */
+	char header_name[EDGE_HEADERS_MAX][64];
+	char header_value[EDGE_HEADERS_MAX][512];
 	char activity[80];		/* key passed to the activity hook
 					 * ("" = none) */
 	long timeout_ms;		/* upstream connect + first byte; 0: 30 s */

@@ -2,8 +2,9 @@
  * cull.c - the culler's view of the hub (struct culler_ops) and its
  * settings. culler/ decides; this file lists servers with the proxy's
  * activity record, asks each server for its own last activity and kernel
- * states, and stops the ones the culler picks, leaving the reason where
- * the user sees it (home page, history, audit log, metrics).
+ * states (not web apps: for them the proxy's record is all there is), and
+ * stops the ones the culler picks, leaving the reason where the user sees
+ * it (home page, history, audit log, metrics).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,8 @@ probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
 {
 	struct hub *h = ctx;
 	struct user *u;
-	char base[200] = "", token[65], nonce[33] = "";
+	char base[200] = "", token[65], nonce[33] = "", image[64] = "";
+	struct spawner_image im;
 	struct err e = { 0 };
 
 	pthread_rwlock_rdlock(&h->state.lock);
@@ -70,10 +72,20 @@ probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
 		snprintf(base, sizeof(base), "http://%s:%d/user/%s/",
 			 u->server->ip, u->server->addr.port, user);
 		memcpy(nonce, u->server->nonce, sizeof(nonce));
+		if (u->server->has_opts)
+			memcpy(image, u->server->opts.image, sizeof(image));
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (*base == '\0')
 		return -1;
+	/* a web app has no api/status: what the proxy saw is its activity */
+	if (*image && h->spawner &&
+	    spawner_image_info(h->spawner, image, &im, NULL) == 0 &&
+	    im.kind == SPAWNER_KIND_WEB) {
+		*server_ms = 0;
+		*kernel_busy = 0;
+		return 0;
+	}
 	servers_token(h, user, nonce, token);
 	if (spawner_status(base, token, h->cfg.cull_probe_timeout_ms,
 			   server_ms, kernel_busy, &e) < 0) {

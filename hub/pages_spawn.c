@@ -161,6 +161,17 @@ gpus_input(struct strbuf *sb, size_t idx, long gpus, const char *value,
 	sb_adds(sb, "</div>");
 }
 
+/* What the image runs, when it is not a plain Jupyter server. */
+static void
+kind_tag(struct strbuf *sb, const char *kind)
+{
+	if (kind && strcmp(kind, "web") == 0)
+		sb_adds(sb, " <span class=\"kind\">web app</span>");
+	else if (kind && strcmp(kind, "singleuser") == 0)
+		sb_adds(sb, " <span class=\"kind\">JupyterHub single-user"
+			"</span>");
+}
+
 /* The radios of the chosen profile are named "image"; the others get
  * "image-<idx>" (one radio group per profile; app.js renames them when
  * the profile changes, and disabled ones are not posted anyway). */
@@ -193,6 +204,7 @@ image_choice(struct strbuf *sb, size_t idx, int chosen_profile,
 		sb_adds(sb, "</strong> <code>");
 		sb_add_html(sb, json_string_value(json_object_get(im, "image")));
 		sb_adds(sb, "</code>");
+		kind_tag(sb, json_string_value(json_object_get(im, "kind")));
 		if (desc && *desc) {
 			sb_adds(sb, "<span class=\"desc\">");
 			sb_add_html(sb, desc);

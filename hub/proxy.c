@@ -6,6 +6,9 @@
  * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
  * credentials removed and the server token added. Everything else goes to
  * the hub's own HTTP server (libmicrohttpd) on its internal unix socket.
+ * An image's "headers" are set on its requests. A web app (an image of kind
+ * "web") gets no server token: the hub's login is its only gate; its
+ * prefix may be stripped.
  * Answers come from memory only: session and token maps, server addresses.
  */
 #include <stdio.h>
@@ -122,14 +125,70 @@ not_running(struct hub *h, struct edge_target *t, const char *name,
 	(void)h;
 }
 
-/* Fills t for a running server of name; 0, or -1 when not running. */
+/* The image's per-image keys (kind, prefix, headers): 0, or -1 when the
+ * profiles no longer name it (then: a Jupyter server, no headers). */
 static int
-to_server(struct hub *h, const char *name, struct edge_target *t,
-	  enum srv_state *st)
+image_info(struct hub *h, const char *image, struct spawner_image *im)
+{
+	if (*image && h->spawner &&
+	    spawner_image_info(h->spawner, image, im, NULL) == 0)
+		return 0;
+	memset(im, 0, sizeof(*im));
+	return -1;
+}
+
+/* The image's headers name Authorization (then they replace the token). */
+static int
+sets_authorization(const struct spawner_image *im)
+{
+	for (size_t i = 0; i < im->nheaders; i++)
+		if (strcasecmp(im->header_name[i], "authorization") == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * The image's headers, with {base_url}, {user} and {token} expanded, and
+ * for a web app (kind "web"): no Jupyter token and none of the hub's
+ * credentials (its Authorization; the session cookie goes for all), the
+ * prefix stripped when the image says "strip". prefix: the server's
+ * ("/user/alice/"), as in the path. -1 when a header does not fit.
+ */
+static int
+image_target(const struct spawner_image *im, const char *prefix,
+	     const char *name, const char *token, struct edge_target *t)
+{
+	if (im->kind == SPAWNER_KIND_WEB) {
+		t->authorization[0] = '\0';
+		if (im->strip_prefix)
+			t->strip_target = strlen(prefix) - 1;
+	} else if (!sets_authorization(im)) {
+		snprintf(t->authorization, sizeof(t->authorization),
+			 "token %s", token);
+	}
+	t->strip_authorization = 1;
+	for (size_t i = 0; i < im->nheaders && i < EDGE_HEADERS_MAX; i++) {
+		if (spawner_expand(im->header_value[i], prefix, name, token,
+				   t->header_value[i],
+				   sizeof(t->header_value[i])) < 0)
+			return -1;
+		snprintf(t->header_name[i], sizeof(t->header_name[i]), "%s",
+			 im->header_name[i]);
+		t->nheaders = (int)i + 1;
+	}
+	return 0;
+}
+
+/* Fills t for a running server of name; 0, or -1 when not running, -2
+ * when a header of its image does not fit. */
+static int
+to_server(struct hub *h, const char *name, const char *prefix,
+	  struct edge_target *t, enum srv_state *st)
 {
 	struct user *u;
 	struct server *s;
-	char nonce[33] = "";
+	struct spawner_image im;
+	char nonce[33] = "", image[64] = "", token[65];
 	int ok = 0;
 
 	pthread_rwlock_rdlock(&h->state.lock);
@@ -140,20 +199,18 @@ to_server(struct hub *h, const char *name, struct edge_target *t,
 		snprintf(t->host, sizeof(t->host), "%s", s->ip);
 		t->port = s->addr.port;
 		memcpy(nonce, s->nonce, sizeof(nonce));
+		if (s->has_opts)
+			memcpy(image, s->opts.image, sizeof(image));
 		ok = 1;
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (!ok)
 		return -1;
-	{
-		char token[65];
-
-		servers_token(h, name, nonce, token);
-		snprintf(t->authorization, sizeof(t->authorization),
-			 "token %s", token);
-	}
+	servers_token(h, name, nonce, token);
+	image_info(h, image, &im);
+	if (image_target(&im, prefix, name, token, t) < 0)
+		return -2;
 	t->action = EDGE_PROXY;
-	t->strip_authorization = 1;
 	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
 		 SESSION_COOKIE);
 	snprintf(t->activity, sizeof(t->activity), "%s", name);
@@ -213,8 +270,18 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 			   "request came from another site.");
 		return;
 	}
-	if (to_server(h, name, t, &st) < 0)
-		not_running(h, t, name, rest, st, rq->target);
+	{
+		char prefix[USER_NAME_MAX + 8];
+		int rc;
+
+		snprintf(prefix, sizeof(prefix), "/user/%s/", name);
+		rc = to_server(h, name, prefix, t, &st);
+		if (rc == -2)
+			page_error(h, t, 502, "Bad gateway", "A header this "
+				   "server's image adds is too long.");
+		else if (rc < 0)
+			not_running(h, t, name, rest, st, rq->target);
+	}
 }
 
 void

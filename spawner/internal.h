@@ -108,6 +108,13 @@ char *spec_build(const struct spec_input *in, struct err *e);
 char *spec_task_message(const char *state, const char *err,
 			const char *message, const struct spawn_opts *o);
 
+/* ---- probe.c --------------------------------------------------------- */
+/* GET url (a web app's ready path) with the extra header lines ("Name:
+ * value", NULL-terminated; may be NULL), redirects not followed: 0 when it
+ * answers 2xx or 3xx within timeout_ms, else -1 with the status or error. */
+int probe_web(const char *url, char *const *headers, long timeout_ms,
+	      struct err *e);
+
 /* ---- docker.c -------------------------------------------------------- */
 struct docker;
 

@@ -2,12 +2,13 @@
  * probe.c - is a user's server answering? GET <base_url>api/status with the
  * server token must give 200 and a JSON object: any other answer (the
  * machine's outbound proxy answers unroutable addresses with a fake 404)
- * means "not yet".
+ * means "not yet". A web app (kind "web") is asked for its ready path
+ * instead, which must answer 2xx or 3xx.
  */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <string.h>
-#include "spawner.h"
+#include "internal.h"
 
 static size_t
 collect(char *p, size_t size, size_t n, void *ctx)
@@ -108,4 +109,46 @@ spawner_probe(const char *url, const char *token, long timeout_ms,
 			"object", url);
 	json_decref(j);
 	return ok ? 0 : -1;
+}
+
+static size_t
+discard(char *p, size_t size, size_t n, void *ctx)
+{
+	(void)p;
+	(void)ctx;
+	return size * n;
+}
+
+int
+probe_web(const char *url, char *const *headers, long timeout_ms,
+	  struct err *e)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *h = NULL;
+	long status = 0;
+	CURLcode rc;
+
+	if (c == NULL)
+		return err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
+	for (size_t i = 0; headers && headers[i]; i++)
+		h = curl_slist_append(h, headers[i]);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	rc = curl_easy_perform(c);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (rc != CURLE_OK)
+		return err_set(e, ERR_UPSTREAM, "%s: %s", url,
+			       curl_easy_strerror(rc));
+	if (status < 200 || status > 399)
+		return err_set(e, ERR_UPSTREAM, "%s: answered %ld", url,
+			       status);
+	return 0;
 }

@@ -323,6 +323,31 @@ parse_image_info(json_t *v, const char *path, struct spawner_image *si,
 	return 0;
 }
 
+/* A web app must check a credential the hub gives it ("{token}" in an env
+ * or header value), or its image must say it trusts the network. */
+static int
+check_web_credential(const struct image_def *im, const char *path,
+		     struct err *e)
+{
+	const struct spawner_image *si = &im->info;
+
+	if (si->kind != SPAWNER_KIND_WEB || si->trust_network)
+		return 0;
+	for (size_t i = 0; i < si->nheaders; i++)
+		if (strstr(si->header_value[i], "{token}"))
+			return 0;
+	for (size_t i = 0; i < im->nenv; i++) {
+		const char *val = strchr(im->env[i], '=');
+
+		if (val && strstr(val, "{token}"))
+			return 0;
+	}
+	return invalid(e, path, "an image of kind \"web\" must either pass "
+		       "the app a credential it checks ('{token}' in an "
+		       "\"env\" or \"headers\" value) or say "
+		       "\"trust_network\": true (see compose/profiles.md)");
+}
+
 static int
 parse_image(json_t *v, const char *key, struct image_def *im, struct err *e)
 {
@@ -351,7 +376,8 @@ parse_image(json_t *v, const char *key, struct image_def *im, struct err *e)
 	if (get_strv(v, path, "cmd", &im->cmd, &im->ncmd, e) < 0 ||
 	    get_env(v, path, im, e) < 0 ||
 	    get_long(v, path, "port", &port, e) < 0 ||
-	    parse_image_info(v, path, &im->info, e) < 0)
+	    parse_image_info(v, path, &im->info, e) < 0 ||
+	    check_web_credential(im, path, e) < 0)
 		return -1;
 	join(p, sizeof(p), path, "port");
 	if (port < 1 || port > 65535)
@@ -949,6 +975,13 @@ quota_json(const struct quota *q)
 	return v;
 }
 
+static const char *
+kind_name(enum spawner_kind k)
+{
+	return k == SPAWNER_KIND_WEB ? "web" :
+	    k == SPAWNER_KIND_SINGLEUSER ? "singleuser" : "jupyter";
+}
+
 static json_t *
 profile_json(const struct profiles *p, const struct profile_def *pd)
 {
@@ -958,9 +991,10 @@ profile_json(const struct profiles *p, const struct profile_def *pd)
 
 	for (i = 0; i < pd->nimages; i++) {
 		im = profiles_image(p, pd->images[i]);
-		json_array_append_new(images, json_pack("{s:s, s:s, s:s}",
+		json_array_append_new(images, json_pack("{s:s, s:s, s:s, s:s}",
 			"key", im->key, "image", im->image,
-			"description", im->description));
+			"description", im->description,
+			"kind", kind_name(im->info.kind)));
 	}
 	json_object_set_new(v, "name", json_string(pd->name));
 	json_object_set_new(v, "images", images);

@@ -4,7 +4,8 @@
  * A start: home (NFS or local) -> POST /services/create (spec.c) -> poll
  * the service's task until it runs (START_TIMEOUT), reporting each state in
  * words -> poll <base_url>api/status with the server token until it answers
- * 200 with JSON (HTTP_TIMEOUT). Any failure removes the service, so nothing
+ * 200 with JSON (HTTP_TIMEOUT), or for a web app its ready_path until it
+ * answers 2xx or 3xx. Any failure removes the service, so nothing
  * is left half-started. Profiles are swapped whole under a rwlock on reload.
  * Ownership: struct spawner owns copies of its settings, the Docker client,
  * the home backend and the profiles.
@@ -641,6 +642,61 @@ server_died(struct spawner *sp, const char *service,
 	return 1;
 }
 
+/* How readiness is asked: Jupyter's <base_url>api/status with the token,
+ * or a web app's ready_path, below the prefix it sees, with its headers. */
+struct ready {
+	char *url;
+	int web;
+	char **headers;		/* web: "Name: value", NULL-terminated */
+};
+
+static void
+ready_init(struct spawner *sp, const struct spawn_req *req,
+	   const struct server_addr *a, struct ready *r)
+{
+	struct spawner_image im;
+	struct err ignore = { 0 };
+	size_t n = strlen(req->base_url), k = 0;
+	char v[512];
+
+	memset(r, 0, sizeof(*r));
+	if (spawner_image_info(sp, req->opts->image, &im, &ignore) < 0 ||
+	    im.kind != SPAWNER_KIND_WEB) {
+		r->url = xasprintf("http://%s:%d%sapi/status", a->host,
+				   a->port, req->base_url);
+		return;
+	}
+	r->web = 1;
+	/* "/user/alice/" + "/ready" -> "/user/alice/ready"; stripped: "" */
+	if (im.strip_prefix || n == 0)
+		n = 1;
+	r->url = xasprintf("http://%s:%d%.*s%s", a->host, a->port,
+			   (int)(n - 1), req->base_url, im.ready_path);
+	r->headers = xcalloc(im.nheaders + 1, sizeof(*r->headers));
+	for (size_t i = 0; i < im.nheaders; i++)
+		if (spawner_expand(im.header_value[i], req->base_url,
+				   req->user, req->token, v, sizeof(v)) == 0)
+			r->headers[k++] = xasprintf("%s: %s",
+						    im.header_name[i], v);
+}
+
+static void
+ready_release(struct ready *r)
+{
+	for (size_t i = 0; r->headers && r->headers[i]; i++)
+		free(r->headers[i]);
+	free(r->headers);
+	free(r->url);
+}
+
+static int
+ready_probe(const struct ready *r, const char *token, struct err *e)
+{
+	if (r->web)
+		return probe_web(r->url, r->headers, 1000, e);
+	return spawner_probe(r->url, token, 1000, e);
+}
+
 static int
 wait_http(struct spawner *sp, const char *service,
 	  const struct spawn_req *req, const struct server_addr *a,
@@ -648,17 +704,17 @@ wait_http(struct spawner *sp, const char *service,
 {
 	int64_t start = mono_ms(), checked = start;
 	int64_t deadline = start + sp->cfg.http_timeout_s * 1000;
-	char *url = xasprintf("http://%s:%d%sapi/status", a->host, a->port,
-			      req->base_url);
+	struct ready r;
 	struct err pe = { 0 };
 	int rc = -1, tries = 0;
 
+	ready_init(sp, req, a, &r);
 	for (;;) {
 		if (cancelled(req)) {
 			err_set(e, ERR_UPSTREAM, "start cancelled");
 			break;
 		}
-		if (spawner_probe(url, req->token, 1000, &pe) == 0) {
+		if (ready_probe(&r, req->token, &pe) == 0) {
 			rc = 0;
 			break;
 		}
@@ -667,7 +723,8 @@ wait_http(struct spawner *sp, const char *service,
 		    server_died(sp, service, req, &checked, e))
 			break;
 		if (tries == 20)
-			report(fn, ctx, 80, "Jupyter is starting");
+			report(fn, ctx, 80, r.web ? "The app is starting" :
+			       "Jupyter is starting");
 		if (mono_ms() >= deadline) {
 			err_set(e, ERR_TIMEOUT, "the server did not answer "
 				"within %ld s (last answer: %s)",
@@ -678,7 +735,7 @@ wait_http(struct spawner *sp, const char *service,
 		 * little), then 250 ms */
 		sleep_ms(mono_ms() - start < 10000 ? 25 : 250);
 	}
-	free(url);
+	ready_release(&r);
 	return rc;
 }
 

@@ -132,6 +132,14 @@ struct spawner_image {
 int spawner_image_info(struct spawner *sp, const char *image_key,
 		       struct spawner_image *out, struct err *e);
 
+/*
+ * tmpl (an "env" or "headers" value of an image) with {base_url} (the
+ * server's prefix, "/user/alice/"), {user} and {token} (the server's
+ * token) replaced, into out: -1 when it needs more than size - 1 bytes.
+ */
+int spawner_expand(const char *tmpl, const char *base_url, const char *user,
+		   const char *token, char *out, size_t size);
+
 /* ---- servers --------------------------------------------------------- */
 struct spawn_req {
 	const char *user;	/* normalized username */

@@ -75,6 +75,48 @@ expand(const char *s, const char *base_url, int port)
 	return sb_detach(&sb, NULL);
 }
 
+/* Appends tmpl to sb with {base_url}, {user} and {token} replaced. */
+static void
+expand_vars(struct strbuf *sb, const char *tmpl, const char *base_url,
+	    const char *user, const char *token)
+{
+	static const char *const names[] = { "{base_url}", "{user}",
+		"{token}" };
+	const char *vals[] = { base_url, user, token };
+
+	while (*tmpl) {
+		size_t i;
+
+		for (i = 0; i < 3; i++)
+			if (strncmp(tmpl, names[i], strlen(names[i])) == 0)
+				break;
+		if (i == 3) {
+			sb_addc(sb, *tmpl++);
+			continue;
+		}
+		sb_adds(sb, str(vals[i]));
+		tmpl += strlen(names[i]);
+	}
+}
+
+int
+spawner_expand(const char *tmpl, const char *base_url, const char *user,
+	       const char *token, char *out, size_t size)
+{
+	struct strbuf sb;
+	int rc = -1;
+
+	sb_init(&sb);
+	sb_adds(&sb, "");
+	expand_vars(&sb, tmpl, base_url, user, token);
+	if (sb.len < size) {
+		memcpy(out, sb.buf, sb.len + 1);
+		rc = 0;
+	}
+	sb_release(&sb);
+	return rc;
+}
+
 /* A valid DNS label from the service name: [a-z0-9-], <= 63, no edge '-'. */
 static char *
 hostname(const char *name)
@@ -154,8 +196,15 @@ env(const struct spec_input *in, int *ok)
 	push(v, xasprintf("JUPYTERHUB_SERVICE_PREFIX=%s", str(req->base_url)),
 	     ok);
 	push(v, xstrdup("JUPYTERHUB_BASE_URL=/"), ok);
-	for (i = 0; i < in->image->nenv; i++)
-		push(v, xstrdup(in->image->env[i]), ok);
+	for (i = 0; i < in->image->nenv; i++) {
+		struct strbuf sb;
+
+		sb_init(&sb);
+		sb_adds(&sb, "");
+		expand_vars(&sb, in->image->env[i], req->base_url, req->user,
+			    req->token);
+		push(v, sb_detach(&sb, NULL), ok);
+	}
 	/* a uid the image does not know has no writable home of its own:
 	 * the mounted one is (HOME_UID=ldap) */
 	if (req->own_ids)

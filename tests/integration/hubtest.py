@@ -470,7 +470,9 @@ def own_postgres():
 DOCKER_SOCK = "/var/run/docker.sock"
 TINY = "swarmhub/test-notebook:latest"
 REAL = "swarmhub/notebook:latest"
-IMAGE_DIRS = {TINY: "images/test-notebook", REAL: "images/notebook"}
+SHINY = "swarmhub/test-shiny:latest"
+IMAGE_DIRS = {TINY: "images/test-notebook", REAL: "images/notebook",
+              SHINY: "images/test-shiny"}
 # the notebook servers' command line (the fake one takes the same arguments)
 NB_CMD = ["python3", "-m", "notebook", "--NotebookApp.base_url={base_url}",
           "--ip=0.0.0.0", "--port={port}"]

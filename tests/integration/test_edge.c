@@ -397,7 +397,10 @@ up_request(struct rd *r, long id, int nreq)
 		return -1;
 	head_only = strncmp(head, "HEAD ", 5) == 0;
 	path = strchr(head, ' ') + 1;
-	path += strncmp(path, "/up", 3) == 0 ? 3 : 5;
+	if (strncmp(path, "/up", 3) == 0)
+		path += 3;
+	else if (strncmp(path, "/sock", 5) == 0)
+		path += 5;	/* else /app/...: the edge stripped "/app" */
 	if (hget(head, "Content-Length", v, sizeof(v))) {
 		blen = strtoul(v, NULL, 10);
 		body = malloc(blen + 1);
@@ -426,6 +429,10 @@ up_request(struct rd *r, long id, int nreq)
 	} else if (strncmp(path, "/headers", 8) == 0) {
 		up_reply(r->fd, 0, 200, "Connection: keep-alive, X-Up\r\n"
 		    "X-Up: hop\r\n", head, strlen(head));
+	} else if (strncmp(path, "/moved", 6) == 0) {
+		up_reply(r->fd, 0, 302, strstr(path, "/moved/net ") ?
+			 "Location: //elsewhere.test/x\r\n" :
+			 "Location: /there?a=1\r\n", "", 0);
 	} else if (strncmp(path, "/nocontent ", 11) == 0) {
 		write_str(r->fd, "HTTP/1.1 204 No Content\r\n\r\n");
 	} else if (strncmp(path, "/close ", 7) == 0) {
@@ -677,6 +684,17 @@ route(void *ctx, const struct edge_request *rq, struct edge_target *t)
 			snprintf(seen_ip, sizeof(seen_ip), "%s", rq->client_ip);
 			seen_https = rq->https;
 		}
+	} else if (strncmp(rq->target, "/app/", 5) == 0) {
+		/* a web app served at "/": prefix stripped, headers set */
+		proxy_to(t, up_port, "alice");
+		snprintf(t->strip_cookie, sizeof(t->strip_cookie), "hubcookie");
+		t->strip_authorization = 1;
+		t->strip_target = 4;
+		t->nheaders = 2;
+		snprintf(t->header_name[0], 64, "X-Root");
+		snprintf(t->header_value[0], 512, "/app/");
+		snprintf(t->header_name[1], 64, "x-keep");
+		snprintf(t->header_value[1], 512, "from the route");
 	} else if (strncmp(rq->target, "/sock/", 6) == 0) {
 		t->action = EDGE_PROXY;
 		snprintf(t->unix_path, sizeof(t->unix_path), "%s", sock_path);
@@ -1061,6 +1079,52 @@ test_headers(void)
 	     && !strstr(rs.body, "Cookie"),
 	     "Authorization stripped, empty Cookie dropped");
 	resp_free(&rs);
+	/* a web app's route: target stripped, its headers replace the
+	 * client's of the same names, no Authorization, no hub cookie */
+	T_OK(once("GET /app/headers?q=1 HTTP/1.1\r\nHost: h\r\n"
+		  "X-Keep: forged\r\nX-ROOT: /evil/\r\nX-Other: 1\r\n"
+		  "Authorization: token user\r\nCookie: a=1; hubcookie=s\r\n"
+		  "\r\n", 0, 0, &rs) == 0 && rs.status == 200 && rs.body,
+	     "web app route answers");
+	if (rs.body) {
+		const char *b = rs.body;
+
+		T_OK(strncmp(b, "GET /headers?q=1 HTTP/1.1\r\n", 27) == 0,
+		     "target stripped to /headers?q=1: %.40s", b);
+		T_OK(strstr(b, "\r\nX-Root: /app/\r\n") &&
+		     strstr(b, "\r\nx-keep: from the route\r\n") &&
+		     !strstr(b, "forged") && !strstr(b, "/evil/") &&
+		     strstr(b, "X-Other: 1\r\n"),
+		     "route headers set, the client's of those names dropped");
+		T_OK(!strstr(b, "Authoriz") && strstr(b, "Cookie: a=1\r\n") &&
+		     !strstr(b, "hubcookie"), "no Authorization, no hub cookie");
+	}
+	resp_free(&rs);
+	T_OK(once("GET /app/ HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
+	     && rs.status == 404, "/app/ reaches the upstream as /");
+	resp_free(&rs);
+	/* an absolute-path redirect of the app keeps the stripped prefix */
+	T_OK(once("GET /app/moved HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
+	     && rs.status == 302 &&
+	     strstr(rs.head, "\r\nLocation: /app/there?a=1\r\n"),
+	     "Location /there?a=1 -> /app/there?a=1: %s", rs.head);
+	resp_free(&rs);
+	T_OK(once("GET /app/moved/net HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0,
+		  &rs) == 0 && rs.status == 302 &&
+	     strstr(rs.head, "\r\nLocation: //elsewhere.test/x\r\n"),
+	     "a network-path Location is left alone: %s", rs.head);
+	resp_free(&rs);
+	T_OK(once("GET /up/moved HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
+	     && rs.status == 302 &&
+	     strstr(rs.head, "\r\nLocation: /there?a=1\r\n"),
+	     "no strip, no change: %s", rs.head);
+	resp_free(&rs);
+	fd = ws_open(&r, "/app/ws");
+	T_OK(fd >= 0, "WebSocket upgrade on a stripped target (/ws upstream)");
+	if (fd >= 0) {
+		close(fd);
+		rd_free(&r);
+	}
 	/* a trusted proxy's X-Forwarded-For and -Proto are believed */
 	fd = cli_open("127.0.0.2");
 	rd_init(&r, fd);

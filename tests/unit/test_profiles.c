@@ -55,6 +55,17 @@ parse(const char *json)
 	return p;
 }
 
+/* json parses. */
+static int
+parse_ok(const char *json)
+{
+	struct profiles *p = parse(json);
+	int ok = p != NULL;
+
+	profiles_free(p);
+	return ok;
+}
+
 /* Parsing json fails with ERR_INVALID and exactly want. */
 static void
 refused(const char *json, const char *want)
@@ -516,6 +527,8 @@ test_profiles_json(void)
 		"image key");
 	T_STREQ(json_string_value(json_object_get(img, "description")),
 		"SciPy", "image description");
+	T_STREQ(json_string_value(json_object_get(img, "kind")), "jupyter",
+		"image kind (default jupyter)");
 	T_OK(json_number_value(json_object_get(json_object_get(ds, "cpu"),
 					       "max")) == 8, "cpu range");
 	T_OK(json_integer_value(json_object_get(ds, "gpus")) == 2, "gpus");
@@ -542,10 +555,56 @@ test_profiles_json(void)
 	profiles_free(p);
 }
 
+/* kind "web": a credential the app checks, or trust_network said out loud */
+#define WEB(keys) "{'images': {'w': {'image': 'x', 'kind': 'web'" keys "}}, " \
+	"'profiles': {'p': {'images': ['w'], " RNG "}}}"
+
+static void
+accepted_web(const char *json, const char *what, int strip, int trust)
+{
+	struct profiles *p = parse(json);
+	const struct image_def *im = p ? profiles_image(p, "w") : NULL;
+
+	T_OK(im != NULL, "web image accepted: %s", what);
+	if (im) {
+		T_OK(im->info.kind == SPAWNER_KIND_WEB, "kind web: %s", what);
+		T_OK(im->info.strip_prefix == strip, "prefix: %s", what);
+		T_OK(im->info.trust_network == trust, "trust_network: %s",
+		     what);
+	}
+	profiles_free(p);
+}
+
+static void
+test_web_credential(void)
+{
+	static const char want[] = "images.w: an image of kind \"web\" must "
+	    "either pass the app a credential it checks ('{token}' in an "
+	    "\"env\" or \"headers\" value) or say \"trust_network\": true "
+	    "(see compose/profiles.md)";
+
+	refused(WEB(""), want);
+	refused(WEB(", 'trust_network': false"), want);
+	refused(WEB(", 'headers': {'X-Root': '{base_url}'}, "
+		    "'env': {'T': 'token'}"), want);
+	refused(WEB(", 'env': {'{token}': 'x'}"), want);
+	accepted_web(WEB(", 'trust_network': true, 'prefix': 'strip'"),
+		     "trust_network", 1, 1);
+	accepted_web(WEB(", 'headers': {'Authorization': 'token {token}'}"),
+		     "{token} in a header", 0, 0);
+	accepted_web(WEB(", 'env': {'PASSWORD': '{token}'}, "
+			 "'prefix': 'keep'"), "{token} in env", 0, 0);
+	/* other kinds need neither */
+	T_OK(parse_ok("{'images': {'j': {'image': 'x', 'kind': 'jupyter'}}, "
+		      "'profiles': {'p': {'images': ['j'], " RNG "}}}"),
+	     "a jupyter image needs no trust_network");
+}
+
 int
 main(void)
 {
 	test_validation();
+	test_web_credential();
 	test_defaults();
 	test_load();
 	test_options();

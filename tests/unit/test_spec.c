@@ -13,7 +13,9 @@ static const char profiles_text[] =
 	"  \"scipy\": {\"image\": \"jupyter/scipy:1\","
 	"   \"cmd\": [\"start.py\", \"--ServerApp.base_url={base_url}\","
 	"            \"--port={port}\", \"--x={base_url}{port}{other}\"],"
-	"   \"port\": 9999, \"env\": {\"PROFILE_VAR\": \"yes\"}},"
+	"   \"port\": 9999, \"env\": {\"PROFILE_VAR\": \"yes\","
+	"    \"APP_PASSWORD\": \"{token}\","
+	"    \"APP_ROOT\": \"{base_url}app-{user}{port}\"}},"
 	"  \"plain\": {\"image\": \"local/nb:1\"}},"
 	" \"profiles\": {"
 	"  \"ds\": {\"images\": [\"scipy\", \"plain\"],"
@@ -205,6 +207,9 @@ test_spec_bind(void)
 	     "JUPYTERHUB_SERVICE_PREFIX");
 	T_OK(has_env(v, "JUPYTERHUB_BASE_URL=/"), "JUPYTERHUB_BASE_URL");
 	T_OK(has_env(v, "PROFILE_VAR=yes"), "the image's env");
+	T_OK(has_env(v, "APP_PASSWORD=tok-alice-123"), "{token} in env");
+	T_OK(has_env(v, "APP_ROOT=/user/alice/app-alice{port}"),
+	     "{base_url} and {user} in env, {port} kept");
 	T_OK(!env_has_prefix(v, "HOME="), "HOME not overridden");
 
 	T_OK(json_array_size(at(cs, "Mounts")) == 2, "home and shared mounts");
@@ -557,10 +562,29 @@ test_spec_own_ids(void)
 	profiles_free(f.p);
 }
 
+static void
+test_expand(void)
+{
+	char out[32];
+
+	T_OK(spawner_expand("token {token}", "/user/a/", "a", "t0k", out,
+			    sizeof(out)) == 0, "expand: fits");
+	T_STREQ(out, "token t0k", "{token}");
+	T_OK(spawner_expand("{base_url}|{user}|{port}|{x", "/user/a/", "a",
+			    "t", out, sizeof(out)) == 0, "expand: fits 2");
+	T_STREQ(out, "/user/a/|a|{port}|{x", "{base_url} {user}, others kept");
+	T_OK(spawner_expand("{token}{token}", "/", "a", "0123456789abcdef",
+			    out, sizeof(out)) == -1,
+	     "expand: 32 bytes do not fit in 32");
+	T_OK(spawner_expand("{token}{token}", "/", "a", "0123456789abcde",
+			    out, sizeof(out)) == 0, "expand: 30 bytes fit");
+}
+
 int
 main(void)
 {
 	test_escape();
+	test_expand();
 	test_spec_bind();
 	test_spec_variants();
 	test_spec_own_ids();

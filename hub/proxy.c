@@ -4,7 +4,10 @@
  *
  * /user/<name>/... goes to that user's server when the caller may use it
  * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
- * credentials removed and the server token added. Everything else goes to
+ * credentials removed and the server token added; a jupyterhub-singleuser
+ * server (kind singleuser) gets the caller's own Authorization header
+ * instead and checks it with the hub itself. The hub's session cookie is
+ * never passed on. Everything else goes to
  * the hub's own HTTP server (libmicrohttpd) on its internal unix socket.
  * Answers come from memory only: session and token maps, server addresses.
  */
@@ -130,7 +133,7 @@ to_server(struct hub *h, const char *name, struct edge_target *t,
 	struct user *u;
 	struct server *s;
 	char nonce[33] = "";
-	int ok = 0;
+	int ok = 0, singleuser = 0;
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
@@ -140,12 +143,16 @@ to_server(struct hub *h, const char *name, struct edge_target *t,
 		snprintf(t->host, sizeof(t->host), "%s", s->ip);
 		t->port = s->addr.port;
 		memcpy(nonce, s->nonce, sizeof(nonce));
+		singleuser = s->kind == SPAWNER_KIND_SINGLEUSER;
 		ok = 1;
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (!ok)
 		return -1;
-	{
+	/* jupyterhub-singleuser authenticates each caller through the hub:
+	 * it gets the caller's own Authorization and its cookies (as
+	 * JupyterHub's proxy passes them), never a token of ours */
+	if (!singleuser) {
 		char token[65];
 
 		servers_token(h, name, nonce, token);
@@ -153,7 +160,7 @@ to_server(struct hub *h, const char *name, struct edge_target *t,
 			 "token %s", token);
 	}
 	t->action = EDGE_PROXY;
-	t->strip_authorization = 1;
+	t->strip_authorization = !singleuser;
 	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
 		 SESSION_COOKIE);
 	snprintf(t->activity, sizeof(t->activity), "%s", name);

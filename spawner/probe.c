@@ -109,3 +109,32 @@ spawner_probe(const char *url, const char *token, long timeout_ms,
 	json_decref(j);
 	return ok ? 0 : -1;
 }
+
+int
+spawner_probe_http(const char *url, long timeout_ms, struct err *e)
+{
+	CURL *c = curl_easy_init();
+	struct strbuf sb;
+	long status = 0;
+	CURLcode rc;
+
+	if (c == NULL)
+		return err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
+	sb_init(&sb);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
+	rc = curl_easy_perform(c);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	sb_release(&sb);
+	if (rc != CURLE_OK || status < 100)
+		return err_set(e, ERR_UPSTREAM, "%s: %s", url, rc != CURLE_OK ?
+			       curl_easy_strerror(rc) : "no HTTP answer");
+	return 0;
+}

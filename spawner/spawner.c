@@ -583,6 +583,21 @@ server_died(struct spawner *sp, const char *service,
 	return 1;
 }
 
+/* A jupyterhub-singleuser server is ready when its prefix answers HTTP at
+ * all, as JupyterHub waits for it (its API wants a token of the hub's). */
+static int
+ready_any_answer(struct spawner *sp, const struct spawn_req *req)
+{
+	const struct image_def *im;
+	int any;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	im = profiles_image(sp->profiles, req->opts->image);
+	any = im && im->info.kind == SPAWNER_KIND_SINGLEUSER;
+	pthread_rwlock_unlock(&sp->plock);
+	return any;
+}
+
 static int
 wait_http(struct spawner *sp, const char *service,
 	  const struct spawn_req *req, const struct server_addr *a,
@@ -590,8 +605,9 @@ wait_http(struct spawner *sp, const char *service,
 {
 	int64_t start = mono_ms(), checked = start;
 	int64_t deadline = start + sp->cfg.http_timeout_s * 1000;
-	char *url = xasprintf("http://%s:%d%sapi/status", a->host, a->port,
-			      req->base_url);
+	int any = ready_any_answer(sp, req);
+	char *url = xasprintf("http://%s:%d%s%s", a->host, a->port,
+			      req->base_url, any ? "" : "api/status");
 	struct err pe = { 0 };
 	int rc = -1, tries = 0;
 
@@ -600,7 +616,8 @@ wait_http(struct spawner *sp, const char *service,
 			err_set(e, ERR_UPSTREAM, "start cancelled");
 			break;
 		}
-		if (spawner_probe(url, req->token, 1000, &pe) == 0) {
+		if ((any ? spawner_probe_http(url, 1000, &pe) :
+		     spawner_probe(url, req->token, 1000, &pe)) == 0) {
 			rc = 0;
 			break;
 		}

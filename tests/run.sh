@@ -107,6 +107,8 @@ start_services() {
 		images/build-base.sh >/dev/null && docker build -q -t \
 		    swarmhub/test-notebook:latest images/test-notebook >/dev/null &&
 		    docker build -q -t swarmhub/notebook:latest images/notebook \
+		    >/dev/null && docker build -q -t \
+		    swarmhub/test-singleuser:latest images/test-singleuser \
 		    >/dev/null || {
 			echo "FAIL: test images did not build (images/build-base.sh)"; exit 1; }
 	fi

@@ -1,0 +1,444 @@
+"""
+test_singleuser.py - a stock jupyterhub-singleuser (Debian 12's JupyterHub
+3.0 with Notebook 6.4, images/test-singleuser) as a user's server: images
+of kind "singleuser" get the JUPYTERHUB_* environment, authenticate every
+caller through the hub (OAuth for browsers, /hub/api/user for tokens) and
+report activity to it.
+
+The hub runs on the host (CONNECT=gwbridge) listening on every address, so
+that the servers reach its API at the docker_gwbridge gateway
+(HUB_CONNECT_URL). alice and bob each run a server; a container is
+addressed directly (its docker_gwbridge address) only to show what the
+server itself decides. Every service has the label t<pid>su and is removed
+at the end of the module.
+
+Needs what test_proxy.py needs (tests/run.sh exports it), and the image
+swarmhub/test-singleuser:latest (tests/run.sh builds it).
+"""
+import json
+import secrets
+import time
+import urllib.parse
+import uuid
+
+import pytest
+import requests
+
+from hubtest import (DIRECT, NFS_DIR, PID, SESSION_COOKIE, Hub, chromium,
+                     driver_log, gw_ip, login, need_docker, remove_homes,
+                     remove_services, server_token, shot, sign_in, start,
+                     stop_hub, swarm_env, tok, uniq, user_model, wait,
+                     wait_for, wait_ready, write_profiles, limits)
+
+HUB_ID = f"t{PID}su"
+IMAGE = "swarmhub/test-singleuser:latest"
+GATEWAY_NET = "docker_gwbridge"
+
+
+def gateway():
+    """The host's address on docker_gwbridge: where containers reach it."""
+    from hubtest import docker
+    st, net = docker("GET", f"/networks/{GATEWAY_NET}")
+    assert st == 200, net
+    return net["IPAM"]["Config"][0]["Gateway"]
+
+
+class Bag:
+    pass
+
+
+@pytest.fixture(scope="module")
+def su(tmp_path_factory):
+    need_docker(nfs=True, images=(IMAGE,), websocket=True)
+    d = tmp_path_factory.mktemp("singleuser")
+    profiles = write_profiles(d / "profiles.json", {
+        "su": {"image": IMAGE, "kind": "singleuser", "port": 8888,
+               "description": "jupyterhub-singleuser 3.0",
+               # report activity every 5 s instead of 300
+               "env": {"JUPYTERHUB_ACTIVITY_INTERVAL": "5"}},
+    }, {"default": {"images": ["su"],
+                    **limits(cpu=(0.1, 2, 1), mem_gb=(0.1, 4, 1))}})
+    hub = None
+    try:
+        from hubtest import free_port
+        port = free_port()
+        hub = Hub("singleuser", env=swarm_env(HUB_ID, profiles, 60, 120, **{
+            "SWARMHUB_LISTEN": f"0.0.0.0:{port}",
+            "SWARMHUB_HUB_CONNECT_URL": f"http://{gateway()}:{port}",
+            "SWARMHUB_OAUTH_CODE_TTL": "3",
+            "SWARMHUB_RECONCILE_EVERY": "3600",
+        }), wait=False)
+        # the Hub helper picked its own port: use the one we gave it
+        hub.port = port
+        hub.url = f"http://127.0.0.1:{port}"
+        hub.wait_ready()
+        b = Bag()
+        b.hub, b.pw = hub, "pw-" + secrets.token_hex(6)
+        b.alice, b.bob = uniq("alice"), uniq("bob")
+        for u in (b.alice, b.bob):
+            hub.make_user(u, password=b.pw)
+            start(hub, u, {"image": "su", "cpu": 1, "mem_gb": 1},
+                  ok=(201, 202))
+        for u in (b.alice, b.bob):
+            wait_ready(hub, u, timeout=150, read_timeout=60)
+        b.tokens = {u: hub.make_token(u, note="singleuser test")
+                    for u in (b.alice, b.bob)}
+        b.secret = {u: server_token(hub.secret, u, HUB_ID)
+                    for u in (b.alice, b.bob)}
+        yield b
+    finally:
+        try:
+            if hub is not None:
+                stop_hub(hub, keep_db=False)
+        finally:
+            remove_services(HUB_ID, wait=True)
+            remove_homes(f"*{PID}*")
+
+
+def session_of(b, user):
+    s, r = login(b.hub, user, b.pw)
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    s.trust_env = False
+    return s
+
+
+def client_id(user):
+    return "jupyterhub-user-" + urllib.parse.quote(user, safe="-_.~")
+
+
+def callback(user):
+    return f"/user/{user}/oauth_callback"
+
+
+def authorize(b, s, user, **over):
+    q = {"client_id": client_id(user), "redirect_uri": callback(user),
+         "response_type": "code", "state": "st-" + uuid.uuid4().hex}
+    q.update(over)
+    q = {k: v for k, v in q.items() if v is not None}
+    return s.get(b.hub.url + "/hub/api/oauth2/authorize", params=q,
+                 allow_redirects=False, timeout=20)
+
+
+def code_for(b, user):
+    r = authorize(b, session_of(b, user), user, state="abc")
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    loc = urllib.parse.urlsplit(r.headers["Location"])
+    assert loc.path == callback(user), r.headers["Location"]
+    q = urllib.parse.parse_qs(loc.query)
+    assert q["state"] == ["abc"], q
+    return q["code"][0]
+
+
+def exchange(b, user, code, **over):
+    body = {"client_id": client_id(user), "client_secret": b.secret[user],
+            "grant_type": "authorization_code", "code": code,
+            "redirect_uri": callback(user)}
+    body.update(over)
+    body = {k: v for k, v in body.items() if v is not None}
+    return DIRECT.post(b.hub.url + "/hub/api/oauth2/token", data=body,
+                       timeout=20, allow_redirects=False)
+
+
+def whoami(b, token):
+    return DIRECT.get(b.hub.url + "/hub/api/user", headers=tok(token),
+                      timeout=20)
+
+
+def direct(b, user, path, token):
+    """GET on user's server itself (its gwbridge address), not the edge."""
+    return DIRECT.get(f"http://{gw_ip(user)}:8888/user/{user}/{path}",
+                      headers=tok(token) if token else {}, timeout=20,
+                      allow_redirects=False)
+
+
+def activity_posts(b):
+    """How many activity reports the hub has answered (its metrics)."""
+    r = DIRECT.get(b.hub.url + "/hub/metrics", timeout=10,
+                   headers=tok(b.hub.admin_token))
+    assert r.status_code == 200, r.status_code
+    n = 0
+    for line in r.text.splitlines():
+        if 'handler="api_activity"' in line and 'code="204"' in line and \
+                line.startswith("jupyterhub_request_duration_seconds_count"):
+            n += float(line.rsplit(" ", 1)[1])
+    return n
+
+
+# ---- the environment and the tokens -----------------------------------------
+
+def test_server_gets_the_jupyterhub_environment(su):
+    from hubtest import docker, service_name
+    st, svc = docker("GET", f"/services/{service_name(su.alice)}")
+    assert st == 200, svc
+    env = dict(e.split("=", 1) for e in
+               svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"])
+    a = su.alice
+    assert "JUPYTER_TOKEN" not in env
+    assert env["JUPYTERHUB_API_TOKEN"] == su.secret[a]
+    assert env["JUPYTERHUB_API_URL"].endswith("/hub/api")
+    assert env["JUPYTERHUB_ACTIVITY_URL"] == \
+        env["JUPYTERHUB_API_URL"] + f"/users/{a}/activity"
+    assert env["JUPYTERHUB_CLIENT_ID"] == client_id(a)
+    assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == callback(a)
+    assert json.loads(env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"]) == [
+        f"access:servers!server={a}/", f"access:servers!user={a}"]
+    assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{a}/"
+    assert env["JUPYTERHUB_USER"] == a
+    assert env["JUPYTERHUB_SERVER_NAME"] == ""
+
+
+def test_server_token_identifies_owner_with_server_scopes(su):
+    a = su.alice
+    r = whoami(su, su.secret[a])
+    assert r.status_code == 200, r.text
+    m = r.json()
+    assert m["name"] == a and m["kind"] == "user"
+    assert f"access:servers!server={a}/" in m["scopes"]
+    assert f"users:activity!user={a}" in m["scopes"]
+    assert not any(s.startswith("admin") for s in m["scopes"])
+    # and nothing else of the API
+    r = su.hub.api("GET", f"/users/{a}", token=su.secret[a])
+    assert r.status_code == 403, r.text
+    r = su.hub.api("POST", f"/users/{a}/server", token=su.secret[a])
+    assert r.status_code == 403, r.text
+    r = su.hub.api("POST", f"/users/{su.bob}/activity", token=su.secret[a],
+                   json={"last_activity": "2026-01-01T00:00:00Z"})
+    assert r.status_code == 403, r.text
+
+
+def test_user_token_scopes_inherit_owner(su):
+    a = su.alice
+    m = whoami(su, su.tokens[a]).json()
+    for s in (f"access:servers!user={a}", f"access:servers!server={a}/",
+              f"read:users!user={a}", f"servers!user={a}"):
+        assert s in m["scopes"], m["scopes"]
+    assert not any(su.bob in s for s in m["scopes"]), m["scopes"]
+
+
+# ---- the server itself decides -----------------------------------------------
+
+def test_owner_token_works_for_server_api(su):
+    a = su.alice
+    # through the edge: the caller's own token reaches the server
+    r = DIRECT.get(f"{su.hub.url}/user/{a}/api/contents",
+                   headers=tok(su.tokens[a]), timeout=30)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    assert r.json()["type"] == "directory"
+    # and the server itself accepts it (it asked the hub)
+    r = direct(su, a, "api/status", su.tokens[a])
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+
+
+def test_other_user_refused_at_server_itself(su):
+    a, bob = su.alice, su.bob
+    r = direct(su, a, "api/contents", su.tokens[bob])
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    r = direct(su, a, "api/contents", None)
+    assert r.status_code in (302, 403), (r.status_code, r.text[:300])
+    # bob's server token is bob's, not alice's
+    r = direct(su, a, "api/contents", su.secret[bob])
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+    # and the edge refuses him too
+    r = DIRECT.get(f"{su.hub.url}/user/{a}/api/contents",
+                   headers=tok(su.tokens[bob]), timeout=30,
+                   allow_redirects=False)
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+
+
+# ---- the browser: OAuth, a cell over the kernel WebSocket, activity ----------
+
+RUN_CELL = """
+const done = arguments[arguments.length - 1];
+const base = arguments[0];
+const xsrf = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || "";
+(async () => {
+  const r = await fetch(base + "api/kernels", {method: "POST",
+      headers: {"X-XSRFToken": decodeURIComponent(xsrf),
+                "Content-Type": "application/json"},
+      body: JSON.stringify({name: "python3"})});
+  if (r.status !== 201) { done("kernel: " + r.status); return; }
+  const k = await r.json();
+  const session = crypto.randomUUID();
+  const proto = location.protocol === "https:" ? "wss://" : "ws://";
+  const ws = new WebSocket(proto + location.host + base + "api/kernels/" +
+                           k.id + "/channels?session_id=" + session);
+  const id = crypto.randomUUID();
+  ws.onerror = () => done("websocket error");
+  ws.onopen = () => ws.send(JSON.stringify({
+    header: {msg_id: id, msg_type: "execute_request", username: "",
+             session: session, date: new Date().toISOString(),
+             version: "5.3"},
+    parent_header: {}, metadata: {}, channel: "shell",
+    content: {code: "print(6*7)", silent: false, store_history: true,
+              user_expressions: {}, allow_stdin: false}}));
+  ws.onmessage = (ev) => {
+    const m = JSON.parse(ev.data);
+    if (m.msg_type === "stream" && m.parent_header.msg_id === id) {
+      ws.close(); done("stdout:" + m.content.text);
+    }
+  };
+})().catch((e) => done("error: " + e));
+"""
+
+
+def test_browser_login_open_run_cell_activity(su, request):
+    a = su.alice
+    before = activity_posts(su)
+    la0 = user_model(su.hub, a)["servers"][""]["last_activity"]
+    with chromium(driver_log("singleuser", request)) as d:
+        d.set_script_timeout(90)
+        # the server itself sends the browser to the hub's authorize,
+        # the hub to its login, then back to the server with a code
+        d.get(f"{su.hub.url}/user/{a}/tree")
+        wait(d, lambda x: "/hub/login" in x.current_url, 60)
+        sign_in(d, su.hub, a, su.pw,
+                next=urllib.parse.unquote(urllib.parse.urlsplit(
+                    d.current_url).query.split("next=", 1)[1]), timeout=60)
+        wait(d, lambda x: urllib.parse.urlsplit(x.current_url).path ==
+             f"/user/{a}/tree", 60)
+        wait(d, lambda x: x.execute_script(
+            "return document.readyState") == "complete", 30)
+        shot(d, "tree", f"singleuser-{PID}")
+        assert "Logout" in d.page_source or "logout" in d.page_source
+        names = [c["name"] for c in d.get_cookies()]
+        assert client_id(a) in names, names
+        out = d.execute_async_script(RUN_CELL, f"/user/{a}/")
+        assert out == "stdout:42\n", out
+    # the server reports its activity to the hub (every 5 s here)
+    wait_for(lambda: activity_posts(su) > before, 30,
+             "an activity report from the server")
+    wait_for(lambda: user_model(su.hub, a)["servers"][""]["last_activity"]
+             > la0, 30, "the server's last_activity to advance")
+
+
+def test_browser_of_other_user_refused(su, request):
+    a, bob = su.alice, su.bob
+    with chromium(driver_log("singleuser", request)) as d:
+        sign_in(d, su.hub, bob, su.pw)
+        d.get(f"{su.hub.url}/user/{a}/tree")
+        time.sleep(1)
+        assert f"/user/{a}/tree" not in d.current_url or \
+            "403" in d.page_source or "someone else" in d.page_source, \
+            d.current_url
+
+
+# ---- OAuth edge cases as API calls ------------------------------------------
+
+def test_oauth_token_and_user_model(su):
+    a = su.alice
+    r = exchange(su, a, code_for(su, a))
+    assert r.status_code == 200, r.text
+    j = r.json()
+    assert j["token_type"] == "Bearer" and len(j["access_token"]) >= 32
+    m = whoami(su, j["access_token"]).json()
+    assert m["name"] == a
+    assert f"access:servers!server={a}/" in m["scopes"]
+    assert f"access:servers!user={a}" in m["scopes"]
+    # limited: identifies, opens the server, nothing else
+    r = su.hub.api("GET", f"/users/{a}/tokens", token=j["access_token"])
+    assert r.status_code == 403, r.text
+    r = direct(su, a, "api/status", j["access_token"])
+    assert r.status_code == 200, r.text
+
+
+def test_oauth_code_single_use(su):
+    a = su.alice
+    code = code_for(su, a)
+    assert exchange(su, a, code).status_code == 200
+    r = exchange(su, a, code)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", \
+        r.text
+
+
+def test_oauth_code_expires(su):
+    a = su.alice
+    code = code_for(su, a)
+    time.sleep(4)           # OAUTH_CODE_TTL=3
+    r = exchange(su, a, code)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", \
+        r.text
+
+
+def test_oauth_redirect_checked_exactly(su):
+    a = su.alice
+    s = session_of(su, a)
+    for bad in (f"/user/{a}/oauth_callback/", f"/user/{a}/x",
+                "https://evil.example.com/user/%s/oauth_callback" % a):
+        r = authorize(su, s, a, redirect_uri=bad)
+        assert r.status_code == 400, (bad, r.status_code)
+        assert "Location" not in r.headers
+    code = code_for(su, a)
+    r = exchange(su, a, code, redirect_uri=f"/user/{a}/oauth_callback?x")
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", \
+        r.text
+
+
+def test_oauth_wrong_client(su):
+    a, bob = su.alice, su.bob
+    code = code_for(su, a)
+    # wrong secret
+    r = exchange(su, a, code, client_secret=su.tokens[a])
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client", \
+        r.text
+    # unknown client
+    r = exchange(su, a, code, client_id="jupyterhub-user-nobody")
+    assert r.status_code == 401, r.text
+    # another server's valid client with alice's code
+    r = exchange(su, bob, code, redirect_uri=callback(a))
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", \
+        r.text
+
+
+def test_oauth_authorize_owner_only_and_login_first(su):
+    a, bob = su.alice, su.bob
+    # bob, signed in, may not authorize alice's server
+    r = authorize(su, session_of(su, bob), a)
+    assert r.status_code == 403, r.status_code
+    # nobody signed in: the login page, coming back here
+    r = authorize(su, requests.Session(), a)
+    assert r.status_code == 302, r.status_code
+    loc = urllib.parse.urlsplit(r.headers["Location"])
+    assert loc.path == "/hub/login", r.headers["Location"]
+    back = urllib.parse.parse_qs(loc.query)["next"][0]
+    assert back.startswith("/hub/api/oauth2/authorize?"), back
+    assert f"client_id={client_id(a)}" in back.replace("%40", "@") or \
+        client_id(a) in urllib.parse.unquote(back), back
+    # unknown client, wrong response_type
+    r = authorize(su, session_of(su, a), a, client_id="nope")
+    assert r.status_code == 400
+    r = authorize(su, session_of(su, a), a, response_type="token")
+    assert r.status_code == 400
+
+
+def test_hub_session_cookie_never_reaches_server(su):
+    a = su.alice
+    s = session_of(su, a)
+    assert s.cookies.get(SESSION_COOKIE)
+    # the server's contents API with only the hub's cookie: the edge lets
+    # alice through, the server sees no credential of its own (403 for
+    # an API request without one) - the hub cookie did not arrive
+    r = s.get(f"{su.hub.url}/user/{a}/api/contents", timeout=30,
+              allow_redirects=False)
+    assert r.status_code == 403, (r.status_code, r.text[:300])
+
+
+# ---- last: stopping the server revokes its tokens ----------------------------
+
+def test_stop_revokes_oauth_tokens(su):
+    a = su.alice
+    r = exchange(su, a, code_for(su, a))
+    access = r.json()["access_token"]
+    assert whoami(su, access).status_code == 200
+    server_tok = su.secret[a]
+    r = su.hub.api("DELETE", f"/users/{a}/server")
+    assert r.status_code in (202, 204), r.text
+    wait_for(lambda: user_model(su.hub, a)["servers"] == {}, 60,
+             "alice's server to stop")
+    assert whoami(su, access).status_code == 403
+    assert whoami(su, server_tok).status_code == 403
+    n = su.hub.sql("SELECT count(*) FROM api_tokens t JOIN users u ON "
+                   f"u.id = t.user_id WHERE u.name = '{a}' AND "
+                   "t.note LIKE 'oauth-client-of-server:%'")
+    assert n == [["0"]], n
+    # her own API token is untouched
+    assert whoami(su, su.tokens[a]).status_code == 200

@@ -154,6 +154,8 @@ api_root(struct req *r)
 {
 	r->handler = "api";
 	req_json(r, 200, xstrdup("{\"version\": \"" HUB_API_VERSION "\"}"));
+	/* jupyterhub-singleuser reads it at start (a warning without) */
+	req_add_header(r, "X-JupyterHub-Version", HUB_API_VERSION);
 }
 
 /* Appends one scope string "<what>!<filter>=<name>[/<server>]". */

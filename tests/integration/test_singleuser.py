@@ -422,6 +422,130 @@ def test_hub_session_cookie_never_reaches_server(su):
     assert r.status_code == 403, (r.status_code, r.text[:300])
 
 
+# ---- JupyterHub 4.x and 5.x single-user servers: their requests, replayed ---
+#
+# Only 3.0 can be installed here (Debian 12). The requests below are the
+# ones jupyterhub-singleuser 4.x and 5.x make, as their sources spell them
+# (jupyterhub/services/auth.py HubAuth._api_request, HubOAuth.login_url and
+# _token_for_code; jupyterhub/singleuser/extension.py check_hub_version and
+# notify_activity; the JupyterHubIdentityProvider's scope check against
+# $JUPYTERHUB_OAUTH_ACCESS_SCOPES), written down by hand, and replayed
+# against the hub with what the spawner gave the server (its environment).
+
+def _check_scopes(required, have):
+    """What 4.x/5.x's services.auth.check_scopes decides for access scopes:
+    a required "access:servers!server=u/s" or "access:servers!user=u" is
+    met by the same scope or by the unfiltered "access:servers"."""
+    have = set(have)
+    return {r for r in required if r in have or r.split("!")[0] in have}
+
+
+EXCHANGES = [
+    # (version, what, method, url template, headers, body kind, body,
+    #  expected status, checks)
+    ("4.x/5.x", "check_hub_version", "GET", "{api}", {}, None, None, 200,
+     ("header:X-JupyterHub-Version", "json:version")),
+    ("4.x/5.x", "user_for_token (server token)", "GET", "{api}/user",
+     {"Authorization": "token {api_token}"}, None, None, 200,
+     ("json:name", "json:scopes", "json:kind")),
+    ("4.x/5.x", "login_url + state", "GET",
+     "{hub}/hub/api/oauth2/authorize?client_id={client_id}"
+     "&redirect_uri={redirect}&response_type=code&state={state}",
+     "session", None, None, 302, ("location:{redirect}",)),
+    ("4.x/5.x", "_token_for_code", "POST", "{api}/oauth2/token",
+     {"Authorization": "token {api_token}",
+      "Content-Type": "application/x-www-form-urlencoded"}, "form",
+     {"client_id": "{client_id}", "client_secret": "{api_token}",
+      "grant_type": "authorization_code", "code": "{code}",
+      "redirect_uri": "{redirect}"}, 200, ("json:access_token",)),
+    ("4.x/5.x", "user_for_token (OAuth cookie token)", "GET", "{api}/user",
+     {"Authorization": "token {access_token}"}, None, None, 200,
+     ("json:name", "scopes-allow-owner")),
+    ("4.x/5.x", "user_for_token (bearer spelling)", "GET", "{api}/user",
+     {"Authorization": "bearer {access_token}"}, None, None, 200,
+     ("json:name",)),
+    ("4.x/5.x", "notify_activity", "POST", "{activity}",
+     {"Authorization": "token {api_token}",
+      "Content-Type": "application/json"}, "json",
+     {"servers": {"": {"last_activity": "{now}"}},
+      "last_activity": "{now}"}, 204, ()),
+    ("4.x/5.x", "user_for_token (another user's token)", "GET",
+     "{api}/user", {"Authorization": "token {other_token}"}, None, None,
+     200, ("scopes-refuse",)),
+]
+
+
+def _fill(v, ctx):
+    if isinstance(v, str):
+        return v.format(**ctx)
+    if isinstance(v, dict):
+        return {k: _fill(x, ctx) for k, x in v.items()}
+    return v
+
+
+def test_replay_4x_5x_singleuser_requests(su):
+    from hubtest import docker, service_name
+    a = su.alice
+    st, svc = docker("GET", f"/services/{service_name(a)}")
+    env = dict(e.split("=", 1) for e in
+               svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"])
+    # the server reaches the hub at HUB_CONNECT_URL; the test, on the
+    # host, at the hub's own address: the same hub
+    api = env["JUPYTERHUB_API_URL"].replace(
+        env["JUPYTERHUB_API_URL"].split("/hub/api")[0], su.hub.url)
+    activity = env["JUPYTERHUB_ACTIVITY_URL"].replace(
+        env["JUPYTERHUB_ACTIVITY_URL"].split("/hub/api")[0], su.hub.url)
+    access_scopes = set(json.loads(env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"]))
+    ctx = {"hub": su.hub.url, "api": api, "activity": activity,
+           "api_token": env["JUPYTERHUB_API_TOKEN"],
+           "client_id": env["JUPYTERHUB_CLIENT_ID"],
+           "redirect": env["JUPYTERHUB_OAUTH_CALLBACK_URL"],
+           "state": secrets.token_urlsafe(16),
+           "other_token": su.tokens[su.bob],
+           "now": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z",
+                                time.gmtime())}
+    browser = session_of(su, a)
+    for (ver, what, method, url, headers, kind, body, status,
+         checks) in EXCHANGES:
+        url = _fill(url, ctx)
+        kw = {"timeout": 20, "allow_redirects": False}
+        if headers == "session":
+            sess = browser
+        else:
+            sess = DIRECT
+            kw["headers"] = _fill(headers, ctx)
+        if kind == "form":
+            kw["data"] = urllib.parse.urlencode(_fill(body, ctx))
+        elif kind == "json":
+            kw["data"] = json.dumps(_fill(body, ctx))
+        r = sess.request(method, url, **kw)
+        label = f"{ver} {what}"
+        assert r.status_code == status, (label, r.status_code, r.text[:300])
+        for c in checks:
+            if c.startswith("header:"):
+                assert r.headers.get(c[7:]), (label, dict(r.headers))
+            elif c.startswith("json:"):
+                assert c[5:] in r.json(), (label, r.text[:300])
+            elif c.startswith("location:"):
+                loc = urllib.parse.urlsplit(r.headers["Location"])
+                assert loc.path == _fill(c[9:], ctx), (label, loc)
+                q = urllib.parse.parse_qs(loc.query)
+                assert q["state"] == [ctx["state"]], (label, q)
+                ctx["code"] = q["code"][0]
+            elif c == "scopes-allow-owner":
+                assert r.json()["name"] == a
+                assert _check_scopes(access_scopes, r.json()["scopes"]), \
+                    (label, r.json()["scopes"])
+            elif c == "scopes-refuse":
+                assert not _check_scopes(access_scopes, r.json()["scopes"]), \
+                    (label, r.json()["scopes"])
+        if what == "_token_for_code":
+            ctx["access_token"] = r.json()["access_token"]
+    # the activity report moved the server's last_activity to "now"
+    la = user_model(su.hub, a)["servers"][""]["last_activity"]
+    assert la[:19] >= ctx["now"][:19], (la, ctx["now"])
+
+
 # ---- last: stopping the server revokes its tokens ----------------------------
 
 def test_stop_revokes_oauth_tokens(su):

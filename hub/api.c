@@ -199,14 +199,18 @@ add_scopes(struct strbuf *sb, const struct who *w, int admin_access)
 	int first = 1;
 
 	sb_adds(sb, ", \"scopes\": [");
-	add_scope(sb, &first, "access:servers", "server", w->name,
-		  w->limit == WHO_FULL ? "" : w->server);
+	if (w->limit == WHO_FULL) {
+		add_scope(sb, &first, "access:servers", "server", w->name, "");
+	} else {
+		add_scope(sb, &first, "access:servers", "server",
+			  w->server_user, w->server);
+		add_scope(sb, &first, "access:servers", "user",
+			  w->server_user, NULL);
+	}
 	if (w->limit == WHO_SERVER_TOKEN) {
-		add_scope(sb, &first, "access:servers", "user", w->name, NULL);
 		add_scope(sb, &first, "read:users:name", "user", w->name, NULL);
 		add_scope(sb, &first, "users:activity", "user", w->name, NULL);
 	} else if (w->limit == WHO_OAUTH_TOKEN) {
-		add_scope(sb, &first, "access:servers", "user", w->name, NULL);
 		add_scope(sb, &first, "read:users:groups", "user", w->name,
 			  NULL);
 		add_scope(sb, &first, "read:users:name", "user", w->name, NULL);

@@ -237,21 +237,79 @@ clients_code_take(struct hub *h, const char *code, const char *client_id,
 }
 
 void
-clients_token_note(const char *server, char *out, size_t size)
+clients_token_note(const char *user, const char *server, char *out,
+		   size_t size)
 {
-	snprintf(out, size, "%s%s", OAUTH_TOKEN_NOTE, server);
+	snprintf(out, size, "%s%s/%s", OAUTH_TOKEN_NOTE, user, server);
+}
+
+/* Ids of the tokens with this note, of user and of every admin (who may
+ * have authorized with ADMIN_ACCESS); state lock held. */
+static void
+notes_of(struct state *st, const char *user, const char *note, int64_t **ids,
+	 size_t *k, size_t *cap)
+{
+	struct token **v;
+	size_t n;
+
+	v = state_tokens_of(st, user, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i]->note || strcmp(v[i]->note, note) != 0)
+			continue;
+		if (*k == *cap) {
+			*cap = *cap ? *cap * 2 : 8;
+			*ids = xrealloc(*ids, *cap * sizeof(**ids));
+		}
+		(*ids)[(*k)++] = v[i]->id;
+	}
+	free(v);
+}
+
+/* Appends a copy of name to the heap array v of *n names. */
+static char **
+push_owner(char **v, size_t *n, const char *name)
+{
+	v = xrealloc(v, (*n + 2) * sizeof(*v));
+	v[(*n)++] = xstrdup(name);
+	v[*n] = NULL;
+	return v;
+}
+
+/* The access tokens of the server (user's or an admin's): their ids and
+ * users (heap arrays); returns how many. */
+static size_t
+server_tokens(struct hub *h, const char *user, const char *note,
+	      int64_t **ids, char ***owners)
+{
+	size_t k = 0, cap = 0, n = 0;
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	notes_of(&h->state, user, note, ids, &k, &cap);
+	for (size_t i = 0; i < k; i++)
+		*owners = push_owner(*owners, &n, user);
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		struct user *u = h->state.user_list[i];
+
+		if (!u->admin || strcmp(u->name, user) == 0)
+			continue;
+		notes_of(&h->state, u->name, note, ids, &k, &cap);
+		while (n < k)
+			*owners = push_owner(*owners, &n, u->name);
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	return k;
 }
 
 void
 clients_revoke(struct hub *h, const char *user, const char *server)
 {
-	char note[128], id[CLIENT_ID_MAX];
-	struct token **v;
-	int64_t *ids;
-	size_t n, k = 0;
+	char note[USER_NAME_MAX + 128], id[CLIENT_ID_MAX];
+	int64_t *ids = NULL;
+	char **owners = NULL;
+	size_t k;
 	struct err e = { 0 };
 
-	clients_token_note(server, note, sizeof(note));
+	clients_token_note(user, server, note, sizeof(note));
 	clients_id(user, server, id, sizeof(id));
 	pthread_mutex_lock(&lock);
 	for (struct client **pp = &clients; *pp; pp = &(*pp)->next)
@@ -260,21 +318,15 @@ clients_revoke(struct hub *h, const char *user, const char *server)
 			break;
 		}
 	pthread_mutex_unlock(&lock);
-	pthread_rwlock_rdlock(&h->state.lock);
-	v = state_tokens_of(&h->state, user, &n);
-	ids = xcalloc(n + 1, sizeof(*ids));
-	for (size_t i = 0; i < n; i++)
-		if (v[i]->note && strcmp(v[i]->note, note) == 0)
-			ids[k++] = v[i]->id;
-	pthread_rwlock_unlock(&h->state.lock);
-	free(v);
+	k = server_tokens(h, user, note, &ids, &owners);
 	for (size_t i = 0; i < k; i++)
-		if (users_token_delete(h, user, ids[i], NULL, &e) < 0 &&
+		if (users_token_delete(h, owners[i], ids[i], NULL, &e) < 0 &&
 		    e.code != ERR_NOTFOUND)
 			log_event(LOG_WARN, "oauth.revoke_failed",
-				  "user=%s err=%s", user, e.msg);
+				  "user=%s err=%s", owners[i], e.msg);
 	if (k)
 		log_event(LOG_INFO, "oauth.revoked", "user=%s server=%s "
 			  "tokens=%zu", user, server, k);
 	free(ids);
+	strv_free(owners);
 }

@@ -297,7 +297,10 @@ struct who {
 	int by_cookie;			/* needs XSRF for changes */
 	char session_hash[65];
 	enum who_limit limit;
-	char server[64];		/* the server of a limited token */
+	/* the server a limited token is for: its owner (the token's user
+	 * is an admin with ADMIN_ACCESS when they differ) and name */
+	char server_user[USER_NAME_MAX + 1];
+	char server[64];
 };
 /* The same from raw values (the edge): Authorization header, the value of
  * the session cookie (either may be NULL). */
@@ -371,8 +374,9 @@ void servers_usage_of(struct hub *h, const char *profile,
 
 /* ---- OAuth clients of singleuser servers (clients.c) ----------------- */
 #define CLIENT_ID_MAX 160
-/* Access tokens are API tokens of the user whose note is this prefix and
- * the server's name ("" for the default server). */
+/* Access tokens are API tokens of the user who authorized (the owner, or
+ * an admin with ADMIN_ACCESS) whose note is this prefix and
+ * "<owner>/<server>" (server "" for the default one). */
 #define OAUTH_TOKEN_NOTE "oauth-client-of-server:"
 struct oauth_client {
 	char id[CLIENT_ID_MAX];
@@ -413,7 +417,8 @@ void clients_code_new(struct hub *h, const struct oauth_client *cl,
 int clients_code_take(struct hub *h, const char *code, const char *client_id,
 		      const char *redirect_uri, char *user, struct err *e);
 /* The note of the access tokens of a server. */
-void clients_token_note(const char *server, char *out, size_t size);
+void clients_token_note(const char *user, const char *server, char *out,
+			size_t size);
 
 /* ---- the culler (cull.c) --------------------------------------------- */
 int cull_start(struct hub *h, struct err *e);

@@ -3,14 +3,14 @@
  * servers: GET /hub/api/oauth2/authorize and POST /hub/api/oauth2/token
  * (the authorization-code grant), as JupyterHub's provider answers them.
  *
- * authorize: the signed-in owner of the client's server gets a redirect
- * to the client's redirect_uri with a code (consent is implied: the
- * server is theirs); anyone else 403; nobody signed in: the login page,
- * and back here. token: client_id and client_secret (the server's API
+ * authorize: the signed-in owner of the client's server (or an admin,
+ * with ADMIN_ACCESS) gets a redirect to the client's redirect_uri with a
+ * code (consent is implied: the server is theirs); anyone else 403;
+ * nobody signed in: the login page, and back here. token: client_id and client_secret (the server's API
  * token) checked, the code taken (single use, OAUTH_CODE_TTL), the
  * redirect_uri compared exactly; the answer an access token stored as an
- * API token of the owner (note OAUTH_TOKEN_NOTE + server), limited to
- * naming the owner and opening that server, revoked when it stops.
+ * API token of whoever authorized (note OAUTH_TOKEN_NOTE + owner/server),
+ * limited to naming them and opening that server, revoked when it stops.
  * The clients and codes themselves are clients.c's.
  */
 #include <stdio.h>
@@ -103,7 +103,8 @@ oauth_authorize(struct req *r)
 		to_login(r);
 		return;
 	}
-	if (strcmp(w.name, cl.user) != 0) {
+	if (strcmp(w.name, cl.user) != 0 &&
+	    !(w.admin && r->hub->cfg.admin_access)) {
 		log_event(LOG_WARN, "oauth.refused", "user=%s client=%s",
 			  w.name, cl.id);
 		pages_error(r, 403, "Not your server", "This server belongs to "
@@ -149,7 +150,7 @@ client_ok(struct req *r, const char *id, const char *secret,
 static void
 issue(struct req *r, const struct oauth_client *cl, const char *user)
 {
-	char token[65], hash[65], note[128];
+	char token[65], hash[65], note[USER_NAME_MAX + 128];
 	struct store_token out;
 	struct users_by by = { user, r->ip, NULL };
 	struct err e = { 0 };
@@ -157,7 +158,7 @@ issue(struct req *r, const struct oauth_client *cl, const char *user)
 
 	crypto_token(token);
 	crypto_sha256_hex(token, strlen(token), hash);
-	clients_token_note(cl->server, note, sizeof(note));
+	clients_token_note(cl->user, cl->server, note, sizeof(note));
 	if (users_token_create(r->hub, user, hash, note, 0, &by, &out,
 			       &e) < 0) {
 		oauth_error(r, 500, "server_error", e.msg);
@@ -169,8 +170,8 @@ issue(struct req *r, const struct oauth_client *cl, const char *user)
 	sb_adds(&sb, "\", \"token_type\": \"Bearer\", \"scope\": ");
 	{
 		char *s = xasprintf("access:servers!server=%s/%s "
-				    "access:servers!user=%s", user,
-				    cl->server, user);
+				    "access:servers!user=%s", cl->user,
+				    cl->server, cl->user);
 
 		sb_add_json(&sb, s);
 		free(s);

@@ -210,7 +210,8 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		return;
 	}
 	if (strcmp(w.name, name) != 0 &&
-	    !(w.admin && w.kind == WHO_USER && h->cfg.admin_access)) {
+	    !(w.admin && w.kind == WHO_USER && h->cfg.admin_access) &&
+	    !(w.limit != WHO_FULL && strcmp(w.server_user, name) == 0)) {
 		page_error(h, t, 403, "Not your server", "This notebook server "
 			   "belongs to someone else.");
 		return;

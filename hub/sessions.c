@@ -76,17 +76,26 @@ recheck_due(struct hub *h, struct user *u, int64_t checked_ms, int64_t now)
  * counts only while that server runs; it is limited. 1 when t counts.
  * State lock held. */
 static int
-oauth_token_ok(const struct token *t, const struct user *u, struct who *w)
+oauth_token_ok(struct hub *h, const struct token *t, struct who *w)
 {
 	size_t n = strlen(OAUTH_TOKEN_NOTE);
-	const struct server *s = u->server;
+	const char *owner, *slash;
+	const struct user *o;
 
 	if (t->note == NULL || strncmp(t->note, OAUTH_TOKEN_NOTE, n) != 0)
 		return 1;
+	owner = t->note + n;
+	slash = strrchr(owner, '/');
 	w->limit = WHO_OAUTH_TOKEN;
-	snprintf(w->server, sizeof(w->server), "%s", t->note + n);
-	return *w->server == '\0' && s && (s->state == SRV_RUNNING ||
-					   s->state == SRV_STARTING);
+	if (slash == NULL || (size_t)(slash - owner) > USER_NAME_MAX)
+		return 0;
+	snprintf(w->server_user, sizeof(w->server_user), "%.*s",
+		 (int)(slash - owner), owner);
+	snprintf(w->server, sizeof(w->server), "%s", slash + 1);
+	o = state_user(&h->state, w->server_user);
+	return *w->server == '\0' && o && o->server &&
+	       (o->server->state == SRV_RUNNING ||
+		o->server->state == SRV_STARTING);
 }
 
 /* The API token of a singleuser server (clients.c): limited. */
@@ -100,6 +109,7 @@ by_server_token(struct hub *h, const char *hash, struct who *w)
 	w->kind = WHO_USER;
 	w->limit = WHO_SERVER_TOKEN;
 	snprintf(w->name, sizeof(w->name), "%s", user);
+	snprintf(w->server_user, sizeof(w->server_user), "%s", user);
 	snprintf(w->server, sizeof(w->server), "%s", server);
 }
 
@@ -126,7 +136,7 @@ by_token(struct hub *h, const char *tok, struct who *w)
 	t = state_token(&h->state, hash);
 	u = t ? state_user(&h->state, t->user) : NULL;
 	if (u && (t->expires_ms == 0 || t->expires_ms > now) &&
-	    oauth_token_ok(t, u, w)) {
+	    oauth_token_ok(h, t, w)) {
 		w->kind = WHO_USER;
 		w->admin = w->limit == WHO_FULL ? u->admin : 0;
 		snprintf(w->name, sizeof(w->name), "%s", u->name);

@@ -67,6 +67,7 @@ def su(tmp_path_factory):
             "SWARMHUB_HUB_CONNECT_URL": f"http://{gateway()}:{port}",
             "SWARMHUB_OAUTH_CODE_TTL": "3",
             "SWARMHUB_RECONCILE_EVERY": "3600",
+            "SWARMHUB_ADMIN_ACCESS": "1",
         }), wait=False)
         # the Hub helper picked its own port: use the one we gave it
         hub.port = port
@@ -75,6 +76,7 @@ def su(tmp_path_factory):
         b = Bag()
         b.hub, b.pw = hub, "pw-" + secrets.token_hex(6)
         b.alice, b.bob = uniq("alice"), uniq("bob")
+        b.adm = hub.make_user(uniq("adm"), admin=True, password=b.pw)
         for u in (b.alice, b.bob):
             hub.make_user(u, password=b.pw)
             start(hub, u, {"image": "su", "cpu": 1, "mem_gb": 1},
@@ -196,6 +198,9 @@ def test_server_token_identifies_owner_with_server_scopes(su):
     assert f"access:servers!server={a}/" in m["scopes"]
     assert f"users:activity!user={a}" in m["scopes"]
     assert not any(s.startswith("admin") for s in m["scopes"])
+    # the culler asks the server with it (api/status, api/kernels)
+    r = direct(su, a, "api/status", su.secret[a])
+    assert r.status_code == 200 and "last_activity" in r.json(), r.text
     # and nothing else of the API
     r = su.hub.api("GET", f"/users/{a}", token=su.secret[a])
     assert r.status_code == 403, r.text
@@ -410,6 +415,26 @@ def test_oauth_authorize_owner_only_and_login_first(su):
     assert r.status_code == 400
 
 
+def test_admin_with_admin_access_authorizes_others_server(su):
+    """ADMIN_ACCESS: an admin's OAuth token opens alice's server (as
+    JupyterHub grants admins access:servers); the token names the admin."""
+    a = su.alice
+    r = authorize(su, session_of(su, su.adm), a, state="adm")
+    assert r.status_code == 302, (r.status_code, r.text[:300])
+    code = urllib.parse.parse_qs(urllib.parse.urlsplit(
+        r.headers["Location"]).query)["code"][0]
+    r = exchange(su, a, code)
+    assert r.status_code == 200, r.text
+    access = r.json()["access_token"]
+    m = whoami(su, access).json()
+    assert m["name"] == su.adm, m
+    assert f"access:servers!server={a}/" in m["scopes"], m["scopes"]
+    assert direct(su, a, "api/status", access).status_code == 200
+    # not bob's server
+    assert direct(su, su.bob, "api/status", access).status_code == 403
+    su.admin_access_token = access
+
+
 def test_hub_session_cookie_never_reaches_server(su):
     a = su.alice
     s = session_of(su, a)
@@ -560,9 +585,9 @@ def test_stop_revokes_oauth_tokens(su):
              "alice's server to stop")
     assert whoami(su, access).status_code == 403
     assert whoami(su, server_tok).status_code == 403
-    n = su.hub.sql("SELECT count(*) FROM api_tokens t JOIN users u ON "
-                   f"u.id = t.user_id WHERE u.name = '{a}' AND "
-                   "t.note LIKE 'oauth-client-of-server:%'")
+    assert whoami(su, su.admin_access_token).status_code == 403
+    n = su.hub.sql("SELECT count(*) FROM api_tokens WHERE note = "
+                   f"'oauth-client-of-server:{a}/'")
     assert n == [["0"]], n
     # her own API token is untouched
     assert whoami(su, su.tokens[a]).status_code == 200

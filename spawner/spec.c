@@ -214,6 +214,8 @@ singleuser_env(const struct spec_input *in, json_t *v, int *ok)
 	     ok);
 	push(v, xasprintf("JUPYTERHUB_SERVICE_URL=http://0.0.0.0:%d%s",
 			  in->image->port, str(req->base_url)), ok);
+	/* 4.1+: no __Host- cookies, the server lives below a path */
+	push(v, xstrdup("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED=0"), ok);
 	if (*dflt)
 		push(v, xasprintf("JUPYTERHUB_DEFAULT_URL=%s", dflt), ok);
 	free(scopes);

@@ -539,6 +539,8 @@ test_spec_singleuser(void)
 	T_OK(has_env(v, "JUPYTERHUB_USER=a.b@c"), "user");
 	T_OK(has_env(v, "JUPYTERHUB_SERVER_NAME="), "server name");
 	T_OK(has_env(v, "JUPYTERHUB_DEFAULT_URL=/tree"), "default URL");
+	T_OK(has_env(v, "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED=0"),
+	     "no __Host- cookies (4.1+)");
 	json_decref(v);
 	free(s);
 	profiles_free(f.p);

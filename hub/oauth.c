@@ -65,65 +65,78 @@ to_login(struct req *r)
 	sb_release(&back);
 }
 
-void
-oauth_authorize(struct req *r)
+/* The request's client, redirect_uri and response_type: 0 with *cl, or
+ * -1 with r answered 400 (never a redirect to a URI not the client's). */
+static int
+authorize_request(struct req *r, struct oauth_client *cl)
 {
 	const char *client_id = req_query(r, "client_id");
 	const char *redirect_uri = req_query(r, "redirect_uri");
 	const char *type = req_query(r, "response_type");
-	const char *state = req_query(r, "state");
-	struct oauth_client cl;
-	struct strbuf sb;
-	struct who w;
-	char code[65];
 
-	r->handler = "oauth_authorize";
-	if (r->method != M_GET && r->method != M_HEAD) {
-		req_json_error(r, 405, "method not allowed");
-		return;
-	}
-	if (client_id == NULL || !clients_get(r->hub, client_id, &cl)) {
+	if (client_id == NULL || !clients_get(r->hub, client_id, cl))
 		pages_error(r, 400, "Unknown application", "client_id: no "
 			    "running server has this OAuth client.");
-		return;
-	}
-	/* never redirect to a URI that is not the client's own */
-	if (redirect_uri && strcmp(redirect_uri, cl.redirect_uri) != 0) {
+	else if (redirect_uri && strcmp(redirect_uri, cl->redirect_uri) != 0)
 		pages_error(r, 400, "Wrong redirect", "redirect_uri: not the "
 			    "one registered for this client.");
-		return;
-	}
-	if (type == NULL || strcmp(type, "code") != 0) {
+	else if (type == NULL || strcmp(type, "code") != 0)
 		pages_error(r, 400, "Unsupported request", "response_type: "
 			    "only \"code\" is supported.");
-		return;
-	}
-	who_identify(r, &w);
-	if (w.kind != WHO_USER || !w.by_cookie) {
-		to_login(r);
-		return;
-	}
-	if (strcmp(w.name, cl.user) != 0 &&
-	    !(w.admin && r->hub->cfg.admin_access)) {
-		log_event(LOG_WARN, "oauth.refused", "user=%s client=%s",
-			  w.name, cl.id);
-		pages_error(r, 403, "Not your server", "This server belongs to "
-			    "someone else.");
-		return;
-	}
-	clients_code_new(r->hub, &cl, w.name, code);
+	else
+		return 0;
+	return -1;
+}
+
+/* To the client's callback with a new code and the request's state. */
+static void
+redirect_with_code(struct req *r, const struct oauth_client *cl,
+		   const char *user)
+{
+	const char *state = req_query(r, "state");
+	struct strbuf sb;
+	char code[65];
+
+	clients_code_new(r->hub, cl, user, code);
 	sb_init(&sb);
-	sb_adds(&sb, cl.redirect_uri);
+	sb_adds(&sb, cl->redirect_uri);
 	sb_adds(&sb, "?code=");
 	sb_adds(&sb, code);
 	if (state) {
 		sb_adds(&sb, "&state=");
 		pages_add_urlenc(&sb, state);
 	}
-	log_event(LOG_INFO, "oauth.authorized", "user=%s client=%s", w.name,
-		  cl.id);
+	log_event(LOG_INFO, "oauth.authorized", "user=%s client=%s", user,
+		  cl->id);
 	req_redirect(r, sb.buf);
 	sb_release(&sb);
+}
+
+void
+oauth_authorize(struct req *r)
+{
+	struct oauth_client cl;
+	struct who w;
+
+	r->handler = "oauth_authorize";
+	if (r->method != M_GET && r->method != M_HEAD) {
+		req_json_error(r, 405, "method not allowed");
+		return;
+	}
+	if (authorize_request(r, &cl) < 0)
+		return;
+	who_identify(r, &w);
+	if (w.kind != WHO_USER || !w.by_cookie) {
+		to_login(r);
+	} else if (strcmp(w.name, cl.user) != 0 &&
+		   !(w.admin && r->hub->cfg.admin_access)) {
+		log_event(LOG_WARN, "oauth.refused", "user=%s client=%s",
+			  w.name, cl.id);
+		pages_error(r, 403, "Not your server", "This server belongs to "
+			    "someone else.");
+	} else {
+		redirect_with_code(r, &cl, w.name);
+	}
 }
 
 /* The form field (application/x-www-form-urlencoded), or NULL (heap). */
@@ -155,6 +168,7 @@ issue(struct req *r, const struct oauth_client *cl, const char *user)
 	struct users_by by = { user, r->ip, NULL };
 	struct err e = { 0 };
 	struct strbuf sb;
+	char *scope;
 
 	crypto_token(token);
 	crypto_sha256_hex(token, strlen(token), hash);
@@ -164,19 +178,15 @@ issue(struct req *r, const struct oauth_client *cl, const char *user)
 		oauth_error(r, 500, "server_error", e.msg);
 		return;
 	}
+	scope = xasprintf("access:servers!server=%s/%s access:servers!user=%s",
+			  cl->user, cl->server, cl->user);
 	sb_init(&sb);
 	sb_adds(&sb, "{\"access_token\": \"");
 	sb_adds(&sb, token);
 	sb_adds(&sb, "\", \"token_type\": \"Bearer\", \"scope\": ");
-	{
-		char *s = xasprintf("access:servers!server=%s/%s "
-				    "access:servers!user=%s", cl->user,
-				    cl->server, cl->user);
-
-		sb_add_json(&sb, s);
-		free(s);
-	}
+	sb_add_json(&sb, scope);
 	sb_adds(&sb, "}");
+	free(scope);
 	req_json(r, 200, sb_detach(&sb, NULL));
 	req_add_header(r, "Cache-Control", "no-store");
 	req_add_header(r, "Pragma", "no-cache");

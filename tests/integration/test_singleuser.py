@@ -321,10 +321,19 @@ def test_browser_of_other_user_refused(su, request):
     with chromium(driver_log("singleuser", request)) as d:
         sign_in(d, su.hub, bob, su.pw)
         d.get(f"{su.hub.url}/user/{a}/tree")
-        time.sleep(1)
-        assert f"/user/{a}/tree" not in d.current_url or \
-            "403" in d.page_source or "someone else" in d.page_source, \
-            d.current_url
+        wait(d, lambda x: x.execute_script(
+            "return document.readyState") == "complete", 30)
+        # the edge's 403 page: bob never reaches alice's server, and no
+        # cookie of alice's server is set in his browser
+        assert "someone else" in d.page_source, d.page_source[:500]
+        assert "Jupyter Notebook" not in d.title, d.title
+        assert client_id(a) not in [c["name"] for c in d.get_cookies()]
+        # nor can he get a code for her server's client
+        d.get(f"{su.hub.url}/hub/api/oauth2/authorize?client_id="
+              f"{client_id(a)}&redirect_uri={callback(a)}"
+              "&response_type=code&state=x")
+        assert "someone else" in d.page_source, d.page_source[:500]
+        assert "code=" not in d.current_url, d.current_url
 
 
 # ---- OAuth edge cases as API calls ------------------------------------------

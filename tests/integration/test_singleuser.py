@@ -24,7 +24,7 @@ import uuid
 import pytest
 import requests
 
-from hubtest import (DIRECT, NFS_DIR, PID, SESSION_COOKIE, Hub, chromium,
+from hubtest import (DIRECT, PID, SESSION_COOKIE, Hub, chromium,
                      driver_log, gw_ip, login, need_docker, remove_homes,
                      remove_services, server_token, shot, sign_in, start,
                      stop_hub, swarm_env, tok, uniq, user_model, wait,

@@ -2,7 +2,9 @@
  * probe.c - is a user's server answering? GET <base_url>api/status with the
  * server token must give 200 and a JSON object: any other answer (the
  * machine's outbound proxy answers unroutable addresses with a fake 404)
- * means "not yet".
+ * means "not yet". A jupyterhub-singleuser server (kind singleuser) is
+ * ready when it answers HTTP at all (spawner_probe_http), as JupyterHub
+ * waits for it: its API takes only tokens the hub knows.
  */
 #include <curl/curl.h>
 #include <jansson.h>

@@ -159,7 +159,7 @@ typedef void (*spawn_progress_fn)(void *ctx, int progress, const char *msg);
 /*
  * Creates the home (when missing), then the service, waits for its task to
  * run (START_TIMEOUT) and for <base_url>api/status to answer 200 with JSON
- * (HTTP_TIMEOUT), reporting each task state change through fn. On any
+ * (HTTP_TIMEOUT; kind singleuser: for <base_url> to answer HTTP at all), reporting each task state change through fn. On any
  * failure the service is removed and *e says why in words a person reads.
  */
 int spawner_start(struct spawner *sp, const struct spawn_req *req,

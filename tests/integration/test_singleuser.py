@@ -24,11 +24,13 @@ import uuid
 import pytest
 import requests
 
-from hubtest import (DIRECT, PID, SESSION_COOKIE, Hub, chromium,
-                     driver_log, gw_ip, login, need_docker, remove_homes,
-                     remove_services, server_token, shot, sign_in, start,
+from hubtest import (DIRECT, NB_CMD, PID, SESSION_COOKIE, TINY, Hub,
+                     chromium, docker,
+                     driver_log, free_port, gw_ip, limits, login,
+                     need_docker, remove_homes, remove_services,
+                     server_token, service_name, shot, sign_in, start,
                      stop_hub, swarm_env, tok, uniq, user_model, wait,
-                     wait_for, wait_ready, write_profiles, limits)
+                     wait_for, wait_ready, write_profiles)
 
 HUB_ID = f"t{PID}su"
 IMAGE = "swarmhub/test-singleuser:latest"
@@ -37,7 +39,6 @@ GATEWAY_NET = "docker_gwbridge"
 
 def gateway():
     """The host's address on docker_gwbridge: where containers reach it."""
-    from hubtest import docker
     st, net = docker("GET", f"/networks/{GATEWAY_NET}")
     assert st == 200, net
     return net["IPAM"]["Config"][0]["Gateway"]
@@ -49,18 +50,21 @@ class Bag:
 
 @pytest.fixture(scope="module")
 def su(tmp_path_factory):
-    need_docker(nfs=True, images=(IMAGE,), websocket=True)
+    need_docker(nfs=True, images=(IMAGE, TINY), websocket=True)
     d = tmp_path_factory.mktemp("singleuser")
     profiles = write_profiles(d / "profiles.json", {
         "su": {"image": IMAGE, "kind": "singleuser", "port": 8888,
                "description": "jupyterhub-singleuser 3.0",
                # report activity every 5 s instead of 300
                "env": {"JUPYTERHUB_ACTIVITY_INTERVAL": "5"}},
-    }, {"default": {"images": ["su"],
+        # the fake notebook as kind singleuser: without JUPYTER_TOKEN it
+        # lets anyone in and echoes what the edge forwarded
+        "probe": {"image": TINY, "kind": "singleuser", "cmd": NB_CMD,
+                  "port": 8888},
+    }, {"default": {"images": ["su", "probe"],
                     **limits(cpu=(0.1, 2, 1), mem_gb=(0.1, 4, 1))}})
     hub = None
     try:
-        from hubtest import free_port
         port = free_port()
         hub = Hub("singleuser", env=swarm_env(HUB_ID, profiles, 60, 120, **{
             "SWARMHUB_LISTEN": f"0.0.0.0:{port}",
@@ -81,12 +85,15 @@ def su(tmp_path_factory):
             hub.make_user(u, password=b.pw)
             start(hub, u, {"image": "su", "cpu": 1, "mem_gb": 1},
                   ok=(201, 202))
-        for u in (b.alice, b.bob):
+        b.carol = hub.make_user(uniq("carol"), password=b.pw)
+        start(hub, b.carol, {"image": "probe", "cpu": 0.2, "mem_gb": 0.25},
+              ok=(201, 202))
+        for u in (b.alice, b.bob, b.carol):
             wait_ready(hub, u, timeout=150, read_timeout=60)
         b.tokens = {u: hub.make_token(u, note="singleuser test")
-                    for u in (b.alice, b.bob)}
+                    for u in (b.alice, b.bob, b.carol)}
         b.secret = {u: server_token(hub.secret, u, HUB_ID)
-                    for u in (b.alice, b.bob)}
+                    for u in (b.alice, b.bob, b.carol)}
         yield b
     finally:
         try:
@@ -169,7 +176,6 @@ def activity_posts(b):
 # ---- the environment and the tokens -----------------------------------------
 
 def test_server_gets_the_jupyterhub_environment(su):
-    from hubtest import docker, service_name
     st, svc = docker("GET", f"/services/{service_name(su.alice)}")
     assert st == 200, svc
     env = dict(e.split("=", 1) for e in
@@ -444,16 +450,31 @@ def test_admin_with_admin_access_authorizes_others_server(su):
     su.admin_access_token = access
 
 
-def test_hub_session_cookie_never_reaches_server(su):
-    a = su.alice
-    s = session_of(su, a)
-    assert s.cookies.get(SESSION_COOKIE)
-    # the server's contents API with only the hub's cookie: the edge lets
-    # alice through, the server sees no credential of its own (403 for
-    # an API request without one) - the hub cookie did not arrive
-    r = s.get(f"{su.hub.url}/user/{a}/api/contents", timeout=30,
+def test_edge_forwards_callers_credentials_never_hub_cookie(su):
+    """What arrives at a singleuser server (the fake notebook echoes it):
+    the caller's own Authorization and the cookies of the server's path,
+    no token of the hub's, never the hub's session cookie."""
+    c = su.carol
+    s = session_of(su, c)
+    hub_cookie = s.cookies.get(SESSION_COOKIE)
+    assert hub_cookie
+    s.cookies.set(client_id(c), "server-cookie-value", path=f"/user/{c}/")
+    url = f"{su.hub.url}/user/{c}/echo-headers"
+    r = s.get(url, headers=tok(su.tokens[c]), timeout=30,
               allow_redirects=False)
-    assert r.status_code == 403, (r.status_code, r.text[:300])
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    h = {k.lower(): v for k, v in r.json()["headers"].items()}
+    assert h.get("authorization") == f"token {su.tokens[c]}", h
+    assert f"{client_id(c)}=server-cookie-value" in h.get("cookie", ""), h
+    assert SESSION_COOKIE not in h.get("cookie", ""), h
+    assert hub_cookie not in json.dumps(h)
+    # with the session cookie alone: no Authorization is added
+    r = s.get(url, timeout=30, allow_redirects=False)
+    assert r.status_code == 200, (r.status_code, r.text[:300])
+    h = {k.lower(): v for k, v in r.json()["headers"].items()}
+    assert "authorization" not in h, h
+    assert SESSION_COOKIE not in h.get("cookie", ""), h
+    assert su.secret[c] not in json.dumps(h)
 
 
 # ---- JupyterHub 4.x and 5.x single-user servers: their requests, replayed ---
@@ -518,7 +539,6 @@ def _fill(v, ctx):
 
 
 def test_replay_4x_5x_singleuser_requests(su):
-    from hubtest import docker, service_name
     a = su.alice
     st, svc = docker("GET", f"/services/{service_name(a)}")
     env = dict(e.split("=", 1) for e in

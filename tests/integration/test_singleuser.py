@@ -48,6 +48,16 @@ class Bag:
     pass
 
 
+def start_hub_on(port, env, db=None):
+    """A hub listening on every address at port (the servers' env names
+    it), reached by the test at 127.0.0.1."""
+    hub = Hub("singleuser", env=env, db=db, wait=False)
+    hub.port = port
+    hub.url = f"http://127.0.0.1:{port}"
+    hub.wait_ready()
+    return hub
+
+
 @pytest.fixture(scope="module")
 def su(tmp_path_factory):
     need_docker(nfs=True, images=(IMAGE, TINY), websocket=True)
@@ -63,22 +73,20 @@ def su(tmp_path_factory):
                   "port": 8888},
     }, {"default": {"images": ["su", "probe"],
                     **limits(cpu=(0.1, 2, 1), mem_gb=(0.1, 4, 1))}})
-    hub = None
+    b = Bag()
+    b.hub = None
     try:
         port = free_port()
-        hub = Hub("singleuser", env=swarm_env(HUB_ID, profiles, 60, 120, **{
+        b.env = swarm_env(HUB_ID, profiles, 60, 120, **{
             "SWARMHUB_LISTEN": f"0.0.0.0:{port}",
             "SWARMHUB_HUB_CONNECT_URL": f"http://{gateway()}:{port}",
             "SWARMHUB_OAUTH_CODE_TTL": "3",
             "SWARMHUB_RECONCILE_EVERY": "3600",
             "SWARMHUB_ADMIN_ACCESS": "1",
-        }), wait=False)
-        # the Hub helper picked its own port: use the one we gave it
-        hub.port = port
-        hub.url = f"http://127.0.0.1:{port}"
-        hub.wait_ready()
-        b = Bag()
-        b.hub, b.pw = hub, "pw-" + secrets.token_hex(6)
+        })
+        b.port = port
+        hub = b.hub = start_hub_on(port, b.env)
+        b.pw = "pw-" + secrets.token_hex(6)
         b.alice, b.bob = uniq("alice"), uniq("bob")
         b.adm = hub.make_user(uniq("adm"), admin=True, password=b.pw)
         for u in (b.alice, b.bob):
@@ -97,8 +105,8 @@ def su(tmp_path_factory):
         yield b
     finally:
         try:
-            if hub is not None:
-                stop_hub(hub, keep_db=False)
+            if b.hub is not None:
+                stop_hub(b.hub, keep_db=False)
         finally:
             remove_services(HUB_ID, wait=True)
             remove_homes(f"*{PID}*")
@@ -598,6 +606,34 @@ def test_replay_4x_5x_singleuser_requests(su):
     # the activity report moved the server's last_activity to "now"
     la = user_model(su.hub, a)["servers"][""]["last_activity"]
     assert la[:19] >= ctx["now"][:19], (la, ctx["now"])
+
+
+# ---- a hub restart keeps singleuser servers working -------------------------
+
+def test_hub_restart_adopts_singleuser_server(su):
+    """The new hub knows the adopted server's API token (derived from the
+    stored nonce) and its OAuth client; issued access tokens stay valid."""
+    a = su.alice
+    before = exchange(su, a, code_for(su, a)).json()["access_token"]
+    old = su.hub
+    stop_hub(old)
+    su.hub = start_hub_on(su.port, {**su.env,
+                                    "SWARMHUB_SECRET": old.secret,
+                                    "SWARMHUB_ADMIN_TOKEN": old.admin_token},
+                          db=old.db)
+    su.hub.secret, su.hub.admin_token = old.secret, old.admin_token
+    su.hub.own_db = True
+    wait_for(lambda: (user_model(su.hub, a)["servers"].get("") or {})
+             .get("ready"), 30, "alice's server adopted")
+    m = whoami(su, su.secret[a]).json()
+    assert m["name"] == a and f"access:servers!server={a}/" in m["scopes"]
+    assert whoami(su, before).json()["name"] == a
+    # the server itself still reaches this hub and accepts her token
+    assert direct(su, a, "api/status", su.tokens[a]).status_code == 200
+    r = exchange(su, a, code_for(su, a))
+    assert r.status_code == 200, r.text
+    assert direct(su, a, "api/contents",
+                  r.json()["access_token"]).status_code == 200
 
 
 # ---- last: stopping the server revokes its tokens ----------------------------

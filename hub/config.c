@@ -279,6 +279,12 @@ load_connect_url(struct hub_cfg *c, struct err *e)
 	if (v == NULL) {
 		snprintf(c->hub_connect_url, sizeof(c->hub_connect_url),
 			 "http://hub:%s", port ? port + 1 : "8000");
+		if (c->spawn_enabled && c->spawn.connect_gwbridge)
+			log_event(LOG_WARN, "config.hub_connect_url", "msg=%s "
+			    "url=%s", "singleuser servers reach the hub there, "
+			    "which a hub off the overlay (CONNECT=gwbridge) does "
+			    "not answer: set SWARMHUB_HUB_CONNECT_URL",
+			    c->hub_connect_url);
 		return 0;
 	}
 	n = strlen(v);

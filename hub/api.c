@@ -950,6 +950,12 @@ token_options(struct ctx *c, json_t *j, const char **note, int64_t *expires)
 			return -1;
 		}
 		*note = json_string_value(n);
+		if (strncmp(*note, OAUTH_TOKEN_NOTE,
+			    strlen(OAUTH_TOKEN_NOTE)) == 0) {
+			req_json_error(c->r, 400, "note may not start with "
+			    "'" OAUTH_TOKEN_NOTE "' (the hub's OAuth tokens)");
+			return -1;
+		}
 	}
 	if (x && !json_is_null(x)) {
 		if (!json_is_integer(x) || json_integer_value(x) <= 0 ||

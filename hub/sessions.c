@@ -73,10 +73,12 @@ recheck_due(struct hub *h, struct user *u, int64_t checked_ms, int64_t now)
 }
 
 /* An OAuth access token (its note names the server it was issued for)
- * counts only while that server runs; it is limited. 1 when t counts.
- * State lock held. */
+ * counts only while that server runs, and only for its owner or an admin
+ * with ADMIN_ACCESS (whoever else holds such a note did not get it from
+ * the hub); it is limited. 1 when t counts. State lock held. */
 static int
-oauth_token_ok(struct hub *h, const struct token *t, struct who *w)
+oauth_token_ok(struct hub *h, const struct token *t, const struct user *u,
+	       struct who *w)
 {
 	size_t n = strlen(OAUTH_TOKEN_NOTE);
 	const char *owner, *slash;
@@ -92,6 +94,9 @@ oauth_token_ok(struct hub *h, const struct token *t, struct who *w)
 	snprintf(w->server_user, sizeof(w->server_user), "%.*s",
 		 (int)(slash - owner), owner);
 	snprintf(w->server, sizeof(w->server), "%s", slash + 1);
+	if (strcmp(u->name, w->server_user) != 0 &&
+	    !(u->admin && h->cfg.admin_access))
+		return 0;
 	o = state_user(&h->state, w->server_user);
 	return *w->server == '\0' && o && o->server &&
 	       (o->server->state == SRV_RUNNING ||
@@ -136,7 +141,7 @@ by_token(struct hub *h, const char *tok, struct who *w)
 	t = state_token(&h->state, hash);
 	u = t ? state_user(&h->state, t->user) : NULL;
 	if (u && (t->expires_ms == 0 || t->expires_ms > now) &&
-	    oauth_token_ok(h, t, w)) {
+	    oauth_token_ok(h, t, u, w)) {
 		w->kind = WHO_USER;
 		w->admin = w->limit == WHO_FULL ? u->admin : 0;
 		snprintf(w->name, sizeof(w->name), "%s", u->name);

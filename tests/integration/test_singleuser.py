@@ -225,6 +225,15 @@ def test_server_token_identifies_owner_with_server_scopes(su):
     assert r.status_code == 403, r.text
 
 
+def test_token_note_of_oauth_tokens_reserved(su):
+    """A user cannot make a token that looks like an OAuth token issued
+    for someone else's server."""
+    r = su.hub.api("POST", f"/users/{su.bob}/tokens", token=su.tokens[su.bob],
+                   json={"note": f"oauth-client-of-server:{su.alice}/"})
+    assert r.status_code == 400 and "oauth-client-of-server:" in \
+        r.json()["message"], r.text
+
+
 def test_user_token_scopes_inherit_owner(su):
     a = su.alice
     m = whoami(su, su.tokens[a]).json()

@@ -10,8 +10,9 @@
  * against the live server state on every use (clients_server_live), so a
  * server that stops by any path (stop, crash, cull, reconcile) takes its
  * tokens with it at once; the rows of its access tokens are deleted by
- * clients_revoke. Codes live in memory only: single use, CODE_TTL.
- * Ownership: this file owns the client and code lists, under one mutex.
+ * clients_revoke. Codes live in memory only: single use, OAUTH_CODE_TTL.
+ * Ownership: this file owns the client and code lists (one hub per
+ * process), under one mutex; never held while taking the state lock.
  */
 #include <stdio.h>
 #include <stdlib.h>

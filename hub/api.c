@@ -154,6 +154,92 @@ api_root(struct req *r)
 {
 	r->handler = "api";
 	req_json(r, 200, xstrdup("{\"version\": \"" HUB_API_VERSION "\"}"));
+	/* jupyterhub-singleuser reads it at start (a warning without) */
+	req_add_header(r, "X-JupyterHub-Version", HUB_API_VERSION);
+}
+
+/* Appends one scope string "<what>!<filter>=<name>[/<server>]". */
+static void
+add_scope(struct strbuf *sb, int *first, const char *what,
+	  const char *filter, const char *name, const char *server)
+{
+	struct strbuf one;
+
+	sb_init(&one);
+	sb_addf(&one, "%s!%s=%s", what, filter, name);
+	if (server)
+		sb_addf(&one, "/%s", server);
+	sb_adds(sb, *first ? "" : ", ");
+	sb_add_json(sb, one.buf);
+	sb_release(&one);
+	*first = 0;
+}
+
+/*
+ * , "scopes": [...] of the caller's model. A full token (or a session) is
+ * JupyterHub's "inherit": the owner's role expanded ("self" filtered to
+ * the user, plus the admin role's scopes for admins) and access to each
+ * of the user's servers by name, so a jupyterhub-singleuser server that
+ * asks for access:servers!server=<name>/<server> or
+ * access:servers!user=<name> finds it. A server's own API token has the
+ * "server" role's; an OAuth access token its client's access scopes and
+ * the identify scopes.
+ */
+static void
+add_scopes(struct strbuf *sb, const struct who *w, int admin_access)
+{
+	static const char *const self[] = {
+		"access:servers", "delete:servers", "read:servers",
+		"read:tokens", "read:users", "read:users:activity",
+		"read:users:groups", "read:users:name", "servers", "tokens",
+		"users:activity", NULL };
+	static const char *const admin[] = {
+		"admin-ui", "admin:groups", "admin:servers", "admin:users",
+		"list:users", "read:hub", "read:metrics", "tokens", NULL };
+	int first = 1;
+
+	sb_adds(sb, ", \"scopes\": [");
+	if (w->limit == WHO_FULL) {
+		add_scope(sb, &first, "access:servers", "server", w->name, "");
+	} else {
+		add_scope(sb, &first, "access:servers", "server",
+			  w->server_user, w->server);
+		add_scope(sb, &first, "access:servers", "user",
+			  w->server_user, NULL);
+	}
+	if (w->limit == WHO_SERVER_TOKEN) {
+		add_scope(sb, &first, "read:users:name", "user", w->name, NULL);
+		add_scope(sb, &first, "users:activity", "user", w->name, NULL);
+	} else if (w->limit == WHO_OAUTH_TOKEN) {
+		add_scope(sb, &first, "read:users:groups", "user", w->name,
+			  NULL);
+		add_scope(sb, &first, "read:users:name", "user", w->name, NULL);
+	} else {
+		for (size_t i = 0; self[i]; i++)
+			add_scope(sb, &first, self[i], "user", w->name, NULL);
+		for (size_t i = 0; w->admin && admin[i]; i++)
+			sb_addf(sb, ", \"%s\"", admin[i]);
+		if (w->admin && admin_access)
+			sb_adds(sb, ", \"access:servers\"");
+	}
+	sb_adds(sb, "]");
+}
+
+/* The model a limited token sees: who it is, not the user's servers. */
+static void
+limited_model(struct strbuf *sb, const struct user *u, const struct who *w)
+{
+	sb_adds(sb, "{\"kind\": \"user\", \"name\": ");
+	sb_add_json(sb, u->name);
+	sb_adds(sb, ", \"admin\": false, \"roles\": [], \"groups\": [");
+	for (size_t i = 0; i < u->ngroups; i++) {
+		if (i)
+			sb_adds(sb, ", ");
+		sb_add_json(sb, u->groups[i]);
+	}
+	sb_adds(sb, "], \"server\": null");
+	add_scopes(sb, w, 0);
+	sb_adds(sb, "}");
 }
 
 static void
@@ -177,8 +263,14 @@ api_whoami(struct ctx *c)
 	}
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, c->who.name);
-	if (u)
+	if (u && c->who.limit != WHO_FULL) {
+		limited_model(&sb, u, &c->who);
+	} else if (u) {
 		user_model(&sb, u);
+		sb.len--;	/* the closing brace */
+		add_scopes(&sb, &c->who, h->cfg.admin_access);
+		sb_adds(&sb, "}");
+	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (sb.len == 0) {
 		sb_release(&sb);
@@ -858,6 +950,12 @@ token_options(struct ctx *c, json_t *j, const char **note, int64_t *expires)
 			return -1;
 		}
 		*note = json_string_value(n);
+		if (strncmp(*note, OAUTH_TOKEN_NOTE,
+			    strlen(OAUTH_TOKEN_NOTE)) == 0) {
+			req_json_error(c->r, 400, "note may not start with "
+			    "'" OAUTH_TOKEN_NOTE "' (the hub's OAuth tokens)");
+			return -1;
+		}
 	}
 	if (x && !json_is_null(x)) {
 		if (!json_is_integer(x) || json_integer_value(x) <= 0 ||
@@ -942,6 +1040,55 @@ delete_token(struct ctx *c, const char *name, int64_t id)
 }
 
 /* ---- activity, groups, servers --------------------------------------- */
+/* {"servers": {"<server>": {"last_activity": "<time>"}}}, as
+ * jupyterhub-singleuser reports it: the server's own last activity (what
+ * the culler reads). -1 when r was answered with a 400 naming the
+ * field. */
+static int
+servers_activity(struct ctx *c, const char *name, json_t *servers)
+{
+	struct hub *h = c->r->hub;
+	const char *key;
+	json_t *v, *la;
+	int64_t ms;
+	struct user *u;
+
+	if (servers == NULL || json_is_null(servers))
+		return 0;
+	if (!json_is_object(servers)) {
+		req_json_error(c->r, 400, "servers must be an object of server "
+			       "names");
+		return -1;
+	}
+	json_object_foreach(servers, key, v) {
+		la = json_object_get(v, "last_activity");
+		if (*key != '\0') {
+			req_json_error(c->r, 400, "servers: no server '%.64s' "
+				       "for user %s", key, name);
+			return -1;
+		}
+		if (!json_is_string(la) ||
+		    time_parse_iso8601(json_string_value(la), &ms) < 0) {
+			req_json_error(c->r, 400, "servers.%s.last_activity "
+			    "must be an ISO 8601 time such as "
+			    "2026-01-31T10:00:00Z", key);
+			return -1;
+		}
+		pthread_rwlock_rdlock(&h->state.lock);
+		u = state_user(&h->state, name);
+		if (u && u->server && ms <= time_now_ms() + 60000 &&
+		    ms > __atomic_load_n(&u->server->last_activity_ms,
+					 __ATOMIC_RELAXED)) {
+			__atomic_store_n(&u->server->last_activity_ms, ms,
+					 __ATOMIC_RELAXED);
+			__atomic_store_n(&u->server->activity_dirty, 1,
+					 __ATOMIC_RELAXED);
+		}
+		pthread_rwlock_unlock(&h->state.lock);
+	}
+	return 0;
+}
+
 static void
 post_activity(struct ctx *c, const char *name)
 {
@@ -959,6 +1106,9 @@ post_activity(struct ctx *c, const char *name)
 		   time_parse_iso8601(json_string_value(la), &ms) < 0)) {
 		req_json_error(c->r, 400, "last_activity must be an ISO 8601 "
 		    "time such as 2026-01-31T10:00:00Z");
+	} else if (servers_activity(c, name, json_object_get(j, "servers")) <
+		   0) {
+		/* answered */
 	} else if (!user_exists(h, name)) {
 		req_json_error(c->r, 404, "user %s does not exist", name);
 	} else {
@@ -1162,6 +1312,26 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 	}
 }
 
+/* A singleuser server's own token and OAuth access tokens reach only
+ * /user, and the server's token also its owner's activity: 1 when r was
+ * answered (refused). */
+static int
+limited_refused(struct ctx *c, const char *sub)
+{
+	const struct who *w = &c->who;
+	char own[USER_NAME_MAX + 32];
+
+	if (w->kind != WHO_USER || w->limit == WHO_FULL ||
+	    strcmp(sub, "/user") == 0)
+		return 0;
+	snprintf(own, sizeof(own), "/users/%s/activity", w->name);
+	if (w->limit == WHO_SERVER_TOKEN && strcmp(sub, own) == 0)
+		return 0;
+	req_json_error(c->r, 403, "this token only identifies %s and opens "
+		       "their server", w->name);
+	return 1;
+}
+
 void
 api_handle(struct req *r, const char *sub)
 {
@@ -1175,7 +1345,17 @@ api_handle(struct req *r, const char *sub)
 		api_root(r);
 		return;
 	}
+	if (strcmp(sub, "/oauth2/authorize") == 0) {
+		oauth_authorize(r);
+		return;
+	}
+	if (strcmp(sub, "/oauth2/token") == 0) {
+		oauth_token(r);
+		return;
+	}
 	who_identify(r, &c.who);
+	if (limited_refused(&c, sub))
+		return;
 	if (strcmp(sub, "/user") == 0) {
 		api_whoami(&c);
 	} else if (strcmp(sub, "/users") == 0) {

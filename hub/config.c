@@ -266,6 +266,45 @@ load_spawn(struct hub_cfg *c, struct err *e)
 	       load_edge_limits(c, e);
 }
 
+/* HUB_CONNECT_URL: http(s)://host[:port], no path; default the stack's
+ * service name "hub" on LISTEN's port. */
+static int
+load_connect_url(struct hub_cfg *c, struct err *e)
+{
+	const char *v, *port = strrchr(c->listen, ':');
+	size_t n, host;
+
+	if (str_setting("HUB_CONNECT_URL", NULL, &v, e) < 0 ||
+	    cfg_duration("OAUTH_CODE_TTL", 60, &c->oauth_code_ttl_s, e) < 0)
+		return -1;
+	if (c->oauth_code_ttl_s < 1)
+		return err_set(e, ERR_INVALID, "SWARMHUB_OAUTH_CODE_TTL must "
+		    "be at least 1 second");
+	if (v == NULL) {
+		snprintf(c->hub_connect_url, sizeof(c->hub_connect_url),
+			 "http://hub:%s", port ? port + 1 : "8000");
+		if (c->spawn_enabled && c->spawn.connect_gwbridge)
+			log_event(LOG_WARN, "config.hub_connect_url", "msg=%s "
+			    "url=%s", "singleuser servers reach the hub there, "
+			    "which a hub off the overlay (CONNECT=gwbridge) does "
+			    "not answer: set SWARMHUB_HUB_CONNECT_URL",
+			    c->hub_connect_url);
+		return 0;
+	}
+	n = strlen(v);
+	while (n > 0 && v[n - 1] == '/')
+		n--;
+	host = strncmp(v, "http://", 7) == 0 ? 7 :
+	       strncmp(v, "https://", 8) == 0 ? 8 : 0;
+	if (host == 0 || n <= host || memchr(v + host, '/', n - host) ||
+	    n >= sizeof(c->hub_connect_url))
+		return err_set(e, ERR_INVALID, "SWARMHUB_HUB_CONNECT_URL: "
+		    "'%.100s' is not http(s)://host[:port] (no path)", v);
+	memcpy(c->hub_connect_url, v, n);
+	c->hub_connect_url[n] = '\0';
+	return 0;
+}
+
 int
 hub_cfg_load(struct hub_cfg *c, struct err *e)
 {
@@ -287,7 +326,7 @@ hub_cfg_load(struct hub_cfg *c, struct err *e)
 		return err_set(e, ERR_INVALID, "SWARMHUB_LOG_LEVEL: '%.20s' is "
 		    "not debug, info, warn or error", level);
 	if (load_auth(c, e) < 0 || load_numbers(c, e) != 0 ||
-	    load_spawn(c, e) < 0)
+	    load_spawn(c, e) < 0 || load_connect_url(c, e) < 0)
 		return -1;
 	return 0;
 }

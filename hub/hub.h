@@ -66,6 +66,10 @@ struct hub_cfg {
 	long max_connections_per_address;
 	long client_idle_timeout_s, websocket_idle_timeout_s;
 	int metrics_open;		/* METRICS_AUTH=none */
+	/* kind singleuser: the hub as servers reach it (HUB_CONNECT_URL,
+	 * no trailing '/'), OAuth code lifetime (OAUTH_CODE_TTL) */
+	char hub_connect_url[256];
+	long oauth_code_ttl_s;
 };
 /* Reads every SWARMHUB_* setting; -1 with a message naming the setting. */
 int hub_cfg_load(struct hub_cfg *c, struct err *e);
@@ -122,6 +126,9 @@ struct server {
 	char ip[64];			/* addr.host resolved (the proxy's) */
 	char nonce[33];			/* new at each start: part of the
 					 * server token */
+	int kind;			/* enum spawner_kind of its image,
+					 * as it was at the start (-1 when
+					 * the profiles no longer have it) */
 	int activity_dirty;		/* atomic */
 	int64_t last_client_ms;		/* atomic: traffic from the browser */
 	struct progress *progress;	/* events of the last start (ref) */
@@ -278,12 +285,22 @@ struct hub {
 
 /* ---- authentication of a request (sessions.c) ------------------------ */
 enum who_kind { WHO_NONE, WHO_USER, WHO_SERVICE };
+/* What a token may do beyond naming its owner: everything the owner may
+ * (API tokens, sessions), or only what a jupyterhub-singleuser server
+ * needs: its own API token (identify, report activity, open its server)
+ * or an OAuth access token issued for it (identify, open the server). */
+enum who_limit { WHO_FULL, WHO_SERVER_TOKEN, WHO_OAUTH_TOKEN };
 struct who {
 	enum who_kind kind;
 	char name[USER_NAME_MAX + 1];	/* user name, or "admin-token" */
 	int admin;
 	int by_cookie;			/* needs XSRF for changes */
 	char session_hash[65];
+	enum who_limit limit;
+	/* the server a limited token is for: its owner (the token's user
+	 * is an admin with ADMIN_ACCESS when they differ) and name */
+	char server_user[USER_NAME_MAX + 1];
+	char server[64];
 };
 /* The same from raw values (the edge): Authorization header, the value of
  * the session cookie (either may be NULL). */
@@ -356,6 +373,54 @@ struct servers_usage {
 };
 void servers_usage_of(struct hub *h, const char *profile,
 		      struct servers_usage *u);
+
+/* ---- OAuth clients of singleuser servers (clients.c) ----------------- */
+#define CLIENT_ID_MAX 160
+/* Access tokens are API tokens of the user who authorized (the owner, or
+ * an admin with ADMIN_ACCESS) whose note is this prefix and
+ * "<owner>/<server>" (server "" for the default one). */
+#define OAUTH_TOKEN_NOTE "oauth-client-of-server:"
+struct oauth_client {
+	char id[CLIENT_ID_MAX];
+	char user[USER_NAME_MAX + 1];
+	char server[64];
+	char nonce[33];
+	char secret_hash[65];
+	char redirect_uri[256];		/* the only one allowed: exact */
+};
+/* JupyterHub's client id of a server: "jupyterhub-user-<name>" and
+ * "-<server>" for a named one (the name percent-escaped). */
+void clients_id(const char *user, const char *server, char *out,
+		size_t size);
+/* Registers the client of the server started with nonce, whose API token
+ * (also the client secret) is token; replaces the previous one. */
+void clients_add(struct hub *h, const char *user, const char *server,
+		 const char *nonce, const char *token);
+/* Forgets the server's client and deletes its access tokens (store and
+ * memory); failures are logged. */
+void clients_revoke(struct hub *h, const char *user, const char *server);
+/* 1 when the server is starting or running (with this nonce, unless NULL):
+ * its tokens count only then. Takes the state read lock. */
+int clients_server_live(struct hub *h, const char *user, const char *server,
+			const char *nonce);
+/* 1 when token_hash is the API token of a live server (fills user and
+ * server, sizes USER_NAME_MAX + 1 and 64). */
+int clients_by_token(struct hub *h, const char *token_hash, char *user,
+		     char *server);
+/* 1 with *out when client_id names the client of a live server. */
+int clients_get(struct hub *h, const char *client_id,
+		struct oauth_client *out);
+/* A new single-use code for user at cl (OAUTH_CODE_TTL); code_out >= 65. */
+void clients_code_new(struct hub *h, const struct oauth_client *cl,
+		      const char *user, char *code_out);
+/* Takes the code (gone after this call, whatever the outcome): 0 with its
+ * user, or -1 with ERR_AUTH saying why (unknown, used, expired, another
+ * client's, another redirect_uri). */
+int clients_code_take(struct hub *h, const char *code, const char *client_id,
+		      const char *redirect_uri, char *user, struct err *e);
+/* The note of the access tokens of a server. */
+void clients_token_note(const char *user, const char *server, char *out,
+			size_t size);
 
 /* ---- the culler (cull.c) --------------------------------------------- */
 int cull_start(struct hub *h, struct err *e);

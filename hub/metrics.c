@@ -12,7 +12,7 @@ static const char *const handlers[] = {
 	"api", "api_user", "api_users", "api_user_one", "api_tokens",
 	"api_token_one", "api_activity", "api_server", "api_groups", "health",
 	"metrics", "login", "logout", "home", "root", "static", "notfound",
-	"api_progress", "api_admin", "other"
+	"api_progress", "api_admin", "oauth_authorize", "oauth_token", "other"
 };
 #define NHANDLERS (sizeof(handlers) / sizeof(handlers[0]))
 static const char *const methods[] = {

@@ -4,7 +4,10 @@
  *
  * /user/<name>/... goes to that user's server when the caller may use it
  * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
- * credentials removed and the server token added. Everything else goes to
+ * credentials removed and the server token added; a jupyterhub-singleuser
+ * server (kind singleuser) gets the caller's own Authorization header
+ * instead and checks it with the hub itself. The hub's session cookie is
+ * never passed on. Everything else goes to
  * the hub's own HTTP server (libmicrohttpd) on its internal unix socket.
  * An image's "headers" are set on its requests. A web app (an image of kind
  * "web") gets no server token: the hub's login is its only gate; its
@@ -158,15 +161,22 @@ static int
 image_target(const struct spawner_image *im, const char *prefix,
 	     const char *name, const char *token, struct edge_target *t)
 {
+	t->strip_authorization = 1;
 	if (im->kind == SPAWNER_KIND_WEB) {
 		t->authorization[0] = '\0';
 		if (im->strip_prefix)
 			t->strip_target = strlen(prefix) - 1;
+	} else if (im->kind == SPAWNER_KIND_SINGLEUSER) {
+		/* jupyterhub-singleuser authenticates each caller through
+		 * the hub: it gets the caller's own Authorization and its
+		 * cookies (as JupyterHub's proxy passes them), never a token
+		 * of ours */
+		t->authorization[0] = '\0';
+		t->strip_authorization = 0;
 	} else if (!sets_authorization(im)) {
 		snprintf(t->authorization, sizeof(t->authorization),
 			 "token %s", token);
 	}
-	t->strip_authorization = 1;
 	for (size_t i = 0; i < im->nheaders && i < EDGE_HEADERS_MAX; i++) {
 		if (spawner_expand(im->header_value[i], prefix, name, token,
 				   t->header_value[i],
@@ -189,7 +199,7 @@ to_server(struct hub *h, const char *name, const char *prefix,
 	struct server *s;
 	struct spawner_image im;
 	char nonce[33] = "", image[64] = "", token[65];
-	int ok = 0;
+	int ok = 0, singleuser = 0;
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
@@ -201,6 +211,7 @@ to_server(struct hub *h, const char *name, const char *prefix,
 		memcpy(nonce, s->nonce, sizeof(nonce));
 		if (s->has_opts)
 			memcpy(image, s->opts.image, sizeof(image));
+		singleuser = s->kind == SPAWNER_KIND_SINGLEUSER;
 		ok = 1;
 	}
 	pthread_rwlock_unlock(&h->state.lock);
@@ -208,6 +219,11 @@ to_server(struct hub *h, const char *name, const char *prefix,
 		return -1;
 	servers_token(h, name, nonce, token);
 	image_info(h, image, &im);
+	/* the kind the server was started as, whatever the profiles say now */
+	if (singleuser)
+		im.kind = SPAWNER_KIND_SINGLEUSER;
+	else if (im.kind == SPAWNER_KIND_SINGLEUSER)
+		im.kind = SPAWNER_KIND_JUPYTER;
 	if (image_target(&im, prefix, name, token, t) < 0)
 		return -2;
 	t->action = EDGE_PROXY;
@@ -260,7 +276,8 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		return;
 	}
 	if (strcmp(w.name, name) != 0 &&
-	    !(w.admin && w.kind == WHO_USER && h->cfg.admin_access)) {
+	    !(w.admin && w.kind == WHO_USER && h->cfg.admin_access) &&
+	    !(w.limit != WHO_FULL && strcmp(w.server_user, name) == 0)) {
 		page_error(h, t, 403, "Not your server", "This notebook server "
 			   "belongs to someone else.");
 		return;

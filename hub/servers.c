@@ -166,6 +166,17 @@ event(struct hub *h, const char *name, const char *kind, const char *msg)
 			  name, e.msg);
 }
 
+/* The kind of the image key (enum spawner_kind), or -1 with *e. */
+static int
+image_kind(struct hub *h, const char *image, struct err *e)
+{
+	struct spawner_image im;
+
+	if (spawner_image_info(h->spawner, image, &im, e) < 0)
+		return -1;
+	return (int)im.kind;
+}
+
 /* ---- workers --------------------------------------------------------- */
 struct job {
 	struct hub *h;
@@ -300,13 +311,22 @@ start_worker(void *arg)
 	struct server_addr a;
 	struct err e = { 0 };
 	char token[65], *base = xasprintf("/user/%s/", j->name);
+	char *api = xasprintf("%s/hub/api", h->cfg.hub_connect_url);
+	char client_id[CLIENT_ID_MAX];
 	struct spawn_req req = { .user = j->name, .server = "",
 				 .opts = &j->opts, .token = token,
-				 .base_url = base,
+				 .base_url = base, .hub_api_url = api,
+				 .oauth_client_id = client_id,
 				 .cancel = &*progress_cancel_flag(j->progress) };
 	int rc;
 
 	servers_token(h, j->name, j->nonce, token);
+	clients_id(j->name, "", client_id, sizeof(client_id));
+	/* the server calls the hub while it starts: its client (and API
+	 * token) must be known before */
+	clients_revoke(h, j->name, "");
+	if (image_kind(h, j->opts.image, NULL) == SPAWNER_KIND_SINGLEUSER)
+		clients_add(h, j->name, "", j->nonce, token);
 	/* HOME_UID=ldap: the user's own uid:gid (a local one allocated now
 	 * when they have none yet) */
 	rc = ids_for(h, j->name, &req.uid, &req.gid, &req.own_ids, &e);
@@ -316,6 +336,7 @@ start_worker(void *arg)
 	progress_unref(j->progress);
 	__atomic_sub_fetch(&h->active_actions, 1, __ATOMIC_RELAXED);
 	free(base);
+	free(api);
 	free(j);
 	return NULL;
 }
@@ -329,6 +350,8 @@ stop_worker(void *arg)
 	struct server *s;
 	int rc = spawner_stop(h->spawner, j->name, "", &e);
 
+	if (rc == 0)
+		clients_revoke(h, j->name, "");
 	pthread_rwlock_wrlock(&h->state.lock);
 	s = server_of(h, j->name);
 	if (s) {
@@ -510,12 +533,13 @@ servers_start(struct hub *h, const char *name, const char *options_json,
 	struct job *j;
 	struct user *u;
 	char *opts_json;
-	int rc;
+	int rc, kind;
 
 	if (h->spawner == NULL)
 		return err_set(e, ERR_UNAVAILABLE, "spawning is not configured "
 		    "on this hub (set SWARMHUB_NETWORK and SWARMHUB_PROFILES)");
-	if (user_options(h, name, options_json, &o, e) < 0)
+	if (user_options(h, name, options_json, &o, e) < 0 ||
+	    (kind = image_kind(h, o.image, e)) < 0)
 		return -1;
 	if (spawner_ping(h->spawner, e) < 0)
 		return err_set(e, ERR_UNAVAILABLE, "cannot start servers now: "
@@ -536,8 +560,10 @@ servers_start(struct hub *h, const char *name, const char *options_json,
 	u = state_user(&h->state, name);
 	rc = u ? claim_start(h, u, &o, opts_json, p, e)
 	       : err_set(e, ERR_NOTFOUND, "user %s does not exist", name);
-	if (rc == 0)
+	if (rc == 0) {
 		memcpy(j->nonce, u->server->nonce, sizeof(j->nonce));
+		u->server->kind = kind;
+	}
 	pthread_rwlock_unlock(&h->state.lock);
 	free(opts_json);
 	if (rc < 0) {
@@ -686,6 +712,22 @@ opts_from_json(const char *json, struct spawn_opts *o)
 	return *o->image != '\0';
 }
 
+/* At hub start: a singleuser server that may still run keeps its OAuth
+ * client (its API token is derived from the stored nonce). */
+static void
+adopt_client(struct hub *h, const char *name, struct server *s)
+{
+	char token[65];
+
+	if (h->spawner == NULL || !s->has_opts || s->state == SRV_STOPPED)
+		return;
+	s->kind = image_kind(h, s->opts.image, NULL);
+	if (s->kind != SPAWNER_KIND_SINGLEUSER)
+		return;
+	servers_token(h, name, s->nonce, token);
+	clients_add(h, name, "", s->nonce, token);
+}
+
 static int
 load_row(void *ctx, const struct store_server *row)
 {
@@ -707,6 +749,7 @@ load_row(void *ctx, const struct store_server *row)
 	s->last_activity_ms = row->last_activity_ms;
 	snprintf(s->nonce, sizeof(s->nonce), "%s",
 		 row->token_nonce ? row->token_nonce : "");
+	adopt_client(h, u->name, s);
 	free(s->last_error);
 	s->last_error = row->last_error ? xstrdup(row->last_error) : NULL;
 	return 0;

@@ -72,6 +72,52 @@ recheck_due(struct hub *h, struct user *u, int64_t checked_ms, int64_t now)
 	return now - checked_ms > h->cfg.auth_recheck_s * 1000;
 }
 
+/* An OAuth access token (its note names the server it was issued for)
+ * counts only while that server runs, and only for its owner or an admin
+ * with ADMIN_ACCESS (whoever else holds such a note did not get it from
+ * the hub); it is limited. 1 when t counts. State lock held. */
+static int
+oauth_token_ok(struct hub *h, const struct token *t, const struct user *u,
+	       struct who *w)
+{
+	size_t n = strlen(OAUTH_TOKEN_NOTE);
+	const char *owner, *slash;
+	const struct user *o;
+
+	if (t->note == NULL || strncmp(t->note, OAUTH_TOKEN_NOTE, n) != 0)
+		return 1;
+	owner = t->note + n;
+	slash = strrchr(owner, '/');
+	w->limit = WHO_OAUTH_TOKEN;
+	if (slash == NULL || (size_t)(slash - owner) > USER_NAME_MAX)
+		return 0;
+	snprintf(w->server_user, sizeof(w->server_user), "%.*s",
+		 (int)(slash - owner), owner);
+	snprintf(w->server, sizeof(w->server), "%s", slash + 1);
+	if (strcmp(u->name, w->server_user) != 0 &&
+	    !(u->admin && h->cfg.admin_access))
+		return 0;
+	o = state_user(&h->state, w->server_user);
+	return *w->server == '\0' && o && o->server &&
+	       (o->server->state == SRV_RUNNING ||
+		o->server->state == SRV_STARTING);
+}
+
+/* The API token of a singleuser server (clients.c): limited. */
+static void
+by_server_token(struct hub *h, const char *hash, struct who *w)
+{
+	char user[USER_NAME_MAX + 1], server[64];
+
+	if (!clients_by_token(h, hash, user, server))
+		return;
+	w->kind = WHO_USER;
+	w->limit = WHO_SERVER_TOKEN;
+	snprintf(w->name, sizeof(w->name), "%s", user);
+	snprintf(w->server_user, sizeof(w->server_user), "%s", user);
+	snprintf(w->server, sizeof(w->server), "%s", server);
+}
+
 /* 1 when the token's owner must be re-checked with the directory. */
 static int
 by_token(struct hub *h, const char *tok, struct who *w)
@@ -94,15 +140,18 @@ by_token(struct hub *h, const char *tok, struct who *w)
 	pthread_rwlock_rdlock(&h->state.lock);
 	t = state_token(&h->state, hash);
 	u = t ? state_user(&h->state, t->user) : NULL;
-	if (u && (t->expires_ms == 0 || t->expires_ms > now)) {
+	if (u && (t->expires_ms == 0 || t->expires_ms > now) &&
+	    oauth_token_ok(h, t, u, w)) {
 		w->kind = WHO_USER;
-		w->admin = u->admin;
+		w->admin = w->limit == WHO_FULL ? u->admin : 0;
 		snprintf(w->name, sizeof(w->name), "%s", u->name);
 		state_touch_token(t, now);
 		state_touch_user(u, now);
 		recheck = recheck_due(h, u, 0, now);
 	}
 	pthread_rwlock_unlock(&h->state.lock);
+	if (t == NULL)
+		by_server_token(h, hash, w);
 	return recheck;
 }
 

@@ -134,6 +134,12 @@ extern const size_t assets_css_len;
 extern const char assets_js[];
 extern const size_t assets_js_len;
 
+/* ---- the OAuth2 provider for singleuser servers (oauth.c) ------------ */
+/* GET /hub/api/oauth2/authorize: a redirect with a code to the owner. */
+void oauth_authorize(struct req *r);
+/* POST /hub/api/oauth2/token: an access token for a code. */
+void oauth_token(struct req *r);
+
 /* ---- admin endpoints /hub/api/swarmhub/... (api_admin.c) ------------ */
 void api_admin_handle(struct req *r, const struct who *w, const char *sub);
 

@@ -3,7 +3,10 @@
  * server token must give 200 and a JSON object: any other answer (the
  * machine's outbound proxy answers unroutable addresses with a fake 404)
  * means "not yet". A web app (kind "web") is asked for its ready path
- * instead, which must answer 2xx or 3xx.
+ * instead, which must answer 2xx or 3xx. A jupyterhub-singleuser server
+ * (kind singleuser) is ready when it answers HTTP at all
+ * (spawner_probe_http), as JupyterHub waits for it: its API takes only
+ * tokens the hub knows.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -150,5 +153,30 @@ probe_web(const char *url, char *const *headers, long timeout_ms,
 	if (status < 200 || status > 399)
 		return err_set(e, ERR_UPSTREAM, "%s: answered %ld", url,
 			       status);
+	return 0;
+}
+
+int
+spawner_probe_http(const char *url, long timeout_ms, struct err *e)
+{
+	CURL *c = curl_easy_init();
+	long status = 0;
+	CURLcode rc;
+
+	if (c == NULL)
+		return err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	rc = curl_easy_perform(c);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	if (rc != CURLE_OK || status < 100)
+		return err_set(e, ERR_UPSTREAM, "%s: %s", url, rc != CURLE_OK ?
+			       curl_easy_strerror(rc) : "no HTTP answer");
 	return 0;
 }

@@ -647,6 +647,7 @@ server_died(struct spawner *sp, const char *service,
 struct ready {
 	char *url;
 	int web;
+	int any;		/* singleuser: any HTTP answer will do */
 	char **headers;		/* web: "Name: value", NULL-terminated */
 };
 
@@ -660,8 +661,17 @@ ready_init(struct spawner *sp, const struct spawn_req *req,
 	char v[512];
 
 	memset(r, 0, sizeof(*r));
-	if (spawner_image_info(sp, req->opts->image, &im, &ignore) < 0 ||
-	    im.kind != SPAWNER_KIND_WEB) {
+	if (spawner_image_info(sp, req->opts->image, &im, &ignore) == 0 &&
+	    im.kind == SPAWNER_KIND_SINGLEUSER) {
+		/* jupyterhub-singleuser is ready when its prefix answers HTTP
+		 * at all, as JupyterHub waits for it (its API wants a token
+		 * of the hub's) */
+		r->any = 1;
+		r->url = xasprintf("http://%s:%d%s", a->host, a->port,
+				   req->base_url);
+		return;
+	}
+	if (im.kind != SPAWNER_KIND_WEB) {
 		r->url = xasprintf("http://%s:%d%sapi/status", a->host,
 				   a->port, req->base_url);
 		return;
@@ -692,6 +702,8 @@ ready_release(struct ready *r)
 static int
 ready_probe(const struct ready *r, const char *token, struct err *e)
 {
+	if (r->any)
+		return spawner_probe_http(r->url, 1000, e);
 	if (r->web)
 		return probe_web(r->url, r->headers, 1000, e);
 	return spawner_probe(r->url, token, 1000, e);

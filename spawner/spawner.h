@@ -145,8 +145,14 @@ struct spawn_req {
 	const char *user;	/* normalized username */
 	const char *server;	/* server name, "" for the default one */
 	const struct spawn_opts *opts;
-	const char *token;	/* JUPYTER_TOKEN, given by the hub */
+	const char *token;	/* JUPYTER_TOKEN, given by the hub; for
+				 * kind singleuser JUPYTERHUB_API_TOKEN
+				 * and the OAuth client secret */
 	const char *base_url;	/* "/user/alice/" */
+	/* kind singleuser: the hub's API as the server reaches it
+	 * ("http://hub:8000/hub/api") and the server's OAuth client id */
+	const char *hub_api_url;
+	const char *oauth_client_id;
 	const volatile int *cancel;	/* non-zero: give up and clean up */
 	/* own_ids: run as uid:gid and own the home with them (HOME_UID=ldap);
 	 * the container also keeps cfg home_gid as a supplementary group and
@@ -171,7 +177,7 @@ typedef void (*spawn_progress_fn)(void *ctx, int progress, const char *msg);
 /*
  * Creates the home (when missing), then the service, waits for its task to
  * run (START_TIMEOUT) and for <base_url>api/status to answer 200 with JSON
- * (HTTP_TIMEOUT), reporting each task state change through fn. On any
+ * (HTTP_TIMEOUT; kind singleuser: for <base_url> to answer HTTP at all), reporting each task state change through fn. On any
  * failure the service is removed and *e says why in words a person reads.
  */
 int spawner_start(struct spawner *sp, const struct spawn_req *req,
@@ -230,6 +236,10 @@ double spawner_usage_cpu(const struct spawner_usage *prev,
  * a JSON object within timeout_ms (libcurl; spawner/probe.c). */
 int spawner_probe(const char *url, const char *token, long timeout_ms,
 		  struct err *e);
+
+/* GET url: 0 when anything answers HTTP within timeout_ms (any status;
+ * a refused or silent connection is -1 with *e). */
+int spawner_probe_http(const char *url, long timeout_ms, struct err *e);
 
 /* Asks a running server: GET <base>api/status (its last_activity) and
  * <base>api/kernels (any execution_state "busy"), with the token. */

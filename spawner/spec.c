@@ -183,6 +183,87 @@ command(const struct spec_input *in, json_t *cs, int *ok)
 	put(cs, "Args", args, ok);
 }
 
+/* s percent-encoded as one path segment (heap string). */
+static char *
+path_escape(const char *s)
+{
+	struct strbuf sb;
+
+	sb_init(&sb);
+	sb_adds(&sb, "");
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-_.~", c))
+			sb_addc(&sb, (char)c);
+		else
+			sb_addf(&sb, "%%%02X", c);
+	}
+	return sb_detach(&sb, NULL);
+}
+
+/* The scopes that let the owner in, as a JSON list: JupyterHub's default
+ * oauth_access_scopes of a server (heap string). */
+static char *
+access_scopes(const struct spawn_req *req)
+{
+	json_t *l = json_array();
+	char *a = xasprintf("access:servers!server=%s/%s", str(req->user),
+			    str(req->server));
+	char *b = xasprintf("access:servers!user=%s", str(req->user));
+	char *s, *r;
+
+	json_array_append_new(l, json_string(a));
+	json_array_append_new(l, json_string(b));
+	s = json_dumps(l, JSON_COMPACT);
+	r = xstrdup(s ? s : "[]");
+	free(s);
+	free(a);
+	free(b);
+	json_decref(l);
+	return r;
+}
+
+/*
+ * What jupyterhub-singleuser reads (JupyterHub's Spawner.get_env): its
+ * API token (also its OAuth client secret), where the hub's API is, its
+ * OAuth client and callback, the scopes that let a caller in, where to
+ * report activity. JUPYTERHUB_HOST is empty: the hub is on the same
+ * origin as the server, behind the same edge.
+ */
+static void
+singleuser_env(const struct spec_input *in, json_t *v, int *ok)
+{
+	const struct spawn_req *req = in->req;
+	const char *api = str(req->hub_api_url);
+	char *scopes = access_scopes(req), *esc = path_escape(str(req->user));
+	const char *dflt = in->image->info.default_url;
+
+	push(v, xasprintf("JUPYTERHUB_API_TOKEN=%s", str(req->token)), ok);
+	push(v, xasprintf("JPY_API_TOKEN=%s", str(req->token)), ok);
+	push(v, xasprintf("JUPYTERHUB_API_URL=%s", api), ok);
+	push(v, xasprintf("JUPYTERHUB_ACTIVITY_URL=%s/users/%s/activity", api,
+			  esc), ok);
+	push(v, xasprintf("JUPYTERHUB_CLIENT_ID=%s", str(req->oauth_client_id)),
+	     ok);
+	push(v, xstrdup("JUPYTERHUB_HOST="), ok);
+	push(v, xasprintf("JUPYTERHUB_OAUTH_CALLBACK_URL=%soauth_callback",
+			  str(req->base_url)), ok);
+	push(v, xasprintf("JUPYTERHUB_OAUTH_SCOPES=%s", scopes), ok);
+	push(v, xasprintf("JUPYTERHUB_OAUTH_ACCESS_SCOPES=%s", scopes), ok);
+	push(v, xasprintf("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES=%s", scopes),
+	     ok);
+	push(v, xasprintf("JUPYTERHUB_SERVICE_URL=http://0.0.0.0:%d%s",
+			  in->image->port, str(req->base_url)), ok);
+	/* 4.1+: no __Host- cookies, the server lives below a path */
+	push(v, xstrdup("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED=0"), ok);
+	if (*dflt)
+		push(v, xasprintf("JUPYTERHUB_DEFAULT_URL=%s", dflt), ok);
+	free(scopes);
+	free(esc);
+}
+
 static json_t *
 env(const struct spec_input *in, int *ok)
 {
@@ -190,7 +271,10 @@ env(const struct spec_input *in, int *ok)
 	json_t *v = json_array();
 	size_t i;
 
-	push(v, xasprintf("JUPYTER_TOKEN=%s", str(req->token)), ok);
+	if (in->image->info.kind == SPAWNER_KIND_SINGLEUSER)
+		singleuser_env(in, v, ok);
+	else
+		push(v, xasprintf("JUPYTER_TOKEN=%s", str(req->token)), ok);
 	push(v, xasprintf("JUPYTERHUB_USER=%s", str(req->user)), ok);
 	push(v, xasprintf("JUPYTERHUB_SERVER_NAME=%s", str(req->server)), ok);
 	push(v, xasprintf("JUPYTERHUB_SERVICE_PREFIX=%s", str(req->base_url)),

@@ -77,6 +77,22 @@ run_c() { # run_c BINARY
 	count "$log" "$rc" "$name"
 }
 
+# The test images, each built FROM the debootstrap base (cached by Docker
+# after the first run); the independent ones in parallel, as their time is
+# mostly apt downloading and unpacking.
+build_images() {
+	local name pids="" ok=0
+
+	images/build-base.sh >"$SWARMHUB_TEST_OUT/build-base.log" 2>&1 || return 1
+	for name in test-notebook notebook test-shiny test-singleuser; do
+		docker build -q -t "swarmhub/$name:latest" "images/$name" \
+		    >"$SWARMHUB_TEST_OUT/build-$name.log" 2>&1 &
+		pids="$pids $!"
+	done
+	for p in $pids; do wait "$p" || ok=1; done
+	return $ok
+}
+
 start_services() {
 	local out
 	if ! skipped postgres; then
@@ -104,13 +120,8 @@ start_services() {
 			echo "FAIL: Docker swarm did not start (tests/services/docker.sh)"; exit 1; }
 		export "$out"
 		echo "building the test images (cached after the first run)..." >&2
-		images/build-base.sh >/dev/null && docker build -q -t \
-		    swarmhub/test-notebook:latest images/test-notebook >/dev/null &&
-		    docker build -q -t swarmhub/notebook:latest images/notebook \
-		    >/dev/null &&
-		    docker build -q -t swarmhub/test-shiny:latest \
-		    images/test-shiny >/dev/null || {
-			echo "FAIL: test images did not build (images/build-base.sh)"; exit 1; }
+		build_images || {
+			echo "FAIL: test images did not build (images/build-base.sh; logs in $SWARMHUB_TEST_OUT/build-*.log)"; exit 1; }
 	fi
 }
 

@@ -91,6 +91,12 @@ def test_secret_from_file(fresh_db, tmp_path):
     ({"SWARMHUB_ADMIN_USERS": "ok,bad name"}, ["SWARMHUB_ADMIN_USERS"]),
     ({"SWARMHUB_LISTEN": "nonsense"}, ["SWARMHUB_LISTEN"]),
     ({"SWARMHUB_DB_WAIT": "soon"}, ["SWARMHUB_DB_WAIT"]),
+    ({"SWARMHUB_HUB_CONNECT_URL": "hub:8000"},
+     ["SWARMHUB_HUB_CONNECT_URL", "http(s)://host[:port]"]),
+    ({"SWARMHUB_HUB_CONNECT_URL": "http://hub:8000/hub/api"},
+     ["SWARMHUB_HUB_CONNECT_URL", "no path"]),
+    ({"SWARMHUB_HUB_CONNECT_URL": "http://"}, ["SWARMHUB_HUB_CONNECT_URL"]),
+    ({"SWARMHUB_OAUTH_CODE_TTL": "0"}, ["SWARMHUB_OAUTH_CODE_TTL"]),
 ])
 def test_refuses_bad_settings(fresh_db, env, words):
     r = run_hub({**good_env(fresh_db), **env})

@@ -132,6 +132,9 @@ test_validation(void)
 		"images.a.env.A: must be a string");
 	refused("{'images': {'a': {'image': 'x', 'env': {'JUPYTER_TOKEN': "
 		"'t'}}}}", "images.a.env.JUPYTER_TOKEN: is set by the hub");
+	refused("{'images': {'a': {'image': 'x', 'env': "
+		"{'JUPYTERHUB_API_URL': 'http://x'}}}}",
+		"images.a.env.JUPYTERHUB_API_URL: is set by the hub");
 	refused("{'images': {'a': {'image': 'x', 'env': {'A=B': 'c'}}}}",
 		"images.a.env.A=B: not a valid variable name");
 	refused("{'images': {'a-very-long-key-of-sixty-four-characters-"

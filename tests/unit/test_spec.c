@@ -16,12 +16,16 @@ static const char profiles_text[] =
 	"   \"port\": 9999, \"env\": {\"PROFILE_VAR\": \"yes\","
 	"    \"APP_PASSWORD\": \"{token}\","
 	"    \"APP_ROOT\": \"{base_url}app-{user}{port}\"}},"
-	"  \"plain\": {\"image\": \"local/nb:1\"}},"
+	"  \"plain\": {\"image\": \"local/nb:1\"},"
+	"  \"hubsu\": {\"image\": \"local/su:1\", \"kind\": \"singleuser\","
+	"   \"default_url\": \"/tree\"}},"
 	" \"profiles\": {"
 	"  \"ds\": {\"images\": [\"scipy\", \"plain\"],"
 	"   \"cpu\": {\"min\": 0.5, \"max\": 8}, \"mem_gb\": {\"min\": 1, \"max\": 64},"
 	"   \"gpus\": 2,"
-	"   \"constraints\": [\"node.labels.pool==ds\", \"node.role==worker\"]}}}";
+	"   \"constraints\": [\"node.labels.pool==ds\", \"node.role==worker\"]},"
+	"  \"default\": {\"images\": [\"hubsu\"],"
+	"   \"cpu\": {\"min\": 0.5, \"max\": 8}, \"mem_gb\": {\"min\": 1, \"max\": 64}}}}";
 
 struct fixture {
 	struct profiles *p;
@@ -524,6 +528,60 @@ test_usage(void)
 }
 
 /* HOME_UID=ldap: the user's own uid:gid, group 100 kept, HOME the mount. */
+/* kind singleuser: the JUPYTERHUB_* environment of JupyterHub 3.0's
+ * Spawner.get_env, and no JUPYTER_TOKEN. */
+static void
+test_spec_singleuser(void)
+{
+	struct fixture f;
+	struct err e = { 0 };
+	char *s;
+	json_t *v;
+
+	fixture_init(&f);
+	f.in.image = profiles_image(f.p, "hubsu");
+	f.in.profile = profiles_get(f.p, "default");
+	f.req.user = "a.b@c";
+	f.req.base_url = "/user/a.b@c/";
+	f.req.hub_api_url = "http://hub:8000/hub/api";
+	f.req.oauth_client_id = "jupyterhub-user-a.b%40c";
+	s = spec_build(&f.in, &e);
+	T_OK(s != NULL, "singleuser spec builds (%s)", e.msg);
+	v = json_loads(s ? s : "{}", 0, NULL);
+	T_OK(!env_has_prefix(v, "JUPYTER_TOKEN="), "no JUPYTER_TOKEN");
+	T_OK(has_env(v, "JUPYTERHUB_API_TOKEN=tok-alice-123"), "API token");
+	T_OK(has_env(v, "JPY_API_TOKEN=tok-alice-123"), "JPY_API_TOKEN");
+	T_OK(has_env(v, "JUPYTERHUB_API_URL=http://hub:8000/hub/api"),
+	     "API URL");
+	T_OK(has_env(v, "JUPYTERHUB_ACTIVITY_URL=http://hub:8000/hub/api/"
+		     "users/a.b%40c/activity"), "activity URL, name escaped");
+	T_OK(has_env(v, "JUPYTERHUB_CLIENT_ID=jupyterhub-user-a.b%40c"),
+	     "client id");
+	T_OK(has_env(v, "JUPYTERHUB_HOST="), "host: same origin");
+	T_OK(has_env(v, "JUPYTERHUB_OAUTH_CALLBACK_URL=/user/a.b@c/"
+		     "oauth_callback"), "callback URL");
+	T_OK(has_env(v, "JUPYTERHUB_OAUTH_ACCESS_SCOPES=[\"access:servers!"
+		     "server=a.b@c/\",\"access:servers!user=a.b@c\"]"),
+	     "access scopes");
+	T_OK(has_env(v, "JUPYTERHUB_OAUTH_SCOPES=[\"access:servers!"
+		     "server=a.b@c/\",\"access:servers!user=a.b@c\"]"),
+	     "scopes (before 3.0)");
+	T_OK(env_has_prefix(v, "JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES=["),
+	     "client allowed scopes");
+	T_OK(has_env(v, "JUPYTERHUB_SERVICE_URL=http://0.0.0.0:8888/user/"
+		     "a.b@c/"), "service URL");
+	T_OK(has_env(v, "JUPYTERHUB_SERVICE_PREFIX=/user/a.b@c/"), "prefix");
+	T_OK(has_env(v, "JUPYTERHUB_BASE_URL=/"), "base URL");
+	T_OK(has_env(v, "JUPYTERHUB_USER=a.b@c"), "user");
+	T_OK(has_env(v, "JUPYTERHUB_SERVER_NAME="), "server name");
+	T_OK(has_env(v, "JUPYTERHUB_DEFAULT_URL=/tree"), "default URL");
+	T_OK(has_env(v, "JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED=0"),
+	     "no __Host- cookies (4.1+)");
+	json_decref(v);
+	free(s);
+	profiles_free(f.p);
+}
+
 static void
 test_spec_own_ids(void)
 {
@@ -588,6 +646,7 @@ main(void)
 	test_spec_bind();
 	test_spec_variants();
 	test_spec_own_ids();
+	test_spec_singleuser();
 	test_spec_volume();
 	test_spec_errors();
 	test_spec_no_home();

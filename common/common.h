@@ -81,6 +81,9 @@ void sb_addf(struct strbuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends s HTML-escaped (& < > " ' escaped). */
 void sb_add_html(struct strbuf *sb, const char *s);
+/* Appends s percent-encoded: only ASCII letters, digits, "-_.~" and the
+ * bytes in keep (may be NULL; "/" keeps a path's slashes) stay as they are. */
+void sb_add_pct(struct strbuf *sb, const char *s, const char *keep);
 /* Appends s as a JSON string literal, quotes included. */
 void sb_add_json(struct strbuf *sb, const char *s);
 /* Takes the buffer over: returns it (NUL-terminated), sb is emptied. */

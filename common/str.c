@@ -91,6 +91,21 @@ sb_add_html(struct strbuf *sb, const char *s)
 }
 
 void
+sb_add_pct(struct strbuf *sb, const char *s, const char *keep)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr("-_.~", c) ||
+		    (keep && strchr(keep, c)))
+			sb_addc(sb, (char)c);
+		else
+			sb_addf(sb, "%%%02X", c);
+	}
+}
+
+void
 sb_add_json(struct strbuf *sb, const char *s)
 {
 	sb_addc(sb, '"');

@@ -46,20 +46,11 @@ void
 clients_id(const char *user, const char *server, char *out, size_t size)
 {
 	struct strbuf sb;
-	const char *s;
 
 	/* JupyterHub's: jupyterhub-user-<escaped name>[-<escaped server>] */
 	sb_init(&sb);
 	sb_adds(&sb, "jupyterhub-user-");
-	for (s = user; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || strchr("-_.~", c))
-			sb_addc(&sb, (char)c);
-		else
-			sb_addf(&sb, "%%%02X", c);
-	}
+	sb_add_pct(&sb, user, NULL);
 	if (server && *server)
 		sb_addf(&sb, "-%s", server);
 	snprintf(out, size, "%s", sb.buf);

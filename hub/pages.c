@@ -40,13 +40,7 @@ pages_local_path(const char *next, const char *dflt)
 void
 pages_add_urlenc(struct strbuf *sb, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
-		    (*p >= 'A' && *p <= 'Z') || strchr("/-_.~", *p))
-			sb_addc(sb, (char)*p);
-		else
-			sb_addf(sb, "%%%02X", *p);
-	}
+	sb_add_pct(sb, s, "/");
 }
 
 static void

@@ -65,15 +65,7 @@ page_error(struct hub *h, struct edge_target *t, int status,
 static void
 url_escape(struct strbuf *sb, const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || strchr("-_.~", c))
-			sb_addc(sb, (char)c);
-		else
-			sb_addf(sb, "%%%02X", c);
-	}
+	sb_add_pct(sb, s, NULL);
 }
 
 /* Origin must be this hub's own (scheme://Host) when present. */

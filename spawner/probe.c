@@ -122,15 +122,18 @@ discard(char *p, size_t size, size_t n, void *ctx)
 	return size * n;
 }
 
-int
-probe_web(const char *url, char *const *headers, long timeout_ms,
-	  struct err *e)
+/* GET url with the headers ("Name: value", NULL-terminated; may be NULL),
+ * the body thrown away: the status in *status, or -1 with *e when no HTTP
+ * answer came. */
+static int
+http_status(const char *url, char *const *headers, long timeout_ms,
+	    long *status, struct err *e)
 {
 	CURL *c = curl_easy_init();
 	struct curl_slist *h = NULL;
-	long status = 0;
 	CURLcode rc;
 
+	*status = 0;
 	if (c == NULL)
 		return err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
 	for (size_t i = 0; headers && headers[i]; i++)
@@ -144,12 +147,23 @@ probe_web(const char *url, char *const *headers, long timeout_ms,
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
 	rc = curl_easy_perform(c);
 	if (rc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(c);
-	if (rc != CURLE_OK)
-		return err_set(e, ERR_UPSTREAM, "%s: %s", url,
-			       curl_easy_strerror(rc));
+	if (rc != CURLE_OK || *status < 100)
+		return err_set(e, ERR_UPSTREAM, "%s: %s", url, rc != CURLE_OK ?
+			       curl_easy_strerror(rc) : "no HTTP answer");
+	return 0;
+}
+
+int
+probe_web(const char *url, char *const *headers, long timeout_ms,
+	  struct err *e)
+{
+	long status;
+
+	if (http_status(url, headers, timeout_ms, &status, e) < 0)
+		return -1;
 	if (status < 200 || status > 399)
 		return err_set(e, ERR_UPSTREAM, "%s: answered %ld", url,
 			       status);
@@ -159,24 +173,7 @@ probe_web(const char *url, char *const *headers, long timeout_ms,
 int
 spawner_probe_http(const char *url, long timeout_ms, struct err *e)
 {
-	CURL *c = curl_easy_init();
-	long status = 0;
-	CURLcode rc;
+	long status;
 
-	if (c == NULL)
-		return err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-	rc = curl_easy_perform(c);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
-	if (rc != CURLE_OK || status < 100)
-		return err_set(e, ERR_UPSTREAM, "%s: %s", url, rc != CURLE_OK ?
-			       curl_easy_strerror(rc) : "no HTTP answer");
-	return 0;
+	return http_status(url, NULL, timeout_ms, &status, e);
 }

@@ -191,15 +191,7 @@ path_escape(const char *s)
 
 	sb_init(&sb);
 	sb_adds(&sb, "");
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		    (c >= '0' && c <= '9') || strchr("-_.~", c))
-			sb_addc(&sb, (char)c);
-		else
-			sb_addf(&sb, "%%%02X", c);
-	}
+	sb_add_pct(&sb, s, NULL);
 	return sb_detach(&sb, NULL);
 }
 

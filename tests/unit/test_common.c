@@ -120,6 +120,13 @@ test_strbuf(void)
 	T_STREQ(sb.buf, "\"a\\\"b\\\\\\n\\u0001\\u003c/script>\"",
 		"json escape, safe inside <script>");
 	sb_release(&sb);
+	sb_add_pct(&sb, "a-Z_0.~ /?&=%\xc3\xa9", NULL);
+	T_STREQ(sb.buf, "a-Z_0.~%20%2F%3F%26%3D%25%C3%A9",
+		"percent-encoding keeps only unreserved bytes");
+	sb_release(&sb);
+	sb_add_pct(&sb, "/user/a b/", "/");
+	T_STREQ(sb.buf, "/user/a%20b/", "percent-encoding keeps the bytes asked");
+	sb_release(&sb);
 	for (int i = 0; i < 1000; i++)
 		sb_addf(&sb, "%d,", i);
 	s = sb_detach(&sb, NULL);

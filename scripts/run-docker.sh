@@ -30,24 +30,8 @@ NET=${SWARMHUB_RUN_NETWORK:-swarmhub-dev}
 HUB_ID=${SWARMHUB_HUB_ID:-swarmhub-dev}
 IMAGE=swarmhub/notebook:latest
 
-profiles() {	# FILE: one notebook image for everyone
-	cat >"$1" <<'JSON'
-{
-  "cpu_reservation_ratio": 0.25,
-  "images": {
-    "notebook": {"image": "swarmhub/notebook:latest",
-                 "description": "Jupyter Notebook 6 (Debian 12)",
-                 "cmd": ["python3", "-m", "notebook", "--ip=0.0.0.0", "--port={port}",
-                         "--no-browser", "--NotebookApp.base_url={base_url}",
-                         "--notebook-dir=/home/jovyan/work"],
-                 "port": 8888}
-  },
-  "profiles": {
-    "default": {"images": ["notebook"], "cpu": {"min": 0.5, "max": 2, "default": 1},
-                "mem_gb": {"min": 0.5, "max": 4, "default": 1}}
-  }
-}
-JSON
+profiles() {	# FILE: one notebook image for everyone (as make up writes it)
+	cp "$ROOT/compose/profiles.default.json" "$1"
 }
 
 images() {	# DIR: the notebook image, and the Debian base it needs

@@ -110,24 +110,8 @@ if [ ! -f "$SWARMHUB_ENV_FILE" ]; then
 	say "wrote $SWARMHUB_ENV_FILE from compose/swarmhub.env.example (local accounts; edit it)"
 fi
 if [ ! -f "$SWARMHUB_PROFILES_FILE" ]; then
-	cat >"$SWARMHUB_PROFILES_FILE" <<'EOF'
-{
-  "cpu_reservation_ratio": 0.25,
-  "images": {
-    "notebook": {"image": "swarmhub/notebook:latest",
-                 "description": "Jupyter Notebook 6 (Debian 12)",
-                 "cmd": ["python3", "-m", "notebook", "--ip=0.0.0.0", "--port={port}",
-                         "--no-browser", "--NotebookApp.base_url={base_url}",
-                         "--notebook-dir=/home/jovyan/work"],
-                 "port": 8888}
-  },
-  "profiles": {
-    "default": {"images": ["notebook"], "cpu": {"min": 0.5, "max": 2, "default": 1},
-                "mem_gb": {"min": 0.5, "max": 4, "default": 1}}
-  }
-}
-EOF
-	say "wrote $SWARMHUB_PROFILES_FILE (see compose/profiles.example.json)"
+	cp compose/profiles.default.json "$SWARMHUB_PROFILES_FILE"
+	say "wrote $SWARMHUB_PROFILES_FILE from compose/profiles.default.json (see compose/profiles.example.json)"
 fi
 secret() {	# NAME COMMAND...: make SECRETS_DIR/NAME with the command's output
 	local f="$SWARMHUB_SECRETS_DIR/$1"; shift

@@ -96,7 +96,7 @@ struct conn {
 	uint32_t peer_ip;		/* network order */
 	char peer[INET_ADDRSTRLEN];
 	char ukey[116];
-	char act[80];
+	char act[160];
 };
 
 /* An upstream connection: in use by c, or idle in the worker's pool. Its

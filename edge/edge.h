@@ -49,7 +49,7 @@ struct edge_target {
 					 * when set ("token ..."); */
 	int strip_authorization;	/* drop the client's Authorization */
 	char strip_cookie[64];		/* cookie name removed from Cookie */
-	char activity[80];		/* key passed to the activity hook
+	char activity[160];		/* key passed to the activity hook
 					 * ("" = none) */
 	long timeout_ms;		/* upstream connect + first byte; 0: 30 s */
 	/* EDGE_RESPOND: the answer. body is heap (the edge frees it). */

@@ -28,9 +28,10 @@ add_time(struct strbuf *sb, int64_t ms)
 	sb_addf(sb, "\"%s\"", ts);
 }
 
-/* The user model; servers are listed for admins and the user. */
+/* The user model; servers are listed for admins and the user (all: the
+ * stopped named servers too, ?include_stopped_servers). */
 static void
-user_model(struct strbuf *sb, const struct user *u)
+user_model(struct strbuf *sb, const struct user *u, int all)
 {
 	int ready, pending;
 
@@ -48,7 +49,7 @@ user_model(struct strbuf *sb, const struct user *u)
 	sb_adds(sb, ", \"last_activity\": ");
 	add_time(sb, __atomic_load_n(&u->last_activity_ms, __ATOMIC_RELAXED));
 	sb_adds(sb, ", \"servers\": ");
-	servers_model(sb, u, &ready, &pending);
+	servers_model(sb, u, all, &ready, &pending);
 	sb_adds(sb, ", \"server\": ");
 	if (ready) {
 		char *url = xasprintf("/user/%s/", u->name);
@@ -62,6 +63,13 @@ user_model(struct strbuf *sb, const struct user *u)
 		u->server->state == SRV_STARTING ? "\"spawn\"" : "\"stop\"");
 	ids_model(sb, u);
 	sb_adds(sb, "}");
+}
+
+/* JupyterHub's ?include_stopped_servers: any value (or none) means yes. */
+static int
+stopped_too(struct req *r)
+{
+	return req_query(r, "include_stopped_servers") != NULL;
 }
 
 static void
@@ -178,7 +186,7 @@ api_whoami(struct ctx *c)
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, c->who.name);
 	if (u)
-		user_model(&sb, u);
+		user_model(&sb, u, stopped_too(c->r));
 	pthread_rwlock_unlock(&h->state.lock);
 	if (sb.len == 0) {
 		sb_release(&sb);
@@ -221,9 +229,12 @@ filter_users(struct state *st, int want, long *total)
 	}
 	v = xcalloc(st->nusers + 1, sizeof(*v));
 	for (size_t i = 0; i < st->nusers; i++) {
-		struct server *s = st->user_list[i]->server;
-		int ready = s && s->state == SRV_RUNNING;
-		int active = s && s->state != SRV_STOPPED;
+		const struct user *u = st->user_list[i];
+		int ready = 0, active = user_active_servers(u) > 0;
+
+		for (size_t k = 0; k < user_nservers(u); k++)
+			ready |= user_server_at(u, k) &&
+				 user_server_at(u, k)->state == SRV_RUNNING;
 
 		if ((want == 1 && active) || (want == 2 && ready) ||
 		    (want == 3 && !active))
@@ -295,7 +306,8 @@ list_users(struct ctx *c)
 	for (long i = offset; i < end; i++) {
 		if (i > offset)
 			sb_adds(&sb, ", ");
-		user_model(&sb, pick ? pick[i] : h->state.user_list[i]);
+		user_model(&sb, pick ? pick[i] : h->state.user_list[i],
+			   stopped_too(r));
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	free(pick);
@@ -390,7 +402,7 @@ create_users(struct ctx *c, const char *const *names, size_t n, int admin,
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			sb_adds(&sb, ", ");
-		user_model(&sb, state_user(&h->state, names[i]));
+		user_model(&sb, state_user(&h->state, names[i]), 0);
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (as_list)
@@ -491,7 +503,7 @@ get_user(struct ctx *c, const char *name)
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
 	if (u)
-		user_model(&sb, u);
+		user_model(&sb, u, stopped_too(c->r));
 	pthread_rwlock_unlock(&h->state.lock);
 	if (u == NULL) {
 		sb_release(&sb);
@@ -598,8 +610,8 @@ rename_begin(struct ctx *c, const char *name)
 
 	pthread_rwlock_wrlock(&h->state.lock);
 	u = state_user(&h->state, name);
-	if (u && u->server)
-		st = u->server->state;
+	if (u)
+		st = user_busiest_state(u);
 	if (u && u->renaming)
 		busy = 1;
 	else if (u && st == SRV_STOPPED)
@@ -608,8 +620,8 @@ rename_begin(struct ctx *c, const char *name)
 	if (busy)
 		req_json_error(c->r, 409, "%s is being renamed already", name);
 	else if (st != SRV_STOPPED)
-		req_json_error(c->r, 409, "cannot rename %s while their server "
-		    "is %s: stop it first", name, st == SRV_RUNNING ?
+		req_json_error(c->r, 409, "cannot rename %s while a server of "
+		    "theirs is %s: stop it first", name, st == SRV_RUNNING ?
 		    "running" : st == SRV_STARTING ? "starting" : "stopping");
 	return busy || st != SRV_STOPPED ? -1 : 0;
 }
@@ -714,25 +726,39 @@ stop_before_delete(struct ctx *c, const char *name)
 	struct user *u;
 	enum srv_state st = SRV_STOPPED;
 	struct err e = { 0 };
+	char **running = NULL;
+	size_t n = 0;
+	int rc = 0;
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
-	if (u && u->server)
-		st = u->server->state;
+	if (u) {
+		st = user_busiest_state(u);
+		running = xcalloc(user_nservers(u) + 1, sizeof(*running));
+		for (size_t i = 0; i < user_nservers(u); i++) {
+			struct server *s = user_server_at(u, i);
+
+			if (s && s->state == SRV_RUNNING)
+				running[n++] = xstrdup(s->name);
+		}
+	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (st == SRV_STARTING || st == SRV_STOPPING) {
-		req_json_error(c->r, 400, "%s's server has a pending %s: try "
-		    "again when it is done", name, st == SRV_STARTING ?
+		req_json_error(c->r, 400, "a server of %s has a pending %s: "
+		    "try again when it is done", name, st == SRV_STARTING ?
 		    "start" : "stop");
-		return -1;
+		rc = -1;
 	}
-	if (st == SRV_RUNNING && h->spawner &&
-	    spawner_stop(h->spawner, name, "", &e) < 0) {
-		req_json_error(c->r, err_http_status(e.code), "cannot stop "
-		    "%s's server before deleting the user: %s", name, e.msg);
-		return -1;
+	for (size_t i = 0; rc == 0 && h->spawner && i < n; i++) {
+		if (spawner_stop(h->spawner, name, running[i], &e) < 0) {
+			req_json_error(c->r, err_http_status(e.code), "cannot "
+			    "stop %s's server%s%s before deleting the user: %s",
+			    name, *running[i] ? " " : "", running[i], e.msg);
+			rc = -1;
+		}
 	}
-	return 0;
+	strv_free(running);
+	return rc;
 }
 
 static void
@@ -1044,7 +1070,7 @@ get_groups(struct ctx *c, const char *only)
 }
 
 static void
-post_server(struct ctx *c, const char *name)
+post_server(struct ctx *c, const char *name, const char *server)
 {
 	struct err e = { 0 };
 	const char *body = c->r->body_len ? c->r->body : NULL;
@@ -1055,7 +1081,8 @@ post_server(struct ctx *c, const char *name)
 		req_json_error(c->r, 400, "request body is not valid UTF-8");
 		return;
 	}
-	if (servers_start(c->r->hub, name, body, actor(c), &e) < 0) {
+	if (servers_start_named(c->r->hub, name, server, body, actor(c),
+				&e) < 0) {
 		int status = e.code == ERR_CONFLICT ? 400 :
 			     err_http_status(e.code);
 
@@ -1069,17 +1096,47 @@ post_server(struct ctx *c, const char *name)
 	req_reply(c->r, 202, "application/json", xstrdup(""), 0);
 }
 
+/* The body of DELETE …/servers/<server>: {"remove": true|false}. */
+static int
+remove_flag(struct ctx *c, int *remove)
+{
+	static const char *const keys[] = { "remove", NULL };
+	struct json_t *j = NULL;
+	struct err e = { 0 };
+	json_t *v;
+
+	*remove = 0;
+	if (c->r->body_len == 0)
+		return 0;
+	if (json_parse_object(c->r->body, c->r->body_len, keys, &j, &e) < 0) {
+		reply_err(c->r, &e);
+		return -1;
+	}
+	v = json_object_get(j, "remove");
+	if (v && !json_is_boolean(v)) {
+		json_decref(j);
+		req_json_error(c->r, 400, "remove must be true or false");
+		return -1;
+	}
+	*remove = v && json_is_true(v);
+	json_decref(j);
+	return 0;
+}
+
 static void
-delete_server(struct ctx *c, const char *name)
+delete_server(struct ctx *c, const char *name, const char *server)
 {
 	struct err e = { 0 };
 	char reason[128];
-	int rc;
+	int rc, remove = 0;
 
 	if (need_self_or_admin(c, name) < 0)
 		return;
+	if (*server && remove_flag(c, &remove) < 0)
+		return;
 	snprintf(reason, sizeof(reason), "stopped by %s", actor(c));
-	rc = servers_stop(c->r->hub, name, actor(c), reason, &e);
+	rc = servers_stop_named(c->r->hub, name, server, remove, actor(c),
+				reason, &e);
 	if (rc < 0)
 		reply_err(c->r, &e);
 	else
@@ -1098,6 +1155,47 @@ parse_token_id(const char *s, int64_t *id)
 		return -1;
 	*id = v;
 	return 0;
+}
+
+static void
+server_routes(struct ctx *c, const char *name, const char *server)
+{
+	if (c->r->method == M_POST)
+		post_server(c, name, server);
+	else if (c->r->method == M_DELETE)
+		delete_server(c, name, server);
+	else
+		method_not_allowed(c->r);
+}
+
+/* /hub/api/users/<name>/servers/<server>[/progress] */
+static void
+named_routes(struct ctx *c, const char *name, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+	char server[SERVER_NAME_MAX + 2];
+	struct err e = { 0 };
+
+	c->r->handler = "api_named_server";
+	snprintf(server, sizeof(server), "%.*s", (int)(n > SERVER_NAME_MAX ?
+		 SERVER_NAME_MAX + 1 : n), rest);
+	if (n == 0 || (slash && strcmp(slash, "/progress") != 0)) {
+		req_json_error(c->r, 404, "no such API path");
+	} else if (n > SERVER_NAME_MAX || servers_name_check(server, &e) < 0) {
+		if (n > SERVER_NAME_MAX)
+			err_set(&e, ERR_INVALID, "server name is longer than "
+				"%d characters", SERVER_NAME_MAX);
+		reply_err(c->r, &e);
+	} else if (slash) {
+		c->r->handler = "api_named_progress";
+		if (c->r->method != M_GET)
+			method_not_allowed(c->r);
+		else if (need_self_or_admin(c, name) == 0)
+			events_progress(c->r, name, server);
+	} else {
+		server_routes(c, name, server);
+	}
 }
 
 /* /hub/api/users/<name>[/<rest>] */
@@ -1147,16 +1245,13 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 			method_not_allowed(c->r);
 	} else if (strcmp(rest, "server") == 0) {
 		c->r->handler = "api_server";
-		if (m == M_POST)
-			post_server(c, name);
-		else if (m == M_DELETE)
-			delete_server(c, name);
-		else
-			method_not_allowed(c->r);
+		server_routes(c, name, "");
 	} else if (strcmp(rest, "server/progress") == 0 && m == M_GET) {
 		c->r->handler = "api_progress";
 		if (need_self_or_admin(c, name) == 0)
-			events_progress(c->r, name);
+			events_progress(c->r, name, "");
+	} else if (strncmp(rest, "servers/", 8) == 0) {
+		named_routes(c, name, rest + 8);
 	} else {
 		req_json_error(c->r, 404, "no such API path");
 	}

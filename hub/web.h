@@ -74,7 +74,7 @@ void router_dispatch(struct req *r);
 
 /* ---- the progress stream (events.c) ---------------------------------- */
 /* Answers r with the progress stream of name's server. */
-void events_progress(struct req *r, const char *name);
+void events_progress(struct req *r, const char *name, const char *server);
 /* Wakes listeners: every one (a new event), or those due a keepalive. */
 void events_wake(void);
 void events_keepalive(void);

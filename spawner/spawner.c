@@ -282,28 +282,58 @@ fit_name(char *name)
 	return fit;
 }
 
+/* t with each {key} replaced by value; value "" also drops one '-', '_'
+ * or '.' just before {key} (heap). */
+static char *
+fill(const char *t, const char *key, const char *value)
+{
+	struct strbuf sb;
+	size_t k = strlen(key);
+
+	sb_init(&sb);
+	sb_adds(&sb, "");
+	while (*t) {
+		if (strncmp(t, key, k) != 0) {
+			sb_addc(&sb, *t++);
+			continue;
+		}
+		if (*value == '\0' && sb.len > 0 &&
+		    strchr("-_.", sb.buf[sb.len - 1]))
+			sb.buf[--sb.len] = '\0';
+		sb_adds(&sb, value);
+		t += k;
+	}
+	return sb_detach(&sb, NULL);
+}
+
+/* SERVICE_NAME_TEMPLATE: {user} and {server} (the default server's "" and
+ * the '-' before it dropped); without {server}, a named server's name is
+ * appended after '-': jupyter-alice, jupyter-alice-gpu. */
 char *
 spawner_service_name(const struct spawner *sp, const char *user,
 		     const char *server)
 {
 	const char *t = sp->cfg.name_template;
-	const char *at = strstr(t, "{user}");
-	char *u = spec_escape(user), *name;
+	char *u = spec_escape(user), *sv = spec_escape(server ? server : "");
+	char *a, *name;
 
-	if (at == NULL)
-		name = xasprintf("%s%s", t, u);
+	if (strstr(t, "{user}") == NULL)
+		a = xasprintf("%s{user}", t);
 	else
-		name = xasprintf("%.*s%s%s", (int)(at - t), t, u, at + 6);
-	free(u);
-	if (server && *server) {
-		char *s = spec_escape(server), *full;
+		a = xstrdup(t);
+	if (strstr(a, "{server}") == NULL) {
+		char *b = xasprintf("%s-{server}", a);
 
-		full = xasprintf("%s--%s", name, s);
-		free(s);
-		free(name);
-		name = full;
+		free(a);
+		a = b;
 	}
-	return fit_name(name);
+	name = fill(a, "{user}", u);
+	free(a);
+	a = fill(name, "{server}", sv);
+	free(name);
+	free(u);
+	free(sv);
+	return fit_name(a);
 }
 
 /* ---- tasks ----------------------------------------------------------- */
@@ -806,6 +836,34 @@ containers_left(struct spawner *sp, const char *service, struct err *e)
 	return n;
 }
 
+/* 0 when service carries other swarmhub.user/server labels than user and
+ * server (escaped names can meet: alice's "2dx" and alice-x's default),
+ * else 1 (ours, gone, or Docker cannot tell). */
+static int
+labels_match(struct spawner *sp, const char *service, const char *user,
+	     const char *server)
+{
+	char *esc = docker_escape(sp->d, service);
+	char *path = xasprintf("/services/%s", esc);
+	struct err e = { 0 };
+	json_t *s = get_json(sp, path, &e), *labels;
+	const char *lu, *ls;
+	int ok = 1;
+
+	free(esc);
+	free(path);
+	if (s == NULL)
+		return 1;
+	labels = json_object_get(json_object_get(s, "Spec"), "Labels");
+	lu = json_string_value(json_object_get(labels, "swarmhub.user"));
+	ls = json_string_value(json_object_get(labels, "swarmhub.server"));
+	if (lu && (strcmp(lu, user) != 0 || strcmp(ls ? ls : "",
+						   server ? server : "") != 0))
+		ok = 0;
+	json_decref(s);
+	return ok;
+}
+
 int
 spawner_stop(struct spawner *sp, const char *user, const char *server,
 	     struct err *e)
@@ -814,6 +872,13 @@ spawner_stop(struct spawner *sp, const char *user, const char *server,
 	int64_t deadline = mono_ms() + 60000;
 	int rc;
 
+	if (!labels_match(sp, service, user, server)) {
+		log_event(LOG_WARN, "spawn.stop_skipped", "service=%s user=%s "
+			  "server=%s why=%s", service, user, server,
+			  "another server's service has this name");
+		free(service);
+		return 0;
+	}
 	rc = remove_service(sp, service, e);
 	/* the service disappears at once; its container takes seconds */
 	while (rc == 0) {
@@ -862,9 +927,20 @@ spawner_locate(struct spawner *sp, const char *user, const char *server,
 		const char *owner = json_string_value(json_object_get(labels,
 		    "swarmhub.hub"));
 
+		const char *lu = json_string_value(json_object_get(labels,
+		    "swarmhub.user"));
+		const char *ls = json_string_value(json_object_get(labels,
+		    "swarmhub.server"));
+
 		if (owner == NULL || strcmp(owner, sp->cfg.hub_id) != 0) {
 			err_set(e, ERR_NOTFOUND, "service '%s' belongs to "
 				"another hub", service);
+			goto out;
+		}
+		if ((lu && strcmp(lu, user) != 0) ||
+		    strcmp(ls ? ls : "", server ? server : "") != 0) {
+			err_set(e, ERR_NOTFOUND, "service '%s' belongs to "
+				"another server", service);
 			goto out;
 		}
 	}

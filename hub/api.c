@@ -69,7 +69,7 @@ user_model(struct strbuf *sb, const struct user *u, int all)
 static int
 stopped_too(struct req *r)
 {
-	return req_query(r, "include_stopped_servers") != NULL;
+	return req_has_query(r, "include_stopped_servers");
 }
 
 static void
@@ -162,6 +162,26 @@ api_root(struct req *r)
 {
 	r->handler = "api";
 	req_json(r, 200, xstrdup("{\"version\": \"" HUB_API_VERSION "\"}"));
+}
+
+/* GET /hub/api/info (admins): what jupyterhub-idle-culler reads first. */
+static void
+api_info(struct ctx *c)
+{
+	struct hub *h = c->r->hub;
+	char *body;
+
+	c->r->handler = "api_info";
+	if (need_admin(c) < 0)
+		return;
+	body = xasprintf("{\"version\": \"%s\", \"swarmhub\": \"%s\", "
+	    "\"spawner\": {\"class\": \"swarmhub\", \"version\": \"%s\"}, "
+	    "\"authenticator\": {\"class\": \"%s\", \"version\": \"%s\"}, "
+	    "\"named_servers\": {\"enabled\": true, \"limit_per_user\": "
+	    "%ld}}", HUB_API_VERSION, HUB_VERSION, HUB_VERSION,
+	    h->cfg.auth_ldap ? "ldap" : "local", HUB_VERSION,
+	    h->cfg.named_server_limit);
+	req_json(c->r, 200, body);
 }
 
 static void
@@ -1273,6 +1293,8 @@ api_handle(struct req *r, const char *sub)
 	who_identify(r, &c.who);
 	if (strcmp(sub, "/user") == 0) {
 		api_whoami(&c);
+	} else if (strcmp(sub, "/info") == 0 && r->method == M_GET) {
+		api_info(&c);
 	} else if (strcmp(sub, "/users") == 0) {
 		r->handler = "api_users";
 		if (r->method == M_GET)

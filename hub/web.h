@@ -37,6 +37,8 @@ struct req {
 
 const char *req_header(struct req *r, const char *name);
 const char *req_query(struct req *r, const char *name);
+/* 1 when the query string has name, with a value or without ("?x"). */
+int req_has_query(struct req *r, const char *name);
 const char *req_cookie(struct req *r, const char *name);
 /* Takes body over. */
 void req_reply(struct req *r, int status, const char *content_type,

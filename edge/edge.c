@@ -1041,7 +1041,11 @@ route_to(struct conn *c, struct h1_request *ri)
 		return;
 	}
 	free(t.body);
-	snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	if (strcmp(c->act, t.activity) != 0) {	/* another server: its own
+						 * once-a-second record */
+		c->act_sec[0] = c->act_sec[1] = 0;
+		snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	}
 	c->untrusted_up = t.unix_path[0] == '\0';
 	build_upstream_head(c, ri, &t, ip);
 	h1_body_init(&c->rqf, ri->mode, ri->length);

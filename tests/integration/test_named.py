@@ -44,9 +44,10 @@ def named_dir(tmp_path_factory):
     }
     common = limits(cpu=(0.1, 1, 0.2), mem_gb=(0.1, 4, 0.25))
     write_profiles(d / "profiles.json", images, {
+        "default": {"images": ["tiny", "treeish"], **common}})
+    write_profiles(d / "quota.json", images, {
         "default": {"images": ["tiny", "treeish"], **common,
-                    "quota": {"servers": 3}},
-    })
+                    "quota": {"servers": 3}}})
     yield d
     remove_services(HUB_ID, wait=True)
     remove_homes(f"n{PID}*")
@@ -59,8 +60,8 @@ def _remove_services(request):
         remove_services(HUB_ID)
 
 
-def named_hub(start_hub, named_dir, label, **over):
-    env = swarm_env(HUB_ID, str(named_dir / "profiles.json"), 30, 60, **{
+def named_hub(start_hub, named_dir, label, profiles="profiles.json", **over):
+    env = swarm_env(HUB_ID, str(named_dir / profiles), 30, 60, **{
         "SWARMHUB_LOGIN_MAX_FAILURES": "1000",
         "SWARMHUB_RECONCILE_EVERY": "3600",
         "SWARMHUB_CULL_TIMEOUT": "3600",
@@ -327,7 +328,7 @@ def login_session(hub, name, password="named-pw-123"):
 # ---- limits and quotas -----------------------------------------------------
 
 def test_limit_and_quota(start_hub, named_dir):
-    hub = named_hub(start_hub, named_dir, "named-limit",
+    hub = named_hub(start_hub, named_dir, "named-limit", "quota.json",
                     SWARMHUB_NAMED_SERVER_LIMIT_PER_USER="2")
     r = hub.api("GET", "/info")
     assert r.status_code == 200 and \
@@ -392,12 +393,16 @@ def test_hub_culler_and_adoption(start_hub, named_dir):
 
     # a new hub on the same database adopts the running named server
     hub.stop()
-    hub2 = start_hub("named-adopt", env={**hub.env}, db=hub.db)
+    env = {k: v for k, v in hub.env.items() if k.startswith("SWARMHUB_")
+           and k not in ("SWARMHUB_LISTEN", "SWARMHUB_ADMIN_TOKEN")}
+    env["SWARMHUB_CULL_TIMEOUT"] = "3600"
+    hub2 = start_hub("named-adopt", env=env, db=hub.db)  # same SECRET
     assert set(servers(hub2, name)) == {"busy"}
     assert service_of(name, "busy")["ID"] == busy_service
     r = through(hub2, f"/user/{name}/busy/echo-headers", token)
     assert r.status_code == 200 and \
-        r.json()["path"] == f"/user/{name}/busy/echo-headers", r.text
+        r.json()["path"] == f"/user/{name}/busy/echo-headers", \
+        (r.status_code, r.headers, r.text, hub2.stderr()[-3000:])
 
 
 # jupyterhub-idle-culler (jupyterhub_idle_culler/__init__.py): GET /info,

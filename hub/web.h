@@ -101,6 +101,8 @@ char *pages_edge_error(void *ctx, int status, const char *msg, size_t *len);
 void pages_spawn(struct req *r, const char *name);
 void pages_spawn_pending(struct req *r, const char *name);
 void pages_home_stop(struct req *r);
+/* GET /hub/home/new?server=<name>: to the spawn form of that server. */
+void pages_home_new(struct req *r);
 void pages_admin(struct req *r);
 void pages_token(struct req *r);
 /* What the pages_*.c files share (pages.c). */

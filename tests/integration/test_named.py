@@ -500,3 +500,46 @@ def test_idle_culler_named_exchanges(start_hub, named_dir):
     assert set(servers(hub, name)) == {"", "new"}
     assert "old" in servers(hub, name, stopped=True)
     assert service_of(name, "gone") is None
+
+
+# ---- swarmhubctl ------------------------------------------------------------
+
+def ctl(hub, *args):
+    import os
+    import subprocess
+    from hubtest import ROOT
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SWARMHUB_")}
+    env["SWARMHUB_TOKEN"] = hub.admin_token
+    return subprocess.run([str(ROOT / "bin" / "swarmhubctl"), "--url",
+                           hub.url, *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_ctl_named_servers(start_hub, named_dir):
+    hub = named_hub(start_hub, named_dir, "named-ctl")
+    name = hub.make_user(uniq(f"n{PID}t"))
+    r = ctl(hub, "servers", "start", f"{name}/gpu", "--cpu", "0.2")
+    assert r.returncode == 0 and r.stdout == f"{name}/gpu: pending\n", r
+    r = ctl(hub, "servers", "start", name, "--cpu", "0.2")
+    assert r.returncode == 0 and r.stdout == f"{name}: pending\n", r
+    wait_running(hub, name, "gpu")
+    wait_running(hub, name, "")
+    r = ctl(hub, "servers", "list")
+    assert r.returncode == 0, r
+    rows = {line.split()[0]: line.split()[1]
+            for line in r.stdout.splitlines()[1:]}
+    assert rows == {name: "ready", f"{name}/gpu": "ready"}, r.stdout
+    r = ctl(hub, "servers", "start", f"{name}/Bad")
+    assert r.returncode == 1 and "server name 'Bad'" in r.stderr, r
+    r = ctl(hub, "servers", "stop", "--idle-for", "1h", "--dry-run")
+    assert r.returncode == 0 and r.stdout == "", r
+    r = ctl(hub, "--json", "servers", "stop", f"{name}/gpu", "--remove")
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout) == [{"name": f"{name}/gpu",
+                                     "state": "pending"}], r.stdout
+    wait_for(lambda: "gpu" not in servers(hub, name, stopped=True), 60,
+             "gpu removed")
+    r = ctl(hub, "servers", "list")
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == \
+        [name], r.stdout

@@ -785,8 +785,8 @@ home_named(struct strbuf *sb, struct hub *h, const struct who *w,
 	else
 		sb_adds(sb, "<div class=\"table-wrap\"><table id=\"named\">"
 			"<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">"
-			"State</th><th scope=\"col\">Image</th><th scope=\"col\">"
-			"Size</th><th scope=\"col\">Last activity</th>"
+			"State</th><th scope=\"col\">Image and size</th>"
+			"<th scope=\"col\">Last activity</th>"
 			"<th scope=\"col\">Actions</th></tr></thead><tbody>");
 	for (size_t i = 0; i < v->nnamed; i++) {
 		const struct named_view *n = &v->named[i];
@@ -804,14 +804,14 @@ home_named(struct strbuf *sb, struct hub *h, const struct who *w,
 			sb_adds(sb, "</small>");
 		}
 		sb_adds(sb, "</td><td>");
-		sb_add_html(sb, n->has_opts ? n->opts.image : "");
+		if (n->has_opts) {
+			sb_add_html(sb, n->opts.image);
+			sb_addf(sb, "<br><small class=\"muted\">%g CPU, %g GB"
+				"</small>", n->opts.cpu, n->opts.mem_gb);
+		}
 		sb_adds(sb, "</td><td>");
-		if (n->has_opts)
-			sb_addf(sb, "%g CPU, %g GB", n->opts.cpu,
-				n->opts.mem_gb);
-		sb_adds(sb, "</td><td>");
-		pages_add_time(sb, n->last_activity_ms, now);
-		sb_adds(sb, "</td><td class=\"actions\">");
+		pages_add_ago(sb, n->last_activity_ms, now);
+		sb_adds(sb, "</td><td class=\"named-actions\">");
 		if (h->spawner)
 			named_actions(sb, h, w, n);
 		sb_adds(sb, "</td></tr>");

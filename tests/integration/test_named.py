@@ -543,3 +543,68 @@ def test_ctl_named_servers(start_hub, named_dir):
     r = ctl(hub, "servers", "list")
     assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == \
         [name], r.stdout
+
+
+# ---- the pages, in a browser ------------------------------------------------
+
+def test_browser_home_two_named_servers(start_hub, named_dir, request):
+    from urllib.parse import urlsplit
+    from hubtest import (all_by, by, chromium, click_and_load, driver_log,
+                         loaded, shot, sign_in, wait)
+    hub = named_hub(start_hub, named_dir, "named-browser")
+    name = hub.make_user(uniq(f"n{PID}w"), password="named-web-pw")
+    with chromium(driver_log("chromedriver", request),
+                  window="1280,900") as d:
+        sign_in(d, hub, name, "named-web-pw", expect_path="/hub/home")
+        assert by(d, "#no-named")
+        # a bad name: the form's own check, then the hub's 400 page
+        d.get(hub.url + "/hub/home/new?server=Bad%20Name")
+        assert "Bad server name" in d.page_source
+        assert "1-63 characters" in d.page_source
+        for server, image, path in (("gpu", "treeish", "gpu/tree"),
+                                    ("proj.1", "tiny", "proj.1/")):
+            d.get(hub.url + "/hub/home")
+            by(d, "#server-name-in").send_keys(server)
+            click_and_load(d, "#new-server button[type=submit]")
+            assert urlsplit(d.current_url).path == \
+                f"/hub/spawn/{name}/{server}", d.current_url
+            assert server in by(d, "h1").text
+            by(d, f"input[type=radio][value={image}]").click()
+            by(d, "form[action^='/hub/spawn'] button[type=submit]").click()
+            # the progress page, then on to the server at its default_url
+            wait(d, lambda x: urlsplit(x.current_url).path ==
+                 f"/user/{name}/{path}", timeout=90)
+        d.get(hub.url + "/hub/home")
+        loaded(d)
+        rows = all_by(d, "#named tbody tr")
+        assert [r.get_attribute("data-server") for r in rows] == \
+            ["gpu", "proj.1"]
+        for r in rows:
+            assert "running" in r.text, r.text
+        opens = [a.get_attribute("href") for a in
+                 all_by(d, "#named a[data-act=open]")]
+        assert opens == [f"{hub.url}/user/{name}/gpu/tree",
+                         f"{hub.url}/user/{name}/proj.1/"], opens
+        shot(d, "home-two-named-servers", f"named-{PID}")
+        # Stop one from the home page; it stays listed, stopped, with
+        # Start and Remove
+        by(d, "tr[data-server='proj.1'] button[data-act=stop]").click()
+        wait(d, lambda x: "stopped" in by(
+            x, "tr[data-server='proj.1']").text, timeout=60)
+        row = by(d, "tr[data-server='proj.1']")
+        assert row.find_element("css selector", "a[data-act=start]")
+        assert "running" in by(d, "tr[data-server='gpu']").text
+        shot(d, "home-named-one-stopped", f"named-{PID}")
+        row.find_element("css selector", "button[data-act=remove]").click()
+        wait(d, lambda x: not all_by(x, "tr[data-server='proj.1']"),
+             timeout=30)
+        # the admin page lists the named server under its user
+        r = hub.api("PATCH", f"/users/{name}", json={"admin": True})
+        assert r.status_code == 200
+        d.get(hub.url + "/hub/admin")
+        loaded(d)
+        named = all_by(d, "tr.named-server")
+        assert [r.get_attribute("data-server") for r in named] == ["gpu"]
+        assert f"{name}/gpu" in named[0].text and "running" in \
+            named[0].text, named[0].text
+        shot(d, "admin-named-server", f"named-{PID}")

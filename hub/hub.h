@@ -360,10 +360,6 @@ int servers_stop_named(struct hub *h, const char *name, const char *server,
 		       struct err *e);
 int servers_stop(struct hub *h, const char *name, const char *actor,
 		 const char *reason, struct err *e);
-/* Stops every server of name (background); returns how many are still
- * running, starting or stopping, so a caller can wait (user delete). */
-int servers_stop_all(struct hub *h, const char *name, const char *actor,
-		     const char *reason);
 /* Loads server rows, adopts running services, marks the rest stopped. */
 int servers_load(struct hub *h, struct err *e);
 void servers_reconcile(struct hub *h);

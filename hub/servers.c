@@ -871,45 +871,6 @@ servers_stop(struct hub *h, const char *name, const char *actor,
 	return servers_stop_named(h, name, "", 0, actor, reason, e);
 }
 
-/* The names of name's servers that are not stopped (heap, NULL-ended). */
-static char **
-active_names(struct hub *h, const char *name)
-{
-	struct user *u;
-	char **v = NULL;
-	size_t n = 0;
-
-	pthread_rwlock_rdlock(&h->state.lock);
-	u = state_user(&h->state, name);
-	if (u)
-		v = xcalloc(user_nservers(u) + 1, sizeof(*v));
-	for (size_t i = 0; u && i < user_nservers(u); i++) {
-		struct server *s = user_server_at(u, i);
-
-		if (s && s->state != SRV_STOPPED)
-			v[n++] = xstrdup(s->name);
-	}
-	pthread_rwlock_unlock(&h->state.lock);
-	return v;
-}
-
-int
-servers_stop_all(struct hub *h, const char *name, const char *actor,
-		 const char *reason)
-{
-	char **v = active_names(h, name);
-	int n = 0;
-
-	for (char **p = v; p && *p; p++) {
-		struct err e = { 0 };
-
-		if (servers_stop_named(h, name, *p, 0, actor, reason, &e) != 0)
-			n++;
-	}
-	strv_free(v);
-	return n;
-}
-
 char *
 servers_open_url(struct hub *h, const char *name, const char *server)
 {

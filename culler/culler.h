@@ -28,7 +28,7 @@
 /* One running (or pending) server as the hub sees it. */
 struct culler_server {
 	char user[USER_NAME_MAX + 1];
-	char server[64];	/* "" the user's default server, else its name */
+	char server[64];	/* "": the default server, else its name */
 	char profile[64];	/* profile it was started with, "" unknown */
 	int admin;		/* its owner is an admin */
 	int pending;		/* a start or stop is under way: never culled */

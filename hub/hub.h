@@ -51,7 +51,7 @@ struct hub_cfg {
 	struct spawner_cfg spawn;
 	int spawn_enabled;
 	long concurrent_spawn_limit;
-	long named_server_limit;	/* NAMED_SERVER_LIMIT_PER_USER; 0: none */
+	long named_server_limit;	/* NAMED_SERVER_LIMIT_PER_USER, 0 */
 	long reconcile_every_s;
 	long local_uid_min, local_uid_max;	/* LOCAL_UID_RANGE */
 	/* culler */

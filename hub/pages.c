@@ -784,8 +784,9 @@ home_named(struct strbuf *sb, struct hub *h, const struct who *w,
 			"its own size and image, and shares your home.</p>");
 	else
 		sb_adds(sb, "<div class=\"table-wrap\"><table id=\"named\">"
-			"<thead><tr><th scope=\"col\">Name</th><th scope=\"col\">"
-			"State</th><th scope=\"col\">Image and size</th>"
+			"<thead><tr><th scope=\"col\">Name</th>"
+			"<th scope=\"col\">State</th>"
+			"<th scope=\"col\">Image and size</th>"
 			"<th scope=\"col\">Last activity</th>"
 			"<th scope=\"col\">Actions</th></tr></thead><tbody>");
 	for (size_t i = 0; i < v->nnamed; i++) {

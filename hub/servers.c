@@ -323,15 +323,13 @@ on_progress(void *ctx, int pct, const char *msg)
  * A new server answers at s's address, so any other server the hub still
  * routes to that address is gone (Docker reuses addresses): stop routing
  * there at once, before a request for it reaches the newcomer. Returns
- * their names for a re-check (heap, NULL-terminated). Write lock held.
+ * their keys for a re-check (heap, NULL-terminated). Write lock held.
  */
 static char **
 unroute_same_address(struct hub *h, const struct server *s)
 {
-	char **names = xcalloc(h->state.nusers + 1, sizeof(*names));
-	size_t n = 0;
-
-	size_t cap = h->state.nusers + 1;
+	size_t cap = h->state.nusers + 1, n = 0;
+	char **names = xcalloc(cap, sizeof(*names));
 
 	for (size_t i = 0; i < h->state.nusers; i++) {
 		struct user *u = h->state.user_list[i];

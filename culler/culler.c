@@ -178,6 +178,7 @@ decide(const struct culler_server *s, const struct culler_policy *p,
 	    (now_ms - started) / 1000 >= p->max_age_s) {
 		action_init(a, s->user, CULL_MAX_AGE, last,
 			    (now_ms - started) / 1000, p->max_age_s);
+		snprintf(a->server, sizeof(a->server), "%s", s->server);
 		fmt_over(a->message, sizeof(a->message), "running",
 			 a->idle_s, "max age", p->max_age_s);
 		return 1;
@@ -187,6 +188,7 @@ decide(const struct culler_server *s, const struct culler_policy *p,
 	if (timeout_s <= 0 || last <= 0 || idle_s < timeout_s)
 		return 0;
 	action_init(a, s->user, CULL_IDLE, last, idle_s, timeout_s);
+	snprintf(a->server, sizeof(a->server), "%s", s->server);
 	fmt_over(over, sizeof(over), "idle", idle_s, "timeout", timeout_s);
 	fmt_at(at, sizeof(at), last, now_ms);
 	if (src == SRC_START)

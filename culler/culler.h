@@ -28,6 +28,7 @@
 /* One running (or pending) server as the hub sees it. */
 struct culler_server {
 	char user[USER_NAME_MAX + 1];
+	char server[64];	/* "": the default server, else its name */
 	char profile[64];	/* profile it was started with, "" unknown */
 	int admin;		/* its owner is an admin */
 	int pending;		/* a start or stop is under way: never culled */
@@ -83,6 +84,7 @@ enum culler_reason {
 
 struct culler_action {
 	char user[USER_NAME_MAX + 1];
+	char server[64];	/* the server's name ("": default; users: "") */
 	enum culler_reason reason;
 	const char *label;	/* metric label (static), culler_reason_label */
 	int64_t last_activity_ms;	/* what the decision used (clamped) */
@@ -155,13 +157,14 @@ struct culler_ops {
 	 * by the culler with free()). Fill what the hub knows; server_ms,
 	 * kernel_busy and kernel_seen_ms may stay 0 (the probe fills them). */
 	int (*list)(void *ctx, struct culler_server **out, size_t *n);
-	/* Asks user's server for its api/status: *server_ms its
+	/* Asks user's server (server: its name, "" the default one) for its
+	 * api/status: *server_ms its
 	 * last_activity (0 unknown), *kernel_busy 1 when a kernel's
 	 * execution_state is "busy". Must time out by itself (HTTP timeout
 	 * near the probe_timeout_ms given to culler_pass). Optional (NULL:
 	 * servers are judged on the hub's record alone). */
-	int (*probe)(void *ctx, const char *user, int64_t *server_ms,
-		     int *kernel_busy);
+	int (*probe)(void *ctx, const char *user, const char *server,
+		     int64_t *server_ms, int *kernel_busy);
 	/* Stops a's server: spawner stop, audit log, history event with
 	 * a->message, metric jupyterhub_culled_total{reason=a->label}. */
 	int (*stop)(void *ctx, const struct culler_action *a);

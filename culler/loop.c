@@ -99,8 +99,8 @@ probe_one(void *arg, size_t i)
 	int64_t t0 = time_mono_ms(), ms;
 	int rc;
 
-	rc = pr->ops->probe(pr->ops->ctx, sl->s->user, &sl->server_ms,
-			    &sl->kernel_busy);
+	rc = pr->ops->probe(pr->ops->ctx, sl->s->user, sl->s->server,
+			    &sl->server_ms, &sl->kernel_busy);
 	sl->seen_ms = time_now_ms();
 	ms = time_mono_ms() - t0;
 	sl->state = rc == 0 ? PROBE_OK : PROBE_FAILED;

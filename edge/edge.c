@@ -96,8 +96,8 @@ struct conn {
 	uint32_t peer_ip;		/* network order */
 	char peer[INET_ADDRSTRLEN];
 	char ukey[116];
-	char act[80];
-	char loc_prefix[144];		/* the part of the target the route
+	char act[160];
+	char loc_prefix[192];		/* the part of the target the route
 					 * stripped: put back in front of a
 					 * "Location: /..." answer */
 };
@@ -1080,7 +1080,11 @@ route_to(struct conn *c, struct h1_request *ri)
 		return;
 	}
 	free(t.body);
-	snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	if (strcmp(c->act, t.activity) != 0) {	/* another server: its own
+						 * once-a-second record */
+		c->act_sec[0] = c->act_sec[1] = 0;
+		snprintf(c->act, sizeof(c->act), "%s", t.activity);
+	}
 	c->loc_prefix[0] = '\0';
 	if (upstream_target(ri, &t) != ri->target &&
 	    t.strip_target < sizeof(c->loc_prefix))

@@ -61,7 +61,7 @@ struct edge_target {
 					 * dropped */
 	char header_name[EDGE_HEADERS_MAX][64];
 	char header_value[EDGE_HEADERS_MAX][512];
-	char activity[80];		/* key passed to the activity hook
+	char activity[160];		/* key passed to the activity hook
 					 * ("" = none) */
 	long timeout_ms;		/* upstream connect + first byte; 0: 30 s */
 	/* EDGE_RESPOND: the answer. body is heap (the edge frees it). */

@@ -28,9 +28,10 @@ add_time(struct strbuf *sb, int64_t ms)
 	sb_addf(sb, "\"%s\"", ts);
 }
 
-/* The user model; servers are listed for admins and the user. */
+/* The user model; servers are listed for admins and the user (all: the
+ * stopped named servers too, ?include_stopped_servers). */
 static void
-user_model(struct strbuf *sb, const struct user *u)
+user_model(struct strbuf *sb, const struct user *u, int all)
 {
 	int ready, pending;
 
@@ -48,7 +49,7 @@ user_model(struct strbuf *sb, const struct user *u)
 	sb_adds(sb, ", \"last_activity\": ");
 	add_time(sb, __atomic_load_n(&u->last_activity_ms, __ATOMIC_RELAXED));
 	sb_adds(sb, ", \"servers\": ");
-	servers_model(sb, u, &ready, &pending);
+	servers_model(sb, u, all, &ready, &pending);
 	sb_adds(sb, ", \"server\": ");
 	if (ready) {
 		char *url = xasprintf("/user/%s/", u->name);
@@ -62,6 +63,13 @@ user_model(struct strbuf *sb, const struct user *u)
 		u->server->state == SRV_STARTING ? "\"spawn\"" : "\"stop\"");
 	ids_model(sb, u);
 	sb_adds(sb, "}");
+}
+
+/* JupyterHub's ?include_stopped_servers: any value (or none) means yes. */
+static int
+stopped_too(struct req *r)
+{
+	return req_has_query(r, "include_stopped_servers");
 }
 
 static void
@@ -242,6 +250,26 @@ limited_model(struct strbuf *sb, const struct user *u, const struct who *w)
 	sb_adds(sb, "}");
 }
 
+/* GET /hub/api/info (admins): what jupyterhub-idle-culler reads first. */
+static void
+api_info(struct ctx *c)
+{
+	struct hub *h = c->r->hub;
+	char *body;
+
+	c->r->handler = "api_info";
+	if (need_admin(c) < 0)
+		return;
+	body = xasprintf("{\"version\": \"%s\", \"swarmhub\": \"%s\", "
+	    "\"spawner\": {\"class\": \"swarmhub\", \"version\": \"%s\"}, "
+	    "\"authenticator\": {\"class\": \"%s\", \"version\": \"%s\"}, "
+	    "\"named_servers\": {\"enabled\": true, \"limit_per_user\": "
+	    "%ld}}", HUB_API_VERSION, HUB_VERSION, HUB_VERSION,
+	    h->cfg.auth_ldap ? "ldap" : "local", HUB_VERSION,
+	    h->cfg.named_server_limit);
+	req_json(c->r, 200, body);
+}
+
 static void
 api_whoami(struct ctx *c)
 {
@@ -266,7 +294,7 @@ api_whoami(struct ctx *c)
 	if (u && c->who.limit != WHO_FULL) {
 		limited_model(&sb, u, &c->who);
 	} else if (u) {
-		user_model(&sb, u);
+		user_model(&sb, u, stopped_too(c->r));
 		sb.len--;	/* the closing brace */
 		add_scopes(&sb, &c->who, h->cfg.admin_access);
 		sb_adds(&sb, "}");
@@ -313,9 +341,12 @@ filter_users(struct state *st, int want, long *total)
 	}
 	v = xcalloc(st->nusers + 1, sizeof(*v));
 	for (size_t i = 0; i < st->nusers; i++) {
-		struct server *s = st->user_list[i]->server;
-		int ready = s && s->state == SRV_RUNNING;
-		int active = s && s->state != SRV_STOPPED;
+		const struct user *u = st->user_list[i];
+		int ready = 0, active = user_active_servers(u) > 0;
+
+		for (size_t k = 0; k < user_nservers(u); k++)
+			ready |= user_server_at(u, k) &&
+				 user_server_at(u, k)->state == SRV_RUNNING;
 
 		if ((want == 1 && active) || (want == 2 && ready) ||
 		    (want == 3 && !active))
@@ -387,7 +418,8 @@ list_users(struct ctx *c)
 	for (long i = offset; i < end; i++) {
 		if (i > offset)
 			sb_adds(&sb, ", ");
-		user_model(&sb, pick ? pick[i] : h->state.user_list[i]);
+		user_model(&sb, pick ? pick[i] : h->state.user_list[i],
+			   stopped_too(r));
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	free(pick);
@@ -482,7 +514,7 @@ create_users(struct ctx *c, const char *const *names, size_t n, int admin,
 	for (size_t i = 0; i < n; i++) {
 		if (i)
 			sb_adds(&sb, ", ");
-		user_model(&sb, state_user(&h->state, names[i]));
+		user_model(&sb, state_user(&h->state, names[i]), 0);
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (as_list)
@@ -583,7 +615,7 @@ get_user(struct ctx *c, const char *name)
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
 	if (u)
-		user_model(&sb, u);
+		user_model(&sb, u, stopped_too(c->r));
 	pthread_rwlock_unlock(&h->state.lock);
 	if (u == NULL) {
 		sb_release(&sb);
@@ -690,8 +722,8 @@ rename_begin(struct ctx *c, const char *name)
 
 	pthread_rwlock_wrlock(&h->state.lock);
 	u = state_user(&h->state, name);
-	if (u && u->server)
-		st = u->server->state;
+	if (u)
+		st = user_busiest_state(u);
 	if (u && u->renaming)
 		busy = 1;
 	else if (u && st == SRV_STOPPED)
@@ -700,8 +732,8 @@ rename_begin(struct ctx *c, const char *name)
 	if (busy)
 		req_json_error(c->r, 409, "%s is being renamed already", name);
 	else if (st != SRV_STOPPED)
-		req_json_error(c->r, 409, "cannot rename %s while their server "
-		    "is %s: stop it first", name, st == SRV_RUNNING ?
+		req_json_error(c->r, 409, "cannot rename %s while a server of "
+		    "theirs is %s: stop it first", name, st == SRV_RUNNING ?
 		    "running" : st == SRV_STARTING ? "starting" : "stopping");
 	return busy || st != SRV_STOPPED ? -1 : 0;
 }
@@ -806,25 +838,39 @@ stop_before_delete(struct ctx *c, const char *name)
 	struct user *u;
 	enum srv_state st = SRV_STOPPED;
 	struct err e = { 0 };
+	char **running = NULL;
+	size_t n = 0;
+	int rc = 0;
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
-	if (u && u->server)
-		st = u->server->state;
+	if (u) {
+		st = user_busiest_state(u);
+		running = xcalloc(user_nservers(u) + 1, sizeof(*running));
+		for (size_t i = 0; i < user_nservers(u); i++) {
+			struct server *s = user_server_at(u, i);
+
+			if (s && s->state == SRV_RUNNING)
+				running[n++] = xstrdup(s->name);
+		}
+	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (st == SRV_STARTING || st == SRV_STOPPING) {
-		req_json_error(c->r, 400, "%s's server has a pending %s: try "
-		    "again when it is done", name, st == SRV_STARTING ?
+		req_json_error(c->r, 400, "a server of %s has a pending %s: "
+		    "try again when it is done", name, st == SRV_STARTING ?
 		    "start" : "stop");
-		return -1;
+		rc = -1;
 	}
-	if (st == SRV_RUNNING && h->spawner &&
-	    spawner_stop(h->spawner, name, "", &e) < 0) {
-		req_json_error(c->r, err_http_status(e.code), "cannot stop "
-		    "%s's server before deleting the user: %s", name, e.msg);
-		return -1;
+	for (size_t i = 0; rc == 0 && h->spawner && i < n; i++) {
+		if (spawner_stop(h->spawner, name, running[i], &e) < 0) {
+			req_json_error(c->r, err_http_status(e.code), "cannot "
+			    "stop %s's server%s%s before deleting the user: %s",
+			    name, *running[i] ? " " : "", running[i], e.msg);
+			rc = -1;
+		}
 	}
-	return 0;
+	strv_free(running);
+	return rc;
 }
 
 static void
@@ -1061,30 +1107,35 @@ servers_activity(struct ctx *c, const char *name, json_t *servers)
 		return -1;
 	}
 	json_object_foreach(servers, key, v) {
+		struct server *s;
+		int found;
+
 		la = json_object_get(v, "last_activity");
-		if (*key != '\0') {
-			req_json_error(c->r, 400, "servers: no server '%.64s' "
-				       "for user %s", key, name);
-			return -1;
-		}
 		if (!json_is_string(la) ||
 		    time_parse_iso8601(json_string_value(la), &ms) < 0) {
-			req_json_error(c->r, 400, "servers.%s.last_activity "
+			req_json_error(c->r, 400, "servers.%.64s.last_activity "
 			    "must be an ISO 8601 time such as "
 			    "2026-01-31T10:00:00Z", key);
 			return -1;
 		}
 		pthread_rwlock_rdlock(&h->state.lock);
 		u = state_user(&h->state, name);
-		if (u && u->server && ms <= time_now_ms() + 60000 &&
-		    ms > __atomic_load_n(&u->server->last_activity_ms,
+		s = u ? user_server(u, key) : NULL;
+		found = s != NULL;
+		if (s && ms <= time_now_ms() + 60000 &&
+		    ms > __atomic_load_n(&s->last_activity_ms,
 					 __ATOMIC_RELAXED)) {
-			__atomic_store_n(&u->server->last_activity_ms, ms,
+			__atomic_store_n(&s->last_activity_ms, ms,
 					 __ATOMIC_RELAXED);
-			__atomic_store_n(&u->server->activity_dirty, 1,
+			__atomic_store_n(&s->activity_dirty, 1,
 					 __ATOMIC_RELAXED);
 		}
 		pthread_rwlock_unlock(&h->state.lock);
+		if (!found) {
+			req_json_error(c->r, 400, "servers: no server '%.64s' "
+				       "for user %s", key, name);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -1194,7 +1245,7 @@ get_groups(struct ctx *c, const char *only)
 }
 
 static void
-post_server(struct ctx *c, const char *name)
+post_server(struct ctx *c, const char *name, const char *server)
 {
 	struct err e = { 0 };
 	const char *body = c->r->body_len ? c->r->body : NULL;
@@ -1205,7 +1256,8 @@ post_server(struct ctx *c, const char *name)
 		req_json_error(c->r, 400, "request body is not valid UTF-8");
 		return;
 	}
-	if (servers_start(c->r->hub, name, body, actor(c), &e) < 0) {
+	if (servers_start_named(c->r->hub, name, server, body, actor(c),
+				&e) < 0) {
 		int status = e.code == ERR_CONFLICT ? 400 :
 			     err_http_status(e.code);
 
@@ -1219,17 +1271,47 @@ post_server(struct ctx *c, const char *name)
 	req_reply(c->r, 202, "application/json", xstrdup(""), 0);
 }
 
+/* The body of DELETE …/servers/<server>: {"remove": true|false}. */
+static int
+remove_flag(struct ctx *c, int *remove)
+{
+	static const char *const keys[] = { "remove", NULL };
+	struct json_t *j = NULL;
+	struct err e = { 0 };
+	json_t *v;
+
+	*remove = 0;
+	if (c->r->body_len == 0)
+		return 0;
+	if (json_parse_object(c->r->body, c->r->body_len, keys, &j, &e) < 0) {
+		reply_err(c->r, &e);
+		return -1;
+	}
+	v = json_object_get(j, "remove");
+	if (v && !json_is_boolean(v)) {
+		json_decref(j);
+		req_json_error(c->r, 400, "remove must be true or false");
+		return -1;
+	}
+	*remove = v && json_is_true(v);
+	json_decref(j);
+	return 0;
+}
+
 static void
-delete_server(struct ctx *c, const char *name)
+delete_server(struct ctx *c, const char *name, const char *server)
 {
 	struct err e = { 0 };
 	char reason[128];
-	int rc;
+	int rc, remove = 0;
 
 	if (need_self_or_admin(c, name) < 0)
 		return;
+	if (*server && remove_flag(c, &remove) < 0)
+		return;
 	snprintf(reason, sizeof(reason), "stopped by %s", actor(c));
-	rc = servers_stop(c->r->hub, name, actor(c), reason, &e);
+	rc = servers_stop_named(c->r->hub, name, server, remove, actor(c),
+				reason, &e);
 	if (rc < 0)
 		reply_err(c->r, &e);
 	else
@@ -1248,6 +1330,47 @@ parse_token_id(const char *s, int64_t *id)
 		return -1;
 	*id = v;
 	return 0;
+}
+
+static void
+server_routes(struct ctx *c, const char *name, const char *server)
+{
+	if (c->r->method == M_POST)
+		post_server(c, name, server);
+	else if (c->r->method == M_DELETE)
+		delete_server(c, name, server);
+	else
+		method_not_allowed(c->r);
+}
+
+/* /hub/api/users/<name>/servers/<server>[/progress] */
+static void
+named_routes(struct ctx *c, const char *name, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+	char server[SERVER_NAME_MAX + 2];
+	struct err e = { 0 };
+
+	c->r->handler = "api_named_server";
+	snprintf(server, sizeof(server), "%.*s", (int)(n > SERVER_NAME_MAX ?
+		 SERVER_NAME_MAX + 1 : n), rest);
+	if (n == 0 || (slash && strcmp(slash, "/progress") != 0)) {
+		req_json_error(c->r, 404, "no such API path");
+	} else if (n > SERVER_NAME_MAX || servers_name_check(server, &e) < 0) {
+		if (n > SERVER_NAME_MAX)
+			err_set(&e, ERR_INVALID, "server name is longer than "
+				"%d characters", SERVER_NAME_MAX);
+		reply_err(c->r, &e);
+	} else if (slash) {
+		c->r->handler = "api_named_progress";
+		if (c->r->method != M_GET)
+			method_not_allowed(c->r);
+		else if (need_self_or_admin(c, name) == 0)
+			events_progress(c->r, name, server);
+	} else {
+		server_routes(c, name, server);
+	}
 }
 
 /* /hub/api/users/<name>[/<rest>] */
@@ -1297,16 +1420,13 @@ user_routes(struct ctx *c, const char *name, const char *rest)
 			method_not_allowed(c->r);
 	} else if (strcmp(rest, "server") == 0) {
 		c->r->handler = "api_server";
-		if (m == M_POST)
-			post_server(c, name);
-		else if (m == M_DELETE)
-			delete_server(c, name);
-		else
-			method_not_allowed(c->r);
+		server_routes(c, name, "");
 	} else if (strcmp(rest, "server/progress") == 0 && m == M_GET) {
 		c->r->handler = "api_progress";
 		if (need_self_or_admin(c, name) == 0)
-			events_progress(c->r, name);
+			events_progress(c->r, name, "");
+	} else if (strncmp(rest, "servers/", 8) == 0) {
+		named_routes(c, name, rest + 8);
 	} else {
 		req_json_error(c->r, 404, "no such API path");
 	}
@@ -1358,6 +1478,8 @@ api_handle(struct req *r, const char *sub)
 		return;
 	if (strcmp(sub, "/user") == 0) {
 		api_whoami(&c);
+	} else if (strcmp(sub, "/info") == 0 && r->method == M_GET) {
+		api_info(&c);
 	} else if (strcmp(sub, "/users") == 0) {
 		r->handler = "api_users";
 		if (r->method == M_GET)

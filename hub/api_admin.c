@@ -46,11 +46,12 @@ need_spawner(struct req *r)
 
 /* ---- orphans --------------------------------------------------------- */
 static int
-known_running(struct hub *h, const char *user)
+known_running(struct hub *h, const char *user, const char *server)
 {
 	struct user *u = state_user(&h->state, user);
+	struct server *s = u ? user_server(u, server) : NULL;
 
-	return u && u->server && u->server->state != SRV_STOPPED;
+	return s && s->state != SRV_STOPPED;
 }
 
 static void
@@ -65,7 +66,7 @@ orphan_services(struct hub *h, json_t *out, struct err *e, int *ok)
 	}
 	pthread_rwlock_rdlock(&h->state.lock);
 	for (size_t i = 0; i < n; i++) {
-		if (known_running(h, v[i].user) && *v[i].server == '\0')
+		if (known_running(h, v[i].user, v[i].server))
 			continue;
 		json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s, s:b}",
 		    "name", v[i].name, "service_id", v[i].service_id,
@@ -129,7 +130,7 @@ delete_orphan_service(struct req *r, const char *name)
 	for (size_t i = 0; i < n; i++)
 		if (strcmp(v[i].name, name) == 0) {
 			found = 1;
-			owned = known_running(h, v[i].user) && !*v[i].server;
+			owned = known_running(h, v[i].user, v[i].server);
 		}
 	pthread_rwlock_unlock(&h->state.lock);
 	free(v);
@@ -225,7 +226,7 @@ server_stopped(struct req *r, const char *name)
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
 	exists = u != NULL;
-	stopped = !u || !u->server || u->server->state == SRV_STOPPED;
+	stopped = !u || user_busiest_state(u) == SRV_STOPPED;
 	pthread_rwlock_unlock(&h->state.lock);
 	if (!exists)
 		req_json_error(r, 404, "user %s does not exist", name);

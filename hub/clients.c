@@ -97,15 +97,14 @@ clients_server_live(struct hub *h, const char *user, const char *server,
 		    const char *nonce)
 {
 	struct user *u;
+	struct server *s;
 	int live = 0;
 
-	if (*server)
-		return 0;	/* named servers: not here yet */
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, user);
-	if (u && u->server && (u->server->state == SRV_RUNNING ||
-			       u->server->state == SRV_STARTING))
-		live = nonce == NULL || strcmp(u->server->nonce, nonce) == 0;
+	s = u ? user_server(u, server) : NULL;
+	if (s && (s->state == SRV_RUNNING || s->state == SRV_STARTING))
+		live = nonce == NULL || strcmp(s->nonce, nonce) == 0;
 	pthread_rwlock_unlock(&h->state.lock);
 	return live;
 }

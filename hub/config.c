@@ -244,6 +244,8 @@ load_spawn(struct hub_cfg *c, struct err *e)
 	    cfg_duration("HTTP_TIMEOUT", 600, &sc->http_timeout_s, e) < 0 ||
 	    cfg_long("CONCURRENT_SPAWN_LIMIT", 100, 1, 10000,
 		     &c->concurrent_spawn_limit, e) < 0 ||
+	    cfg_long("NAMED_SERVER_LIMIT_PER_USER", 0, 0, 100000,
+		     &c->named_server_limit, e) < 0 ||
 	    cfg_duration("RECONCILE_EVERY", 60, &c->reconcile_every_s, e) < 0 ||
 	    load_home(sc, e) < 0 || load_uid_range(c, e) < 0)
 		return -1;

@@ -22,33 +22,48 @@ struct cull {
 	long *override_secs;
 };
 
+/* What the culler needs of server s of u (lock held). */
+static void
+one_server(struct culler_server *c, const struct user *u, struct server *s)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->user, sizeof(c->user), "%s", u->name);
+	snprintf(c->server, sizeof(c->server), "%s", s->name);
+	snprintf(c->profile, sizeof(c->profile), "%s",
+		 s->has_opts ? s->opts.profile : "");
+	c->admin = u->admin;
+	c->pending = s->state != SRV_RUNNING;
+	c->started_ms = s->started_ms;
+	c->proxy_ms = __atomic_load_n(&s->last_activity_ms, __ATOMIC_RELAXED);
+	c->client_ms = __atomic_load_n(&s->last_client_ms, __ATOMIC_RELAXED);
+}
+
+/* Every running or pending server, default and named. */
 static int
 list_servers(void *ctx, struct culler_server **out, size_t *n)
 {
 	struct hub *h = ctx;
 	struct culler_server *v;
+	size_t cap;
 
 	pthread_rwlock_rdlock(&h->state.lock);
-	v = xcalloc(h->state.nusers + 1, sizeof(*v));
+	cap = h->state.nusers + 1;
+	v = xcalloc(cap, sizeof(*v));
 	*n = 0;
 	for (size_t i = 0; i < h->state.nusers; i++) {
 		struct user *u = h->state.user_list[i];
-		struct server *s = u->server;
-		struct culler_server *c;
 
-		if (s == NULL || s->state == SRV_STOPPED)
-			continue;
-		c = &v[(*n)++];
-		snprintf(c->user, sizeof(c->user), "%s", u->name);
-		snprintf(c->profile, sizeof(c->profile), "%s",
-			 s->has_opts ? s->opts.profile : "");
-		c->admin = u->admin;
-		c->pending = s->state != SRV_RUNNING;
-		c->started_ms = s->started_ms;
-		c->proxy_ms = __atomic_load_n(&s->last_activity_ms,
-					      __ATOMIC_RELAXED);
-		c->client_ms = __atomic_load_n(&s->last_client_ms,
-					       __ATOMIC_RELAXED);
+		for (size_t k = 0; k < user_nservers(u); k++) {
+			struct server *s = user_server_at(u, k);
+
+			if (s == NULL || s->state == SRV_STOPPED)
+				continue;
+			if (*n + 1 >= cap) {
+				cap *= 2;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			one_server(&v[(*n)++], u, s);
+		}
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	*out = v;
@@ -56,24 +71,28 @@ list_servers(void *ctx, struct culler_server **out, size_t *n)
 }
 
 static int
-probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
+probe(void *ctx, const char *user, const char *server, int64_t *server_ms,
+      int *kernel_busy)
 {
 	struct hub *h = ctx;
 	struct user *u;
-	char base[200] = "", token[65], nonce[33] = "", image[64] = "";
+	struct server *s;
 	struct spawner_image im;
+	char base[300] = "", token[65], nonce[33] = "", image[64] = "";
 	struct err e = { 0 };
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, user);
-	if (u && u->server && u->server->state == SRV_RUNNING &&
-	    *u->server->ip)
-	{
-		snprintf(base, sizeof(base), "http://%s:%d/user/%s/",
-			 u->server->ip, u->server->addr.port, user);
-		memcpy(nonce, u->server->nonce, sizeof(nonce));
-		if (u->server->has_opts)
-			memcpy(image, u->server->opts.image, sizeof(image));
+	s = u ? user_server(u, server) : NULL;
+	if (s && s->state == SRV_RUNNING && *s->ip) {
+		char *path = servers_url(user, server);
+
+		snprintf(base, sizeof(base), "http://%s:%d%s", s->ip,
+			 s->addr.port, path);
+		free(path);
+		memcpy(nonce, s->nonce, sizeof(nonce));
+		if (s->has_opts)
+			memcpy(image, s->opts.image, sizeof(image));
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	if (*base == '\0')
@@ -86,11 +105,11 @@ probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
 		*kernel_busy = 0;
 		return 0;
 	}
-	servers_token(h, user, nonce, token);
+	servers_token_for(h, user, server, nonce, token);
 	if (spawner_status(base, token, h->cfg.cull_probe_timeout_ms,
 			   server_ms, kernel_busy, &e) < 0) {
-		log_event(LOG_DEBUG, "culler.probe_failed", "user=%s err=%s",
-			  user, e.msg);
+		log_event(LOG_DEBUG, "culler.probe_failed", "user=%s server=%s "
+			  "err=%s", user, server, e.msg);
 		return -1;
 	}
 	return 0;
@@ -103,18 +122,23 @@ stop(void *ctx, const struct culler_action *a)
 	struct err e = { 0 };
 	char *reason = xasprintf("culled: %s", a->message);
 	char *detail = xasprintf("{\"reason\": \"%s\"}", a->label);
-	int rc = servers_stop(h, a->user, "culler", reason, &e);
+	char *target = *a->server ? xasprintf("%s/%s", a->user, a->server)
+				  : xstrdup(a->user);
+	int rc = servers_stop_named(h, a->user, a->server, 0, "culler",
+				    reason, &e);
 
 	if (rc >= 0) {
 		__atomic_add_fetch(&h->cull->culled_total[a->reason], 1,
 				   __ATOMIC_RELAXED);
-		hub_audit(h, "culler", "server.cull", a->user, detail, "");
-		log_event(LOG_INFO, "culler.stopped", "user=%s reason=%s msg=%s",
-			  a->user, a->label, a->message);
+		hub_audit(h, "culler", "server.cull", target, detail, "");
+		log_event(LOG_INFO, "culler.stopped", "user=%s server=%s "
+			  "reason=%s msg=%s", a->user, a->server, a->label,
+			  a->message);
 	} else {
-		log_event(LOG_WARN, "culler.stop_failed", "user=%s err=%s",
-			  a->user, e.msg);
+		log_event(LOG_WARN, "culler.stop_failed", "user=%s server=%s "
+			  "err=%s", a->user, a->server, e.msg);
 	}
+	free(target);
 	free(reason);
 	free(detail);
 	return rc < 0 ? -1 : 0;
@@ -134,7 +158,7 @@ list_users(void *ctx, struct culler_user **out, size_t *n)
 
 		snprintf(v[i].name, sizeof(v[i].name), "%s", u->name);
 		v[i].admin = u->admin;
-		v[i].has_server = u->server && u->server->state != SRV_STOPPED;
+		v[i].has_server = user_active_servers(u) > 0;
 		v[i].created_ms = u->created_ms;
 		v[i].last_activity_ms = __atomic_load_n(&u->last_activity_ms,
 							__ATOMIC_RELAXED);

@@ -152,13 +152,17 @@ free_listener(void *cls)
 }
 
 void
-events_progress(struct req *r, const char *name)
+events_progress(struct req *r, const char *name, const char *server)
 {
 	struct listener *l;
 	struct progress *p;
 	int exists;
 
-	p = servers_progress_of(r->hub, name, &exists);
+	p = servers_progress_of(r->hub, name, server, &exists);
+	if (!exists && *server) {
+		req_json_error(r, 404, "%s has no server '%s'", name, server);
+		return;
+	}
 	if (!exists) {
 		req_json_error(r, 404, "user %s does not exist", name);
 		return;

@@ -79,6 +79,16 @@ req_query(struct req *r, const char *name)
 					   name);
 }
 
+int
+req_has_query(struct req *r, const char *name)
+{
+	const char *v = NULL;
+	size_t n = 0;
+
+	return MHD_lookup_connection_value_n(r->conn, MHD_GET_ARGUMENT_KIND,
+	    name, strlen(name), &v, &n) == MHD_YES;
+}
+
 const char *
 req_cookie(struct req *r, const char *name)
 {

@@ -51,6 +51,7 @@ struct hub_cfg {
 	struct spawner_cfg spawn;
 	int spawn_enabled;
 	long concurrent_spawn_limit;
+	long named_server_limit;	/* NAMED_SERVER_LIMIT_PER_USER, 0 */
 	long reconcile_every_s;
 	long local_uid_min, local_uid_max;	/* LOCAL_UID_RANGE */
 	/* culler */
@@ -113,8 +114,11 @@ int progress_if_idle(struct progress *p, size_t next, void (*fn)(void *),
 /* fn is called after each event (the event stream wakes its listeners). */
 void progress_set_wake(void (*fn)(void));
 
-/* A user's default server. Fields change under state.lock (write). */
+/* A user's server: the default one (name "") or a named one. Fields
+ * change under state.lock (write). */
+#define SERVER_NAME_MAX 63
 struct server {
+	char name[SERVER_NAME_MAX + 1];	/* "" for the default server */
 	enum srv_state state;
 	struct spawn_opts opts;
 	int has_opts;
@@ -130,6 +134,8 @@ struct server {
 					 * as it was at the start (-1 when
 					 * the profiles no longer have it) */
 	int activity_dirty;		/* atomic */
+	int remove_pending;		/* DELETE with remove: forget the
+					 * record once stopped */
 	int64_t last_client_ms;		/* atomic: traffic from the browser */
 	struct progress *progress;	/* events of the last start (ref) */
 	/* usage.c: the last sample of its container and the CPUs used
@@ -149,7 +155,11 @@ struct user {
 	char *password_hash;
 	char **groups;			/* NULL-terminated, sorted */
 	size_t ngroups;
-	struct server *server;		/* NULL: never had one */
+	struct server *server;		/* the default server; NULL: never
+					 * had one */
+	struct server **named;		/* named servers, in creation order
+					 * (their records stay when stopped) */
+	size_t nnamed;
 	int64_t uid, gid;		/* the directory's numbers; 0: none */
 	int64_t local_uid;		/* from LOCAL_UID_RANGE; 0: none */
 	int renaming;			/* a rename is under way: no start */
@@ -222,6 +232,21 @@ size_t state_count_sessions(struct state *s);
 size_t state_count_tokens(struct state *s);
 /* Frees a server (state owns them; its progress is unreferenced). */
 void server_free(struct server *s);
+/* A user's servers, the default one first: index 0 is u->server (may be
+ * NULL), 1.. the named ones. Caller holds the lock. */
+size_t user_nservers(const struct user *u);
+struct server *user_server_at(const struct user *u, size_t i);
+/* The server called name ("" the default), or NULL. */
+struct server *user_server(const struct user *u, const char *name);
+/* Adds an empty stopped server called name (write lock; none yet). */
+struct server *user_server_add(struct user *u, const char *name);
+/* Forgets the named server name (write lock). */
+void user_server_remove(struct user *u, const char *name);
+/* How many of u's servers are not stopped. */
+size_t user_active_servers(const struct user *u);
+/* A pending state (starting, stopping) of any of u's servers, else
+ * SRV_RUNNING when one runs, else SRV_STOPPED. */
+enum srv_state user_busiest_state(const struct user *u);
 
 /* What /hub/metrics shows besides counters (metrics.c). */
 struct metrics_gauges {
@@ -330,36 +355,61 @@ void sessions_stop(void);
 #include "ratelimit.h"
 
 /* ---- servers (servers.c) --------------------------------------------- */
-/* Starts name's server with the options (JSON text or NULL). 0: started in
- * the background (202); -1 with *e (ERR_INVALID/ERR_FORBIDDEN 400/403,
- * ERR_CONFLICT already running or pending, ERR_TOOMANY over the
- * concurrent-spawn limit, quota: ERR_FORBIDDEN). */
+/* A user has a default server ("") and any number of named ones (names of
+ * 1-63 characters [a-z0-9][a-z0-9._-]*), each with its own service, token
+ * and route /user/<name>/<server>/; they share the user's home. */
+/* 0 when server is "" or a valid server name; ERR_INVALID naming the rule
+ * otherwise. */
+int servers_name_check(const char *server, struct err *e);
+/* Starts name's server (server "" the default one) with the options (JSON
+ * text or NULL). 0: started in the background (202); -1 with *e
+ * (ERR_INVALID/ERR_FORBIDDEN 400/403, ERR_CONFLICT already running or
+ * pending, ERR_TOOMANY over the concurrent-spawn limit, quota:
+ * ERR_FORBIDDEN; over NAMED_SERVER_LIMIT_PER_USER: ERR_INVALID). */
+int servers_start_named(struct hub *h, const char *name, const char *server,
+			const char *options_json, const char *actor,
+			struct err *e);
 int servers_start(struct hub *h, const char *name, const char *options_json,
 		  const char *actor, struct err *e);
-/* 0 stopped already (204), 1 stop under way (202), -1 with *e. */
+/* 0 stopped already (204), 1 stop under way (202), -1 with *e
+ * (ERR_NOTFOUND: no such user or server). remove: a named server's record
+ * is deleted too, once stopped. */
+int servers_stop_named(struct hub *h, const char *name, const char *server,
+		       int remove, const char *actor, const char *reason,
+		       struct err *e);
 int servers_stop(struct hub *h, const char *name, const char *actor,
 		 const char *reason, struct err *e);
 /* Loads server rows, adopts running services, marks the rest stopped. */
 int servers_load(struct hub *h, struct err *e);
 void servers_reconcile(struct hub *h);
-/* The server token: HMAC of the hub's secret, HUB_ID, the user and the
- * start's nonce; out >= 65 bytes. */
+/* The server token: HMAC of the hub's secret, HUB_ID, the user (for a
+ * named server "<user>/<server>") and the start's nonce; out >= 65 bytes. */
+void servers_token_for(struct hub *h, const char *user, const char *server,
+		       const char *nonce, char *out);
 void servers_token(struct hub *h, const char *user, const char *nonce,
 		   char *out);
+/* "/user/<name>/" or "/user/<name>/<server>/" (heap). */
+char *servers_url(const char *name, const char *server);
+/* Where "Open" leads: the server's url plus its image's default_url
+ * (heap; caller holds no lock). */
+char *servers_open_url(struct hub *h, const char *name, const char *server);
 /* Every few seconds: servers whose task stopped are re-checked at once. */
 void servers_sweep(struct hub *h);
-/* A reference to the progress of name's server's last start (a made-up
- * final event when it was adopted, stopped or never started); NULL with
- * *exists 0 when there is no such user. */
+/* A reference to the progress of the server's last start (a made-up final
+ * event when it was adopted, stopped or never started); NULL with *exists
+ * 0 when there is no such user or server. */
 struct progress *servers_progress_of(struct hub *h, const char *name,
-				     int *exists);
+				     const char *server, int *exists);
 /* At shutdown: pending starts give up (and remove their services). */
 void servers_cancel_all(struct hub *h);
-/* Re-checks name's server with Docker in the background. */
-void servers_recheck(struct hub *h, const char *name);
-/* Appends the "servers" part of the user model. */
-void servers_model(struct strbuf *sb, const struct user *u, int *ready,
-		   int *pending);
+/* Re-checks a server with Docker in the background; key is "<name>" or
+ * "<name>/<server>" (the edge's activity key). */
+void servers_recheck(struct hub *h, const char *key);
+/* Appends the "servers" part of the user model: the active servers, and
+ * with all the stopped named ones too (include_stopped_servers); *ready
+ * and *pending are the default server's. */
+void servers_model(struct strbuf *sb, const struct user *u, int all,
+		   int *ready, int *pending);
 /* The options of the servers that count against profile's quota: running
  * or pending, of members of its group, started with it (heap array; the
  * caller holds the state lock and frees it). */

@@ -489,6 +489,20 @@ struct home_view {
 	int has_usage;		/* a recent sample from Docker's stats */
 	double used_cpu;	/* -1: one sample so far */
 	int64_t used_mem;
+	struct named_view *named;	/* the named servers */
+	size_t nnamed;
+	int any_pending;	/* a server of theirs starts or stops */
+};
+
+/* A named server as the home page lists it. */
+struct named_view {
+	char name[SERVER_NAME_MAX + 1];
+	enum srv_state state;
+	int has_opts;
+	struct spawn_opts opts;
+	int64_t last_activity_ms;
+	char *last_error;
+	char *open_url;		/* prefix + the image's default_url */
 };
 
 /* The idle timeout that applies to a server of profile (the profile's
@@ -529,6 +543,22 @@ home_view_get(struct hub *h, const char *name, struct home_view *v)
 			v->groups[i] = xstrdup(u->groups[i]);
 	}
 	s = u ? u->server : NULL;
+	if (u && u->nnamed)
+		v->named = xcalloc(u->nnamed, sizeof(*v->named));
+	for (size_t i = 0; u && i < u->nnamed; i++) {
+		struct server *n = u->named[i];
+		struct named_view *nv = &v->named[v->nnamed++];
+
+		snprintf(nv->name, sizeof(nv->name), "%s", n->name);
+		nv->state = n->state;
+		nv->has_opts = n->has_opts;
+		nv->opts = n->opts;
+		nv->last_activity_ms = n->last_activity_ms;
+		if (n->last_error && *n->last_error)
+			nv->last_error = xstrdup(n->last_error);
+	}
+	v->any_pending = u && user_busiest_state(u) != SRV_RUNNING &&
+			 user_busiest_state(u) != SRV_STOPPED;
 	if (s) {
 		v->state = s->state;
 		v->has_opts = s->has_opts;
@@ -544,6 +574,9 @@ home_view_get(struct hub *h, const char *name, struct home_view *v)
 	pthread_rwlock_unlock(&h->state.lock);
 	if (v->has_opts)
 		v->idle_timeout_s = idle_timeout(h, v->opts.profile);
+	for (size_t i = 0; i < v->nnamed; i++)
+		v->named[i].open_url = servers_open_url(h, name,
+							v->named[i].name);
 }
 
 static void
@@ -551,6 +584,11 @@ home_view_release(struct home_view *v)
 {
 	free(v->last_error);
 	strv_free(v->groups);
+	for (size_t i = 0; i < v->nnamed; i++) {
+		free(v->named[i].last_error);
+		free(v->named[i].open_url);
+	}
+	free(v->named);
 }
 
 void
@@ -621,9 +659,12 @@ home_buttons(struct strbuf *sb, struct hub *h, const struct who *w,
 {
 	sb_adds(sb, "<div class=\"actions\">");
 	if (v->state == SRV_RUNNING) {
-		sb_adds(sb, "<a class=\"button\" id=\"open\" href=\"/user/");
-		sb_add_html(sb, w->name);
-		sb_adds(sb, "/\">Open</a>");
+		char *url = servers_open_url(h, w->name, "");
+
+		sb_adds(sb, "<a class=\"button\" id=\"open\" href=\"");
+		sb_add_html(sb, url);
+		sb_adds(sb, "\">Open</a>");
+		free(url);
 	} else if (v->state == SRV_STOPPED) {
 		sb_adds(sb, "<a class=\"button\" id=\"start\" "
 			"href=\"/hub/spawn\">Start</a>");
@@ -682,6 +723,152 @@ home_server(struct strbuf *sb, struct hub *h, const struct who *w,
 	sb_adds(sb, "</section>");
 }
 
+/* A Stop or Remove button for a named server (POST /hub/home/stop). */
+static void
+named_form(struct strbuf *sb, struct hub *h, const struct who *w,
+	   const char *server, int remove)
+{
+	sb_adds(sb, "<form method=\"post\" action=\"/hub/home/stop\" "
+		"class=\"inline\">");
+	pages_add_xsrf(sb, h, w);
+	sb_adds(sb, "<input type=\"hidden\" name=\"server\" value=\"");
+	sb_add_html(sb, server);
+	sb_adds(sb, remove ? "\"><input type=\"hidden\" name=\"remove\" "
+		"value=\"1\"><button type=\"submit\" class=\"secondary\" "
+		"data-act=\"remove\">Remove</button></form>" :
+		"\"><button type=\"submit\" class=\"danger\" "
+		"data-act=\"stop\">Stop</button></form>");
+}
+
+static void
+named_actions(struct strbuf *sb, struct hub *h, const struct who *w,
+	      const struct named_view *n)
+{
+	if (n->state == SRV_RUNNING) {
+		sb_adds(sb, "<a class=\"button\" data-act=\"open\" href=\"");
+		sb_add_html(sb, n->open_url);
+		sb_adds(sb, "\">Open</a> ");
+	} else if (n->state == SRV_STOPPED) {
+		sb_adds(sb, "<a class=\"button\" data-act=\"start\" "
+			"href=\"/hub/spawn/");
+		pages_add_urlenc(sb, w->name);
+		sb_addc(sb, '/');
+		pages_add_urlenc(sb, n->name);
+		sb_adds(sb, "\">Start</a> ");
+	} else if (n->state == SRV_STARTING) {
+		sb_adds(sb, "<a class=\"button\" href=\"/hub/spawn-pending/");
+		pages_add_urlenc(sb, w->name);
+		sb_addc(sb, '/');
+		pages_add_urlenc(sb, n->name);
+		sb_adds(sb, "\">Show progress</a> ");
+	}
+	if (n->state == SRV_RUNNING || n->state == SRV_STARTING)
+		named_form(sb, h, w, n->name, 0);
+	else if (n->state == SRV_STOPPED)
+		named_form(sb, h, w, n->name, 1);
+}
+
+/* The named servers: a table with start/stop/open, and the "new server"
+ * form (GET /hub/home/new?server=<name>). */
+static void
+home_named(struct strbuf *sb, struct hub *h, const struct who *w,
+	   const struct home_view *v)
+{
+	int64_t now = time_now_ms();
+
+	sb_adds(sb, "<section class=\"card\" aria-labelledby=\"named-h\">"
+		"<h2 id=\"named-h\">Named servers</h2>");
+	if (v->nnamed == 0)
+		sb_adds(sb, "<p class=\"muted\" id=\"no-named\">None yet. "
+			"A named server runs next to your default one, with "
+			"its own size and image, and shares your home.</p>");
+	else
+		sb_adds(sb, "<div class=\"table-wrap\"><table id=\"named\">"
+			"<thead><tr><th scope=\"col\">Name</th>"
+			"<th scope=\"col\">State</th>"
+			"<th scope=\"col\">Image and size</th>"
+			"<th scope=\"col\">Last activity</th>"
+			"<th scope=\"col\">Actions</th></tr></thead><tbody>");
+	for (size_t i = 0; i < v->nnamed; i++) {
+		const struct named_view *n = &v->named[i];
+		const char *word = pages_state_word(n->state);
+
+		sb_adds(sb, "<tr data-server=\"");
+		sb_add_html(sb, n->name);
+		sb_adds(sb, "\"><td>");
+		sb_add_html(sb, n->name);
+		sb_addf(sb, "</td><td><span class=\"badge %s\">%s</span>",
+			word, word);
+		if (n->state == SRV_STOPPED && n->last_error) {
+			sb_adds(sb, "<br><small class=\"muted\">");
+			sb_add_html(sb, n->last_error);
+			sb_adds(sb, "</small>");
+		}
+		sb_adds(sb, "</td><td>");
+		if (n->has_opts) {
+			sb_add_html(sb, n->opts.image);
+			sb_addf(sb, "<br><small class=\"muted\">%g CPU, %g GB"
+				"</small>", n->opts.cpu, n->opts.mem_gb);
+		}
+		sb_adds(sb, "</td><td>");
+		pages_add_ago(sb, n->last_activity_ms, now);
+		sb_adds(sb, "</td><td class=\"named-actions\">");
+		if (h->spawner)
+			named_actions(sb, h, w, n);
+		sb_adds(sb, "</td></tr>");
+	}
+	if (v->nnamed)
+		sb_adds(sb, "</tbody></table></div>");
+	if (h->cfg.named_server_limit > 0)
+		sb_addf(sb, "<p class=\"muted\">Up to %ld named servers.</p>",
+			h->cfg.named_server_limit);
+	if (h->spawner)
+		sb_adds(sb, "<form method=\"get\" action=\"/hub/home/new\" "
+			"id=\"new-server\" class=\"inline\"><label for=\""
+			"server-name-in\">New server</label> <input "
+			"id=\"server-name-in\" name=\"server\" required "
+			"maxlength=\"63\" pattern=\"[a-z0-9][a-z0-9._\\-]*\" "
+			"placeholder=\"gpu\" aria-describedby=\"server-rule\"> "
+			"<button type=\"submit\">Create</button> <small "
+			"id=\"server-rule\" class=\"muted\">1&ndash;63 of "
+			"a&ndash;z, 0&ndash;9, <code>.</code> <code>_</code> "
+			"<code>-</code>, starting with a letter or digit"
+			"</small></form>");
+	sb_adds(sb, "</section>");
+}
+
+/* GET /hub/home/new?server=<name>: to that server's spawn form. */
+void
+pages_home_new(struct req *r)
+{
+	struct who w;
+	struct err e = { 0 };
+	const char *server = req_query(r, "server");
+	struct strbuf sb;
+
+	r->handler = "home_new";
+	if (pages_signed_in(r, &w) < 0)
+		return;
+	if (server == NULL || *server == '\0')
+		err_set(&e, ERR_INVALID, "give the new server a name");
+	else if (strlen(server) > SERVER_NAME_MAX)
+		err_set(&e, ERR_INVALID, "a server name has at most %d "
+			"characters", SERVER_NAME_MAX);
+	else
+		servers_name_check(server, &e);
+	if (e.code != ERR_OK) {
+		pages_error(r, 400, "Bad server name", e.msg);
+		return;
+	}
+	sb_init(&sb);
+	sb_adds(&sb, "/hub/spawn/");
+	pages_add_urlenc(&sb, w.name);
+	sb_addc(&sb, '/');
+	pages_add_urlenc(&sb, server);
+	req_redirect(r, sb.buf);
+	sb_release(&sb);
+}
+
 void
 pages_home(struct req *r)
 {
@@ -694,13 +881,14 @@ pages_home(struct req *r)
 	if (pages_signed_in(r, &w) < 0)
 		return;
 	home_view_get(r->hub, w.name, &v);
-	pending = v.state == SRV_STARTING || v.state == SRV_STOPPING;
+	pending = v.any_pending;
 	sb_init(&sb);
 	pages_begin(&sb, r->hub, "Home", &w, pending ? PAGE_REFRESH : 0);
 	sb_adds(&sb, "<h1>Welcome, ");
 	sb_add_html(&sb, w.name);
 	sb_adds(&sb, "</h1>");
 	home_server(&sb, r->hub, &w, &v);
+	home_named(&sb, r->hub, &w, &v);
 	sb_adds(&sb, "<section class=\"card\" aria-labelledby=\"acct-h\">"
 		"<h2 id=\"acct-h\">Your account</h2><dl class=\"facts\">");
 	sb_adds(&sb, "<div><dt>Groups</dt><dd id=\"groups\">");
@@ -727,7 +915,8 @@ pages_home_stop(struct req *r)
 {
 	struct who w;
 	struct err e = { 0 };
-	char *xsrf, reason[128];
+	char *xsrf, *server, *remove, reason[128];
+	int rc;
 
 	r->handler = "home_stop";
 	if (r->method != M_POST) {
@@ -747,7 +936,14 @@ pages_home_stop(struct req *r)
 	}
 	free(xsrf);
 	snprintf(reason, sizeof(reason), "stopped by %s", w.name);
-	if (servers_stop(r->hub, w.name, w.name, reason, &e) < 0) {
+	server = form_value(r->body, r->body_len, "server");
+	remove = form_value(r->body, r->body_len, "remove");
+	rc = servers_stop_named(r->hub, w.name, server ? server : "",
+				remove && server && *server, w.name, reason,
+				&e);
+	free(server);
+	free(remove);
+	if (rc < 0) {
 		pages_error(r, err_http_status(e.code), "Could not stop the "
 			    "server", e.msg);
 		return;

@@ -157,6 +157,57 @@ used_cell(struct strbuf *sb, const struct hub *h, const struct server *s,
 	pages_add_usage(sb, cpu, mem);
 }
 
+/* A named server of u, in the row under u's. */
+static void
+named_row(struct strbuf *sb, const struct hub *h, const struct user *u,
+	  const struct server *s, int64_t now)
+{
+	const char *word = pages_state_word(s->state);
+
+	sb_adds(sb, "<tr class=\"named-server\" data-user=\"");
+	sb_add_html(sb, u->name);
+	sb_adds(sb, "\" data-server=\"");
+	sb_add_html(sb, s->name);
+	sb_adds(sb, "\"><th scope=\"row\">&#8627; ");
+	sb_add_html(sb, u->name);
+	sb_addc(sb, '/');
+	sb_add_html(sb, s->name);
+	sb_addf(sb, "</th><td></td><td></td><td><span class=\"badge %s\">%s"
+		"</span></td><td>", word, word);
+	if (s->has_opts && s->state != SRV_STOPPED) {
+		sb_add_html(sb, s->opts.profile);
+		sb_adds(sb, " / ");
+		sb_add_html(sb, s->opts.image);
+		sb_addf(sb, "</td><td>%g CPU, %g GB", s->opts.cpu,
+			s->opts.mem_gb);
+		if (s->opts.gpus)
+			sb_addf(sb, ", %d GPU", s->opts.gpus);
+	} else {
+		sb_adds(sb, "&mdash;</td><td>&mdash;");
+	}
+	sb_adds(sb, "</td><td class=\"used\">");
+	used_cell(sb, h, s, now);
+	sb_adds(sb, "</td><td>");
+	pages_add_ago(sb, __atomic_load_n(&s->last_activity_ms,
+					  __ATOMIC_RELAXED), now);
+	sb_adds(sb, "</td><td class=\"row-actions\">");
+	if (s->state == SRV_STOPPED) {
+		sb_adds(sb, "<a class=\"button small\" href=\"/hub/spawn/");
+		sb_add_html(sb, u->name);
+		sb_addc(sb, '/');
+		sb_add_html(sb, s->name);
+		sb_adds(sb, "\">Start</a>");
+	} else {
+		sb_adds(sb, "<button type=\"button\" class=\"small danger\" "
+			"data-action=\"stop-named\" data-user=\"");
+		sb_add_html(sb, u->name);
+		sb_adds(sb, "\" data-server=\"");
+		sb_add_html(sb, s->name);
+		sb_adds(sb, "\">Stop</button>");
+	}
+	sb_adds(sb, "</td></tr>");
+}
+
 static void
 user_row(struct strbuf *sb, const struct hub *h, const struct row *row,
 	 const struct who *w, int64_t now)
@@ -194,6 +245,8 @@ user_row(struct strbuf *sb, const struct hub *h, const struct row *row,
 	sb_adds(sb, "</td>");
 	user_actions(sb, u, w);
 	sb_adds(sb, "</tr>");
+	for (size_t i = 0; i < u->nnamed; i++)
+		named_row(sb, h, u, u->named[i], now);
 }
 
 /* A link to another page of the table with the same search and sort. */

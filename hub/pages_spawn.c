@@ -32,8 +32,37 @@ struct spawn_ctx {
 	struct req *r;
 	struct who w;
 	char target[USER_NAME_MAX + 1];
+	char server[SERVER_NAME_MAX + 1];	/* "" the default server */
 	const char *next;	/* a local path or NULL */
 };
+
+/* "<target>" or "<target>/<server>", URL-encoded. */
+static void
+add_target(struct strbuf *sb, const struct spawn_ctx *c)
+{
+	pages_add_urlenc(sb, c->target);
+	if (*c->server) {
+		sb_addc(sb, '/');
+		pages_add_urlenc(sb, c->server);
+	}
+}
+
+/* "your server", "alice's server", "your server 'gpu'" (HTML). */
+static void
+add_whose(struct strbuf *sb, const struct spawn_ctx *c)
+{
+	if (strcmp(c->target, c->w.name) == 0) {
+		sb_adds(sb, "your server");
+	} else {
+		sb_add_html(sb, c->target);
+		sb_adds(sb, "&rsquo;s server");
+	}
+	if (*c->server) {
+		sb_adds(sb, " <q id=\"server-name\">");
+		sb_add_html(sb, c->server);
+		sb_adds(sb, "</q>");
+	}
+}
 
 /* ---- quota usage ----------------------------------------------------- */
 static void
@@ -315,9 +344,9 @@ static void
 form_action(struct strbuf *sb, const struct spawn_ctx *c)
 {
 	sb_adds(sb, "/hub/spawn");
-	if (strcmp(c->target, c->w.name) != 0) {
+	if (strcmp(c->target, c->w.name) != 0 || *c->server) {
 		sb_adds(sb, "/");
-		pages_add_urlenc(sb, c->target);
+		add_target(sb, c);
 	}
 	if (c->next) {
 		sb_adds(sb, "?next=");
@@ -394,12 +423,7 @@ spawn_form(struct spawn_ctx *c, int status, const struct spawn_in *in,
 	sb_init(&sb);
 	pages_begin(&sb, h, "Start a server", &c->w, 0);
 	sb_adds(&sb, "<h1>Start ");
-	if (self) {
-		sb_adds(&sb, "your server");
-	} else {
-		sb_add_html(&sb, c->target);
-		sb_adds(&sb, "&rsquo;s server");
-	}
+	add_whose(&sb, c);
 	sb_adds(&sb, "</h1><section class=\"card\">");
 	if (h->spawner == NULL) {
 		sb_adds(&sb, "<p class=\"notice\" id=\"no-spawner\">Starting "
@@ -525,7 +549,7 @@ pending_redirect(struct spawn_ctx *c)
 
 	sb_init(&sb);
 	sb_adds(&sb, "/hub/spawn-pending/");
-	pages_add_urlenc(&sb, c->target);
+	add_target(&sb, c);
 	if (c->next) {
 		sb_adds(&sb, "?next=");
 		pages_add_urlenc(&sb, c->next);
@@ -554,8 +578,8 @@ spawn_post(struct spawn_ctx *c)
 	}
 	spawn_in_read(r, &in);
 	json = options_json(&in, &e);
-	if (json && servers_start(r->hub, c->target, json, c->w.name,
-				  &e) == 0) {
+	if (json && servers_start_named(r->hub, c->target, c->server, json,
+					c->w.name, &e) == 0) {
 		pending_redirect(c);
 	} else {
 		int status = err_http_status(e.code);
@@ -571,17 +595,36 @@ spawn_post(struct spawn_ctx *c)
 }
 
 /* ---- entry points ---------------------------------------------------- */
-/* Signed in, allowed to act for name (self or admin), name exists. */
+/* Signed in, allowed to act for name (self or admin), name exists; name
+ * may be "<user>/<server>" (a named server, valid name). */
 static int
-spawn_ctx_init(struct spawn_ctx *c, struct req *r, const char *name)
+spawn_ctx_init(struct spawn_ctx *c, struct req *r, const char *path)
 {
+	struct err e = { 0 };
+	char name[USER_NAME_MAX + 1] = "";
+	const char *slash = path ? strchr(path, '/') : NULL;
 	int exists;
 
 	c->r = r;
 	if (pages_signed_in(r, &c->w) < 0)
 		return -1;
-	if (name == NULL || *name == '\0')
-		name = c->w.name;
+	if (slash) {
+		snprintf(name, sizeof(name), "%.*s", (int)(slash - path), path);
+		snprintf(c->server, sizeof(c->server), "%s", slash + 1);
+		if (strlen(slash + 1) > SERVER_NAME_MAX || !*c->server)
+			err_set(&e, ERR_INVALID, "a server name has 1-%d "
+				"characters", SERVER_NAME_MAX);
+		else
+			servers_name_check(c->server, &e);
+		if (e.code != ERR_OK) {
+			pages_error(r, 400, "Bad server name", e.msg);
+			return -1;
+		}
+	} else if (path) {
+		snprintf(name, sizeof(name), "%s", path);
+	}
+	if (*name == '\0')
+		snprintf(name, sizeof(name), "%s", c->w.name);
 	if (strcmp(name, c->w.name) != 0 && !c->w.admin) {
 		pages_error(r, 403, "Not allowed", "Only administrators can "
 			    "start or watch another user's server.");
@@ -589,8 +632,7 @@ spawn_ctx_init(struct spawn_ctx *c, struct req *r, const char *name)
 	}
 	snprintf(c->target, sizeof(c->target), "%s", name);
 	pthread_rwlock_rdlock(&r->hub->state.lock);
-	exists = strlen(name) <= USER_NAME_MAX &&
-		 state_user(&r->hub->state, name) != NULL;
+	exists = state_user(&r->hub->state, name) != NULL;
 	pthread_rwlock_unlock(&r->hub->state.lock);
 	if (!exists) {
 		pages_error(r, 404, "No such user", "There is no user with "
@@ -601,27 +643,30 @@ spawn_ctx_init(struct spawn_ctx *c, struct req *r, const char *name)
 	return 0;
 }
 
-/* The state of name's server; *why: its last failure or stop reason
- * (heap, NULL when none; may be NULL). */
+/* The state of the server; *why: its last failure or stop reason (heap,
+ * NULL when none; may be NULL). */
 static enum srv_state
-state_of(struct hub *h, const char *name, char **why)
+state_of(struct hub *h, const struct spawn_ctx *c, char **why)
 {
 	struct user *u;
+	struct server *s;
 	enum srv_state st = SRV_STOPPED;
 
 	if (why)
 		*why = NULL;
 	pthread_rwlock_rdlock(&h->state.lock);
-	u = state_user(&h->state, name);
-	if (u && u->server) {
-		st = u->server->state;
-		if (why && u->server->last_error && *u->server->last_error)
-			*why = xstrdup(u->server->last_error);
+	u = state_user(&h->state, c->target);
+	s = u ? user_server(u, c->server) : NULL;
+	if (s) {
+		st = s->state;
+		if (why && s->last_error && *s->last_error)
+			*why = xstrdup(s->last_error);
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	return st;
 }
 
+/* To next, else where the image opens (its default_url). */
 static void
 redirect_to_server(struct spawn_ctx *c)
 {
@@ -631,7 +676,7 @@ redirect_to_server(struct spawn_ctx *c)
 		req_redirect(c->r, c->next);
 		return;
 	}
-	url = xasprintf("/user/%s/", c->target);
+	url = servers_open_url(c->r->hub, c->target, c->server);
 	req_redirect(c->r, url);
 	free(url);
 }
@@ -653,7 +698,7 @@ pages_spawn(struct req *r, const char *name)
 		spawn_post(&c);
 		return;
 	}
-	st = state_of(r->hub, c.target, NULL);
+	st = state_of(r->hub, &c, NULL);
 	if (st == SRV_RUNNING)
 		redirect_to_server(&c);
 	else if (st == SRV_STARTING)
@@ -673,19 +718,25 @@ pending_page(struct spawn_ctx *c, const char *why)
 	sb_init(&sb);
 	pages_begin(&sb, c->r->hub, "Starting", &c->w, 0);
 	sb_adds(&sb, "<h1>Starting ");
-	if (self) {
-		sb_adds(&sb, "your server");
-	} else {
-		sb_add_html(&sb, c->target);
-		sb_adds(&sb, "&rsquo;s server");
-	}
+	add_whose(&sb, c);
 	sb_adds(&sb, "</h1><section class=\"card\" id=\"progress-root\"");
 	if (why == NULL) {
+		/* at the end: next, else where the image opens */
+		char *open = c->next ? NULL : servers_open_url(c->r->hub,
+		    c->target, c->server);
+
 		sb_adds(&sb, " data-progress-url=\"/hub/api/users/");
 		sb_add_html(&sb, c->target);
-		sb_adds(&sb, "/server/progress\" data-next=\"");
-		sb_add_html(&sb, c->next ? c->next : "");
+		if (*c->server) {
+			sb_adds(&sb, "/servers/");
+			sb_add_html(&sb, c->server);
+			sb_adds(&sb, "/progress\" data-next=\"");
+		} else {
+			sb_adds(&sb, "/server/progress\" data-next=\"");
+		}
+		sb_add_html(&sb, c->next ? c->next : open);
 		sb_adds(&sb, "\"");
+		free(open);
 	}
 	sb_addf(&sb, "><label for=\"bar\">Progress</label><progress id=\"bar\" "
 		"max=\"100\" value=\"%d\"></progress><p id=\"status\" "
@@ -704,6 +755,9 @@ pending_page(struct spawn_ctx *c, const char *why)
 	if (self && why == NULL) {
 		sb_adds(&sb, "<form method=\"post\" action=\"/hub/home/stop\">");
 		pages_add_xsrf(&sb, c->r->hub, &c->w);
+		sb_adds(&sb, "<input type=\"hidden\" name=\"server\" value=\"");
+		sb_add_html(&sb, c->server);
+		sb_adds(&sb, "\">");
 		sb_adds(&sb, "<button type=\"submit\" class=\"secondary\" "
 			"id=\"cancel\">Cancel the start</button></form>");
 	}
@@ -725,7 +779,7 @@ pages_spawn_pending(struct req *r, const char *name)
 	r->handler = "spawn_pending";
 	if (spawn_ctx_init(&c, r, name) < 0)
 		return;
-	st = state_of(r->hub, c.target, &why);
+	st = state_of(r->hub, &c, &why);
 	if (st == SRV_RUNNING) {
 		redirect_to_server(&c);
 	} else if (st == SRV_STARTING || (st == SRV_STOPPED && why)) {

@@ -3,6 +3,8 @@
  * gives edge/ (as cull.c gives the culler its culler_ops).
  *
  * /user/<name>/... goes to that user's server when the caller may use it
+ * (/user/<name>/<server>/... to a named server when <server> names one of
+ * theirs, as JupyterHub routes)
  * (the owner by cookie or token; admins with ADMIN_ACCESS), with the hub's
  * credentials removed and the server token added; a jupyterhub-singleuser
  * server (kind singleuser) gets the caller's own Authorization header
@@ -97,12 +99,16 @@ is_api(const char *rest)
 
 static void
 not_running(struct hub *h, struct edge_target *t, const char *name,
-	    const char *rest, enum srv_state st, const char *target)
+	    const char *server, const char *rest, enum srv_state st,
+	    const char *target)
 {
 	struct strbuf sb;
 
 	if (is_api(rest)) {
-		char *msg = xasprintf("%s's server is not running", name);
+		char *msg = *server ? xasprintf("%s's server '%s' is not "
+						"running", name, server)
+				    : xasprintf("%s's server is not running",
+						name);
 
 		json_error(t, 503, msg);
 		free(msg);
@@ -111,6 +117,10 @@ not_running(struct hub *h, struct edge_target *t, const char *name,
 	sb_init(&sb);
 	sb_adds(&sb, st == SRV_STARTING ? "/hub/spawn-pending/" : "/hub/spawn/");
 	url_escape(&sb, name);
+	if (*server) {
+		sb_addc(&sb, '/');
+		url_escape(&sb, server);
+	}
 	if (st != SRV_STARTING) {
 		sb_adds(&sb, "?next=");
 		url_escape(&sb, target);
@@ -181,10 +191,12 @@ image_target(const struct spawner_image *im, const char *prefix,
 	return 0;
 }
 
-/* Fills t for a running server of name; 0, or -1 when not running, -2
- * when a header of its image does not fit. */
+/* Fills t for a running server of name (server "" the default one, prefix
+ * its path: "/user/alice/gpu/"); 0, or -1 when not running, -2 when a
+ * header of its image does not fit. */
 static int
-to_server(struct hub *h, const char *name, const char *prefix,
+to_server(struct hub *h, const char *name, const char *server,
+	  const char *prefix,
 	  struct edge_target *t, enum srv_state *st)
 {
 	struct user *u;
@@ -195,7 +207,7 @@ to_server(struct hub *h, const char *name, const char *prefix,
 
 	pthread_rwlock_rdlock(&h->state.lock);
 	u = state_user(&h->state, name);
-	s = u ? u->server : NULL;
+	s = u ? user_server(u, server) : NULL;
 	*st = s ? s->state : SRV_STOPPED;
 	if (s && s->state == SRV_RUNNING && *s->ip) {
 		snprintf(t->host, sizeof(t->host), "%s", s->ip);
@@ -209,7 +221,7 @@ to_server(struct hub *h, const char *name, const char *prefix,
 	pthread_rwlock_unlock(&h->state.lock);
 	if (!ok)
 		return -1;
-	servers_token(h, name, nonce, token);
+	servers_token_for(h, name, server, nonce, token);
 	image_info(h, image, &im);
 	/* the kind the server was started as, whatever the profiles say now */
 	if (singleuser)
@@ -221,9 +233,38 @@ to_server(struct hub *h, const char *name, const char *prefix,
 	t->action = EDGE_PROXY;
 	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
 		 SESSION_COOKIE);
-	snprintf(t->activity, sizeof(t->activity), "%s", name);
+	snprintf(t->activity, sizeof(t->activity), "%s%s%s", name,
+		 *server ? "/" : "", server);
 	t->timeout_ms = h->cfg.proxy_timeout_s * 1000;
 	return 0;
+}
+
+/* The named server of name that rest (after /user/<name>/) begins with,
+ * into server ("" when none: the default server's path). *bare: rest is
+ * exactly the server's name, without its '/'. */
+static void
+which_server(struct hub *h, const char *name, const char *rest,
+	     char *server, int *bare)
+{
+	size_t n = strcspn(rest, "/?");
+	struct user *u;
+
+	server[0] = '\0';
+	*bare = 0;
+	if (n == 0 || n > SERVER_NAME_MAX)
+		return;
+	pthread_rwlock_rdlock(&h->state.lock);
+	u = state_user(&h->state, name);
+	for (size_t i = 0; u && i < u->nnamed; i++) {
+		if (strlen(u->named[i]->name) == n &&
+		    strncmp(u->named[i]->name, rest, n) == 0) {
+			memcpy(server, rest, n);
+			server[n] = '\0';
+			*bare = rest[n] != '/';
+			break;
+		}
+	}
+	pthread_rwlock_unlock(&h->state.lock);
 }
 
 static void
@@ -235,6 +276,8 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 	struct who w;
 	enum srv_state st;
 	const char *rest = slash ? slash + 1 : "";
+	char server[SERVER_NAME_MAX + 1];
+	int bare;
 
 	if (n == 0 || n > USER_NAME_MAX) {
 		page_error(h, t, 404, "Page not found", "There is no such user.");
@@ -279,17 +322,25 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 			   "request came from another site.");
 		return;
 	}
-	{
-		char prefix[USER_NAME_MAX + 8];
-		int rc;
+	which_server(h, name, rest, server, &bare);
+	if (bare) {	/* /user/alice/gpu → /user/alice/gpu/ */
+		char *loc = xasprintf("/user/%s/%s/%s", name, server,
+				      rest + strlen(server));
 
-		snprintf(prefix, sizeof(prefix), "/user/%s/", name);
-		rc = to_server(h, name, prefix, t, &st);
+		redirect(t, loc);
+		free(loc);
+		return;
+	}
+	{
+		char *prefix = servers_url(name, server);
+		int rc = to_server(h, name, server, prefix, t, &st);
+
+		free(prefix);
 		if (rc == -2)
 			page_error(h, t, 502, "Bad gateway", "A header this "
 				   "server's image adds is too long.");
 		else if (rc < 0)
-			not_running(h, t, name, rest, st, rq->target);
+			not_running(h, t, name, server, rest, st, rq->target);
 	}
 }
 
@@ -307,22 +358,27 @@ proxy_route(void *ctx, const struct edge_request *rq, struct edge_target *t)
 	t->timeout_ms = 600000;	/* the progress stream is long-lived */
 }
 
+/* key: "<name>" or "<name>/<server>" (set by to_server). */
 void
 proxy_activity(void *ctx, const char *key, int from_client)
 {
 	struct hub *h = ctx;
 	struct user *u;
+	struct server *s;
 	int64_t now = time_now_ms();
+	const char *slash = strchr(key, '/');
+	char name[USER_NAME_MAX + 1];
 
+	snprintf(name, sizeof(name), "%.*s", slash ? (int)(slash - key) :
+		 (int)strlen(key), key);
 	pthread_rwlock_rdlock(&h->state.lock);
-	u = state_user(&h->state, key);
-	if (u && u->server) {
-		__atomic_store_n(&u->server->last_activity_ms, now,
-				 __ATOMIC_RELAXED);
-		__atomic_store_n(&u->server->activity_dirty, 1,
-				 __ATOMIC_RELAXED);
+	u = state_user(&h->state, name);
+	s = u ? user_server(u, slash ? slash + 1 : "") : NULL;
+	if (s) {
+		__atomic_store_n(&s->last_activity_ms, now, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->activity_dirty, 1, __ATOMIC_RELAXED);
 		if (from_client)
-			__atomic_store_n(&u->server->last_client_ms, now,
+			__atomic_store_n(&s->last_client_ms, now,
 					 __ATOMIC_RELAXED);
 		state_touch_user(u, now);
 	}

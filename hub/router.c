@@ -19,6 +19,19 @@ user_part(const char *s)
 	return n > 0 && n <= USER_NAME_MAX && strchr(s, '/') == NULL;
 }
 
+/* "<user>" or "<user>/<server>" (the pages check the server's name). */
+static int
+user_server_part(const char *s)
+{
+	const char *slash = strchr(s, '/');
+
+	if (slash == NULL)
+		return user_part(s);
+	return slash > s && (size_t)(slash - s) <= USER_NAME_MAX &&
+	       slash[1] != '\0' && strchr(slash + 1, '/') == NULL &&
+	       strlen(slash + 1) <= SERVER_NAME_MAX + 1;
+}
+
 static void
 health(struct req *r)
 {
@@ -138,12 +151,15 @@ router_dispatch(struct req *r)
 		pages_home(r);
 	} else if (is(p, "/hub/home/stop")) {
 		pages_home_stop(r);
+	} else if (is(p, "/hub/home/new")) {
+		pages_home_new(r);
 	} else if (is(p, "/hub/spawn")) {
 		pages_spawn(r, NULL);
-	} else if (strncmp(p, "/hub/spawn/", 11) == 0 && user_part(p + 11)) {
+	} else if (strncmp(p, "/hub/spawn/", 11) == 0 &&
+		   user_server_part(p + 11)) {
 		pages_spawn(r, p + 11);
 	} else if (strncmp(p, "/hub/spawn-pending/", 19) == 0 &&
-		   user_part(p + 19)) {
+		   user_server_part(p + 19)) {
 		pages_spawn_pending(r, p + 19);
 	} else if (is(p, "/hub/admin")) {
 		pages_admin(r);

@@ -83,6 +83,7 @@ oauth_token_ok(struct hub *h, const struct token *t, const struct user *u,
 	size_t n = strlen(OAUTH_TOKEN_NOTE);
 	const char *owner, *slash;
 	const struct user *o;
+	const struct server *s;
 
 	if (t->note == NULL || strncmp(t->note, OAUTH_TOKEN_NOTE, n) != 0)
 		return 1;
@@ -98,9 +99,8 @@ oauth_token_ok(struct hub *h, const struct token *t, const struct user *u,
 	    !(u->admin && h->cfg.admin_access))
 		return 0;
 	o = state_user(&h->state, w->server_user);
-	return *w->server == '\0' && o && o->server &&
-	       (o->server->state == SRV_RUNNING ||
-		o->server->state == SRV_STARTING);
+	s = o ? user_server(o, w->server) : NULL;
+	return s && (s->state == SRV_RUNNING || s->state == SRV_STARTING);
 }
 
 /* The API token of a singleuser server (clients.c): limited. */

@@ -153,6 +153,9 @@ user_free(void *p)
 	free(u->password_hash);
 	strv_free(u->groups);
 	server_free(u->server);
+	for (size_t i = 0; i < u->nnamed; i++)
+		server_free(u->named[i]);
+	free(u->named);
 	free(u);
 }
 
@@ -616,6 +619,21 @@ dirty_session(void *ctx, void *value)
 							    __ATOMIC_RELAXED));
 }
 
+/* key: "<user>" or "<user>/<server>" (write lock not needed: atomic). */
+static void
+remark_server(struct state *s, const char *key)
+{
+	const char *slash = strchr(key, '/');
+	char *name = slash ? xstrndup(key, (size_t)(slash - key))
+			   : xstrdup(key);
+	struct user *u = state_user(s, name);
+	struct server *sv = u ? user_server(u, slash ? slash + 1 : "") : NULL;
+
+	if (sv)
+		__atomic_store_n(&sv->activity_dirty, 1, __ATOMIC_RELAXED);
+	free(name);
+}
+
 /* A failed write keeps the records dirty for the next flush. */
 static int
 remark(struct state *s, const struct batch *b, char kind)
@@ -629,9 +647,8 @@ remark(struct state *s, const struct batch *b, char kind)
 		if (kind == 'u' && (u = state_user(s, b->keys[i])))
 			__atomic_store_n(&u->activity_dirty, 1,
 					 __ATOMIC_RELAXED);
-		if (kind == 'v' && (u = state_user(s, b->keys[i])) && u->server)
-			__atomic_store_n(&u->server->activity_dirty, 1,
-					 __ATOMIC_RELAXED);
+		if (kind == 'v')
+			remark_server(s, b->keys[i]);
 		if (kind == 's' && (ss = state_session(s, b->keys[i])))
 			__atomic_store_n(&ss->dirty, 1, __ATOMIC_RELAXED);
 		if (kind == 't') {
@@ -660,9 +677,19 @@ state_flush(struct state *s, struct store *st, struct err *e)
 		if (take_dirty(&u->activity_dirty))
 			batch_add(&bu, u->name, 0, __atomic_load_n(
 			    &u->last_activity_ms, __ATOMIC_RELAXED));
-		if (u->server && take_dirty(&u->server->activity_dirty))
-			batch_add(&bv, u->name, 0, __atomic_load_n(
-			    &u->server->last_activity_ms, __ATOMIC_RELAXED));
+		for (size_t k = 0; k < user_nservers(u); k++) {
+			struct server *sv = user_server_at(u, k);
+			char *key;
+
+			if (sv == NULL || !take_dirty(&sv->activity_dirty))
+				continue;
+			key = *sv->name ? xasprintf("%s/%s", u->name,
+						    sv->name) : NULL;
+			batch_add(&bv, key ? key : u->name, 0,
+				  __atomic_load_n(&sv->last_activity_ms,
+						  __ATOMIC_RELAXED));
+			free(key);
+		}
 	}
 	map_each(s->tokens, dirty_token, &bt);
 	map_each(s->sessions, dirty_session, &bs);
@@ -693,12 +720,16 @@ state_gauges(struct state *s, struct metrics_gauges *g)
 	pthread_rwlock_rdlock(&s->lock);
 	g->users = s->nusers;
 	for (size_t i = 0; i < s->nusers; i++) {
-		const struct server *sv = s->user_list[i]->server;
+		const struct user *u = s->user_list[i];
 
-		g->admins += s->user_list[i]->admin != 0;
-		g->running += sv && sv->state == SRV_RUNNING;
-		g->pending += sv && (sv->state == SRV_STARTING ||
-				     sv->state == SRV_STOPPING);
+		g->admins += u->admin != 0;
+		for (size_t k = 0; k < user_nservers(u); k++) {
+			const struct server *sv = user_server_at(u, k);
+
+			g->running += sv && sv->state == SRV_RUNNING;
+			g->pending += sv && (sv->state == SRV_STARTING ||
+					     sv->state == SRV_STOPPING);
+		}
 	}
 	g->sessions = state_count_sessions(s);
 	g->tokens = state_count_tokens(s);
@@ -715,4 +746,87 @@ server_free(struct server *s)
 	free(s->last_error);
 	progress_unref(s->progress);
 	free(s);
+}
+
+/* ---- a user's servers ------------------------------------------------ */
+size_t
+user_nservers(const struct user *u)
+{
+	return 1 + u->nnamed;
+}
+
+struct server *
+user_server_at(const struct user *u, size_t i)
+{
+	return i == 0 ? u->server : i <= u->nnamed ? u->named[i - 1] : NULL;
+}
+
+struct server *
+user_server(const struct user *u, const char *name)
+{
+	if (*name == '\0')
+		return u->server;
+	for (size_t i = 0; i < u->nnamed; i++)
+		if (strcmp(u->named[i]->name, name) == 0)
+			return u->named[i];
+	return NULL;
+}
+
+struct server *
+user_server_add(struct user *u, const char *name)
+{
+	struct server *s = xcalloc(1, sizeof(*s));
+
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	if (*name == '\0') {
+		server_free(u->server);
+		u->server = s;
+		return s;
+	}
+	u->named = xrealloc(u->named, (u->nnamed + 1) * sizeof(*u->named));
+	u->named[u->nnamed++] = s;
+	return s;
+}
+
+void
+user_server_remove(struct user *u, const char *name)
+{
+	for (size_t i = 0; i < u->nnamed; i++) {
+		if (strcmp(u->named[i]->name, name) != 0)
+			continue;
+		server_free(u->named[i]);
+		memmove(&u->named[i], &u->named[i + 1],
+			(u->nnamed - i - 1) * sizeof(*u->named));
+		u->nnamed--;
+		return;
+	}
+}
+
+size_t
+user_active_servers(const struct user *u)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < user_nservers(u); i++) {
+		const struct server *s = user_server_at(u, i);
+
+		n += s && s->state != SRV_STOPPED;
+	}
+	return n;
+}
+
+enum srv_state
+user_busiest_state(const struct user *u)
+{
+	enum srv_state st = SRV_STOPPED;
+
+	for (size_t i = 0; i < user_nservers(u); i++) {
+		const struct server *s = user_server_at(u, i);
+
+		if (s == NULL || s->state == SRV_STOPPED)
+			continue;
+		if (s->state != SRV_RUNNING || st == SRV_STOPPED)
+			st = s->state;
+	}
+	return st;
 }

@@ -1310,6 +1310,16 @@ store_server_event(struct store *st, const char *user, const char *server,
 }
 
 int
+store_server_delete(struct store *st, const char *user, const char *server,
+		    struct err *e)
+{
+	const char *p[2] = { user, server };
+
+	return run_cmd(st, "DELETE FROM servers WHERE name = $2 AND user_id ="
+	    " (SELECT id FROM users WHERE name = $1)", 2, p, NULL, e);
+}
+
+int
 store_servers_touch(struct store *st, const char *const *users,
 		    const int64_t *ms, size_t n, struct err *e)
 {
@@ -1317,6 +1327,7 @@ store_servers_touch(struct store *st, const char *const *users,
 	    " greatest(s.last_activity, " TS("v.ms") ") FROM users u,"
 	    " (SELECT k, max(ms) AS ms FROM json_to_recordset($1::json)"
 	    " AS x(k text, ms bigint) GROUP BY k) v"
-	    " WHERE u.name = v.k AND s.user_id = u.id AND s.name = ''",
+	    " WHERE u.name = split_part(v.k, '/', 1) AND s.user_id = u.id"
+	    " AND s.name = split_part(v.k, '/', 2)",
 	    users, NULL, ms, n, e);
 }

@@ -165,7 +165,11 @@ int store_server_save(struct store *st, const struct store_server *s,
  * "cull", "adopted", "gone"). */
 int store_server_event(struct store *st, const char *user, const char *server,
 		       const char *kind, const char *message, struct err *e);
-/* Batched activity of users' default servers. */
+/* Deletes the row of a named server (its history stays). */
+int store_server_delete(struct store *st, const char *user,
+			const char *server, struct err *e);
+/* Batched activity of users' servers: keys "<user>" (the default server)
+ * or "<user>/<server>". */
 int store_servers_touch(struct store *st, const char *const *users,
 			const int64_t *ms, size_t n, struct err *e);
 

@@ -38,9 +38,8 @@ apply(struct hub *h, const struct spawner_usage *v, size_t n)
 
 	pthread_rwlock_wrlock(&h->state.lock);
 	for (size_t i = 0; i < n; i++) {
-		struct user *u = v[i].server[0] ? NULL
-		    : state_user(&h->state, v[i].user);
-		struct server *s = u ? u->server : NULL;
+		struct user *u = state_user(&h->state, v[i].user);
+		struct server *s = u ? user_server(u, v[i].server) : NULL;
 		double cpu;
 
 		if (s == NULL || s->state != SRV_RUNNING)

@@ -37,6 +37,8 @@ struct req {
 
 const char *req_header(struct req *r, const char *name);
 const char *req_query(struct req *r, const char *name);
+/* 1 when the query string has name, with a value or without ("?x"). */
+int req_has_query(struct req *r, const char *name);
 const char *req_cookie(struct req *r, const char *name);
 /* Takes body over. */
 void req_reply(struct req *r, int status, const char *content_type,
@@ -74,7 +76,7 @@ void router_dispatch(struct req *r);
 
 /* ---- the progress stream (events.c) ---------------------------------- */
 /* Answers r with the progress stream of name's server. */
-void events_progress(struct req *r, const char *name);
+void events_progress(struct req *r, const char *name, const char *server);
 /* Wakes listeners: every one (a new event), or those due a keepalive. */
 void events_wake(void);
 void events_keepalive(void);
@@ -99,6 +101,8 @@ char *pages_edge_error(void *ctx, int status, const char *msg, size_t *len);
 void pages_spawn(struct req *r, const char *name);
 void pages_spawn_pending(struct req *r, const char *name);
 void pages_home_stop(struct req *r);
+/* GET /hub/home/new?server=<name>: to the spawn form of that server. */
+void pages_home_new(struct req *r);
 void pages_admin(struct req *r);
 void pages_token(struct req *r);
 /* What the pages_*.c files share (pages.c). */

@@ -85,6 +85,13 @@ char *profiles_json(const struct profiles *p, const char *const *groups,
 /* DockerSpawner-style escaping: [a-z0-9] kept, anything else "-xx" (hex);
  * the result fits Docker's 63-character service names. Heap string. */
 char *spec_escape(const char *s);
+/* The service name of user's server (server "" or NULL: the default one)
+ * from SERVICE_NAME_TEMPLATE t: {user} and {server} replaced by their
+ * escaped values; for the default server {server} and one '-', '_' or '.'
+ * just before it are left out; a template without {server} gets
+ * "-{server}" appended (jupyter-{user}: jupyter-alice, jupyter-alice-gpu).
+ * Longer than 63 characters: cut to 54 plus '-' and a hash (heap). */
+char *spec_service_name(const char *t, const char *user, const char *server);
 
 struct spec_input {
 	const struct spawner_cfg *cfg;

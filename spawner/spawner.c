@@ -326,43 +326,11 @@ spawner_profiles_json(struct spawner *sp, const char *const *groups,
 
 /* Docker names are at most 63 characters: a longer one keeps its first 54
  * and gets "-" and 8 hex digits of a hash of the whole (takes name over). */
-static char *
-fit_name(char *name)
-{
-	uint32_t h = 2166136261u;
-	char *fit;
-
-	if (strlen(name) <= 63)
-		return name;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
-	fit = xasprintf("%.54s-%08x", name, h);
-	free(name);
-	return fit;
-}
-
 char *
 spawner_service_name(const struct spawner *sp, const char *user,
 		     const char *server)
 {
-	const char *t = sp->cfg.name_template;
-	const char *at = strstr(t, "{user}");
-	char *u = spec_escape(user), *name;
-
-	if (at == NULL)
-		name = xasprintf("%s%s", t, u);
-	else
-		name = xasprintf("%.*s%s%s", (int)(at - t), t, u, at + 6);
-	free(u);
-	if (server && *server) {
-		char *s = spec_escape(server), *full;
-
-		full = xasprintf("%s--%s", name, s);
-		free(s);
-		free(name);
-		name = full;
-	}
-	return fit_name(name);
+	return spec_service_name(sp->cfg.name_template, user, server);
 }
 
 /* ---- tasks ----------------------------------------------------------- */
@@ -942,6 +910,34 @@ containers_left(struct spawner *sp, const char *service, struct err *e)
 	return n;
 }
 
+/* 0 when service carries other swarmhub.user/server labels than user and
+ * server (escaped names can meet: alice's "2dx" and alice-x's default),
+ * else 1 (ours, gone, or Docker cannot tell). */
+static int
+labels_match(struct spawner *sp, const char *service, const char *user,
+	     const char *server)
+{
+	char *esc = docker_escape(sp->d, service);
+	char *path = xasprintf("/services/%s", esc);
+	struct err e = { 0 };
+	json_t *s = get_json(sp, path, &e), *labels;
+	const char *lu, *ls;
+	int ok = 1;
+
+	free(esc);
+	free(path);
+	if (s == NULL)
+		return 1;
+	labels = json_object_get(json_object_get(s, "Spec"), "Labels");
+	lu = json_string_value(json_object_get(labels, "swarmhub.user"));
+	ls = json_string_value(json_object_get(labels, "swarmhub.server"));
+	if (lu && (strcmp(lu, user) != 0 || strcmp(ls ? ls : "",
+						   server ? server : "") != 0))
+		ok = 0;
+	json_decref(s);
+	return ok;
+}
+
 int
 spawner_stop(struct spawner *sp, const char *user, const char *server,
 	     struct err *e)
@@ -950,6 +946,13 @@ spawner_stop(struct spawner *sp, const char *user, const char *server,
 	int64_t deadline = mono_ms() + 60000;
 	int rc;
 
+	if (!labels_match(sp, service, user, server)) {
+		log_event(LOG_WARN, "spawn.stop_skipped", "service=%s user=%s "
+			  "server=%s why=%s", service, user, server,
+			  "another server's service has this name");
+		free(service);
+		return 0;
+	}
 	rc = remove_service(sp, service, e);
 	/* the service disappears at once; its container takes seconds */
 	while (rc == 0) {
@@ -1013,9 +1016,20 @@ spawner_locate(struct spawner *sp, const char *user, const char *server,
 		const char *owner = json_string_value(json_object_get(labels,
 		    "swarmhub.hub"));
 
+		const char *lu = json_string_value(json_object_get(labels,
+		    "swarmhub.user"));
+		const char *ls = json_string_value(json_object_get(labels,
+		    "swarmhub.server"));
+
 		if (owner == NULL || strcmp(owner, sp->cfg.hub_id) != 0) {
 			err_set(e, ERR_NOTFOUND, "service '%s' belongs to "
 				"another hub", service);
+			goto out;
+		}
+		if ((lu && strcmp(lu, user) != 0) ||
+		    strcmp(ls ? ls : "", server ? server : "") != 0) {
+			err_set(e, ERR_NOTFOUND, "service '%s' belongs to "
+				"another server", service);
 			goto out;
 		}
 	}

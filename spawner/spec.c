@@ -40,6 +40,71 @@ spec_escape(const char *s)
 	return sb_detach(&sb, NULL);
 }
 
+/* ---- service names ------------------------------------------------- */
+static char *
+fit_name(char *name)
+{
+	uint32_t h = 2166136261u;
+	char *fit;
+
+	if (strlen(name) <= 63)
+		return name;
+	for (const char *p = name; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	fit = xasprintf("%.54s-%08x", name, h);
+	free(name);
+	return fit;
+}
+
+/* t with each {key} replaced by value; value "" also drops one '-', '_'
+ * or '.' just before {key} (heap). */
+static char *
+fill(const char *t, const char *key, const char *value)
+{
+	struct strbuf sb;
+	size_t k = strlen(key);
+
+	sb_init(&sb);
+	sb_adds(&sb, "");
+	while (*t) {
+		if (strncmp(t, key, k) != 0) {
+			sb_addc(&sb, *t++);
+			continue;
+		}
+		if (*value == '\0' && sb.len > 0 &&
+		    strchr("-_.", sb.buf[sb.len - 1]))
+			sb.buf[--sb.len] = '\0';
+		sb_adds(&sb, value);
+		t += k;
+	}
+	return sb_detach(&sb, NULL);
+}
+
+char *
+spec_service_name(const char *t, const char *user, const char *server)
+{
+	char *u = spec_escape(user), *sv = spec_escape(server ? server : "");
+	char *a, *name;
+
+	if (strstr(t, "{user}") == NULL)
+		a = xasprintf("%s{user}", t);
+	else
+		a = xstrdup(t);
+	if (strstr(a, "{server}") == NULL) {
+		char *b = xasprintf("%s-{server}", a);
+
+		free(a);
+		a = b;
+	}
+	name = fill(a, "{user}", u);
+	free(a);
+	a = fill(name, "{server}", sv);
+	free(name);
+	free(u);
+	free(sv);
+	return fit_name(a);
+}
+
 static const char *
 str(const char *s)
 {

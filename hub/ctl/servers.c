@@ -1,32 +1,62 @@
 /*
- * servers.c - swarmhubctl servers list|start|stop: users' default servers
- * (servers[""] of the user model).
+ * servers.c - swarmhubctl servers list|start|stop: users' servers, the
+ * default one (servers[""] of the user model, named NAME) and named ones
+ * (servers["gpu"], named NAME/gpu, as JupyterHub's idle culler logs them).
  *
  * The hub answers 201/204 when a start/stop is done and 202 while it is
  * still pending; both are success and printed as "ready"/"stopped" or
- * "pending". Idle means servers[""].last_activity (else started) is older
+ * "pending". Idle means a server's last_activity (else started) is older
  * than the given duration, or absent.
  */
 #include <stdlib.h>
 #include <string.h>
 #include "ctl.h"
 
-/* Users whose default server runs or is pending, from state=active. */
+/* Users with a server that runs or is pending, from state=active. */
 static int
 active_users(struct ctl *c, json_t **out, struct err *e)
 {
-	json_t *all, *u;
+	json_t *all, *u, *s;
+	const char *key;
 	size_t i;
 
 	if (rest_get_all(c, "/hub/api/users", "state=active", &all,
 	    "list servers", e) < 0)
 		return -1;
 	*out = json_array();
-	json_array_foreach(all, i, u)
-		if (server_state(user_server(u)) != NULL)
+	json_array_foreach(all, i, u) {
+		int any = 0;
+
+		json_object_foreach(json_object_get(u, "servers"), key, s)
+			any |= server_state(s) != NULL;
+		if (any)
 			json_array_append(*out, u);
+	}
 	json_decref(all);
 	return 0;
+}
+
+/* "NAME" or "NAME/SERVER" (heap), the way the commands take it. */
+static char *
+server_id(const char *user, const char *server)
+{
+	return *server ? xasprintf("%s/%s", user, server) : xstrdup(user);
+}
+
+/* The API path of NAME[/SERVER] (heap). */
+static char *
+server_path(struct ctl *c, const char *id)
+{
+	const char *slash = strchr(id, '/');
+	char *user, *path;
+
+	if (slash == NULL)
+		return rest_pathf(c, "/hub/api/users/%s/server", id);
+	user = xstrndup(id, (size_t)(slash - id));
+	path = rest_pathf(c, "/hub/api/users/%s/servers/%s", user,
+			  slash + 1);
+	free(user);
+	return path;
 }
 
 int
@@ -50,15 +80,25 @@ cmd_servers_list(struct ctl *c, const struct args *a, struct err *e)
 	}
 	table_init(&t, 5, head);
 	json_array_foreach(users, i, u) {
-		s = user_server(u);
-		row[0] = json_str(u, "name");
-		row[1] = server_state(s);
-		row[2] = json_str(json_object_get(s, "user_options"), "image");
-		row[3] = fmt_time(json_object_get(s, "started"), started,
-		    sizeof(started));
-		row[4] = fmt_time(json_object_get(s, "last_activity"), last,
-		    sizeof(last));
-		table_add(&t, row);
+		const char *key;
+
+		json_object_foreach(json_object_get(u, "servers"), key, s) {
+			char *id;
+
+			if (server_state(s) == NULL || !json_str(u, "name"))
+				continue;
+			id = server_id(json_str(u, "name"), key);
+			row[0] = id;
+			row[1] = server_state(s);
+			row[2] = json_str(json_object_get(s, "user_options"),
+					  "image");
+			row[3] = fmt_time(json_object_get(s, "started"),
+			    started, sizeof(started));
+			row[4] = fmt_time(json_object_get(s, "last_activity"),
+			    last, sizeof(last));
+			table_add(&t, row);
+			free(id);
+		}
 	}
 	table_print(&t, stdout);
 	table_release(&t);
@@ -149,8 +189,8 @@ cmd_servers_start(struct ctl *c, const struct args *a, struct err *e)
 	body = user_options(a, e);
 	if (body == NULL)
 		return CTL_USAGE;
-	snprintf(what, sizeof(what), "start server of '%s'", a->pos[0]);
-	path = rest_pathf(c, "/hub/api/users/%s/server", a->pos[0]);
+	snprintf(what, sizeof(what), "start server '%s'", a->pos[0]);
+	path = server_path(c, a->pos[0]);
 	rc = rest_call(c, "POST", path, body, NULL, &status, what, e);
 	results = json_array();
 	if (rc == 0)
@@ -164,16 +204,21 @@ cmd_servers_start(struct ctl *c, const struct args *a, struct err *e)
 	return rc;
 }
 
+/* name: NAME or NAME/SERVER; remove: a named server's record goes too. */
 static int
-stop_one(struct ctl *c, const char *name, json_t *results, struct err *e)
+stop_one(struct ctl *c, const char *name, int remove, json_t *results,
+	 struct err *e)
 {
-	char what[128], *path;
+	char what[160], *path;
+	json_t *body = remove && strchr(name, '/') ?
+	    json_pack("{s:b}", "remove", 1) : NULL;
 	long status;
 	int rc;
 
-	snprintf(what, sizeof(what), "stop server of '%s'", name);
-	path = rest_pathf(c, "/hub/api/users/%s/server", name);
-	rc = rest_call(c, "DELETE", path, NULL, NULL, &status, what, e);
+	snprintf(what, sizeof(what), "stop server '%s'", name);
+	path = server_path(c, name);
+	rc = rest_call(c, "DELETE", path, body, NULL, &status, what, e);
+	json_decref(body);
 	if (rc == 0)
 		result(c, results, name, status == 202 ? "pending" :
 		    "stopped");
@@ -199,16 +244,25 @@ stop_idle(struct ctl *c, const char *idle, int dry, json_t *results,
 	if (active_users(c, &users, e) < 0)
 		return -1;
 	json_array_foreach(users, i, u) {
-		s = user_server(u);
-		last = json_object_get(s, "last_activity");
-		if (!json_is_string(last))
-			last = json_object_get(s, "started");
-		if (!time_older(last, cutoff) || json_str(u, "name") == NULL)
-			continue;
-		if (dry)
-			result(c, results, json_str(u, "name"), "idle");
-		else if (stop_one(c, json_str(u, "name"), results, e) < 0)
-			failed = 1;
+		const char *key;
+
+		json_object_foreach(json_object_get(u, "servers"), key, s) {
+			char *id;
+
+			last = json_object_get(s, "last_activity");
+			if (!json_is_string(last))
+				last = json_object_get(s, "started");
+			if (server_state(s) == NULL ||
+			    !time_older(last, cutoff) ||
+			    json_str(u, "name") == NULL)
+				continue;
+			id = server_id(json_str(u, "name"), key);
+			if (dry)
+				result(c, results, id, "idle");
+			else if (stop_one(c, id, 0, results, e) < 0)
+				failed = 1;
+			free(id);
+		}
 	}
 	json_decref(users);
 	return failed ? CTL_REPORTED : 0;
@@ -219,6 +273,7 @@ cmd_servers_stop(struct ctl *c, const struct args *a, struct err *e)
 {
 	const char *idle = args_get(a, "idle-for");
 	int dry = args_get(a, "dry-run") != NULL;
+	int remove = args_get(a, "remove") != NULL;
 	json_t *results;
 	int rc = 0;
 	size_t i;
@@ -229,11 +284,14 @@ cmd_servers_stop(struct ctl *c, const struct args *a, struct err *e)
 		return usage_err(e, "missing NAME or --idle-for");
 	if (dry && idle == NULL)
 		return usage_err(e, "--dry-run needs --idle-for");
+	if (remove && idle != NULL)
+		return usage_err(e, "--remove takes NAME/SERVERs, not "
+				 "--idle-for");
 	results = json_array();
 	if (idle != NULL)
 		rc = stop_idle(c, idle, dry, results, e);
 	for (i = 0; i < a->npos; i++)
-		if (stop_one(c, a->pos[i], results, e) < 0)
+		if (stop_one(c, a->pos[i], remove, results, e) < 0)
 			rc = CTL_REPORTED;
 	if (c->json && rc != CTL_USAGE)
 		json_print(results);

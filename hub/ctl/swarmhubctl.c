@@ -79,6 +79,8 @@ static const struct opt servers_stop_opts[] = {
 	{ "idle-for", "DURATION", "stop every server idle for DURATION "
 	    "(90m, 2h, 1d) instead of naming them" },
 	{ "dry-run", NULL, "with --idle-for: only show what would stop" },
+	{ "remove", NULL, "named servers (NAME/SERVER): remove their records "
+	    "too" },
 	{ NULL, NULL, NULL }
 };
 
@@ -130,13 +132,16 @@ static const struct cmd cmds[] = {
 	    "auth)", "Reads one line from stdin; on a terminal, prompts twice "
 	    "without echo.\n", no_opts, 1, 1, cmd_users_set_password },
 	{ "servers", "list", "", "list running and pending servers",
-	    "Columns: NAME STATE IMAGE STARTED LAST-ACTIVITY (times UTC).\n",
+	    "Columns: NAME STATE IMAGE STARTED LAST-ACTIVITY (times UTC);\n"
+	    "NAME is the user, USER/SERVER for a named server.\n",
 	    no_opts, 0, 0, cmd_servers_list },
-	{ "servers", "start", "NAME", "start a user's server",
+	{ "servers", "start", "NAME[/SERVER]", "start a user's server",
+	    "NAME/SERVER starts (and creates) the named server SERVER.\n"
 	    "Prints \"ready\" or \"pending\" (still starting).\n",
 	    servers_start_opts, 1, 1, cmd_servers_start },
-	{ "servers", "stop", "[NAME...]", "stop servers",
-	    "Give NAMEs or --idle-for. Prints \"stopped\" or \"pending\" "
+	{ "servers", "stop", "[NAME[/SERVER]...]", "stop servers",
+	    "Give NAMEs (NAME/SERVER: a named server) or --idle-for (every "
+	    "server,\ndefault and named). Prints \"stopped\" or \"pending\" "
 	    "(still stopping).\n",
 	    servers_stop_opts, 0, ANY, cmd_servers_stop },
 	{ "tokens", "list", "[NAME]", "list a user's API tokens",

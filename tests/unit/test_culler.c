@@ -104,6 +104,33 @@ test_idle(void)
 	T_OK(plan1(&s, &p, &a) == 0, "timeout 0: no idle culling");
 }
 
+/* A named server is judged on its own and its action names it. */
+static void
+test_named(void)
+{
+	struct culler_policy p;
+	struct culler_server v[2] = { srv("alice", now - 3 * HOUR),
+				      srv("alice", now - 3 * HOUR) };
+	struct culler_action *out = NULL, a;
+	size_t n = 0;
+
+	culler_policy_init(&p);
+	snprintf(v[1].server, sizeof(v[1].server), "gpu");
+	v[0].client_ms = now - 60 * 1000;	/* the default server: active */
+	T_OK(culler_plan(v, 2, &p, now, &out, &n) == 0 && n == 1,
+	     "of two servers of one user only the idle one is culled");
+	T_OK(n == 1 && strcmp(out[0].user, "alice") == 0 &&
+	     strcmp(out[0].server, "gpu") == 0, "the action names the server");
+	free(out);
+	v[1].started_ms = now - 30 * DAY;
+	p.max_age_s = 2 * 3600;	/* both are older than 2 h */
+	v[1].client_ms = now;
+	T_OK(plan1(&v[1], &p, &a) == 1 && a.reason == CULL_MAX_AGE &&
+	     strcmp(a.server, "gpu") == 0, "max age names the server too");
+	T_OK(plan1(&v[0], &p, &a) == 1 && a.server[0] == '\0',
+	     "the default server's action has server \"\"");
+}
+
 static void
 test_null_activity(void)
 {
@@ -450,7 +477,8 @@ fake_list(void *ctx, struct culler_server **out, size_t *n)
 }
 
 static int
-fake_probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
+fake_probe(void *ctx, const char *user, const char *server,
+	   int64_t *server_ms, int *kernel_busy)
 {
 	struct fake *f = ctx;
 	int in = atomic_fetch_add(&f->inflight, 1) + 1, max, rc = 0;
@@ -460,6 +488,8 @@ fake_probe(void *ctx, const char *user, int64_t *server_ms, int *kernel_busy)
 	       !atomic_compare_exchange_weak(&f->max_inflight, &max, in))
 		;
 	atomic_fetch_add(&f->probes, 1);
+	if (server == NULL || *server)
+		rc = -1;	/* the fake has default servers only */
 	sleep_ms(strcmp(user, "slow") == 0 ? 150 : f->probe_sleep_ms);
 	if (strncmp(user, "active", 6) == 0 || strcmp(user, "slow") == 0 ||
 	    strcmp(user, "old") == 0)
@@ -762,6 +792,7 @@ main(void)
 	test_kernel();
 	test_websockets();
 	test_plan_many();
+	test_named();
 	test_users();
 	test_pass();
 	test_start_stop();

@@ -117,6 +117,52 @@ test_state(void)
 	state_release(&s);
 }
 
+/* A user's servers: the default one and named ones, by name. */
+static void
+test_user_servers(void)
+{
+	struct user u = { 0 };
+	struct err e = { 0 };
+
+	T_OK(user_nservers(&u) == 1 && user_server_at(&u, 0) == NULL &&
+	     user_server(&u, "") == NULL, "no server at first");
+	user_server_add(&u, "")->state = SRV_RUNNING;
+	user_server_add(&u, "gpu")->state = SRV_STARTING;
+	user_server_add(&u, "cpu");
+	T_OK(user_nservers(&u) == 3 && u.server == user_server(&u, "") &&
+	     strcmp(user_server_at(&u, 1)->name, "gpu") == 0 &&
+	     strcmp(user_server_at(&u, 2)->name, "cpu") == 0,
+	     "default first, named in creation order");
+	T_OK(user_active_servers(&u) == 2, "two not stopped");
+	T_OK(user_busiest_state(&u) == SRV_STARTING,
+	     "a pending state wins over running");
+	user_server(&u, "gpu")->state = SRV_STOPPED;
+	T_OK(user_busiest_state(&u) == SRV_RUNNING, "then running");
+	user_server_remove(&u, "gpu");
+	T_OK(u.nnamed == 1 && user_server(&u, "gpu") == NULL &&
+	     user_server(&u, "cpu") != NULL, "remove forgets one named");
+	user_server_remove(&u, "cpu");
+	server_free(u.server);
+	free(u.named);
+
+	T_OK(servers_name_check("", &e) == 0, "\"\" is the default server");
+	T_OK(servers_name_check("gpu", &e) == 0 &&
+	     servers_name_check("0proj.v2_x-y", &e) == 0, "valid names");
+	T_OK(servers_name_check("Gpu", &e) < 0 && e.code == ERR_INVALID &&
+	     strstr(e.msg, "server name 'Gpu' is not valid: 1-63") != NULL,
+	     "upper case refused, the rule named (%s)", e.msg);
+	T_OK(servers_name_check("-x", &e) < 0 && servers_name_check(".x", &e)
+	     < 0 && servers_name_check("a/b", &e) < 0 &&
+	     servers_name_check("a b", &e) < 0, "bad first or other char");
+	T_OK(servers_name_check("123456789012345678901234567890123456789012"
+				"345678901234567890123", &e) == 0 &&
+	     servers_name_check("123456789012345678901234567890123456789012"
+				"3456789012345678901234", &e) < 0,
+	     "63 characters at most");
+	T_OK(servers_name_check("api", &e) < 0 &&
+	     strstr(e.msg, "reserved") != NULL, "api is reserved (%s)", e.msg);
+}
+
 static void
 test_passwords(void)
 {
@@ -141,6 +187,7 @@ main(void)
 	test_json();
 	test_form();
 	test_state();
+	test_user_servers();
 	test_passwords();
 	return t_done();
 }

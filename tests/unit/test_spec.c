@@ -638,11 +638,56 @@ test_expand(void)
 			    out, sizeof(out)) == 0, "expand: 30 bytes fit");
 }
 
+/* SERVICE_NAME_TEMPLATE with and without {server}. */
+static void
+test_service_names(void)
+{
+	static const struct { const char *t, *user, *server, *want; } rows[] = {
+		{ "jupyter-{user}", "alice", "", "jupyter-alice" },
+		{ "jupyter-{user}", "alice", NULL, "jupyter-alice" },
+		{ "jupyter-{user}", "alice", "gpu", "jupyter-alice-gpu" },
+		{ "jupyter-{user}", "a.b", "proj.1", "jupyter-a-2eb-proj-2e1" },
+		{ "jupyter-{user}-{server}", "alice", "", "jupyter-alice" },
+		{ "jupyter-{user}-{server}", "alice", "gpu",
+		  "jupyter-alice-gpu" },
+		{ "lab_{server}_{user}", "bob", "", "lab_bob" },
+		{ "lab_{server}_{user}", "bob", "x", "lab_x_bob" },
+		{ "nb-{user}.{server}-hub2", "bob", "", "nb-bob-hub2" },
+		{ "nb-{user}.{server}-hub2", "bob", "cpu", "nb-bob.cpu-hub2" },
+	};
+	char *s, *long_user = NULL;
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		s = spec_service_name(rows[i].t, rows[i].user, rows[i].server);
+		T_STREQ(s, rows[i].want, "template '%s' user '%s' server '%s'",
+			rows[i].t, rows[i].user, rows[i].server ?
+			rows[i].server : "(null)");
+		free(s);
+	}
+	long_user = xasprintf("%.60s", "abcdefghijklmnopqrstuvwxyzabcdefghijklm"
+			      "nopqrstuvwxyzabcdefghijklmnop");
+	s = spec_service_name("jupyter-{user}", long_user, "gpu");
+	T_OK(strlen(s) == 63 && strncmp(s, "jupyter-abcdefg", 15) == 0,
+	     "a long name is cut to 63 with a hash (%s)", s);
+	{
+		char *d = spec_service_name("jupyter-{user}", long_user, "");
+		char *o = spec_service_name("jupyter-{user}", long_user, "gpx");
+
+		T_OK(strcmp(s, d) != 0 && strcmp(s, o) != 0,
+		     "cut names of different servers differ");
+		free(d);
+		free(o);
+	}
+	free(s);
+	free(long_user);
+}
+
 int
 main(void)
 {
 	test_escape();
 	test_expand();
+	test_service_names();
 	test_spec_bind();
 	test_spec_variants();
 	test_spec_own_ids();

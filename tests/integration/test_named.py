@@ -508,10 +508,11 @@ def ctl(hub, *args):
     import os
     import subprocess
     from hubtest import ROOT
+    bin_dir = os.environ.get("SWARMHUB_BIN_DIR") or str(ROOT / "bin")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SWARMHUB_")}
     env["SWARMHUB_TOKEN"] = hub.admin_token
-    return subprocess.run([str(ROOT / "bin" / "swarmhubctl"), "--url",
+    return subprocess.run([os.path.join(bin_dir, "swarmhubctl"), "--url",
                            hub.url, *args], env=env, capture_output=True,
                           text=True, timeout=60)
 

@@ -29,6 +29,7 @@ from hubtest import (DIRECT, NB_CMD, PID, SESSION_COOKIE, TINY, Hub,
                      driver_log, free_port, gw_ip, limits, login,
                      need_docker, remove_homes, remove_services,
                      server_token, service_name, shot, sign_in, start,
+                     tasks,
                      stop_hub, swarm_env, tok, uniq, user_model, wait,
                      wait_for, wait_ready, write_profiles)
 
@@ -618,6 +619,83 @@ def test_replay_4x_5x_singleuser_requests(su):
 
 
 # ---- a hub restart keeps singleuser servers working -------------------------
+
+def named_gw_ip(service):
+    """The docker_gwbridge IPv4 of a service's running task container."""
+    for _ in range(100):
+        for t in tasks(service):
+            cid = t.get("Status", {}).get("ContainerStatus", {}) \
+                .get("ContainerID")
+            if t["Status"]["State"] == "running" and cid:
+                st, net = docker("GET", "/networks/docker_gwbridge")
+                c = (net.get("Containers") or {}).get(cid)
+                if c and c.get("IPv4Address"):
+                    return c["IPv4Address"].split("/")[0]
+        time.sleep(0.2)
+    raise AssertionError(f"{service} has no running task on docker_gwbridge")
+
+
+def test_named_singleuser_server(su):
+    """A named server of kind singleuser: its own client, scopes and
+    activity, the owner in and others refused by the server itself."""
+    a, bob = su.alice, su.bob
+    r = su.hub.api("POST", f"/users/{a}/servers/proj",
+                   json={"image": "su", "cpu": 0.5, "mem_gb": 0.5})
+    assert r.status_code in (201, 202), r.text
+    try:
+        def ready():
+            m = su.hub.api("GET", f"/users/{a}").json()
+            return (m.get("servers") or {}).get("proj", {}).get("ready")
+        wait_for(ready, 150, "alice's server proj ready")
+        svc_name = service_name(a) + "-proj"
+        st, svc = docker("GET", f"/services/{svc_name}")
+        assert st == 200, svc
+        env = dict(e.split("=", 1) for e in
+                   svc["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"])
+        assert env["JUPYTERHUB_SERVER_NAME"] == "proj"
+        assert env["JUPYTERHUB_SERVICE_PREFIX"] == f"/user/{a}/proj/"
+        assert env["JUPYTERHUB_CLIENT_ID"] == client_id(a) + "-proj"
+        assert env["JUPYTERHUB_OAUTH_CALLBACK_URL"] == \
+            f"/user/{a}/proj/oauth_callback"
+        assert json.loads(env["JUPYTERHUB_OAUTH_ACCESS_SCOPES"]) == [
+            f"access:servers!server={a}/proj", f"access:servers!user={a}"]
+        own = env["JUPYTERHUB_API_TOKEN"]
+        assert own != su.secret[a], "each server has its own token"
+        ip = named_gw_ip(svc_name)
+        # ready means "answers HTTP" (as JupyterHub waits); let its API
+        # answer its own token before going through the edge
+        wait_for(lambda: DIRECT.get(
+            f"http://{ip}:8888/user/{a}/proj/api/status", headers=tok(own),
+            timeout=10).status_code, 60, "proj's API", ok=lambda c: c == 200)
+        m = whoami(su, own).json()
+        assert f"access:servers!server={a}/proj" in m["scopes"], m
+        # the owner's own token, through the edge, reaches this server
+        r = DIRECT.get(f"{su.hub.url}/user/{a}/proj/api/contents",
+                       headers=tok(su.tokens[a]), timeout=30)
+        assert r.status_code == 200 and r.json()["type"] == "directory", \
+            (r.status_code, r.text[:300])
+        # bob is refused by the server itself
+        r = DIRECT.get(f"http://{ip}:8888/user/{a}/proj/api/contents",
+                       headers=tok(su.tokens[bob]), timeout=20,
+                       allow_redirects=False)
+        assert r.status_code == 403, (r.status_code, r.text[:300])
+        # the server's activity report names its server
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        r = su.hub.api("POST", f"/users/{a}/activity", token=own,
+                       json={"servers": {"proj": {"last_activity": now}}})
+        assert r.status_code == 204, r.text
+        r = su.hub.api("POST", f"/users/{a}/activity", token=own,
+                       json={"servers": {"nope": {"last_activity": now}}})
+        assert r.status_code == 400 and "nope" in r.text, r.text
+    finally:
+        su.hub.api("DELETE", f"/users/{a}/servers/proj",
+                   json={"remove": True})
+
+        def gone():
+            m = su.hub.api("GET", f"/users/{a}?include_stopped_servers").json()
+            return "proj" not in (m.get("servers") or {})
+        wait_for(gone, 90, "alice's server proj removed")
+
 
 def test_hub_restart_adopts_singleuser_server(su):
     """The new hub knows the adopted server's API token (derived from the

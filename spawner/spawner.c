@@ -588,6 +588,31 @@ spawner_image_info(struct spawner *sp, const char *image_key,
 	return 0;
 }
 
+/* docker_gwbridge is per node: with CONNECT=gwbridge only servers on the
+ * node of the hub's Docker host are reachable. 1 (and *e) when the task
+ * runs on another node, 0 otherwise (also when Docker cannot tell). */
+static int
+on_other_node(struct spawner *sp, const struct task *t, struct err *e)
+{
+	struct err ie = { 0 };
+	json_t *info;
+	const char *self;
+	int other;
+
+	if (*t->node == '\0' || (info = get_json(sp, "/info", &ie)) == NULL)
+		return 0;
+	self = jstr(info, "Swarm.NodeID");
+	other = self && *self && strcmp(self, t->node) != 0;
+	json_decref(info);
+	if (other)
+		err_set(e, ERR_UPSTREAM, "the server runs on another node (%s) "
+			"than the hub's Docker host, and SWARMHUB_CONNECT="
+			"gwbridge reaches only servers on that one: on a "
+			"multi-node swarm run the hub on SWARMHUB_NETWORK with "
+			"SWARMHUB_CONNECT=dns (as the stack does)", t->node);
+	return other;
+}
+
 /* Where the server answers. With gwbridge the address appears when the
  * container joins the bridge; a container that exits at once never gets
  * one, and Docker may still say "running" for a moment: so look again
@@ -605,6 +630,8 @@ address(struct spawner *sp, const char *service, const struct task *t,
 		snprintf(out->host, sizeof(out->host), "%s", service);
 		return 0;
 	}
+	if (on_other_node(sp, t, e))
+		return -1;
 	for (;;) {
 		struct err te = { 0 };
 

@@ -371,6 +371,108 @@ def test_worker_dying_marks_its_servers_stopped(swarm, cluster_hub):
             db=hub["db"]).strip()
         host = eng.call("GET", f"/nodes/{swarm['nodes'][last]}")[1][
             "Description"]["Hostname"]
+        print("reason:", why)
         assert "stopped on its own" in why and f"node '{host}'" in why, why
     finally:
         cluster("revive-node", str(last), timeout=120)
+
+
+def node_sock(swarm, hostname):
+    """The Engine socket of the node with this hostname."""
+    for i in range(len(swarm["nodes"])):
+        sock = f"/run/swarmhub-cluster/n{i}.sock"
+        c = Engine("unix://" + sock)
+        st, info = c.call("GET", "/info")
+        if st == 200 and info["Name"] == hostname:
+            return c
+    raise AssertionError(f"no node named {hostname}")
+
+
+def test_reconcile_and_orphan_cleanup_on_workers(swarm, cluster_hub):
+    eng, hub = swarm["engine"], cluster_hub
+    # reconcile: the server's container dies on its worker; the hub,
+    # which talks to the manager only, marks it stopped with the reason
+    u = uniq("died")
+    start_server(hub, u, "default")
+    svc = f"{hub['run']}-{esc(u)}"
+    host, task = eng.node_of(svc)
+    assert host and host.startswith("shc-worker"), host
+    node = node_sock(swarm, host)
+    cid = task["Status"]["ContainerStatus"]["ContainerID"]
+    st, v = node.call("POST", f"/containers/{cid}/kill")
+    assert st == 204, (st, v)
+    wait_for(lambda: server_state(hub, u).get("servers") == {}, 60,
+             f"{u}'s server marked stopped after its container died")
+    why = psql_super(
+        "SELECT s.last_error FROM servers s JOIN users u ON u.id = "
+        f"s.user_id WHERE u.name = '{u}' AND s.name = ''",
+        db=hub["db"]).strip()
+    assert "stopped on its own" in why, why
+    # orphans: a service of this hub's with no server behind it, running on
+    # a worker, is listed as running and removed on request
+    ghost = hub["run"] + "-ghost"
+    st, v = eng.call("POST", "/services/create", {
+        "Name": ghost,
+        "Labels": {"swarmhub.hub": hub["run"], "swarmhub.user": "ghost",
+                   "swarmhub.server": ""},
+        "TaskTemplate": {
+            "ContainerSpec": {"Image": TINY, "Command": [
+                "python3", "-c", "import time; time.sleep(600)"]},
+            "Placement": {"Constraints": ["node.role==worker"]},
+            "RestartPolicy": {"Condition": "none"}}})
+    assert st == 201, v
+    wait_for(lambda: eng.node_of(ghost)[0], 60, "the orphan running")
+
+    def listed():
+        r = api(hub, "GET", "/swarmhub/orphans")
+        assert r.status_code == 200, (r.status_code, r.text)
+        return [s for s in r.json()["services"] if s["name"] == ghost]
+
+    o = wait_for(listed, 30, "the orphan listed")
+    assert o[0]["running"] is True and o[0]["user"] == "ghost", o
+    r = api(hub, "DELETE", f"/swarmhub/orphans/services/{ghost}")
+    assert r.status_code in (200, 204), (r.status_code, r.text)
+    assert eng.call("GET", f"/services/{ghost}")[0] == 404
+    assert not listed()
+
+
+def test_gwbridge_hub_refuses_servers_on_other_nodes(swarm, cluster_hub,
+                                                     start_hub, tmp_path):
+    """A hub on the host talking to the manager with CONNECT=gwbridge can
+    reach no server on a worker: the spawn fails at once saying why."""
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps({
+        "cpu_reservation_ratio": 0.1,
+        "images": {"tiny": {"image": TINY, "cmd": NB_CMD + ["--no-browser"],
+                            "port": 8888}},
+        "profiles": {"default": {
+            "images": ["tiny"],
+            "cpu": {"min": 0.1, "max": 1, "default": 0.1},
+            "mem_gb": {"min": 0.1, "max": 1, "default": 0.1},
+            "constraints": ["node.role==worker"]}}}))
+    run = "shg" + uuid.uuid4().hex[:8]
+    hub = start_hub("cluster-gwbridge", env={
+        "SWARMHUB_DOCKER_HOST": swarm["lines"]["SWARMHUB_TEST_DOCKER_HOST"],
+        "SWARMHUB_NETWORK": cluster_hub["net"],
+        "SWARMHUB_CONNECT": "gwbridge",
+        "SWARMHUB_HUB_ID": run,
+        "SWARMHUB_SERVICE_NAME_TEMPLATE": run + "-{user}",
+        "SWARMHUB_PROFILES": str(profiles),
+        "SWARMHUB_START_TIMEOUT": "60"})
+    u = hub.make_user(uniq("gw"))
+    t0 = time.monotonic()
+    r = hub.api("POST", f"/users/{u}/server", json={})
+    assert r.status_code in (201, 202), (r.status_code, r.text)
+    m = wait_for(lambda: hub.api("GET", f"/users/{u}").json(), 60,
+                 "the spawn to fail", ok=lambda m: m["servers"] == {})
+    why = psql_super(
+        "SELECT s.last_error FROM servers s JOIN users u ON u.id = "
+        f"s.user_id WHERE u.name = '{u}' AND s.name = ''",
+        db=hub.db).strip()
+    assert "runs on another node" in why and \
+        "SWARMHUB_CONNECT=dns" in why, (why, m)
+    assert time.monotonic() - t0 < 40
+    # the failed spawn left no service behind
+    st, v = swarm["engine"].call("GET", "/services?filters=" + urllib_quote(
+        json.dumps({"label": [f"swarmhub.hub={run}"]})))
+    assert st == 200 and v == [], v

@@ -191,7 +191,6 @@ def cluster_hub(swarm, tmp_path_factory):
                     "SWARMHUB_PROFILES=/etc/swarmhub/profiles.json",
                     "SWARMHUB_START_TIMEOUT=60",
                     "SWARMHUB_HTTP_TIMEOUT=60",
-                    "SWARMHUB_RECONCILE_EVERY=3",
                 ],
                 "Mounts": [
                     {"Type": "bind", "Source": eng.sock,

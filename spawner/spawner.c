@@ -983,21 +983,15 @@ task_live(json_t *t, json_t *down)
 /* Tasks of the service with this ID that have not ended, on any node:
  * -1 on error. The service is removed already, so its name no longer
  * resolves in a "service" filter, and a "label" filter matches the task's
- * own labels, not its service's: the tasks Swarm is ending (desired state
- * shutdown or remove, as every task of a removed service is) are listed
- * and matched by ServiceID. */
+ * own labels, not its service's: every task is listed and matched by
+ * ServiceID (Swarm keeps a few per service). */
 static long
 tasks_left(struct spawner *sp, const char *service_id, struct err *e)
 {
-	char *esc = docker_escape(sp->d,
-	    "{\"desired-state\":[\"shutdown\",\"remove\"]}");
-	char *path = xasprintf("/tasks?filters=%s", esc);
-	json_t *a = get_json(sp, path, e), *down = NULL, *it;
+	json_t *a = get_json(sp, "/tasks", e), *down = NULL, *it;
 	long n = 0;
 	size_t i;
 
-	free(esc);
-	free(path);
 	if (a == NULL || (down = nodes_down(sp, e)) == NULL)
 		n = -1;
 	else

@@ -984,7 +984,9 @@ task_live(json_t *t, json_t *down)
  * -1 on error. The service is removed already, so its name no longer
  * resolves in a "service" filter, and a "label" filter matches the task's
  * own labels, not its service's: every task is listed and matched by
- * ServiceID (Swarm keeps a few per service). */
+ * ServiceID (Swarm keeps a few per service). Not only those Swarm is
+ * ending: just after the removal the orchestrator has not yet set their
+ * desired state, so a desired-state filter misses a running task. */
 static long
 tasks_left(struct spawner *sp, const char *service_id, struct err *e)
 {

@@ -11,8 +11,11 @@ the runtime libraries), so the code under test is the code just built.
 Checks: constraints place servers (node.labels.pool==gpu -> the last
 worker, node.role==worker -> a worker); servers on workers start, are
 reached over the overlay, stop (the task ends on its node), are adopted by
-a restarted hub, and are marked stopped with a reason when their node's
-daemon dies (cluster.sh kill-node; revive-node puts it back at the end).
+a restarted hub, are marked stopped with a reason when their container
+dies on the worker or their node's daemon dies (cluster.sh kill-node;
+revive-node puts it back at the end); an orphan service on a worker is
+listed as running and removed; a hub with CONNECT=gwbridge refuses, at
+once and saying why, a server placed on another node.
 """
 import json
 import os
@@ -20,17 +23,18 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 import uuid
 
 import pytest
 
-from hubtest import ROOT, Relay, esc, need_postgres, new_database, \
-    drop_database, wait_for, psql_super, pg_port, uniq, UnixConn, DIRECT, TINY, NB_CMD
+from hubtest import DIRECT, NB_CMD, ROOT, TINY, Relay, UnixConn, db_uri, \
+    drop_database, esc, need_postgres, new_database, pg_port, psql_super, \
+    uniq, wait_for
 
 CLUSTER = str(ROOT / "tests" / "services" / "cluster.sh")
 HUB_IMAGE = "swarmhub/hub:latest"
 IMAGES = f"{HUB_IMAGE} {TINY}"
-PASSWORD_DB = "hubpw"
 
 
 def cluster(*args, timeout=400, env=None):
@@ -64,8 +68,7 @@ class Engine:
 
     def tasks(self, service):
         f = json.dumps({"service": [service]})
-        st, v = self.call("GET", "/tasks?filters=" +
-                          urllib_quote(f))
+        st, v = self.call("GET", "/tasks?filters=" + urllib_quote(f))
         return v if st == 200 else []
 
     def node_of(self, service):
@@ -79,7 +82,6 @@ class Engine:
 
 
 def urllib_quote(s):
-    import urllib.parse
     return urllib.parse.quote(s)
 
 
@@ -122,7 +124,12 @@ def swarm():
     lines = cluster("start", "3", env=env)
     eng = Engine(lines["SWARMHUB_TEST_DOCKER_HOST"])
     nodes = lines["SWARMHUB_TEST_NODES"].split(",")
-    # a cluster that was running already may lack our images
+    # a cluster that was running already may have a worker left dead by
+    # an interrupted run, and may lack our images
+    for i, node in enumerate(nodes[1:], 1):
+        st, n = eng.call("GET", f"/nodes/{node}")
+        if st == 200 and n["Status"]["State"] != "ready":
+            cluster("revive-node", str(i), timeout=120)
     for i in range(3):
         sock = f"/run/swarmhub-cluster/n{i}.sock"
         for img in IMAGES.split():
@@ -178,8 +185,9 @@ def cluster_hub(swarm, tmp_path_factory):
             "ContainerSpec": {
                 "Image": HUB_IMAGE,
                 "Env": [
-                    f"SWARMHUB_DB=postgresql://hub:{PASSWORD_DB}@{bridge}:"
-                    f"{relay.port}/{db}",
+                    "SWARMHUB_DB=" + db_uri(db).replace(
+                        f"@127.0.0.1:{pg_port()}/",
+                        f"@{bridge}:{relay.port}/"),
                     f"SWARMHUB_SECRET={uuid.uuid4().hex * 2}",
                     f"SWARMHUB_ADMIN_TOKEN={token}",
                     "SWARMHUB_AUTH=local",

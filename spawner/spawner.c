@@ -982,18 +982,25 @@ task_live(json_t *t, json_t *down)
 
 /* Tasks of the service with this ID that have not ended, on any node:
  * -1 on error. The service is removed already, so its name no longer
- * resolves in a "service" filter, and a "label" filter matches the task's
- * own labels, not its service's: every task is listed and matched by
- * ServiceID (Swarm keeps a few per service). Not only those Swarm is
- * ending: just after the removal the orchestrator has not yet set their
- * desired state, so a desired-state filter misses a running task. */
+ * resolves in a "service" filter; its tasks keep its labels, so this
+ * hub's tasks are listed by label and matched by ServiceID. Not only those
+ * Swarm is ending: just after the removal the orchestrator has not yet
+ * set their desired state, so a desired-state filter would miss a running
+ * task. */
 static long
 tasks_left(struct spawner *sp, const char *service_id, struct err *e)
 {
-	json_t *a = get_json(sp, "/tasks", e), *down = NULL, *it;
+	char *f = xasprintf("{\"label\":[\"swarmhub.hub=%s\"]}",
+			    sp->cfg.hub_id);
+	char *esc = docker_escape(sp->d, f);
+	char *path = xasprintf("/tasks?filters=%s", esc);
+	json_t *a = get_json(sp, path, e), *down = NULL, *it;
 	long n = 0;
 	size_t i;
 
+	free(f);
+	free(esc);
+	free(path);
 	if (a == NULL || (down = nodes_down(sp, e)) == NULL)
 		n = -1;
 	else

@@ -1254,8 +1254,9 @@ servers_cancel_all(struct hub *h)
 	pthread_rwlock_unlock(&h->state.lock);
 }
 
-/* Two Docker calls, however many servers: any running server whose
- * service has no running task is re-checked now (a container that died
+/* Three Docker calls (services, tasks, nodes), however many servers: any
+ * running server whose service has no running task on a node that is up
+ * is re-checked now (a container that died
  * must not keep its route: its address may go to someone else's). */
 void
 servers_sweep(struct hub *h)

@@ -21,6 +21,7 @@
 #                             it (compose/hub-port.yml is added); required
 #                             with SWARMHUB_PROXY_REPLICAS=0. Firewall it.
 #   SWARMHUB_PROXY_REPLICAS=1 SWARMHUB_NETWORK_NAME=swarmhub-users
+#   SWARMHUB_USERS_SUBNET=10.250.0.0/20  the users' network (about 4000 tasks)
 #   SWARMHUB_COMPOSE_EXTRA    more compose files (space separated) merged
 #                             after compose/docker-compose.yml
 #   SWARMHUB_UP_TIMEOUT=240   seconds to wait for a healthy hub
@@ -51,6 +52,7 @@ case $HUB_PORT in
 *) export SWARMHUB_HUB_PORT ;;
 esac
 export SWARMHUB_NETWORK_NAME=${SWARMHUB_NETWORK_NAME:-swarmhub-users}
+export SWARMHUB_USERS_SUBNET=${SWARMHUB_USERS_SUBNET:-10.250.0.0/20}
 BUILD=${SWARMHUB_BUILD:-1}
 TIMEOUT=${SWARMHUB_UP_TIMEOUT:-240}
 

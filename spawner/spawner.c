@@ -340,6 +340,7 @@ struct task {
 	char err[512];
 	char message[256];
 	char container[80];
+	char node[80];		/* NodeID: "" while unassigned */
 };
 
 static void
@@ -396,6 +397,7 @@ newest_task(struct spawner *sp, const char *service, struct task *t,
 			   jstr(best, "Status.Message"));
 		copy_field(t->container, sizeof(t->container),
 			   jstr(best, "Status.ContainerStatus.ContainerID"));
+		copy_field(t->node, sizeof(t->node), jstr(best, "NodeID"));
 	}
 	json_decref(a);
 	if (best == NULL)
@@ -554,6 +556,31 @@ spawner_image_info(struct spawner *sp, const char *image_key,
 	return 0;
 }
 
+/* docker_gwbridge is per node: with CONNECT=gwbridge only servers on the
+ * node of the hub's Docker host are reachable. 1 (and *e) when the task
+ * runs on another node, 0 otherwise (also when Docker cannot tell). */
+static int
+on_other_node(struct spawner *sp, const struct task *t, struct err *e)
+{
+	struct err ie = { 0 };
+	json_t *info;
+	const char *self;
+	int other;
+
+	if (*t->node == '\0' || (info = get_json(sp, "/info", &ie)) == NULL)
+		return 0;
+	self = jstr(info, "Swarm.NodeID");
+	other = self && *self && strcmp(self, t->node) != 0;
+	json_decref(info);
+	if (other)
+		err_set(e, ERR_UPSTREAM, "the server runs on another node (%s) "
+			"than the hub's Docker host, and SWARMHUB_CONNECT="
+			"gwbridge reaches only servers on that one: on a "
+			"multi-node swarm run the hub on SWARMHUB_NETWORK with "
+			"SWARMHUB_CONNECT=dns (as the stack does)", t->node);
+	return other;
+}
+
 /* Where the server answers. With gwbridge the address appears when the
  * container joins the bridge; a container that exits at once never gets
  * one, and Docker may still say "running" for a moment: so look again
@@ -571,6 +598,8 @@ address(struct spawner *sp, const char *service, const struct task *t,
 		snprintf(out->host, sizeof(out->host), "%s", service);
 		return 0;
 	}
+	if (on_other_node(sp, t, e))
+		return -1;
 	for (;;) {
 		struct err te = { 0 };
 
@@ -892,21 +921,78 @@ out:
 	return rc;
 }
 
-/* Containers (running or not) of the service on this node: -1 on error. */
-static long
-containers_left(struct spawner *sp, const char *service, struct err *e)
-{
-	char *f = xasprintf("{\"label\":[\"com.docker.swarm.service.name=%s\"]}",
-			    service);
-	char *esc = docker_escape(sp->d, f);
-	char *path = xasprintf("/containers/json?all=1&filters=%s", esc);
-	json_t *a = get_json(sp, path, e);
-	long n = a ? (long)json_array_size(a) : -1;
+/* ---- tasks on every node ---------------------------------------------
+ * A server may run on any node of the swarm: whether it still runs is what
+ * the manager says of its tasks (their Status and their node's), never
+ * what the local node's containers say. */
 
+/* NodeID -> node object for every node whose daemon is not up (Status.State
+ * down, unknown or disconnected): their tasks' states are stale. */
+static json_t *
+nodes_down(struct spawner *sp, struct err *e)
+{
+	json_t *a = get_json(sp, "/nodes", e), *it, *down;
+	size_t i;
+
+	if (a == NULL)
+		return NULL;
+	down = json_object();
+	json_array_foreach(a, i, it) {
+		const char *id = jstr(it, "ID");
+		const char *st = jstr(it, "Status.State");
+
+		if (id && st && strcmp(st, "ready") != 0)
+			json_object_set(down, id, it);
+	}
 	json_decref(a);
+	return down;
+}
+
+static int
+task_live(json_t *t, json_t *down)
+{
+	const char *st = jstr(t, "Status.State");
+	const char *node = jstr(t, "NodeID");
+
+	if (st == NULL || task_failed(st))
+		return 0;
+	/* a task on a node that is gone will never report again */
+	return node == NULL || json_object_get(down, node) == NULL;
+}
+
+/* Tasks of the service with this ID that have not ended, on any node:
+ * -1 on error. The service is removed already, so its name no longer
+ * resolves in a "service" filter; its tasks keep its labels, so this
+ * hub's tasks are listed by label and matched by ServiceID. Not only those
+ * Swarm is ending: just after the removal the orchestrator has not yet
+ * set their desired state, so a desired-state filter would miss a running
+ * task. */
+static long
+tasks_left(struct spawner *sp, const char *service_id, struct err *e)
+{
+	char *f = xasprintf("{\"label\":[\"swarmhub.hub=%s\"]}",
+			    sp->cfg.hub_id);
+	char *esc = docker_escape(sp->d, f);
+	char *path = xasprintf("/tasks?filters=%s", esc);
+	json_t *a = get_json(sp, path, e), *down = NULL, *it;
+	long n = 0;
+	size_t i;
+
 	free(f);
 	free(esc);
 	free(path);
+	if (a == NULL || (down = nodes_down(sp, e)) == NULL)
+		n = -1;
+	else
+		json_array_foreach(a, i, it) {
+			const char *sid = jstr(it, "ServiceID");
+
+			if (sid && strcmp(sid, service_id) == 0 &&
+			    task_live(it, down))
+				n++;
+		}
+	json_decref(a);
+	json_decref(down);
 	return n;
 }
 
@@ -938,12 +1024,32 @@ labels_match(struct spawner *sp, const char *service, const char *user,
 	return ok;
 }
 
+/* The ID of a service by name ("" when there is none). */
+static int
+service_id_of(struct spawner *sp, const char *service, char *id, size_t size,
+	      struct err *e)
+{
+	char *esc = docker_escape(sp->d, service);
+	char *path = xasprintf("/services/%s", esc);
+	json_t *s = get_json(sp, path, e);
+
+	free(esc);
+	free(path);
+	id[0] = '\0';
+	if (s == NULL)
+		return e->code == ERR_NOTFOUND ? 0 : -1;
+	copy_field(id, size, jstr(s, "ID"));
+	json_decref(s);
+	return 0;
+}
+
 int
 spawner_stop(struct spawner *sp, const char *user, const char *server,
 	     struct err *e)
 {
 	char *service = spawner_service_name(sp, user, server);
 	int64_t deadline = mono_ms() + 60000;
+	char id[80];
 	int rc;
 
 	if (!labels_match(sp, service, user, server)) {
@@ -953,17 +1059,24 @@ spawner_stop(struct spawner *sp, const char *user, const char *server,
 		free(service);
 		return 0;
 	}
-	rc = remove_service(sp, service, e);
-	/* the service disappears at once; its container takes seconds */
-	while (rc == 0) {
+	rc = service_id_of(sp, service, id, sizeof(id), e);
+	if (rc == 0 && id[0])
+		rc = remove_service(sp, id, e);
+	/* the service disappears at once; its task ends seconds later, on
+	 * whichever node it runs */
+	while (rc == 0 && id[0]) {
 		struct err ce = { 0 };
-		long n = containers_left(sp, service, &ce);
+		long n = tasks_left(sp, id, &ce);
 
-		if (n <= 0)
-			break;	/* gone (or Docker cannot tell: not ours) */
+		if (n == 0)
+			break;
+		if (n < 0) {
+			rc = err_set(e, ce.code, "%s", ce.msg);
+			break;
+		}
 		if (mono_ms() >= deadline) {
-			rc = err_set(e, ERR_TIMEOUT, "the server's container "
-			    "was still there 60 s after removal");
+			rc = err_set(e, ERR_TIMEOUT, "the server's task was "
+			    "still running 60 s after its service was removed");
 			break;
 		}
 		sleep_ms(100);
@@ -993,6 +1106,39 @@ limit_bytes(json_t *svc)
 		o = json_object_get(o, keys[i]);
 	return json_is_integer(o) && json_integer_value(o) > 0 ?
 	    (int64_t)json_integer_value(o) : 0;
+}
+
+/* A task Swarm still lists as running is not when its node is down (the
+ * node cannot report its end) or when Swarm is ending it: ERR_NOTFOUND
+ * saying which. */
+static int
+task_node_gone(struct spawner *sp, const struct task *t, struct err *e)
+{
+	char *path;
+	json_t *n;
+	const char *st, *host, *msg;
+	int rc = 0;
+
+	if (*t->node == '\0')
+		return 0;
+	path = xasprintf("/nodes/%s", t->node);
+	n = get_json(sp, path, e);
+	free(path);
+	if (n == NULL)
+		return e->code == ERR_NOTFOUND ? err_set(e, ERR_NOTFOUND,
+		    "the server's node %s left the swarm", t->node) : -1;
+	st = jstr(n, "Status.State");
+	host = jstr(n, "Description.Hostname");
+	msg = jstr(n, "Status.Message");
+	if (st && strcmp(st, "ready") != 0)
+		rc = err_set(e, ERR_NOTFOUND, "the server's node '%s' is %s%s%s",
+			     host ? host : t->node, st, msg && *msg ? ": " : "",
+			     msg ? msg : "");
+	else if (strcmp(t->desired, "running") != 0)
+		rc = err_set(e, ERR_NOTFOUND, "Swarm is ending the server's "
+			     "task (desired state %s)", t->desired);
+	json_decref(n);
+	return rc;
 }
 
 int
@@ -1041,6 +1187,8 @@ spawner_locate(struct spawner *sp, const char *user, const char *server,
 			*t.err ? ": " : "", t.err);
 		goto out;
 	}
+	if (task_node_gone(sp, &t, e) < 0)
+		goto out;
 	rc = address(sp, service, &t, opts ? image_port(sp, opts->image) :
 		     8888, out, e);
 	out->mem_limit_bytes = limit_bytes(s);
@@ -1070,28 +1218,33 @@ fill_service(json_t *svc, json_t *running_ids, struct spawner_service *o)
 	o->running = id && json_object_get(running_ids, id) != NULL;
 }
 
-/* ServiceID -> true for every task in state running. */
+/* ServiceID -> true for every task in state running on a node that is up. */
 static json_t *
 running_services(struct spawner *sp, struct err *e)
 {
 	char *esc = docker_escape(sp->d, "{\"desired-state\":[\"running\"]}");
 	char *path = xasprintf("/tasks?filters=%s", esc);
-	json_t *a = get_json(sp, path, e), *it, *ids;
+	json_t *a = get_json(sp, path, e), *it, *ids, *down = NULL;
 	size_t i;
 
 	free(esc);
 	free(path);
-	if (a == NULL)
+	if (a == NULL || (down = nodes_down(sp, e)) == NULL) {
+		json_decref(a);
 		return NULL;
+	}
 	ids = json_object();
 	json_array_foreach(a, i, it) {
 		const char *sid = jstr(it, "ServiceID");
 		const char *st = jstr(it, "Status.State");
 
-		if (sid && st && strcmp(st, "running") == 0)
+		/* running as last reported by a node that is still up */
+		if (sid && st && strcmp(st, "running") == 0 &&
+		    task_live(it, down))
 			json_object_set_new(ids, sid, json_true());
 	}
 	json_decref(a);
+	json_decref(down);
 	return ids;
 }
 

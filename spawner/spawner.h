@@ -183,7 +183,9 @@ typedef void (*spawn_progress_fn)(void *ctx, int progress, const char *msg);
 int spawner_start(struct spawner *sp, const struct spawn_req *req,
 		  spawn_progress_fn fn, void *ctx, struct server_addr *out,
 		  struct err *e);
-/* Removes the service and waits until its tasks are gone (gone already: 0). */
+/* Removes the service and waits (60 s at most) until its tasks have ended
+ * on whichever nodes they ran, as the manager reports them; a task on a
+ * node that is down counts as ended. Gone already: 0. */
 int spawner_stop(struct spawner *sp, const char *user, const char *server,
 		 struct err *e);
 /* Removes the service with this Docker ID without waiting for its tasks
@@ -193,7 +195,9 @@ int spawner_stop(struct spawner *sp, const char *user, const char *server,
 int spawner_remove_id(struct spawner *sp, const char *service_id,
 		      struct err *e);
 /* Finds a running server (at start, for adoption): ERR_NOTFOUND when there
- * is no running task, with out->service_id set when the service exists.
+ * is no running task (a task whose node is down, or that Swarm is ending,
+ * is not running; e->msg says which node), with out->service_id set when
+ * the service exists.
  * opts (may be NULL) gives the image, hence the port. Does not probe HTTP. */
 int spawner_locate(struct spawner *sp, const char *user, const char *server,
 		   const struct spawn_opts *opts, struct server_addr *out,
@@ -204,7 +208,8 @@ struct spawner_service {
 	char server[64];		/* swarmhub.server label */
 	char service_id[80];
 	char name[128];
-	int running;			/* a task is in state running */
+	int running;			/* a task is in state running, on a
+					 * node that is up */
 };
 /* Services carrying this hub's label (heap array, caller frees). */
 int spawner_list(struct spawner *sp, struct spawner_service **out,

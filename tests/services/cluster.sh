@@ -21,6 +21,15 @@
 #                         namespaces, bridge, firewall rule, data; safe to run
 #                         any number of times and after a failed start.
 #   cluster.sh status     prints the lines of a running cluster (exit 1: none)
+#   cluster.sh kill-node I
+#                         node I (1..N-1, a worker) dies as a machine would:
+#                         its dockerd, containerd and containers are killed
+#                         (SIGKILL), its namespace and data stay; the manager
+#                         marks it Down after its heartbeat period (~5-10 s)
+#   cluster.sh revive-node I
+#                         starts node I's dockerd again on its old data: it
+#                         rejoins the swarm as the same node; waits until the
+#                         manager sees it Ready
 #
 # Never touches the machine's main dockerd, its swarm or its networks. The
 # nodes hang off a bridge shc-br with addresses SWARMHUB_CLUSTER_NET.1 (the
@@ -41,7 +50,7 @@ MAXN=8
 
 say() { echo "cluster.sh: $*" >&2; }
 die() { say "error: $*"; exit 1; }
-usage() { die "usage: cluster.sh start N | stop | status"; }
+usage() { die "usage: cluster.sh start N | stop | status | kill-node I | revive-node I"; }
 now_ms() { date +%s%3N; }
 
 sock() { echo "$RUN/n$1.sock"; }
@@ -240,7 +249,53 @@ start() {
 	cat "$RUN/lines"
 }
 
+# ---- a worker dies and comes back ------------------------------------------
+node_arg() { # validates a worker index of the running cluster
+	local i=$1 n
+	n=$(cat "$RUN/n" 2>/dev/null || echo 0)
+	case $i in ''|*[!0-9]*) usage ;; esac
+	[ "$i" -ge 1 ] && [ "$i" -lt "$n" ] || die "node $i is not a worker of the running $n-node cluster"
+}
+
+kill_worker() {
+	local i=$1 pid=""
+	[ -f "$RUN/n$i.pid" ] && pid=$(cat "$RUN/n$i.pid" 2>/dev/null || true)
+	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+	# containerd, shims and the containers' processes live in the namespace
+	ip netns pids "shc$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+	rm -f "$RUN/n$i.pid"
+	say "node $i killed"
+}
+
+revive_worker() {
+	local i=$1 n id
+	n=$(cat "$RUN/n")
+	[ -f "$RUN/n$i.pid" ] && kill -0 "$(cat "$RUN/n$i.pid")" 2>/dev/null &&
+	    { say "node $i is running"; return 0; }
+	rm -f "$(sock "$i")"
+	start_daemon "$i" "$([ "$i" = $(( n - 1 )) ] && echo 1 || echo 0)"
+	wait_daemon "$i"
+	id=$(dk "$i" info --format '{{.Swarm.NodeID}}')
+	for _ in $(seq 1 600); do
+		[ "$(dk 0 node inspect --format '{{.Status.State}}' "$id" 2>/dev/null)" = ready ] && { say "node $i is back"; return 0; }
+		sleep 0.1
+	done
+	die "node $i did not come back Ready within 60 s"
+}
+
 case ${1:-} in
+kill-node)
+	need_root
+	lock
+	node_arg "${2:-}"
+	kill_worker "$2"
+	;;
+revive-node)
+	need_root
+	lock
+	node_arg "${2:-}"
+	revive_worker "$2"
+	;;
 start)
 	n=${2:-}
 	case $n in ''|*[!0-9]*) usage ;; esac
@@ -262,7 +317,7 @@ status)
 	cat "$RUN/lines"
 	;;
 -h|--help|help)
-	sed -n '3,32p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,41p' "$0" | sed 's/^# \{0,1\}//'
 	;;
 *)
 	usage

@@ -807,7 +807,7 @@ home_named(struct strbuf *sb, struct hub *h, const struct who *w,
 		sb_adds(sb, "</td><td>");
 		if (n->has_opts) {
 			sb_add_html(sb, n->opts.image);
-			sb_addf(sb, "<br><small class=\"muted\">%g CPU, %g GB"
+			sb_addf(sb, "<br><small class=\"muted\">%g CPU, %.4g GiB"
 				"</small>", n->opts.cpu, n->opts.mem_gb);
 		}
 		sb_adds(sb, "</td><td>");

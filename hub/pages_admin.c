@@ -157,6 +157,28 @@ used_cell(struct strbuf *sb, const struct hub *h, const struct server *s,
 	pages_add_usage(sb, cpu, mem);
 }
 
+/* The profile / image, limits and usage cells of a server's row (s may be
+ * NULL), up to the opening of the activity cell. */
+static void
+server_cells(struct strbuf *sb, const struct hub *h, const struct server *s,
+	     int64_t now)
+{
+	if (s && s->has_opts && s->state != SRV_STOPPED) {
+		sb_add_html(sb, s->opts.profile);
+		sb_adds(sb, " / ");
+		sb_add_html(sb, s->opts.image);
+		sb_addf(sb, "</td><td>%g CPU, %.4g GiB", s->opts.cpu,
+			s->opts.mem_gb);
+		if (s->opts.gpus)
+			sb_addf(sb, ", %d GPU", s->opts.gpus);
+	} else {
+		sb_adds(sb, "&mdash;</td><td>&mdash;");
+	}
+	sb_adds(sb, "</td><td class=\"used\">");
+	used_cell(sb, h, s, now);
+	sb_adds(sb, "</td><td>");
+}
+
 /* A named server of u, in the row under u's. */
 static void
 named_row(struct strbuf *sb, const struct hub *h, const struct user *u,
@@ -174,20 +196,7 @@ named_row(struct strbuf *sb, const struct hub *h, const struct user *u,
 	sb_add_html(sb, s->name);
 	sb_addf(sb, "</th><td></td><td></td><td><span class=\"badge %s\">%s"
 		"</span></td><td>", word, word);
-	if (s->has_opts && s->state != SRV_STOPPED) {
-		sb_add_html(sb, s->opts.profile);
-		sb_adds(sb, " / ");
-		sb_add_html(sb, s->opts.image);
-		sb_addf(sb, "</td><td>%g CPU, %g GB", s->opts.cpu,
-			s->opts.mem_gb);
-		if (s->opts.gpus)
-			sb_addf(sb, ", %d GPU", s->opts.gpus);
-	} else {
-		sb_adds(sb, "&mdash;</td><td>&mdash;");
-	}
-	sb_adds(sb, "</td><td class=\"used\">");
-	used_cell(sb, h, s, now);
-	sb_adds(sb, "</td><td>");
+	server_cells(sb, h, s, now);
 	pages_add_ago(sb, __atomic_load_n(&s->last_activity_ms,
 					  __ATOMIC_RELAXED), now);
 	sb_adds(sb, "</td><td class=\"row-actions\">");
@@ -227,20 +236,7 @@ user_row(struct strbuf *sb, const struct hub *h, const struct row *row,
 	}
 	sb_addf(sb, "</td><td><span class=\"badge %s\">%s</span></td><td>",
 		word, word);
-	if (s && s->has_opts && s->state != SRV_STOPPED) {
-		sb_add_html(sb, s->opts.profile);
-		sb_adds(sb, " / ");
-		sb_add_html(sb, s->opts.image);
-		sb_addf(sb, "</td><td>%g CPU, %.4g GiB", s->opts.cpu,
-			s->opts.mem_gb);
-		if (s->opts.gpus)
-			sb_addf(sb, ", %d GPU", s->opts.gpus);
-	} else {
-		sb_adds(sb, "&mdash;</td><td>&mdash;");
-	}
-	sb_adds(sb, "</td><td class=\"used\">");
-	used_cell(sb, h, s, now);
-	sb_adds(sb, "</td><td>");
+	server_cells(sb, h, s, now);
 	pages_add_ago(sb, row->activity_ms, now);
 	sb_adds(sb, "</td>");
 	user_actions(sb, u, w);

@@ -580,9 +580,9 @@ def service_name(user):
     return "jupyter-" + esc(user)
 
 
-def running_container(user, timeout=10):
-    """The container id of the user's running task."""
-    name = service_name(user)
+def running_container(user, timeout=10, service=None):
+    """The container id of the user's running task (or of service's)."""
+    name = service or service_name(user)
     deadline = time.monotonic() + timeout
     while True:
         for t in tasks(name):
@@ -595,9 +595,10 @@ def running_container(user, timeout=10):
         time.sleep(0.2)
 
 
-def gw_ip(user):
-    """The docker_gwbridge IPv4 of the user's running task container."""
-    cid = running_container(user)
+def gw_ip(user, service=None):
+    """The docker_gwbridge IPv4 of the user's running task container (or of
+    the service's, for a named server)."""
+    cid = running_container(user, service=service)
     for _ in range(50):
         st, net = docker("GET", "/networks/docker_gwbridge")
         c = (net.get("Containers") or {}).get(cid)

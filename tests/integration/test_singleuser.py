@@ -29,7 +29,6 @@ from hubtest import (DIRECT, NB_CMD, PID, SESSION_COOKIE, TINY, Hub,
                      driver_log, free_port, gw_ip, limits, login,
                      need_docker, remove_homes, remove_services,
                      server_token, service_name, shot, sign_in, start,
-                     tasks,
                      stop_hub, swarm_env, tok, uniq, user_model, wait,
                      wait_for, wait_ready, write_profiles)
 
@@ -620,21 +619,6 @@ def test_replay_4x_5x_singleuser_requests(su):
 
 # ---- a hub restart keeps singleuser servers working -------------------------
 
-def named_gw_ip(service):
-    """The docker_gwbridge IPv4 of a service's running task container."""
-    for _ in range(100):
-        for t in tasks(service):
-            cid = t.get("Status", {}).get("ContainerStatus", {}) \
-                .get("ContainerID")
-            if t["Status"]["State"] == "running" and cid:
-                st, net = docker("GET", "/networks/docker_gwbridge")
-                c = (net.get("Containers") or {}).get(cid)
-                if c and c.get("IPv4Address"):
-                    return c["IPv4Address"].split("/")[0]
-        time.sleep(0.2)
-    raise AssertionError(f"{service} has no running task on docker_gwbridge")
-
-
 def test_named_singleuser_server(su):
     """A named server of kind singleuser: its own client, scopes and
     activity, the owner in and others refused by the server itself."""
@@ -661,7 +645,7 @@ def test_named_singleuser_server(su):
             f"access:servers!server={a}/proj", f"access:servers!user={a}"]
         own = env["JUPYTERHUB_API_TOKEN"]
         assert own != su.secret[a], "each server has its own token"
-        ip = named_gw_ip(svc_name)
+        ip = gw_ip(a, service=svc_name)
         # ready means "answers HTTP" (as JupyterHub waits); let its API
         # answer its own token before going through the edge
         wait_for(lambda: DIRECT.get(

@@ -998,6 +998,16 @@ proxy_fail(struct conn *c, int status, const char *msg)
 	respond_error(c, status, msg, c->req_done);
 }
 
+/* proxy_fail for the steps: 1 when the error page is now to be written
+ * (the pump goes on to it: an edge-triggered socket that is writable
+ * already raises no new event), -1 when the connection was closed. */
+static int
+proxy_failed(struct conn *c, int status, const char *msg)
+{
+	proxy_fail(c, status, msg);
+	return c->dead ? -1 : 1;
+}
+
 static void
 proxy_start(struct conn *c, const struct edge_target *t)
 {
@@ -1244,8 +1254,7 @@ req_write(struct conn *c)
 	if (r < 0) {
 		if (proxy_retry(c))
 			return 1;
-		proxy_fail(c, 502, "upstream reset");
-		return -1;
+		return proxy_failed(c, 502, "upstream reset");
 	}
 	if (r > 0) {
 		c->uout.off += (uint32_t)sa;
@@ -1442,8 +1451,8 @@ resp_read(struct conn *c)
 		return 1;	/* resp_parse ends the body */
 	if (c->rst == R_HEAD && !c->got_byte && proxy_retry(c))
 		return 1;
-	proxy_fail(c, 502, n == 0 ? "upstream closed" : "upstream reset");
-	return -1;
+	return proxy_failed(c, 502, n == 0 ? "upstream closed" :
+			    "upstream reset");
 }
 
 static int
@@ -1458,14 +1467,13 @@ resp_parse(struct conn *c)
 		if (k == 0) {
 			b->fwd = b->off;
 			if (b->off == 0 && b->len == b->cap) {
-				proxy_fail(c, 502, "upstream head too large");
-				return -1;
+				return proxy_failed(c, 502,
+						    "upstream head too large");
 			}
 			return 0;
 		}
 		if (k < 0 || handle_response(c, (size_t)k) < 0) {
-			proxy_fail(c, 502, "bad upstream response");
-			return -1;
+			return proxy_failed(c, 502, "bad upstream response");
 		}
 		return 1;
 	}
@@ -1473,8 +1481,7 @@ resp_parse(struct conn *c)
 		k = h1_body_scan(&c->rsf, b->p + b->fwd, b->len - b->fwd,
 				 &done);
 		if (k < 0) {
-			proxy_fail(c, 502, "bad chunked response");
-			return -1;
+			return proxy_failed(c, 502, "bad chunked response");
 		}
 		b->fwd += (uint32_t)k;
 		if (done) {

@@ -439,6 +439,8 @@ up_request(struct rd *r, long id, int nreq)
 		write_str(r->fd, "HTTP/1.1 200 OK\r\nContent-Type: text/plain"
 			  "\r\n\r\nuntil the end");
 		rc = -1;
+	} else if (strncmp(path, "/hangup ", 8) == 0) {
+		rc = -1;	/* read the request, close without a byte */
 	} else if (strncmp(path, "/reset ", 7) == 0) {
 		struct linger l = { 1, 0 };
 		char part[1000];
@@ -1204,6 +1206,12 @@ test_failures(void)
 	T_OK(t0 >= 280 && t0 < 2000, "504 after timeout_ms (%ld ms)", t0);
 	T_OK(strcmp(failed_key, "carol") == 0 && failed_status == 504,
 	     "upstream_failed(carol, 504) called");
+	resp_free(&rs);
+	t0 = (long)time_mono_ms();
+	T_OK(once("GET /up/hangup HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
+	     && rs.status == 502, "upstream closes without answering: 502 (got %d)", rs.status);
+	t0 = (long)time_mono_ms() - t0;
+	T_OK(t0 < 2000, "the 502 comes at once (%ld ms)", t0);
 	resp_free(&rs);
 	fd = cli_open(NULL);
 	rd_init(&r, fd);

@@ -1209,7 +1209,8 @@ test_failures(void)
 	resp_free(&rs);
 	t0 = (long)time_mono_ms();
 	T_OK(once("GET /up/hangup HTTP/1.1\r\nHost: h\r\n\r\n", 0, 0, &rs) == 0
-	     && rs.status == 502, "upstream closes without answering: 502 (got %d)", rs.status);
+	     && rs.status == 502, "upstream closes without answering: 502 "
+	     "(got %d)", rs.status);
 	t0 = (long)time_mono_ms() - t0;
 	T_OK(t0 < 2000, "the 502 comes at once (%ld ms)", t0);
 	resp_free(&rs);

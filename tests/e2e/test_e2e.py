@@ -292,7 +292,7 @@ def test_02_spawn_form_progress_notebook(d):
         text=True, check=True).stdout)[0]["Spec"]
     lim = spec["TaskTemplate"]["Resources"]["Limits"]
     assert lim["NanoCPUs"] == 1_000_000_000, lim
-    assert lim["MemoryBytes"] == 1_000_000_000, lim
+    assert lim["MemoryBytes"] == 2 ** 30, lim     # mem_gb is GiB
     assert spec["TaskTemplate"]["ContainerSpec"]["Image"].startswith(
         "swarmhub/notebook:latest"), spec["TaskTemplate"]["ContainerSpec"]
     S["service"] = sid

@@ -207,9 +207,12 @@ add_scopes(struct strbuf *sb, const struct who *w, int admin_access)
 	int first = 1;
 
 	sb_adds(sb, ", \"scopes\": [");
-	if (w->limit == WHO_FULL) {
-		add_scope(sb, &first, "access:servers", "server", w->name, "");
-	} else {
+	/* A user's own token opens their servers by its user filter alone
+	 * (JupyterHub's expansion of the user's scopes): a server filter
+	 * next to it, for a server other than the one a jupyterhub-
+	 * singleuser 3.0 asks about, makes its scope intersection raise
+	 * (AttributeError on a frozenset) and drop the connection. */
+	if (w->limit != WHO_FULL) {
 		add_scope(sb, &first, "access:servers", "server",
 			  w->server_user, w->server);
 		add_scope(sb, &first, "access:servers", "user",

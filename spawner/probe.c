@@ -13,6 +13,19 @@
 #include <string.h>
 #include "internal.h"
 
+/* What every probe sets: the URL, headers, one timeout for connect and
+ * all, no signals (threads), no proxy (servers are on our networks). */
+static void
+setup(CURL *c, const char *url, struct curl_slist *h, long timeout_ms)
+{
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+}
+
 static size_t
 collect(char *p, size_t size, size_t n, void *ctx)
 {
@@ -44,12 +57,7 @@ get_json_url(const char *url, const char *token, long timeout_ms,
 	sb_init(&sb);
 	auth = xasprintf("Authorization: token %s", token);
 	h = curl_slist_append(h, auth);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	setup(c, url, h, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
 	rc = curl_easy_perform(c);
@@ -138,12 +146,7 @@ http_status(const char *url, char *const *headers, long timeout_ms,
 		return err_set(e, ERR_INTERNAL, "cannot create an HTTP client");
 	for (size_t i = 0; headers && headers[i]; i++)
 		h = curl_slist_append(h, headers[i]);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	setup(c, url, h, timeout_ms);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
 	rc = curl_easy_perform(c);
 	if (rc == CURLE_OK)

@@ -19,6 +19,9 @@ Fixtures:
   ldap_hub     session: AUTH=ldap against the test slapd
   start_hub    factory: start_hub(label, env={...}, db=None, wait=True)
                -> Hub, stopped (exit 0 asserted) at the end of the test
+  swarm        session: the 3-node test swarm (clusterhub.py), shared by
+               every cluster suite of the run; images: SWARMHUB_TEST_IMAGES
+               of clusterhub.IMAGES (suites load more with swarm["load"])
 Helpers (hubtest.py): login(hub, user, password, next=None) ->
   (requests.Session, response of the POST); xsrf_of(session); api(...) on Hub.
 """
@@ -26,6 +29,7 @@ import os
 
 import pytest
 
+from clusterhub import swarm_session
 from hubtest import HUBADMIN, HUBADMIN_PW, SHARED_ENV, Hub, ldap_env, \
     need_ldap, skipped
 
@@ -51,6 +55,12 @@ def ldap_hub():
     hub = Hub("ldap", env=ldap_env(**SHARED_ENV))
     yield hub
     _finish(hub)
+
+
+@pytest.fixture(scope="session")
+def swarm():
+    with swarm_session() as sw:
+        yield sw
 
 
 @pytest.fixture

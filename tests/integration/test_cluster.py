@@ -18,284 +18,23 @@ listed as running and removed; a hub with CONNECT=gwbridge refuses, at
 once and saying why, a server placed on another node.
 """
 import json
-import os
-import socket
-import subprocess
-import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
-from pathlib import Path
 
-from hubtest import DIRECT, hub_binary, NB_CMD, ROOT, TINY, Relay, UnixConn, db_uri, \
-    drop_database, esc, need_postgres, new_database, pg_port, psql_super, \
-    uniq, wait_for
-
-CLUSTER = str(ROOT / "tests" / "services" / "cluster.sh")
-HUB_IMAGE = "swarmhub/hub:latest"
-IMAGES = f"{HUB_IMAGE} {TINY}"
-
-
-def cluster(*args, timeout=400, env=None):
-    r = subprocess.run([CLUSTER, *args], capture_output=True, text=True,
-                       timeout=timeout, env=env)
-    assert r.returncode == 0, f"cluster.sh {' '.join(args)}: {r.stderr}"
-    return dict(line.split("=", 1) for line in r.stdout.split())
-
-
-class Engine:
-    """The manager's Engine API (v1.41) over its unix socket."""
-
-    def __init__(self, host):
-        assert host.startswith("unix://"), host
-        self.sock = host[len("unix://"):]
-
-    def call(self, method, path, body=None, timeout=30):
-        c = UnixConn(self.sock, timeout)
-        try:
-            c.request(method, "/v1.41" + path,
-                      body=json.dumps(body) if body is not None else None,
-                      headers={"Content-Type": "application/json"})
-            r = c.getresponse()
-            raw = r.read()
-            try:
-                return r.status, json.loads(raw) if raw else None
-            except ValueError:
-                return r.status, raw.decode(errors="replace")
-        finally:
-            c.close()
-
-    def tasks(self, service):
-        f = json.dumps({"service": [service]})
-        st, v = self.call("GET", "/tasks?filters=" + urllib_quote(f))
-        return v if st == 200 else []
-
-    def node_of(self, service):
-        """(hostname, task) of the service's running task, or (None, None)."""
-        for t in self.tasks(service):
-            if t["Status"]["State"] == "running" and \
-                    t["DesiredState"] == "running":
-                st, n = self.call("GET", f"/nodes/{t['NodeID']}")
-                return n["Description"]["Hostname"], t
-        return None, None
-
-
-def urllib_quote(s):
-    return urllib.parse.quote(s)
-
-
-class BridgeRelay(Relay):
-    """Relay listening on the host's bridge address (reachable from every
-    node's containers through their default route)."""
-
-    def __init__(self, target, host):
-        super().__init__(target)
-        self.host = host
-
-    def start(self):
-        srv = socket.socket()
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind((self.host, 0))
-        self.port = srv.getsockname()[1]
-        srv.listen(64)
-        srv.settimeout(0.2)
-        self.srv = srv
-        threading.Thread(target=self._accept, args=(srv,),
-                         daemon=True).start()
-        return self
-
-
-@pytest.fixture(scope="session")
-def swarm():
-    if os.geteuid() != 0:
-        pytest.skip("cluster.sh needs root (network namespaces, dockerd)")
-    need_postgres()
-    was_running = subprocess.run([CLUSTER, "status"], capture_output=True,
-                                 text=True).returncode == 0
-    if subprocess.run(["docker", "image", "inspect", HUB_IMAGE],
-                      capture_output=True).returncode != 0:
-        r = subprocess.run(["docker", "build", "-q", "-f",
-                            "images/hub/Dockerfile", "-t", HUB_IMAGE, "."],
-                           cwd=ROOT, capture_output=True, text=True,
-                           timeout=900)
-        assert r.returncode == 0, r.stderr[-2000:]
-    env = dict(os.environ, SWARMHUB_TEST_IMAGES=IMAGES)
-    lines = cluster("start", "3", env=env)
-    eng = Engine(lines["SWARMHUB_TEST_DOCKER_HOST"])
-    nodes = lines["SWARMHUB_TEST_NODES"].split(",")
-    # a cluster that was running already may have a worker left dead by
-    # an interrupted run, and may lack our images
-    for i, node in enumerate(nodes[1:], 1):
-        st, n = eng.call("GET", f"/nodes/{node}")
-        if st == 200 and n["Status"]["State"] != "ready":
-            cluster("revive-node", str(i), timeout=120)
-    for i in range(3):
-        sock = f"/run/swarmhub-cluster/n{i}.sock"
-        for img in IMAGES.split():
-            r = subprocess.run(["docker", "-H", f"unix://{sock}", "image",
-                                "inspect", img], capture_output=True)
-            if r.returncode != 0:
-                subprocess.run(f"docker save {img} | docker -H unix://{sock}"
-                               f" load -q", shell=True, check=True,
-                               timeout=300)
-    yield {"engine": eng, "nodes": nodes, "lines": lines,
-           "manager": lines["SWARMHUB_TEST_MANAGER_ADDR"]}
-    if not was_running:
-        cluster("stop", timeout=120)
+from clusterhub import Engine, api, cluster, hub_service, node_socket, \
+    urllib_quote
+from hubtest import DIRECT, NB_CMD, TINY, esc, psql_super, uniq, wait_for
 
 
 @pytest.fixture(scope="session")
 def cluster_hub(swarm, tmp_path_factory):
-    """The hub as a service on the cluster: yields a dict with url, token,
-    restart(), and the names of what it made."""
-    if b"__asan_init" in Path(hub_binary()).read_bytes():
-        pytest.skip("the hub runs in swarmhub/hub:latest, which has no "
-                    "AddressSanitizer runtime (make asan builds one)")
-    eng = swarm["engine"]
-    run = "shc" + uuid.uuid4().hex[:8]
-    net = run + "-users"
-    st, v = eng.call("POST", "/networks/create", {
-        "Name": net, "Driver": "overlay", "Attachable": True,
-        "Labels": {"swarmhub.test": run}})
-    assert st == 201, v
-    bridge = swarm["manager"].rsplit(".", 1)[0] + ".1"
-    relay = BridgeRelay(("127.0.0.1", pg_port()), bridge).start()
-    db = new_database()
-    d = tmp_path_factory.mktemp("cluster")
-    d.chmod(0o755)
-    profiles = d / "profiles.json"
-    profiles.write_text(json.dumps({
-        "cpu_reservation_ratio": 0.1,
-        "images": {"tiny": {"image": TINY, "description": "fake notebook",
-                            "cmd": NB_CMD + ["--no-browser"], "port": 8888}},
-        "profiles": {
-            "default": {"images": ["tiny"],
-                        "cpu": {"min": 0.1, "max": 1, "default": 0.1},
-                        "mem_gb": {"min": 0.1, "max": 1, "default": 0.1},
-                        "constraints": ["node.role==worker"]},
-            "gpu": {"images": ["tiny"],
-                    "cpu": {"min": 0.1, "max": 1, "default": 0.1},
-                    "mem_gb": {"min": 0.1, "max": 1, "default": 0.1},
-                    "constraints": ["node.labels.pool==gpu"]}}}))
-    profiles.chmod(0o644)
-    token = uuid.uuid4().hex * 2
-    port = free_host_port()
-    spec = {
-        "Name": run + "-hub",
-        "Labels": {"swarmhub.test": run},
-        "TaskTemplate": {
-            "ContainerSpec": {
-                "Image": HUB_IMAGE,
-                "Env": [
-                    "SWARMHUB_DB=" + db_uri(db).replace(
-                        f"@127.0.0.1:{pg_port()}/",
-                        f"@{bridge}:{relay.port}/"),
-                    f"SWARMHUB_SECRET={uuid.uuid4().hex * 2}",
-                    f"SWARMHUB_ADMIN_TOKEN={token}",
-                    "SWARMHUB_AUTH=local",
-                    "SWARMHUB_DB_WAIT=20",
-                    f"SWARMHUB_NETWORK={net}",
-                    "SWARMHUB_CONNECT=dns",
-                    f"SWARMHUB_HUB_ID={run}",
-                    f"SWARMHUB_SERVICE_NAME_TEMPLATE={run}-{{user}}",
-                    "SWARMHUB_PROFILES=/etc/swarmhub/profiles.json",
-                    "SWARMHUB_START_TIMEOUT=60",
-                    "SWARMHUB_HTTP_TIMEOUT=60",
-                ],
-                "Mounts": [
-                    {"Type": "bind", "Source": eng.sock,
-                     "Target": "/var/run/docker.sock"},
-                    {"Type": "bind", "Source": str(profiles),
-                     "Target": "/etc/swarmhub/profiles.json",
-                     "ReadOnly": True},
-                    {"Type": "bind",
-                     "Source": hub_binary(),
-                     "Target": "/usr/local/bin/swarmhub", "ReadOnly": True},
-                ]},
-            "Placement": {"Constraints": ["node.role==manager"]},
-            "RestartPolicy": {"Condition": "none"},
-            "Networks": [{"Target": net}]},
-        "EndpointSpec": {"Mode": "dnsrr", "Ports": [
-            {"TargetPort": 8000, "PublishedPort": port, "Protocol": "tcp",
-             "PublishMode": "host"}]},
-    }
-    st, v = eng.call("POST", "/services/create", spec)
-    assert st == 201, v
-    url = f"http://{swarm['manager']}:{port}"
-    hub = {"url": url, "token": token, "run": run, "net": net,
-           "service": run + "-hub", "spec": spec, "db": db}
-
-    def healthy():
-        try:
-            return DIRECT.get(url + "/hub/health", timeout=2).status_code \
-                == 200
-        except Exception:
-            return False
-
-    def running_tasks():
-        return {t["ID"] for t in eng.tasks(hub["service"])
-                if t["Status"]["State"] == "running"}
-
-    def restart():
-        before = running_tasks()
-        st, s = eng.call("GET", f"/services/{hub['service']}")
-        st, v = eng.call(
-            "POST", f"/services/{s['ID']}/update?version="
-            f"{s['Version']['Index']}",
-            dict(spec, TaskTemplate=dict(spec["TaskTemplate"],
-                                         ForceUpdate=int(time.time()))))
-        assert st == 200, v
-        # the old task ends first (the port is published in host mode)
-        wait_for(lambda: running_tasks() - before and healthy(), 90,
-                 "the restarted hub's new task answering /hub/health")
-
-    hub["restart"] = restart
-    try:
-        wait_for(healthy, 120, f"the hub service {hub['service']} at {url}"
-                 f" (logs: docker -H unix://{eng.sock} service logs "
-                 f"{hub['service']})")
-        # users of the gpu profile: local accounts get their group in the
-        # database, which the hub reads at start
-        hub["gpu_users"] = [uniq("gpu") for _ in range(3)]
-        for u in hub["gpu_users"]:
-            r = api(hub, "POST", f"/users/{u}", json={})
-            assert r.status_code == 201, (r.status_code, r.text)
-        names = ",".join(f"'{u}'" for u in hub["gpu_users"])
-        psql_super("INSERT INTO groups (name) VALUES ('gpu')", db=db)
-        psql_super("INSERT INTO user_groups (user_id, group_id) SELECT u.id,"
-                   f" g.id FROM users u, groups g WHERE g.name = 'gpu' AND "
-                   f"u.name IN ({names})", db=db)
-        restart()
+    gpu_users = [uniq("gpu") for _ in range(3)]
+    with hub_service(swarm, tmp_path_factory.mktemp("cluster"),
+                     groups={"gpu": gpu_users}) as hub:
+        hub["gpu_users"] = gpu_users
         yield hub
-    finally:
-        st, v = eng.call("GET", "/services?filters=" + urllib_quote(
-            json.dumps({"label": [f"swarmhub.hub={run}"]})))
-        for s in (v if st == 200 else []):
-            eng.call("DELETE", f"/services/{s['ID']}")
-        eng.call("DELETE", f"/services/{hub['service']}")
-        for _ in range(60):
-            if eng.call("DELETE", f"/networks/{net}")[0] in (204, 404):
-                break
-            time.sleep(1)
-        relay.stop()
-        drop_database(db)
-
-
-def free_host_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def api(hub, method, path, **kw):
-    kw.setdefault("timeout", 30)
-    return DIRECT.request(method, hub["url"] + "/hub/api" + path,
-                          headers={"Authorization": f"token {hub['token']}"},
-                          **kw)
 
 
 def start_server(hub, user, profile):
@@ -391,8 +130,7 @@ def test_worker_dying_marks_its_servers_stopped(swarm, cluster_hub):
 def node_sock(swarm, hostname):
     """The Engine socket of the node with this hostname."""
     for i in range(len(swarm["nodes"])):
-        sock = f"/run/swarmhub-cluster/n{i}.sock"
-        c = Engine("unix://" + sock)
+        c = Engine("unix://" + node_socket(swarm["engine"], i))
         st, info = c.call("GET", "/info")
         if st == 200 and info["Name"] == hostname:
             return c

@@ -35,16 +35,24 @@
 # nodes hang off a bridge shc-br with addresses SWARMHUB_CLUSTER_NET.1 (the
 # host) and .2, .3, ... (manager, workers); default net 10.213.7. Each
 # node's bridge networks come from its own pool (172.(40+i).0.0/16), so they
-# never overlap. The daemons share the host's filesystem: a bind-mount path
-# is the same on every node. The host reaches a node at its bridge address
+# never overlap. SWARMHUB_CLUSTER_ID=K (1..7) runs another, separate cluster
+# (bridge shKc-br, net 10.213.(7+K), /run/swarmhub-cluster-K, pools
+# 172.(40+8K+i)) beside it, e.g. for tests running in parallel. The
+# daemons share the host's filesystem: a bind-mount path is the same on
+# every node. The host reaches a node at its bridge address
 # only (use ports published in host mode on the manager).
 # stdout carries only the SWARMHUB_TEST_* lines; progress goes to stderr.
 set -eu
 
-NET=${SWARMHUB_CLUSTER_NET:-10.213.7}
-BR=shc-br
-RUN=/run/swarmhub-cluster
-DATA=/var/lib/swarmhub-cluster
+# SWARMHUB_CLUSTER_ID=K (0..7, default 0) runs a separate cluster with its own
+# names, addresses and directories, so that several can run side by side
+CID=${SWARMHUB_CLUSTER_ID:-0}
+case $CID in [0-7]) ;; *) echo "cluster.sh: SWARMHUB_CLUSTER_ID must be 0..7" >&2; exit 1 ;; esac
+if [ "$CID" = 0 ]; then P=shc; SFX=""; else P="sh${CID}c"; SFX="-$CID"; fi
+NET=${SWARMHUB_CLUSTER_NET:-10.213.$(( 7 + CID ))}
+BR=$P-br
+RUN=/run/swarmhub-cluster$SFX
+DATA=/var/lib/swarmhub-cluster$SFX
 IMAGES=${SWARMHUB_TEST_IMAGES:-swarmhub/hub:latest swarmhub/nginx:latest swarmhub/postgres:15 swarmhub/test-notebook:latest}
 MAXN=8
 
@@ -74,9 +82,9 @@ lock() {
 # ---- teardown ----------------------------------------------------------
 node_ids_present() { # indexes of nodes with any trace left
 	local d n
-	for d in "$RUN"/n*.pid "$DATA"/n* /var/run/netns/shc*; do
+	for d in "$RUN"/n*.pid "$DATA"/n* /var/run/netns/$P[0-9]*; do
 		[ -e "$d" ] || continue
-		n=${d##*/}; n=${n#shc}; n=${n#n}; n=${n%.pid}
+		n=${d##*/}; n=${n#"$P"}; n=${n#n}; n=${n%.pid}
 		case $n in ''|*[!0-9]*) continue ;; esac
 		echo "$n"
 	done | sort -un
@@ -93,8 +101,8 @@ kill_node() {
 		kill -9 "$pid" 2>/dev/null || true
 	fi
 	# what the daemon left behind in its namespace (containerd, shims, tasks)
-	if [ -e "/var/run/netns/shc$i" ]; then
-		ip netns pids "shc$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+	if [ -e "/var/run/netns/$P$i" ]; then
+		ip netns pids "$P$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 		sleep 0.2
 	fi
 }
@@ -111,8 +119,8 @@ teardown() {
 	umount_under "$RUN"
 	umount_under "$DATA"
 	for i in $(node_ids_present) $(seq 0 $MAXN); do
-		[ -e "/var/run/netns/shc$i" ] && ip netns del "shc$i" 2>/dev/null || true
-		ip link del "shc-h$i" 2>/dev/null || true
+		[ -e "/var/run/netns/$P$i" ] && ip netns del "$P$i" 2>/dev/null || true
+		ip link del "$P-h$i" 2>/dev/null || true
 	done
 	ip link del "$BR" 2>/dev/null || true
 	while iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT 2>/dev/null; do :; done
@@ -124,15 +132,15 @@ make_net() {
 	local i=$1 a
 
 	a=$(addr "$i")
-	ip netns add "shc$i"
-	ip link add "shc-h$i" type veth peer name "shc-n$i"
-	ip link set "shc-h$i" master "$BR"
-	ip link set "shc-h$i" up
-	ip link set "shc-n$i" netns "shc$i"
-	nsenter --net="/var/run/netns/shc$i" sh -c "
-		ip addr add $a/24 dev shc-n$i && ip link set shc-n$i up &&
+	ip netns add "$P$i"
+	ip link add "$P-h$i" type veth peer name "$P-n$i"
+	ip link set "$P-h$i" master "$BR"
+	ip link set "$P-h$i" up
+	ip link set "$P-n$i" netns "$P$i"
+	nsenter --net="/var/run/netns/$P$i" sh -c "
+		ip addr add $a/24 dev $P-n$i && ip link set $P-n$i up &&
 		ip link set lo up && ip route add default via $NET.1" ||
-	    die "cannot configure namespace shc$i"
+	    die "cannot configure namespace $P$i"
 }
 
 start_daemon() { # start_daemon I LAST
@@ -148,11 +156,11 @@ start_daemon() { # start_daemon I LAST
 	fi >"$DATA/n$i/daemon.json"
 	# own UTS namespace too, so each node has its own hostname (shc-manager,
 	# shc-worker1, ...), as the node page and constraints expect
-	DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid nsenter --net="/var/run/netns/shc$i" \
+	DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid nsenter --net="/var/run/netns/$P$i" \
 	    unshare --uts sh -c 'hostname "$0" && exec "$@"' "$(node_name "$i")" \
 	    dockerd --data-root "$DATA/n$i/root" --exec-root "$DATA/n$i/exec" \
 	    -H "unix://$(sock "$i")" -p "$RUN/n$i.pid" \
-	    --default-address-pool "base=172.$(( 40 + i )).0.0/16,size=24" \
+	    --default-address-pool "base=172.$(( 40 + 8 * CID + i )).0.0/16,size=24" \
 	    --config-file "$DATA/n$i/daemon.json" >"$DATA/n$i.log" 2>&1 </dev/null 9>&- &
 	echo $! >"$RUN/n$i.launcher"
 }
@@ -262,7 +270,7 @@ kill_worker() {
 	[ -f "$RUN/n$i.pid" ] && pid=$(cat "$RUN/n$i.pid" 2>/dev/null || true)
 	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
 	# containerd, shims and the containers' processes live in the namespace
-	ip netns pids "shc$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+	ip netns pids "$P$i" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
 	rm -f "$RUN/n$i.pid"
 	say "node $i killed"
 }
@@ -317,7 +325,7 @@ status)
 	cat "$RUN/lines"
 	;;
 -h|--help|help)
-	sed -n '3,41p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '3,44p' "$0" | sed 's/^# \{0,1\}//'
 	;;
 *)
 	usage

@@ -495,6 +495,7 @@ test_usage(struct docker *d)
 	struct spawner_usage *a = NULL, *b = NULL;
 	struct err e = { 0 };
 	size_t na = 0, nb = 0, found = 0;
+	double busy = 0, idle_max = 0;
 	int64_t t0;
 	int i;
 
@@ -531,13 +532,22 @@ test_usage(struct docker *d)
 		     "%s: its container and the default server", user);
 		T_OK(y->mem_bytes > 0 && y->mem_bytes < 100000000,
 		     "%s: memory in use %lld", user, (long long)y->mem_bytes);
-		if (i == 0)
-			T_OK(cpu > 0.5 && cpu < 2.1, "busy loop uses a CPU: %f",
+		/* a busy loop gets a whole CPU on a quiet machine, much less
+		 * when the machine is loaded (seen: 0.27 at load 57): what must
+		 * hold is that it is far above the sleepers and not above the
+		 * machine's 2 CPUs */
+		if (i == 0) {
+			busy = cpu;
+			T_OK(cpu > 0.1 && cpu < 2.1, "busy loop uses a CPU: %f",
 			     cpu);
-		else
+		} else {
+			idle_max = cpu > idle_max ? cpu : idle_max;
 			T_OK(cpu >= 0 && cpu < 0.2, "%s sleeps: %f CPU", user,
 			     cpu);
+		}
 	}
+	T_OK(busy > 5 * idle_max, "busy (%f) far above the sleepers (%f)",
+	     busy, idle_max);
 	T_OK(found == USAGE_N, "both passes sampled every container (%zu)",
 	     found);
 	free(a);

@@ -150,7 +150,7 @@ start_daemon() { # start_daemon I LAST
 	# fake GPUs for the scheduler (this dockerd has no command-line flag
 	# for them; daemon.json has the key)
 	if [ "$2" = 1 ]; then
-		echo '{"node-generic-resources": ["gpu=GPU-fake-0", "gpu=GPU-fake-1"]}'
+		echo '{"node-generic-resources": ["gpu=2"]}'
 	else
 		echo '{}'
 	fi >"$DATA/n$i/daemon.json"

@@ -474,8 +474,9 @@ node_json(const struct spawner_node *nd)
 		const struct spawner_node_server *s = &nd->servers[i];
 
 		json_array_append_new(servers, json_pack("{s:s, s:s, s:s, s:s, "
-		    "s:f, s:I, s:I}", "user", s->user, "server", s->server,
-		    "service", s->service, "state", s->state, "cpus",
+		    "s:s, s:f, s:I, s:I}", "user", s->user, "server",
+		    s->server, "service", s->service, "state", s->state,
+		    "desired_state", s->desired, "cpus",
 		    s->reserved.cpus, "mem_bytes",
 		    (json_int_t)s->reserved.mem_bytes, "gpus",
 		    (json_int_t)s->reserved.gpus));

@@ -94,6 +94,8 @@ servers_table(struct strbuf *sb, const struct spawner_node *nd)
 		sb_add_html(sb, *s->server ? s->server : "(default)");
 		sb_adds(sb, "</td><td>");
 		sb_add_html(sb, s->state);
+		if (strcmp(s->desired, "running") != 0)
+			sb_adds(sb, " (Swarm is ending it)");
 		sb_adds(sb, "</td><td>");
 		pages_add_num(sb, s->reserved.cpus);
 		sb_adds(sb, "</td><td>");
@@ -143,8 +145,10 @@ node_card(struct strbuf *sb, const struct spawner_node *nd)
 			"reported stopped with the reason.</p>", nd->nservers,
 			nd->nservers == 1 ? "" : "s");
 	else if (strcmp(nd->availability, "drain") == 0)
-		sb_adds(sb, "<p class=\"notice drain\">This node is drained: "
-			"no server is placed on it.</p>");
+		sb_adds(sb, "<p class=\"notice drain\" role=\"status\">This "
+			"node is drained: no server is placed on it, and the "
+			"servers that ran on it were stopped (restart policy "
+			"none; each is reported stopped with the reason).</p>");
 	else if (strcmp(nd->state, "ready") != 0)
 		sb_adds(sb, "<p class=\"notice down\">This node is not ready: "
 			"its servers are reported stopped.</p>");

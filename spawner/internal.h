@@ -201,8 +201,9 @@ int nodes_match(const struct spawner_node *nd, const char *constraint);
 /* 0 when a ready, active node matching every constraint has ask free
  * (total minus what its tasks reserve); else ERR_UPSTREAM saying why in
  * words ("no node has 2 free GPUs; node gpu-1 has 1 free"). */
-int nodes_fit(const struct spawner_node *v, size_t n, char *const *cons,
-	      size_t ncons, const struct spawner_res *ask,
+int nodes_fit(const struct spawner_node *v, size_t n,
+	      const char *const *cons, size_t ncons,
+	      const struct spawner_res *ask,
 	      const char *gpu_kind, struct err *e);
 
 /* ---- homes ----------------------------------------------------------- */

@@ -2,7 +2,7 @@
  * nodes.c - the nodes of the swarm as the hub shows them, and whether any
  * of them can take a server at all (the fail-fast check before a start).
  *
- * One GET /nodes and one GET /tasks (desired state running) per call:
+ * One GET /nodes and one GET /tasks per call:
  * a node's totals are its Description.Resources (CPUs, memory, generic
  * resources of the GPU kind, named or discrete); what is reserved on it is
  * the sum of the reservations of the tasks it holds. nodes_parse and
@@ -125,24 +125,23 @@ node_of(json_t *it, const char *kind, struct spawner_node *nd)
 	res_of(jobj(it, "Description", "Resources"), kind, &nd->total);
 }
 
-/* A task that holds its node's resources: meant to run, on a node, and
- * not ended. */
+/* A task that holds its node's resources: on a node and not ended (as
+ * Swarm's scheduler counts it: until the task has actually stopped, also
+ * while Swarm is ending it, e.g. on a drained node). */
 static int
 task_holds(json_t *t)
 {
-	static const char *const ended[] = { "complete", "shutdown", "failed",
-		"rejected", "remove", "orphaned", NULL };
+	static const char *const holding[] = { "assigned", "accepted",
+		"preparing", "ready", "starting", "running", NULL };
 	const char *st = jget(t, "Status.State");
 	const char *node = jget(t, "NodeID");
 
-	if (!st || !node || !*node ||
-	    strcmp(jget(t, "DesiredState") ? jget(t, "DesiredState") : "",
-		   "running") != 0)
+	if (!st || !node || !*node)
 		return 0;
-	for (int i = 0; ended[i]; i++)
-		if (strcmp(st, ended[i]) == 0)
-			return 0;
-	return 1;
+	for (int i = 0; holding[i]; i++)
+		if (strcmp(st, holding[i]) == 0)
+			return 1;
+	return 0;
 }
 
 static struct spawner_node *
@@ -154,6 +153,15 @@ find_node(struct spawner_node *v, size_t n, const char *id)
 	return NULL;
 }
 
+/* A label's value (label keys have dots: no jget). */
+static const char *
+label(json_t *labels, const char *key)
+{
+	json_t *v = json_object_get(labels, key);
+
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
 static void
 add_server(struct spawner_node *nd, json_t *t, const char *template,
 	   const struct spawner_res *r)
@@ -161,8 +169,8 @@ add_server(struct spawner_node *nd, json_t *t, const char *template,
 	json_t *labels = jobj(json_object_get(t, "Spec"), "ContainerSpec",
 			      "Labels");
 	struct spawner_node_server *s;
-	const char *user = jget(labels, "swarmhub.user");
-	const char *server = jget(labels, "swarmhub.server");
+	const char *user = label(labels, "swarmhub.user");
+	const char *server = label(labels, "swarmhub.server");
 	char *name;
 
 	nd->servers = xrealloc(nd->servers, (nd->nservers + 1) *
@@ -175,6 +183,7 @@ add_server(struct spawner_node *nd, json_t *t, const char *template,
 	copy(s->service, sizeof(s->service), name);
 	free(name);
 	copy(s->state, sizeof(s->state), jget(t, "Status.State"));
+	copy(s->desired, sizeof(s->desired), jget(t, "DesiredState"));
 	s->reserved = *r;
 }
 
@@ -183,9 +192,9 @@ is_ours(json_t *t, const char *hub_id)
 {
 	json_t *labels = jobj(json_object_get(t, "Spec"), "ContainerSpec",
 			      "Labels");
-	const char *h = jget(labels, "swarmhub.hub");
+	const char *h = label(labels, "swarmhub.hub");
 
-	return h && strcmp(h, hub_id) == 0 && jget(labels, "swarmhub.user");
+	return h && strcmp(h, hub_id) == 0 && label(labels, "swarmhub.user");
 }
 
 static void
@@ -285,20 +294,16 @@ nodes_collect(struct docker *d, const struct nodes_ctx *c,
 	      struct spawner_node **out, size_t *n, struct err *e)
 {
 	struct docker_resp rn = { 0 }, rt = { 0 };
-	char *esc = docker_escape(d, "{\"desired-state\":[\"running\"]}");
-	char *path = xasprintf("/tasks?filters=%s", esc);
 	int rc = -1;
 
 	*out = NULL;
 	*n = 0;
 	if (docker_get(d, "/nodes", &rn, e) == 0 &&
-	    docker_get(d, path, &rt, e) == 0)
+	    docker_get(d, "/tasks", &rt, e) == 0)
 		rc = nodes_parse(rn.body ? rn.body : "", rn.len,
 				 rt.body ? rt.body : "", rt.len, c, out, n, e);
 	docker_resp_release(&rn);
 	docker_resp_release(&rt);
-	free(esc);
-	free(path);
 	return rc;
 }
 
@@ -372,7 +377,8 @@ nodes_match(const struct spawner_node *nd, const char *constraint)
 }
 
 static int
-matches_all(const struct spawner_node *nd, char *const *cons, size_t ncons)
+matches_all(const struct spawner_node *nd, const char *const *cons,
+	    size_t ncons)
 {
 	for (size_t i = 0; i < ncons; i++)
 		if (!nodes_match(nd, cons[i]))
@@ -401,7 +407,7 @@ fits(const struct spawner_res *f, const struct spawner_res *ask)
 }
 
 static void
-add_list(struct strbuf *sb, char *const *cons, size_t ncons)
+add_list(struct strbuf *sb, const char *const *cons, size_t ncons)
 {
 	for (size_t i = 0; i < ncons; i++) {
 		sb_adds(sb, i ? ", " : "");
@@ -411,8 +417,8 @@ add_list(struct strbuf *sb, char *const *cons, size_t ncons)
 
 /* No node matches, or none of those that match can take tasks. */
 static int
-no_candidate(const struct spawner_node *v, size_t n, char *const *cons,
-	     size_t ncons, struct err *e)
+no_candidate(const struct spawner_node *v, size_t n,
+	     const char *const *cons, size_t ncons, struct err *e)
 {
 	struct strbuf sb;
 	size_t i, seen = 0;
@@ -493,9 +499,9 @@ short_of(const struct spawner_node *const *cand, size_t nc,
 }
 
 int
-nodes_fit(const struct spawner_node *v, size_t n, char *const *cons,
-	  size_t ncons, const struct spawner_res *ask, const char *gpu_kind,
-	  struct err *e)
+nodes_fit(const struct spawner_node *v, size_t n,
+	  const char *const *cons, size_t ncons,
+	  const struct spawner_res *ask, const char *gpu_kind, struct err *e)
 {
 	const struct spawner_node **cand = xcalloc(n + 1, sizeof(*cand));
 	size_t nc = 0;

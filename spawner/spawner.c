@@ -966,7 +966,8 @@ fail_fast(struct spawner *sp, const struct spawn_opts *o, struct err *e)
 		return 0;
 	}
 	cons = placement(sp, o, &ncons, &ask);
-	rc = nodes_fit(v, n, cons, ncons, &ask, sp->cfg.gpu_resource, e);
+	rc = nodes_fit(v, n, (const char *const *)cons, ncons, &ask,
+		       sp->cfg.gpu_resource, e);
 	strv_free(cons);
 	spawner_nodes_free(v, n);
 	return rc;
@@ -1231,6 +1232,32 @@ task_node_gone(struct spawner *sp, const struct task *t, struct err *e)
 	return rc;
 }
 
+/* A task that is not running because its node was drained: ERR_NOTFOUND
+ * saying so; 0 otherwise (other reasons are the caller's to say). */
+static int
+task_drained(struct spawner *sp, const struct task *t, struct err *e)
+{
+	struct err ignore = { 0 };
+	const char *av, *host;
+	char *path;
+	json_t *n;
+	int rc = 0;
+
+	if (*t->node == '\0')
+		return 0;
+	path = xasprintf("/nodes/%s", t->node);
+	n = get_json(sp, path, &ignore);
+	free(path);
+	av = jstr(n, "Spec.Availability");
+	host = jstr(n, "Description.Hostname");
+	if (av && strcmp(av, "drain") == 0)
+		rc = err_set(e, ERR_NOTFOUND, "the server's node '%s' was "
+			     "drained: Swarm moved the server off it",
+			     host ? host : t->node);
+	json_decref(n);
+	return rc;
+}
+
 int
 spawner_locate(struct spawner *sp, const char *user, const char *server,
 	       const struct spawn_opts *opts, struct server_addr *out,
@@ -1271,6 +1298,9 @@ spawner_locate(struct spawner *sp, const char *user, const char *server,
 	}
 	copy_field(out->service_id, sizeof(out->service_id), jstr(s, "ID"));
 	if (newest_task(sp, service, &t, e) < 0)
+		goto out;
+	if ((strcmp(t.state, "running") != 0 ||
+	     strcmp(t.desired, "running") != 0) && task_drained(sp, &t, e) < 0)
 		goto out;
 	if (strcmp(t.state, "running") != 0) {
 		err_set(e, ERR_NOTFOUND, "the server's task is %s%s%s", t.state,

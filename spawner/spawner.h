@@ -253,6 +253,8 @@ struct spawner_node_server {
 	char server[64];		/* swarmhub.server label */
 	char service[128];		/* the service's name */
 	char state[16];			/* the task's state: running, ... */
+	char desired[16];		/* running; shutdown while Swarm
+					 * ends it (a drained node) */
 	struct spawner_res reserved;	/* what its task reserves */
 };
 struct spawner_node {
@@ -272,8 +274,8 @@ struct spawner_node {
 };
 /* Every node of the swarm with this hub's servers on it (one GET /nodes
  * and one GET /tasks; heap array sorted managers first, then by hostname;
- * free with spawner_nodes_free). Reservations count tasks meant to run
- * (desired state running) that a node holds. */
+ * free with spawner_nodes_free). Reservations count the tasks a node
+ * holds (assigned up to running, also while Swarm ends them). */
 int spawner_nodes(struct spawner *sp, struct spawner_node **out, size_t *n,
 		  struct err *e);
 void spawner_nodes_free(struct spawner_node *v, size_t n);

@@ -73,11 +73,16 @@ def hostname(swarm, i):
     return n["Description"]["Hostname"]
 
 
-def start(hub, user, options, ready=True):
+def request(hub, user, options):
     r = api(hub, "POST", f"/users/{user}", json={})
     assert r.status_code in (201, 409), (r.status_code, r.text)
     r = api(hub, "POST", f"/users/{user}/server", json=options)
     assert r.status_code in (201, 202), (r.status_code, r.text)
+
+
+def start(hub, user, options, ready=True, requested=False):
+    if not requested:
+        request(hub, user, options)
     ev = progress(Api(hub), user, timeout=90, read_timeout=90)
     if ready:
         assert ev[-1].get("ready") is True, ev
@@ -93,8 +98,10 @@ def nodes(hub):
 def test_pools_place_servers_and_combine_constraints(swarm, nodes_hub):
     eng, hub = swarm["engine"], nodes_hub
     g, c = uniq("pg"), uniq("pc")
-    start(hub, g, {"pool": "gpu"})
-    start(hub, c, {"pool": "cpu"})
+    request(hub, g, {"pool": "gpu"})
+    request(hub, c, {"pool": "cpu"})
+    start(hub, g, {}, requested=True)
+    start(hub, c, {}, requested=True)
     host_g, _ = eng.node_of(f"{hub['run']}-{esc(g)}")
     host_c, _ = eng.node_of(f"{hub['run']}-{esc(c)}")
     assert host_g == hostname(swarm, -1), host_g

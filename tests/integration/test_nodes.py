@@ -198,6 +198,19 @@ def ctl(hub, *args):
                           env=env)
 
 
+def test_ctl_nodes_usage():
+    r = subprocess.run([os.path.join(os.path.dirname(hub_binary()),
+                                     "swarmhubctl"), "nodes", "--help"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith(
+        "usage: swarmhubctl nodes"), r
+    r = subprocess.run([os.path.join(os.path.dirname(hub_binary()),
+                                     "swarmhubctl"), "nodes", "extra"],
+                       capture_output=True, text=True, timeout=10,
+                       env={"SWARMHUB_TOKEN": "t"})
+    assert r.returncode == 2, r
+
+
 def test_ctl_nodes_and_page(swarm, nodes_hub):
     hub = nodes_hub
     g = uniq("pg")
@@ -234,6 +247,22 @@ def test_ctl_nodes_and_page(swarm, nodes_hub):
         card
     assert f'data-user="{g}"' in card, card
     assert 'id="node-actions"' in html
+    # the spawn form offers the profile's pools; a bad one is marked
+    r = sess.get(hub["url"] + "/hub/spawn", timeout=15)
+    assert re.search(r'<select id="pool-0" name="pool"[^>]*><option value="">'
+                     r'Any node of the profile</option><option value="cpu">'
+                     r'cpu</option><option value="gpu">gpu</option>',
+                     r.text), r.text[:3000]
+    xsrf = re.search(r'name="_xsrf" value="([^"]*)"', r.text).group(1)
+    r = sess.post(hub["url"] + "/hub/spawn", data={
+        "_xsrf": xsrf, "profile": "default", "image": "tiny", "cpu": "0.1",
+        "mem_gb": "0.25", "pool": "nope"}, allow_redirects=False,
+        timeout=15)
+    assert r.status_code == 400, (r.status_code, r.text[:500])
+    err = re.search(r'id="pool-0-error">([^<]*)<', r.text)
+    assert err and "nope" in err.group(1) and "is not available in " \
+        "profile" in err.group(1) and "cpu, gpu" in err.group(1), \
+        r.text[:3000]
     # not for others
     s2 = session_of(hub, False)
     assert s2.get(hub["url"] + "/hub/admin/nodes", timeout=15) \

@@ -452,50 +452,66 @@ plural(double x)
 	return x == 1 ? "" : "s";
 }
 
+enum res_kind { RES_GPUS, RES_CPUS, RES_MEM };
+
+/* What nd has free of one resource (memory in GiB). */
+static double
+free_amount(const struct spawner_node *nd, enum res_kind k)
+{
+	struct spawner_res f = free_of(nd);
+
+	return k == RES_GPUS ? (double)f.gpus : k == RES_CPUS ? f.cpus :
+	    (double)f.mem_bytes / SPAWNER_GIB;
+}
+
+/* The candidate with the most of k free. */
+static const struct spawner_node *
+best_of(const struct spawner_node *const *cand, size_t nc, enum res_kind k)
+{
+	const struct spawner_node *best = cand[0];
+
+	for (size_t i = 1; i < nc; i++)
+		if (free_amount(cand[i], k) > free_amount(best, k))
+			best = cand[i];
+	return best;
+}
+
 /* Which resource no node has enough of, said with the best node's free
- * amount ("no node has 2 free GPUs; node gpu-1 has 1 free"). */
+ * amount ("no node has 2 free GPUs; node gpu-1 has 1 free"); GPUs first,
+ * then CPUs, then memory; else none has all three at once. */
 static int
 short_of(const struct spawner_node *const *cand, size_t nc,
 	 const struct spawner_res *ask, const char *kind, struct err *e)
 {
-	const struct spawner_node *best = NULL;
-	struct spawner_res f;
+	double want[] = { (double)ask->gpus, ask->cpus,
+			  (double)ask->mem_bytes / SPAWNER_GIB };
+	const struct spawner_node *b;
 	char what[80] = "";
-	size_t i;
 
 	if (strcmp(kind, "gpu") != 0)
 		snprintf(what, sizeof(what), " (resource '%s')", kind);
-	for (i = 0, best = NULL; ask->gpus > 0 && i < nc; i++)
-		if (!best || free_of(cand[i]).gpus > free_of(best).gpus)
-			best = cand[i];
-	if (best && free_of(best).gpus < ask->gpus)
+	b = best_of(cand, nc, RES_GPUS);
+	if (want[RES_GPUS] > 0 && free_amount(b, RES_GPUS) < want[RES_GPUS])
 		return err_set(e, ERR_UPSTREAM, "no node has %ld free GPU%s%s; "
-			       "node %s has %ld free", ask->gpus,
-			       plural((double)ask->gpus), what, best->hostname,
-			       free_of(best).gpus);
-	for (i = 0, best = NULL; ask->cpus > 0 && i < nc; i++)
-		if (!best || free_of(cand[i]).cpus > free_of(best).cpus)
-			best = cand[i];
-	if (best && free_of(best).cpus + 1e-9 < ask->cpus)
+			       "node %s has %g free", ask->gpus,
+			       plural(want[RES_GPUS]), what, b->hostname,
+			       free_amount(b, RES_GPUS));
+	b = best_of(cand, nc, RES_CPUS);
+	if (want[RES_CPUS] > 0 &&
+	    free_amount(b, RES_CPUS) + 1e-9 < want[RES_CPUS])
 		return err_set(e, ERR_UPSTREAM, "no node has %g free CPU%s; "
-			       "node %s has %.2g free", ask->cpus,
-			       plural(ask->cpus), best->hostname,
-			       free_of(best).cpus);
-	for (i = 0, best = NULL; ask->mem_bytes > 0 && i < nc; i++)
-		if (!best || free_of(cand[i]).mem_bytes >
-		    free_of(best).mem_bytes)
-			best = cand[i];
-	if (best && free_of(best).mem_bytes < ask->mem_bytes)
+			       "node %s has %.3g free", want[RES_CPUS],
+			       plural(want[RES_CPUS]), b->hostname,
+			       free_amount(b, RES_CPUS));
+	b = best_of(cand, nc, RES_MEM);
+	if (want[RES_MEM] > 0 && free_amount(b, RES_MEM) < want[RES_MEM])
 		return err_set(e, ERR_UPSTREAM, "no node has %.3g GiB of memory "
-			       "free; node %s has %.3g GiB free",
-			       (double)ask->mem_bytes / SPAWNER_GIB,
-			       best->hostname, (double)free_of(best).mem_bytes
-			       / SPAWNER_GIB);
-	f = *ask;
+			       "free; node %s has %.3g GiB free", want[RES_MEM],
+			       b->hostname, free_amount(b, RES_MEM));
 	return err_set(e, ERR_UPSTREAM, "no node has %g CPU%s, %.3g GiB of "
-		       "memory and %ld GPU%s free at once", f.cpus,
-		       plural(f.cpus), (double)f.mem_bytes / SPAWNER_GIB,
-		       f.gpus, plural((double)f.gpus));
+		       "memory and %ld GPU%s free at once", want[RES_CPUS],
+		       plural(want[RES_CPUS]), want[RES_MEM], ask->gpus,
+		       plural(want[RES_GPUS]));
 }
 
 int

@@ -223,6 +223,9 @@ test_fit(void)
 	fit((const char *[]){ "node.hostname==shc-worker3" }, 1, 0.1, 0.25, 1,
 	    "gpu", "no node can take this server now (shc-worker3 is drain)");
 	fit(cpu, 2, 0.1, 0.25, 0, "gpu", NULL);
+	/* worker2 has the GPU, the manager the CPUs, none both */
+	fit(NULL, 0, 1.8, 0.25, 1, "gpu", "no node has 1.8 CPUs, 0.25 GiB of "
+	    "memory and 1 GPU free at once");
 }
 
 int

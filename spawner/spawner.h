@@ -182,6 +182,10 @@ typedef void (*spawn_progress_fn)(void *ctx, int progress, const char *msg);
  * run (START_TIMEOUT) and for <base_url>api/status to answer 200 with JSON
  * (HTTP_TIMEOUT; kind singleuser: for <base_url> to answer HTTP at all), reporting each task state change through fn. On any
  * failure the service is removed and *e says why in words a person reads.
+ * A start asking for GPUs that no ready, active node matching the
+ * profile's and pool's constraints has free fails before anything is
+ * created (ERR_UPSTREAM, "no node has 2 free GPUs; node gpu-1 has 1
+ * free").
  */
 int spawner_start(struct spawner *sp, const struct spawn_req *req,
 		  spawn_progress_fn fn, void *ctx, struct server_addr *out,

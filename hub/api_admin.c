@@ -11,6 +11,8 @@
  *   POST   /swarmhub/ldap-check                 {"users": [...]} -> missing
  *   GET    /swarmhub/doctor                     checks with fixes
  *   GET    /swarmhub/audit?limit=N              newest audit entries
+ *   GET    /swarmhub/nodes                      the swarm's nodes, what this
+ *                                               hub's servers reserve there
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -442,6 +444,76 @@ audit(struct req *r)
 	reply_json(r, 200, json_pack("{s:o}", "entries", list));
 }
 
+/* ---- nodes ----------------------------------------------------------- */
+static json_t *
+res_json(const struct spawner_res *r)
+{
+	return json_pack("{s:f, s:I, s:I}", "cpus", r->cpus, "mem_bytes",
+			 (json_int_t)r->mem_bytes, "gpus", (json_int_t)r->gpus);
+}
+
+static json_t *
+node_json(const struct spawner_node *nd)
+{
+	struct spawner_res f = {
+		nd->total.cpus - nd->used.cpus,
+		nd->total.mem_bytes - nd->used.mem_bytes,
+		nd->total.gpus - nd->used.gpus
+	};
+	json_t *labels = json_object(), *servers = json_array(), *v;
+
+	for (char **l = nd->labels; l && *l; l++) {
+		char *eq = strchr(*l, '='), key[256];
+
+		if (!eq)
+			continue;
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - *l), *l);
+		json_object_set_new(labels, key, json_string(eq + 1));
+	}
+	for (size_t i = 0; i < nd->nservers; i++) {
+		const struct spawner_node_server *s = &nd->servers[i];
+
+		json_array_append_new(servers, json_pack("{s:s, s:s, s:s, s:s, "
+		    "s:s, s:f, s:I, s:I}", "user", s->user, "server",
+		    s->server, "service", s->service, "state", s->state,
+		    "desired_state", s->desired, "cpus",
+		    s->reserved.cpus, "mem_bytes",
+		    (json_int_t)s->reserved.mem_bytes, "gpus",
+		    (json_int_t)s->reserved.gpus));
+	}
+	v = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:f, s:I, s:I}",
+	    "id", nd->id, "hostname", nd->hostname, "role", nd->role,
+	    "availability", nd->availability, "state", nd->state, "addr",
+	    nd->addr, "labels", labels, "cpus", nd->total.cpus, "mem_bytes",
+	    (json_int_t)nd->total.mem_bytes, "gpus",
+	    (json_int_t)nd->total.gpus);
+	json_object_set_new(v, "reserved", res_json(&nd->reserved));
+	json_object_set_new(v, "free", res_json(&f));
+	json_object_set_new(v, "servers", servers);
+	return v;
+}
+
+static void
+get_nodes(struct req *r)
+{
+	struct spawner_node *v;
+	struct err e = { 0 };
+	json_t *list;
+	size_t n;
+
+	if (spawner_nodes(r->hub->spawner, &v, &n, &e) < 0) {
+		reply_err(r, &e);
+		return;
+	}
+	list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, node_json(&v[i]));
+	spawner_nodes_free(v, n);
+	reply_json(r, 200, json_pack("{s:o, s:s}", "nodes", list,
+				     "gpu_resource",
+				     spawner_gpu_kind(r->hub->spawner)));
+}
+
 /* sub: the path after /hub/api/swarmhub */
 void
 api_admin_handle(struct req *r, const struct who *w, const char *sub)
@@ -459,6 +531,8 @@ api_admin_handle(struct req *r, const struct who *w, const char *sub)
 		return;
 	else if (strcmp(sub, "/orphans") == 0 && m == M_GET)
 		get_orphans(r);
+	else if (strcmp(sub, "/nodes") == 0 && m == M_GET)
+		get_nodes(r);
 	else if (strncmp(sub, "/orphans/services/", 18) == 0 && m == M_DELETE)
 		delete_orphan_service(r, sub + 18);
 	else if (strncmp(sub, "/chown/", 7) == 0 && m == M_POST)

@@ -223,6 +223,22 @@ load_edge_limits(struct hub_cfg *c, struct err *e)
 			    &c->websocket_idle_timeout_s, e);
 }
 
+/* GPU_RESOURCE: the generic-resource kind of "gpus" ([A-Za-z0-9_.-]). */
+static int
+gpu_setting(struct spawner_cfg *sc, struct err *e)
+{
+	const char *k;
+
+	if (str_setting("GPU_RESOURCE", "gpu", &sc->gpu_resource, e) < 0)
+		return -1;
+	k = sc->gpu_resource;
+	if (!*k || strlen(k) > 63 || strspn(k, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != strlen(k))
+		return err_set(e, ERR_INVALID, "SWARMHUB_GPU_RESOURCE: '%.64s' "
+		    "is not a resource kind (1-63 of A-Z a-z 0-9 _ . -)", k);
+	return 0;
+}
+
 static int
 load_spawn(struct hub_cfg *c, struct err *e)
 {
@@ -240,6 +256,7 @@ load_spawn(struct hub_cfg *c, struct err *e)
 	    str_setting("PROFILES", "/etc/swarmhub/profiles.json",
 			&sc->profiles_path, e) < 0 ||
 	    str_setting("CONNECT", "dns", &connect, e) < 0 ||
+	    gpu_setting(sc, e) < 0 ||
 	    cfg_duration("START_TIMEOUT", 600, &sc->start_timeout_s, e) < 0 ||
 	    cfg_duration("HTTP_TIMEOUT", 600, &sc->http_timeout_s, e) < 0 ||
 	    cfg_long("CONCURRENT_SPAWN_LIMIT", 100, 1, 10000,

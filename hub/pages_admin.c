@@ -509,7 +509,9 @@ pages_admin(struct req *r)
 		page = 1;
 	sb_init(&sb);
 	pages_begin(&sb, r->hub, "Admin", &w, PAGE_WIDE);
-	sb_adds(&sb, "<h1>Administration</h1><p id=\"flash\" role=\"status\" "
+	sb_adds(&sb, "<h1>Administration</h1><p><a id=\"nodes-link\" "
+		"href=\"/hub/admin/nodes\">Nodes of the swarm</a></p>");
+	sb_adds(&sb, "<p id=\"flash\" role=\"status\" "
 		"aria-live=\"polite\" hidden></p><section class=\"card\" "
 		"aria-labelledby=\"users-h\"><h2 id=\"users-h\">Users</h2>");
 	search_form(&sb, q, sort);

@@ -4,7 +4,7 @@
  *
  * The form is built from spawner_profiles_json for the groups of the user
  * the server is for: one radio per profile, then one fieldset per profile
- * (image, CPU, memory, GPUs, the group's quota). The fieldsets of the
+ * (image, CPU, memory, GPUs, node pool, the group's quota). The fieldsets of the
  * profiles not chosen are disabled, so only the chosen one is posted;
  * app.js switches them when the radio changes (without script the server
  * fills the defaults of the chosen profile). The POST builds the user
@@ -21,7 +21,7 @@
 
 /* What the user entered (NULL: not sent) and what went wrong. */
 struct spawn_in {
-	char *profile, *image, *cpu, *mem_gb, *gpus;
+	char *profile, *image, *cpu, *mem_gb, *gpus, *pool;
 };
 struct spawn_fail {
 	const char *field;	/* "cpu", ...; NULL: the whole form */
@@ -245,6 +245,45 @@ image_choice(struct strbuf *sb, size_t idx, int chosen_profile,
 	sb_adds(sb, "</fieldset>");
 }
 
+/* The profile's node pools ("pools"): none chosen means only the
+ * profile's own constraints. */
+static void
+pool_choice(struct strbuf *sb, size_t idx, json_t *pools, const char *value,
+	    const struct spawn_fail *f)
+{
+	int bad = has_error(f, "pool");
+	size_t i;
+	json_t *pl;
+
+	if (json_array_size(pools) == 0)
+		return;
+	sb_addf(sb, "<div class=\"field%s\"><label for=\"pool-%zu\">Nodes"
+		"</label><select id=\"pool-%zu\" name=\"pool\" "
+		"aria-describedby=\"pool-%zu-hint\"%s><option value=\"\">"
+		"Any node of the profile</option>", bad ? " invalid" : "", idx,
+		idx, idx, bad ? " aria-invalid=\"true\" autofocus" : "");
+	json_array_foreach(pools, i, pl) {
+		const char *name = json_string_value(json_object_get(pl,
+								     "name"));
+
+		sb_adds(sb, "<option value=\"");
+		sb_add_html(sb, name);
+		sb_addf(sb, "\"%s>", value && strcmp(value, name) == 0 ?
+			" selected" : "");
+		sb_add_html(sb, name);
+		sb_adds(sb, "</option>");
+	}
+	sb_addf(sb, "</select><p class=\"hint\" id=\"pool-%zu-hint\">Which "
+		"nodes the server may run on.</p>", idx);
+	if (bad) {
+		char id[32];
+
+		snprintf(id, sizeof(id), "pool-%zu", idx);
+		field_error(sb, id, "pool", f);
+	}
+	sb_adds(sb, "</div>");
+}
+
 static void
 profile_fields(struct strbuf *sb, struct hub *h, size_t idx, json_t *p,
 	       int chosen, const struct spawn_in *in,
@@ -271,6 +310,7 @@ profile_fields(struct strbuf *sb, struct hub *h, size_t idx, json_t *p,
 		     json_object_get(p, "mem_gb"), in->mem_gb, f);
 	if (gpus > 0)
 		gpus_input(sb, idx, gpus, in->gpus, f);
+	pool_choice(sb, idx, json_object_get(p, "pools"), in->pool, f);
 	sb_adds(sb, "</div>");
 	if (h->spawner)
 		add_quota(sb, h, p);
@@ -455,6 +495,7 @@ spawn_in_read(struct req *r, struct spawn_in *in)
 	in->cpu = form_value(r->body, r->body_len, "cpu");
 	in->mem_gb = form_value(r->body, r->body_len, "mem_gb");
 	in->gpus = form_value(r->body, r->body_len, "gpus");
+	in->pool = form_value(r->body, r->body_len, "pool");
 }
 
 static void
@@ -465,6 +506,7 @@ spawn_in_free(struct spawn_in *in)
 	free(in->cpu);
 	free(in->mem_gb);
 	free(in->gpus);
+	free(in->pool);
 }
 
 /* Adds a number field; -1 (message in e) when the text is not a number. */
@@ -510,7 +552,8 @@ options_json(const struct spawn_in *in, struct err *e)
 	    set_string(o, "image", in->image, e) == 0 &&
 	    set_number(o, "cpu", in->cpu, e) == 0 &&
 	    set_number(o, "mem_gb", in->mem_gb, e) == 0 &&
-	    set_number(o, "gpus", in->gpus, e) == 0)
+	    set_number(o, "gpus", in->gpus, e) == 0 &&
+	    set_string(o, "pool", in->pool, e) == 0)
 		text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return text;
@@ -521,7 +564,8 @@ static const char *
 error_field(const struct err *e)
 {
 	static const char *const fields[] = { "mem_gb", "gpus", "cpu",
-					      "image", "profile", NULL };
+					      "image", "profile", "pool",
+					      NULL };
 	const char *m = e->msg;
 	char quoted[24];
 

@@ -163,6 +163,8 @@ router_dispatch(struct req *r)
 		pages_spawn_pending(r, p + 19);
 	} else if (is(p, "/hub/admin")) {
 		pages_admin(r);
+	} else if (is(p, "/hub/admin/nodes")) {
+		pages_nodes(r);
 	} else if (is(p, "/hub/token")) {
 		pages_token(r);
 	} else if (is(p, "/") || is(p, "/hub") || is(p, "/hub/")) {

@@ -984,6 +984,8 @@ opts_from_json(const char *json, struct spawn_opts *o)
 	o->cpu = json_number_value(json_object_get(j, "cpu"));
 	o->mem_gb = json_number_value(json_object_get(j, "mem_gb"));
 	o->gpus = (int)json_integer_value(json_object_get(j, "gpus"));
+	if ((v = json_object_get(j, "pool")) && json_is_string(v))
+		snprintf(o->pool, sizeof(o->pool), "%s", json_string_value(v));
 	json_decref(j);
 	return *o->image != '\0';
 }

@@ -104,6 +104,8 @@ void pages_home_stop(struct req *r);
 /* GET /hub/home/new?server=<name>: to the spawn form of that server. */
 void pages_home_new(struct req *r);
 void pages_admin(struct req *r);
+/* /hub/admin/nodes (pages_nodes.c). */
+void pages_nodes(struct req *r);
 void pages_token(struct req *r);
 /* What the pages_*.c files share (pages.c). */
 enum page_flags { PAGE_WIDE = 1 << 0, PAGE_REFRESH = 1 << 1 };

@@ -9,6 +9,8 @@
  *   home.c                      their shared name checks
  *   spawner.c   spawner.h: start/stop/locate/list, readiness, progress
  *   usage.c     container stats: what running servers use
+ *   nodes.c     the swarm's nodes, what is reserved on them, and whether
+ *               any can take a server (fail fast)
  */
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H
@@ -39,6 +41,15 @@ struct quota {
 	long gpus;		/* -1: no limit */
 };
 
+/* "pools": a named set of constraints a user may pick, with its own quota
+ * for the group (all -1 when the entry has none). */
+struct pool_def {
+	char *name;
+	char **constraints;	/* NULL-terminated */
+	size_t nconstraints;
+	struct quota quota;
+};
+
 struct profile_def {
 	char *name;		/* group name or "default" */
 	char **images;		/* keys into images, NULL-terminated */
@@ -48,6 +59,8 @@ struct profile_def {
 	char **constraints;	/* placement constraints, NULL-terminated */
 	size_t nconstraints;
 	struct quota quota;
+	struct pool_def *pools;	/* "pools", in file order */
+	size_t npools;
 	long cull_timeout_s;	/* optional "cull_timeout"; 0: hub default */
 };
 
@@ -70,6 +83,9 @@ const struct profile_def *profiles_get(const struct profiles *p,
 				       const char *name);
 const struct image_def *profiles_image(const struct profiles *p,
 				       const char *key);
+/* The pool of that name in pd, NULL when none (name "" or NULL: none). */
+const struct pool_def *profiles_pool(const struct profile_def *pd,
+				     const char *name);
 /* spawner_options / spawner_quota_check / spawner_profiles_json on a
  * given set of profiles (spawner.c takes the lock and calls these). */
 int profiles_options(const struct profiles *p, const char *const *groups,
@@ -165,6 +181,30 @@ int usage_parse(const char *json, size_t len, struct spawner_usage *u,
 /* spawner_usage on a Docker client and hub label. */
 int usage_collect(struct docker *d, const char *hub_id,
 		  struct spawner_usage **out, size_t *n, struct err *e);
+
+/* ---- nodes.c --------------------------------------------------------- */
+struct nodes_ctx {
+	const char *hub_id;		/* whose servers count as "ours" */
+	const char *name_template;	/* SERVICE_NAME_TEMPLATE */
+	const char *gpu_kind;		/* GPU_RESOURCE */
+};
+/* A GET /nodes and a GET /tasks answer into spawner_nodes' array. */
+int nodes_parse(const char *nodes_json, size_t nlen, const char *tasks_json,
+		size_t tlen, const struct nodes_ctx *c,
+		struct spawner_node **out, size_t *n, struct err *e);
+/* spawner_nodes on a Docker client. */
+int nodes_collect(struct docker *d, const struct nodes_ctx *c,
+		  struct spawner_node **out, size_t *n, struct err *e);
+/* 1 when the node satisfies the constraint ("node.labels.pool==gpu");
+ * keys other than node.id/hostname/role/labels.* always match. */
+int nodes_match(const struct spawner_node *nd, const char *constraint);
+/* 0 when a ready, active node matching every constraint has ask free
+ * (total minus what its tasks reserve); else ERR_UPSTREAM saying why in
+ * words ("no node has 2 free GPUs; node gpu-1 has 1 free"). */
+int nodes_fit(const struct spawner_node *v, size_t n,
+	      const char *const *cons, size_t ncons,
+	      const struct spawner_res *ask,
+	      const char *gpu_kind, struct err *e);
 
 /* ---- homes ----------------------------------------------------------- */
 struct home_ops {

@@ -32,14 +32,15 @@ static const char *const image_keys[] = {
 };
 static const char *const profile_keys[] = {
 	"images", "cpu", "mem_gb", "gpus", "constraints", "quota",
-	"cull_timeout", NULL
+	"pools", "cull_timeout", NULL
 };
+static const char *const pool_keys[] = { "constraints", "quota", NULL };
 static const char *const range_keys[] = { "min", "max", "default", NULL };
 static const char *const quota_keys[] = {
 	"servers", "cpu", "mem_gb", "gpus", NULL
 };
 static const char *const option_keys[] = {
-	"profile", "image", "cpu", "mem_gb", "gpus", NULL
+	"profile", "image", "cpu", "mem_gb", "gpus", "pool", NULL
 };
 /* Set by spec.c; an image's env may not override them. */
 static const char *const reserved_env[] = {
@@ -445,6 +446,65 @@ parse_quota(json_t *obj, const char *path, struct quota *q, struct err *e)
 	return 0;
 }
 
+/* One entry of "pools": a list of constraints, or {"constraints": [...],
+ * "quota": {...}}. */
+static int
+parse_pool(json_t *v, const char *path, const char *name, struct pool_def *pl,
+	   struct err *e)
+{
+	char p[PATH_LEN];
+	json_t *wrap;
+	int rc;
+
+	join(p, sizeof(p), path, name);
+	pl->name = xstrdup(name);
+	if (!*name || strlen(name) > NAME_LEN)
+		return invalid(e, p, "name must have 1 to 63 characters");
+	if (json_is_array(v)) {
+		/* the short form: the list is the constraints */
+		wrap = json_pack("{s:O}", name, v);
+		rc = get_strv(wrap, path, name, &pl->constraints,
+			      &pl->nconstraints, e);
+		json_decref(wrap);
+		parse_quota(json_null(), p, &pl->quota, e);
+		return rc;
+	}
+	if (!json_is_object(v))
+		return invalid(e, p, "must be a list of constraints or an "
+			       "object with \"constraints\" and \"quota\"");
+	if (check_object(v, p, pool_keys, e) < 0)
+		return -1;
+	if (!json_object_get(v, "constraints"))
+		return err_set(e, ERR_INVALID, "%s.constraints: missing", p);
+	if (get_strv(v, p, "constraints", &pl->constraints,
+		     &pl->nconstraints, e) < 0 ||
+	    parse_quota(v, p, &pl->quota, e) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+parse_pools(json_t *obj, const char *path, struct profile_def *pd,
+	    struct err *e)
+{
+	json_t *v = json_object_get(obj, "pools"), *val;
+	char p[PATH_LEN];
+	const char *key;
+
+	if (!v)
+		return 0;
+	join(p, sizeof(p), path, "pools");
+	if (!json_is_object(v))
+		return invalid(e, p, "must be an object (pool name -> "
+			       "constraints)");
+	pd->pools = xcalloc(json_object_size(v) + 1, sizeof(*pd->pools));
+	json_object_foreach(v, key, val) {
+		if (parse_pool(val, p, key, &pd->pools[pd->npools++], e) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 check_images(const struct profiles *p, const struct profile_def *pd,
 	     const char *path, struct err *e)
@@ -487,6 +547,7 @@ parse_profile(const struct profiles *p, json_t *v, const char *name,
 	    get_strv(v, path, "constraints", &pd->constraints,
 		     &pd->nconstraints, e) < 0 ||
 	    parse_quota(v, path, &pd->quota, e) < 0 ||
+	    parse_pools(v, path, pd, e) < 0 ||
 	    get_long(v, path, "cull_timeout", &pd->cull_timeout_s, e) < 0)
 		return -1;
 	return 0;
@@ -633,6 +694,12 @@ profiles_free(struct profiles *p)
 		strv_free_n(p->profiles[i].images, p->profiles[i].nimages);
 		strv_free_n(p->profiles[i].constraints,
 			    p->profiles[i].nconstraints);
+		for (size_t k = 0; k < p->profiles[i].npools; k++) {
+			free(p->profiles[i].pools[k].name);
+			strv_free_n(p->profiles[i].pools[k].constraints,
+				    p->profiles[i].pools[k].nconstraints);
+		}
+		free(p->profiles[i].pools);
 	}
 	free(p->images);
 	free(p->profiles);
@@ -658,6 +725,15 @@ profiles_image(const struct profiles *p, const char *key)
 	for (i = 0; p && key && i < p->nimages; i++)
 		if (p->images[i].key && strcmp(p->images[i].key, key) == 0)
 			return &p->images[i];
+	return NULL;
+}
+
+const struct pool_def *
+profiles_pool(const struct profile_def *pd, const char *name)
+{
+	for (size_t i = 0; pd && name && *name && i < pd->npools; i++)
+		if (pd->pools[i].name && strcmp(pd->pools[i].name, name) == 0)
+			return &pd->pools[i];
 	return NULL;
 }
 
@@ -843,6 +919,39 @@ pick_gpus(json_t *root, const struct profile_def *pd, int *out,
 	return 0;
 }
 
+/* "pool": absent (only the profile's constraints), or one of its pools. */
+static int
+pick_pool(const struct profile_def *pd, json_t *root, struct spawn_opts *o,
+	  struct err *e)
+{
+	json_t *v = option(root, "pool");
+	struct strbuf sb;
+	const char *name;
+
+	if (!v)
+		return 0;
+	if (!json_is_string(v))
+		return err_set(e, ERR_INVALID, "option 'pool' must be a "
+			       "string");
+	name = json_string_value(v);
+	if (profiles_pool(pd, name)) {
+		snprintf(o->pool, sizeof(o->pool), "%s", name);
+		return 0;
+	}
+	if (pd->npools == 0)
+		return err_set(e, ERR_INVALID, "pool '%.64s' is not available: "
+			       "profile '%s' offers no pools", name, pd->name);
+	sb_init(&sb);
+	for (size_t i = 0; i < pd->npools; i++) {
+		sb_adds(&sb, i ? ", " : "");
+		sb_adds(&sb, pd->pools[i].name);
+	}
+	err_set(e, ERR_INVALID, "pool '%.64s' is not available in profile "
+		"'%s' (choose one of: %s)", name, pd->name, sb.buf);
+	sb_release(&sb);
+	return -1;
+}
+
 int
 profiles_options(const struct profiles *p, const char *const *groups,
 		 size_t ngroups, const char *options_json,
@@ -859,7 +968,8 @@ profiles_options(const struct profiles *p, const char *const *groups,
 	    pick_image(pd, root, out, e) < 0 ||
 	    pick_range(root, "cpu", &pd->cpu, &out->cpu, e) < 0 ||
 	    pick_range(root, "mem_gb", &pd->mem_gb, &out->mem_gb, e) < 0 ||
-	    pick_gpus(root, pd, &out->gpus, e) < 0)
+	    pick_gpus(root, pd, &out->gpus, e) < 0 ||
+	    pick_pool(pd, root, out, e) < 0)
 		goto done;
 	snprintf(out->profile, sizeof(out->profile), "%s", pd->name);
 	rc = 0;
@@ -879,41 +989,62 @@ over(double quota, double used, double asked)
 	return quota >= 0 && asked > 0 && used + asked > quota + 1e-9;
 }
 
+/* q over the servers of in_use that count (pool NULL: all, else those of
+ * that pool); where: "" or " in pool 'gpu'". */
+static int
+quota_over(const struct quota *q, const char *pool, const char *where,
+	   const struct spawn_opts *o, const struct spawn_opts *in_use,
+	   size_t n, struct err *e)
+{
+	double cpu = 0, mem = 0, gpus = 0;
+	size_t i, count = 0;
+
+	for (i = 0; i < n; i++) {
+		if (pool && strcmp(in_use[i].pool, pool) != 0)
+			continue;
+		count++;
+		cpu += in_use[i].cpu;
+		mem += in_use[i].mem_gb;
+		gpus += in_use[i].gpus;
+	}
+	if (over((double)q->servers, (double)count, 1))
+		return err_set(e, ERR_TOOMANY, "your group's quota of %ld "
+			       "servers%s is in use (%zu used)", q->servers,
+			       where, count);
+	if (over(q->cpu, cpu, o->cpu))
+		return err_set(e, ERR_TOOMANY, "your group's quota of %g CPUs%s "
+			       "is in use (%g used, %g asked)", q->cpu, where,
+			       cpu, o->cpu);
+	if (over(q->mem_gb, mem, o->mem_gb))
+		return err_set(e, ERR_TOOMANY, "your group's quota of %g GiB of "
+			       "memory%s is in use (%g used, %g asked)",
+			       q->mem_gb, where, mem, o->mem_gb);
+	if (over((double)q->gpus, gpus, o->gpus))
+		return err_set(e, ERR_TOOMANY, "your group's quota of %ld "
+			       "GPUs%s is in use (%g used, %d asked)", q->gpus,
+			       where, gpus, o->gpus);
+	return 0;
+}
+
 int
 profiles_quota_check(const struct profiles *p, const struct spawn_opts *o,
 		     const struct spawn_opts *in_use, size_t n,
 		     struct err *e)
 {
 	const struct profile_def *pd = profiles_get(p, o->profile);
-	double cpu = 0, mem = 0, gpus = 0;
-	const struct quota *q;
-	size_t i;
+	const struct pool_def *pl;
+	char where[96];
 
 	if (!pd)
 		return err_set(e, ERR_INVALID, "unknown profile '%s'",
 			       o->profile);
-	q = &pd->quota;
-	for (i = 0; i < n; i++) {
-		cpu += in_use[i].cpu;
-		mem += in_use[i].mem_gb;
-		gpus += in_use[i].gpus;
-	}
-	if (over((double)q->servers, (double)n, 1))
-		return err_set(e, ERR_TOOMANY, "your group's quota of %ld "
-			       "servers is in use (%zu used)", q->servers, n);
-	if (over(q->cpu, cpu, o->cpu))
-		return err_set(e, ERR_TOOMANY, "your group's quota of %g CPUs "
-			       "is in use (%g used, %g asked)", q->cpu, cpu,
-			       o->cpu);
-	if (over(q->mem_gb, mem, o->mem_gb))
-		return err_set(e, ERR_TOOMANY, "your group's quota of %g GiB of "
-			       "memory is in use (%g used, %g asked)",
-			       q->mem_gb, mem, o->mem_gb);
-	if (over((double)q->gpus, gpus, o->gpus))
-		return err_set(e, ERR_TOOMANY, "your group's quota of %ld GPUs "
-			       "is in use (%g used, %d asked)", q->gpus, gpus,
-			       o->gpus);
-	return 0;
+	if (quota_over(&pd->quota, NULL, "", o, in_use, n, e) < 0)
+		return -1;
+	pl = profiles_pool(pd, o->pool);
+	if (!pl)
+		return 0;
+	snprintf(where, sizeof(where), " in pool '%s'", pl->name);
+	return quota_over(&pl->quota, pl->name, where, o, in_use, n, e);
 }
 
 /* ---- JSON out -------------------------------------------------------- */
@@ -952,6 +1083,8 @@ spawner_options_json(const struct spawn_opts *o)
 	json_object_set_new(v, "cpu", num(o->cpu));
 	json_object_set_new(v, "mem_gb", num(o->mem_gb));
 	json_object_set_new(v, "gpus", json_integer(o->gpus));
+	if (*o->pool)
+		json_object_set_new(v, "pool", json_string(o->pool));
 	return dump(v);
 }
 
@@ -982,6 +1115,25 @@ quota_json(const struct quota *q)
 	return v;
 }
 
+static json_t *
+pools_json(const struct profile_def *pd)
+{
+	json_t *a = json_array(), *cons;
+
+	for (size_t i = 0; i < pd->npools; i++) {
+		const struct pool_def *pl = &pd->pools[i];
+
+		cons = json_array();
+		for (size_t k = 0; k < pl->nconstraints; k++)
+			json_array_append_new(cons,
+					      json_string(pl->constraints[k]));
+		json_array_append_new(a, json_pack("{s:s, s:o, s:o}", "name",
+		    pl->name, "constraints", cons, "quota",
+		    quota_json(&pl->quota)));
+	}
+	return a;
+}
+
 static const char *
 kind_name(enum spawner_kind k)
 {
@@ -1009,6 +1161,7 @@ profile_json(const struct profiles *p, const struct profile_def *pd)
 	json_object_set_new(v, "mem_gb", range_json(&pd->mem_gb));
 	json_object_set_new(v, "gpus", json_integer(pd->gpus));
 	json_object_set_new(v, "quota", quota_json(&pd->quota));
+	json_object_set_new(v, "pools", pools_json(pd));
 	return v;
 }
 

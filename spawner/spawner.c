@@ -57,6 +57,7 @@ copy_cfg(struct spawner *sp, const struct spawner_cfg *c)
 	sp->cfg.home_target = keep(sp, 9, c->home_target, "/home/jovyan/work");
 	sp->cfg.shared_dir = c->shared_dir && *c->shared_dir
 	    ? keep(sp, 10, c->shared_dir, "") : NULL;
+	sp->cfg.gpu_resource = keep(sp, 11, c->gpu_resource, "gpu");
 }
 
 /* ---- small JSON helpers over Docker answers --------------------------- */
@@ -789,6 +790,11 @@ build_spec(struct spawner *sp, const struct spawn_req *req,
 		err_set(e, ERR_INVALID, "profile '%s' or image '%s' is no "
 			"longer configured", req->opts->profile,
 			req->opts->image);
+	else if (*req->opts->pool &&
+		 profiles_pool(in.profile, req->opts->pool) == NULL)
+		err_set(e, ERR_INVALID, "pool '%s' of profile '%s' is no "
+			"longer configured", req->opts->pool,
+			req->opts->profile);
 	else
 		spec = spec_build(&in, e);
 	pthread_rwlock_unlock(&sp->plock);
@@ -883,6 +889,90 @@ ensure_home(struct spawner *sp, const struct spawn_req *req,
 				    sp->cfg.home_gid, e);
 }
 
+/* ---- nodes ----------------------------------------------------------- */
+static void
+nodes_ctx_of(const struct spawner *sp, struct nodes_ctx *c)
+{
+	c->hub_id = sp->cfg.hub_id;
+	c->name_template = sp->cfg.name_template;
+	c->gpu_kind = sp->cfg.gpu_resource;
+}
+
+int
+spawner_nodes(struct spawner *sp, struct spawner_node **out, size_t *n,
+	      struct err *e)
+{
+	struct nodes_ctx c;
+
+	nodes_ctx_of(sp, &c);
+	return nodes_collect(sp->d, &c, out, n, e);
+}
+
+const char *
+spawner_gpu_kind(const struct spawner *sp)
+{
+	return sp->cfg.gpu_resource;
+}
+
+/* The profile's and the pool's constraints (heap vector) and what the
+ * service reserves. */
+static char **
+placement(struct spawner *sp, const struct spawn_opts *o, size_t *n,
+	  struct spawner_res *ask)
+{
+	const struct profile_def *pd;
+	const struct pool_def *pl;
+	char **v;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	pd = profiles_get(sp->profiles, o->profile);
+	pl = profiles_pool(pd, o->pool);
+	v = xcalloc((pd ? pd->nconstraints : 0) +
+		    (pl ? pl->nconstraints : 0) + 1, sizeof(char *));
+	*n = 0;
+	for (size_t i = 0; pd && i < pd->nconstraints; i++)
+		v[(*n)++] = xstrdup(pd->constraints[i]);
+	for (size_t i = 0; pl && i < pl->nconstraints; i++)
+		v[(*n)++] = xstrdup(pl->constraints[i]);
+	ask->cpus = o->cpu * sp->profiles->cpu_reservation_ratio;
+	pthread_rwlock_unlock(&sp->plock);
+	ask->mem_bytes = (int64_t)(o->mem_gb * SPAWNER_GIB + 0.5);
+	ask->gpus = o->gpus;
+	return v;
+}
+
+/*
+ * A server that asks for GPUs and that no node can take now fails at once
+ * with the reason, instead of waiting START_TIMEOUT in "pending". Checked
+ * whole (CPU, memory and GPUs on one node matching the constraints). A
+ * start without GPUs waits for room as before: nodes get labels and free
+ * up, and Swarm's own pending message says why meanwhile. When the nodes
+ * cannot be listed the start goes on and Swarm decides.
+ */
+static int
+fail_fast(struct spawner *sp, const struct spawn_opts *o, struct err *e)
+{
+	struct spawner_node *v;
+	struct spawner_res ask;
+	struct err le = { 0 };
+	char **cons;
+	size_t n, ncons;
+	int rc = 0;
+
+	if (o->gpus <= 0)
+		return 0;
+	if (spawner_nodes(sp, &v, &n, &le) < 0) {
+		log_event(LOG_WARN, "spawn.nodes_unknown", "err=%s", le.msg);
+		return 0;
+	}
+	cons = placement(sp, o, &ncons, &ask);
+	rc = nodes_fit(v, n, (const char *const *)cons, ncons, &ask,
+		       sp->cfg.gpu_resource, e);
+	strv_free(cons);
+	spawner_nodes_free(v, n);
+	return rc;
+}
+
 int
 spawner_start(struct spawner *sp, const struct spawn_req *req,
 	      spawn_progress_fn fn, void *ctx, struct server_addr *out,
@@ -895,7 +985,8 @@ spawner_start(struct spawner *sp, const struct spawn_req *req,
 	int created = 0, rc = -1;
 
 	memset(out, 0, sizeof(*out));
-	if (ensure_home(sp, req, fn, ctx, e) < 0)
+	if (fail_fast(sp, req->opts, e) < 0 ||
+	    ensure_home(sp, req, fn, ctx, e) < 0)
 		goto out;
 	spec = build_spec(sp, req, service, e);
 	if (spec == NULL || create_service(sp, service, spec, e) < 0)
@@ -1141,6 +1232,32 @@ task_node_gone(struct spawner *sp, const struct task *t, struct err *e)
 	return rc;
 }
 
+/* A task that is not running because its node was drained: ERR_NOTFOUND
+ * saying so; 0 otherwise (other reasons are the caller's to say). */
+static int
+task_drained(struct spawner *sp, const struct task *t, struct err *e)
+{
+	struct err ignore = { 0 };
+	const char *av, *host;
+	char *path;
+	json_t *n;
+	int rc = 0;
+
+	if (*t->node == '\0')
+		return 0;
+	path = xasprintf("/nodes/%s", t->node);
+	n = get_json(sp, path, &ignore);
+	free(path);
+	av = jstr(n, "Spec.Availability");
+	host = jstr(n, "Description.Hostname");
+	if (av && strcmp(av, "drain") == 0)
+		rc = err_set(e, ERR_NOTFOUND, "the server's node '%s' was "
+			     "drained: Swarm moved the server off it",
+			     host ? host : t->node);
+	json_decref(n);
+	return rc;
+}
+
 int
 spawner_locate(struct spawner *sp, const char *user, const char *server,
 	       const struct spawn_opts *opts, struct server_addr *out,
@@ -1181,6 +1298,9 @@ spawner_locate(struct spawner *sp, const char *user, const char *server,
 	}
 	copy_field(out->service_id, sizeof(out->service_id), jstr(s, "ID"));
 	if (newest_task(sp, service, &t, e) < 0)
+		goto out;
+	if ((strcmp(t.state, "running") != 0 ||
+	     strcmp(t.desired, "running") != 0) && task_drained(sp, &t, e) < 0)
 		goto out;
 	if (strcmp(t.state, "running") != 0) {
 		err_set(e, ERR_NOTFOUND, "the server's task is %s%s%s", t.state,

@@ -47,6 +47,8 @@ struct spawner_cfg {
 	long start_timeout_s;		/* task scheduled and running */
 	long http_timeout_s;		/* then api/status answering 200 */
 	int connect_gwbridge;		/* CONNECT=gwbridge (else dns) */
+	const char *gpu_resource;	/* generic-resource kind of "gpus"
+					 * (GPU_RESOURCE; NULL: "gpu") */
 };
 
 /* Refuses settings that could never start a server (HOME_MOUNT=volume
@@ -76,6 +78,7 @@ struct spawn_opts {
 	double cpu;		/* CPU limit */
 	double mem_gb;		/* memory limit in GiB (SPAWNER_GIB bytes) */
 	int gpus;
+	char pool[64];		/* a key of the profile's "pools"; "": none */
 };
 
 /*
@@ -179,6 +182,10 @@ typedef void (*spawn_progress_fn)(void *ctx, int progress, const char *msg);
  * run (START_TIMEOUT) and for <base_url>api/status to answer 200 with JSON
  * (HTTP_TIMEOUT; kind singleuser: for <base_url> to answer HTTP at all), reporting each task state change through fn. On any
  * failure the service is removed and *e says why in words a person reads.
+ * A start asking for GPUs that no ready, active node matching the
+ * profile's and pool's constraints has free fails before anything is
+ * created (ERR_UPSTREAM, "no node has 2 free GPUs; node gpu-1 has 1
+ * free").
  */
 int spawner_start(struct spawner *sp, const struct spawn_req *req,
 		  spawn_progress_fn fn, void *ctx, struct server_addr *out,
@@ -236,6 +243,48 @@ int spawner_usage(struct spawner *sp, struct spawner_usage **out, size_t *n,
  * when they are not two successive samples of one container. */
 double spawner_usage_cpu(const struct spawner_usage *prev,
 			 const struct spawner_usage *cur);
+
+/* ---- nodes of the swarm (spawner/nodes.c) ---------------------------- */
+/* CPUs, memory and GPUs (generic resources of kind GPU_RESOURCE). */
+struct spawner_res {
+	double cpus;
+	int64_t mem_bytes;
+	long gpus;
+};
+/* A server of this hub with a task on a node. */
+struct spawner_node_server {
+	char user[USER_NAME_MAX + 1];	/* swarmhub.user label */
+	char server[64];		/* swarmhub.server label */
+	char service[128];		/* the service's name */
+	char state[16];			/* the task's state: running, ... */
+	char desired[16];		/* running; shutdown while Swarm
+					 * ends it (a drained node) */
+	struct spawner_res reserved;	/* what its task reserves */
+};
+struct spawner_node {
+	char id[64];
+	char hostname[128];
+	char role[16];			/* manager, worker */
+	char availability[16];		/* active, pause, drain */
+	char state[16];			/* ready, down, unknown, ... */
+	char addr[64];			/* Status.Addr */
+	char **labels;			/* "key=value", sorted,
+					 * NULL-terminated */
+	struct spawner_res total;	/* what the node offers */
+	struct spawner_res reserved;	/* by this hub's servers */
+	struct spawner_res used;	/* by every task on it (others' too) */
+	struct spawner_node_server *servers;
+	size_t nservers;
+};
+/* Every node of the swarm with this hub's servers on it (one GET /nodes
+ * and one GET /tasks; heap array sorted managers first, then by hostname;
+ * free with spawner_nodes_free). Reservations count the tasks a node
+ * holds (assigned up to running, also while Swarm ends them). */
+int spawner_nodes(struct spawner *sp, struct spawner_node **out, size_t *n,
+		  struct err *e);
+void spawner_nodes_free(struct spawner_node *v, size_t n);
+/* The generic-resource kind GPUs are asked for as (GPU_RESOURCE). */
+const char *spawner_gpu_kind(const struct spawner *sp);
 
 /* GET url with "Authorization: token <token>": 0 when it answers 200 with
  * a JSON object within timeout_ms (libcurl; spawner/probe.c). */

@@ -479,7 +479,9 @@ resources(const struct spec_input *in, int *ok)
 	if (!res || o->gpus <= 0)
 		return res;
 	gen = json_pack("[{s:{s:s, s:I}}]", "DiscreteResourceSpec",
-			"Kind", "gpu", "Value", (json_int_t)o->gpus);
+			"Kind", in->cfg->gpu_resource && *in->cfg->gpu_resource ?
+			in->cfg->gpu_resource : "gpu", "Value",
+			(json_int_t)o->gpus);
 	put(json_object_get(res, "Reservations"), "GenericResources", gen, ok);
 	return res;
 }
@@ -488,13 +490,17 @@ static json_t *
 task_template(const struct spec_input *in, int volume, int *ok)
 {
 	const struct profile_def *pd = in->profile;
+	const struct pool_def *pl = profiles_pool(pd, in->req->opts->pool);
 	json_t *tt = json_object(), *cons = json_array(), *net;
 	size_t i;
 
 	put(tt, "ContainerSpec", container_spec(in, volume, ok), ok);
 	put(tt, "Resources", resources(in, ok), ok);
+	/* the profile's constraints, then the chosen pool's: all must hold */
 	for (i = 0; i < pd->nconstraints; i++)
 		push(cons, xstrdup(pd->constraints[i]), ok);
+	for (i = 0; pl && i < pl->nconstraints; i++)
+		push(cons, xstrdup(pl->constraints[i]), ok);
 	put(tt, "Placement", json_pack("{s:o}", "Constraints", cons), ok);
 	put(tt, "RestartPolicy", json_pack("{s:s}", "Condition", "none"), ok);
 	net = json_pack("[{s:s, s:[s]}]", "Target", in->cfg->network,

@@ -5,7 +5,7 @@
  * swarmhubctl.c parses the command line against the command table and
  * calls one cmd_* function; rest.c is the only file that sees libcurl;
  * out.c prints tables, times and JSON; users.c, servers.c, tokens.c,
- * cleanup.c, orphans.c and doctor.c hold the commands. A new command is
+ * cleanup.c, orphans.c, doctor.c and nodes.c hold the commands. A new command is
  * one row in the table in swarmhubctl.c plus its cmd_* function.
  * Ownership: struct ctl owns the URL, the token and the curl handle for the
  * process; json_t values returned through out-parameters belong to the
@@ -132,5 +132,6 @@ int cmd_tokens_revoke(struct ctl *c, const struct args *a, struct err *e);
 int cmd_cleanup(struct ctl *c, const struct args *a, struct err *e);
 int cmd_orphans(struct ctl *c, const struct args *a, struct err *e);
 int cmd_doctor(struct ctl *c, const struct args *a, struct err *e);
+int cmd_nodes(struct ctl *c, const struct args *a, struct err *e);
 
 #endif

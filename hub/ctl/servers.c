@@ -150,6 +150,7 @@ user_options(const struct args *a, struct err *e)
 
 	if (string_opt(a, "profile", o, e) < 0 ||
 	    string_opt(a, "image", o, e) < 0 ||
+	    string_opt(a, "pool", o, e) < 0 ||
 	    number_opt(a, "cpu", "cpu", o, e) < 0 ||
 	    number_opt(a, "mem-gb", "mem_gb", o, e) < 0)
 		goto bad;

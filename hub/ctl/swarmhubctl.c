@@ -72,6 +72,7 @@ static const struct opt servers_start_opts[] = {
 	{ "cpu", "N", "CPU limit (cores, may be fractional)" },
 	{ "mem-gb", "N", "memory limit in GiB (2^30 bytes)" },
 	{ "gpus", "N", "number of GPUs" },
+	{ "pool", "POOL", "node pool of the profile (its \"pools\")" },
 	{ NULL, NULL, NULL }
 };
 
@@ -194,6 +195,14 @@ static const struct cmd cmds[] = {
 	    "exit status is 1; a user without a home is\nskipped quietly. "
 	    "--dry-run counts the entries that would change.\n",
 	    homes_chown_opts, 0, ANY, cmd_homes_chown },
+	{ "nodes", NULL, "", "list the swarm's nodes and what this hub's "
+	    "servers reserve there",
+	    "Columns: HOSTNAME ROLE AVAILABILITY STATE CPUS MEM_GIB GPUS "
+	    "(each reserved by\nthis hub's servers / total) FREE_CPUS "
+	    "FREE_MEM_GIB FREE_GPUS (after every\ntask's reservations) "
+	    "SERVERS (user or user/server of each server there)\nLABELS. "
+	    "From GET /hub/api/swarmhub/nodes; --json prints its answer.\n",
+	    no_opts, 0, 0, cmd_nodes },
 	{ "doctor", NULL, "", "check the hub and the services it needs",
 	    "Checks here that the URL answers /hub/health and that the token "
 	    "works and is an\nadmin's, then asks the hub "

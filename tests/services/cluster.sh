@@ -8,8 +8,8 @@
 #                           SWARMHUB_TEST_DOCKER_HOST=unix:///run/...sock
 #                           SWARMHUB_TEST_MANAGER_ADDR=<manager's address>
 #                           SWARMHUB_TEST_NODES=<node ID>,...  (manager first)
-#                         The last worker has two fake GPUs (generic resource
-#                         gpu=GPU-fake-0, gpu=GPU-fake-1) and the label
+#                         The last worker has two fake GPUs (the discrete
+#                         generic resource gpu=2) and the label
 #                         pool=gpu; every other node has pool=cpu. The images
 #                         in SWARMHUB_TEST_IMAGES (space-separated; default:
 #                         the project's hub, nginx, postgres and test-notebook
@@ -148,9 +148,11 @@ start_daemon() { # start_daemon I LAST
 
 	mkdir -p "$DATA/n$i/root" "$DATA/n$i/exec"
 	# fake GPUs for the scheduler (this dockerd has no command-line flag
-	# for them; daemon.json has the key)
+	# for them; daemon.json has the key). Discrete, not named
+	# (gpu=GPU-fake-0, ...): Docker 20.10 rejects a task holding a named
+	# resource at its node's next update (tests/services/README.md)
 	if [ "$2" = 1 ]; then
-		echo '{"node-generic-resources": ["gpu=GPU-fake-0", "gpu=GPU-fake-1"]}'
+		echo '{"node-generic-resources": ["gpu=2"]}'
 	else
 		echo '{}'
 	fi >"$DATA/n$i/daemon.json"

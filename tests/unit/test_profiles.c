@@ -401,7 +401,7 @@ test_options(void)
 static void
 test_options_json(void)
 {
-	struct spawn_opts o = { "ds", "scipy", 2.5, 8, 1 };
+	struct spawn_opts o = { "ds", "scipy", 2.5, 8, 1, "" };
 	char *s = spawner_options_json(&o);
 
 	T_STREQ(s, "{\"profile\":\"ds\",\"image\":\"scipy\",\"cpu\":2.5,"
@@ -411,7 +411,13 @@ test_options_json(void)
 	s = spawner_options_json(&o);
 	T_OK(s && strstr(s, "\"cpu\":0.1,"), "0.1 printed as 0.1: %s", s);
 	free(s);
+	snprintf(o.pool, sizeof(o.pool), "gpu");
+	s = spawner_options_json(&o);
+	T_OK(s && strstr(s, ",\"gpus\":1,\"pool\":\"gpu\"}"),
+	     "a chosen pool is stored: %s", s);
+	free(s);
 }
+
 
 static struct spawn_opts
 mk(const char *profile, double cpu, double mem, int gpus)
@@ -603,6 +609,91 @@ test_web_credential(void)
 	     "a jupyter image needs no trust_network");
 }
 
+/* ---- pools ----------------------------------------------------------- */
+#define POOLS(p) PROF("'images': ['a'], " RNG ", 'gpus': 2, " \
+		      "'constraints': ['node.role==worker'], 'pools': " p)
+
+static void
+test_pools(void)
+{
+	const struct pool_def *pl;
+	const struct profile_def *pd;
+	struct profiles *p;
+	const char *g[] = { "p" };
+	struct spawn_opts o, use[3];
+	struct err e = { 0 };
+	char *s;
+
+	refused(POOLS("['x']"), "profiles.p.pools: must be an object (pool "
+		"name -> constraints)");
+	refused(POOLS("{'gpu': 'x'}"), "profiles.p.pools.gpu: must be a list "
+		"of constraints or an object with \"constraints\" and "
+		"\"quota\"");
+	refused(POOLS("{'gpu': [1]}"), "profiles.p.pools.gpu[0]: must be a "
+		"string");
+	refused(POOLS("{'gpu': {'quota': {}}}"),
+		"profiles.p.pools.gpu.constraints: missing");
+	refused(POOLS("{'gpu': {'constraints': [], 'colour': 1}}"),
+		"profiles.p.pools.gpu.colour: unknown key");
+	refused(POOLS("{'gpu': {'constraints': [], 'quota': {'gpus': -1}}}"),
+		"profiles.p.pools.gpu.quota.gpus: must be between 0 and "
+		"1000000000");
+	refused(POOLS("{'': []}"), "profiles.p.pools.: name must have 1 to 63 "
+		"characters");
+	/* both forms */
+	p = parse(POOLS("{'cpu': ['node.labels.pool==cpu'], 'gpu': "
+			"{'constraints': ['node.labels.pool==gpu', "
+			"'node.labels.gpu==yes'], 'quota': {'gpus': 2, "
+			"'servers': 1}}}"));
+	T_OK(p != NULL, "pools parsed");
+	if (!p)
+		return;
+	pd = profiles_get(p, "p");
+	T_OK(pd->npools == 2, "two pools");
+	pl = profiles_pool(pd, "cpu");
+	T_OK(pl && pl->nconstraints == 1 && pl->quota.gpus == -1 &&
+	     pl->quota.servers == -1, "short form: constraints, no quota");
+	T_STREQ(pl ? pl->constraints[0] : NULL, "node.labels.pool==cpu",
+		"short form constraint");
+	pl = profiles_pool(pd, "gpu");
+	T_OK(pl && pl->nconstraints == 2 && pl->quota.gpus == 2 &&
+	     pl->quota.servers == 1 && pl->quota.cpu < 0, "object form");
+	T_OK(profiles_pool(pd, "") == NULL && profiles_pool(pd, "x") == NULL,
+	     "no such pool");
+	/* the option */
+	T_OK(opts(p, g, 1, "{'pool': 'gpu', 'gpus': 1}", &o, &e) == 0 &&
+	     strcmp(o.pool, "gpu") == 0, "pool chosen");
+	T_OK(opts(p, g, 1, "{'pool': null}", &o, &e) == 0 && !*o.pool,
+	     "null pool: none");
+	T_OK(opts(p, g, 1, "{}", &o, &e) == 0 && !*o.pool, "no pool");
+	opt_refused(p, g, 1, "{'pool': 'tpu'}", ERR_INVALID, "pool 'tpu' "
+		    "is not available in profile 'p' (choose one of: cpu, gpu)");
+	opt_refused(p, g, 1, "{'pool': ['gpu']}", ERR_INVALID, "option "
+		    "'pool' must be a string");
+	/* per-pool quota: servers of that pool only */
+	o = mk("p", 1, 1, 1);
+	snprintf(o.pool, sizeof(o.pool), "gpu");
+	use[0] = mk("p", 1, 1, 0);	/* no pool */
+	use[1] = mk("p", 1, 1, 0);
+	snprintf(use[1].pool, sizeof(use[1].pool), "cpu");
+	T_OK(profiles_quota_check(p, &o, use, 2, &e) == 0,
+	     "other pools do not count");
+	use[2] = mk("p", 1, 1, 1);
+	snprintf(use[2].pool, sizeof(use[2].pool), "gpu");
+	quota_refused(p, o, use, 3, "your group's quota of 1 servers in pool "
+		      "'gpu' is in use (1 used)");
+	s = profiles_json(p, g, 1);
+	T_OK(s && strstr(s, "\"pools\":[{\"name\":\"cpu\",\"constraints\":"
+			 "[\"node.labels.pool==cpu\"],\"quota\":{}},{\"name\":"
+			 "\"gpu\""), "pools in the form's JSON: %s", s);
+	free(s);
+	profiles_free(p);
+	p = parse(PROF("'images': ['a'], " RNG));
+	opt_refused(p, g, 1, "{'pool': 'gpu'}", ERR_INVALID, "pool 'gpu' is "
+		    "not available: profile 'p' offers no pools");
+	profiles_free(p);
+}
+
 int
 main(void)
 {
@@ -614,5 +705,6 @@ main(void)
 	test_options_json();
 	test_quota();
 	test_profiles_json();
+	test_pools();
 	return t_done();
 }

@@ -23,7 +23,8 @@ static const char profiles_text[] =
 	"  \"ds\": {\"images\": [\"scipy\", \"plain\"],"
 	"   \"cpu\": {\"min\": 0.5, \"max\": 8}, \"mem_gb\": {\"min\": 1, \"max\": 64},"
 	"   \"gpus\": 2,"
-	"   \"constraints\": [\"node.labels.pool==ds\", \"node.role==worker\"]},"
+	"   \"constraints\": [\"node.labels.pool==ds\", \"node.role==worker\"],"
+	"   \"pools\": {\"gpu\": [\"node.labels.gpu==yes\"]}},"
 	"  \"default\": {\"images\": [\"hubsu\"],"
 	"   \"cpu\": {\"min\": 0.5, \"max\": 8}, \"mem_gb\": {\"min\": 1, \"max\": 64}}}}";
 
@@ -52,7 +53,7 @@ fixture_init(struct fixture *f)
 	f->cfg.home_uid = 1000;
 	f->cfg.home_gid = 100;
 	f->cfg.shared_dir = "shared";
-	f->opts = (struct spawn_opts){ "ds", "scipy", 1.5, 2, 0 };
+	f->opts = (struct spawn_opts){ "ds", "scipy", 1.5, 2, 0, "" };
 	f->req.user = "alice";
 	f->req.server = "";
 	f->req.opts = &f->opts;
@@ -260,6 +261,22 @@ test_spec_variants(void)
 	v = build(&f);
 	T_STREQ(s_at(v, "TaskTemplate/Resources/Reservations/GenericResources/"
 		     "0/DiscreteResourceSpec/Kind"), "gpu", "GPU kind");
+	T_OK(at(v, "TaskTemplate/Placement/Constraints/2") == NULL,
+	     "no pool: the profile's constraints only");
+	json_decref(v);
+	/* GPU_RESOURCE and a pool */
+	f.cfg.gpu_resource = "NVIDIA-GPU";
+	snprintf(f.opts.pool, sizeof(f.opts.pool), "gpu");
+	v = build(&f);
+	T_STREQ(s_at(v, "TaskTemplate/Resources/Reservations/GenericResources/"
+		     "0/DiscreteResourceSpec/Kind"), "NVIDIA-GPU",
+		"GPU kind from GPU_RESOURCE");
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/0"),
+		"node.labels.pool==ds", "profile's constraint first");
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/2"),
+		"node.labels.gpu==yes", "then the pool's");
+	f.cfg.gpu_resource = NULL;
+	f.opts.pool[0] = '\0';
 	T_OK(i_at(v, "TaskTemplate/Resources/Reservations/GenericResources/0/"
 		  "DiscreteResourceSpec/Value") == 2, "GPU count");
 	T_OK(i_at(v, "TaskTemplate/Resources/Limits/NanoCPUs") == 100000000,
@@ -402,8 +419,8 @@ message(const char *state, const char *err, const struct spawn_opts *o,
 static void
 test_task_messages(void)
 {
-	struct spawn_opts o = { "ds", "scipy", 2, 8, 0 };
-	struct spawn_opts one = { "ds", "scipy", 1, 64, 1 };
+	struct spawn_opts o = { "ds", "scipy", 2, 8, 0, "" };
+	struct spawn_opts one = { "ds", "scipy", 1, 64, 1, "" };
 	char *m;
 
 	message("rejected", "No such image: no/such-image:1", &o,

@@ -9,6 +9,8 @@
  *   home.c                      their shared name checks
  *   spawner.c   spawner.h: start/stop/locate/list, readiness, progress
  *   usage.c     container stats: what running servers use
+ *   agents.c    usage from every node: the agent's sampler and the hub asking
+ *               every agent at once
  */
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H
@@ -165,6 +167,18 @@ int usage_parse(const char *json, size_t len, struct spawner_usage *u,
 /* spawner_usage on a Docker client and hub label. */
 int usage_collect(struct docker *d, const char *hub_id,
 		  struct spawner_usage **out, size_t *n, struct err *e);
+
+/* ---- agents.c -------------------------------------------------------- */
+/* Samples as the agent's answer {"containers": [...]} (jansson's malloc;
+ * caller frees). */
+char *usage_agent_json(const struct spawner_usage *v, size_t n);
+/* An agent's answer into a heap array (caller frees); -1 naming the first
+ * bad field. */
+int usage_agent_parse(const char *json, size_t len,
+		      struct spawner_usage **out, size_t *n, struct err *e);
+/* "host:port" into host and port; -1 naming SWARMHUB_USAGE_AGENTS. */
+int usage_agents_split(const char *agents, char *host, size_t hsize,
+		       char *port, size_t psize, struct err *e);
 
 /* ---- homes ----------------------------------------------------------- */
 struct home_ops {

@@ -15,8 +15,9 @@ port is also published in host mode, so the host can ask each node's agent
 directly at the node's bridge address.
 
 Checks: one server on the manager and one on each worker show memory > 0
-and a CPU figure (after two samples) on /hub/admin and on each owner's
-/hub/home; each node's agent answers, with the right key, exactly the
+and a CPU figure (after two samples) on /hub/admin, on each owner's
+/hub/home and in GET /hub/api/swarmhub/usage; a busy loop in the server on
+a worker shows in its CPU figure; each node's agent answers, with the right key, exactly the
 servers on its own node; without a key or with a wrong one (e.g. the
 secret itself) it answers 401; with the agent gone from one worker, that
 worker's server shows "no sample yet" while the others keep their figures.
@@ -209,6 +210,16 @@ def spin(nodes, users, hub, i, seconds):
     assert st == 200, (st, v)
 
 
+def api_usage(hub):
+    """{user: (cpu, mem_bytes)} from GET /hub/api/swarmhub/usage."""
+    r = api(hub, "GET", "/swarmhub/usage")
+    assert r.status_code == 200, (r.status_code, r.text)
+    v = r.json()
+    assert v["source"] == "agents", v
+    return {s["user"]: (s["cpu"], s["mem_bytes"]) for s in v["servers"]
+            if s["user"] in hub["users"]}
+
+
 def mib(m):
     return float(m.group(2)) * (1024 if m.group(3) == "GiB" else 1)
 
@@ -267,6 +278,11 @@ def test_usage_from_every_node(swarm, usage_hub):
     print("admin Used cells:", cells)
     for u, v in cells.items():
         assert mib(FIGURES.match(v)) > 0, (u, v)
+    figures = api_usage(hub)
+    print("GET /hub/api/swarmhub/usage:", figures)
+    assert sorted(figures) == sorted(users), figures
+    for u, (cpu, mem) in figures.items():
+        assert cpu is not None and cpu >= 0 and mem > 0, (u, cpu, mem)
     for u in users:
         s = session(hub, u, pws[u])
         home = s.get(hub["url"] + "/hub/home", timeout=15).text
@@ -295,3 +311,6 @@ def test_usage_from_every_node(swarm, usage_hub):
     print("admin Used cells, worker 1's agent gone:", cells)
     for u in (users[0], users[2]):
         assert FIGURES.match(cells[u]), (u, cells[u])
+    figures = api_usage(hub)
+    assert figures[users[1]] == (None, None), figures
+    assert all(figures[u][1] > 0 for u in (users[0], users[2])), figures

@@ -87,10 +87,12 @@ static void
 container(struct docker *d, const char *image, const char *user, char *id,
 	  size_t size)
 {
-	json_t *spec = json_pack("{s:s, s:[s,s,s], s:{s:s, s:s, s:s}}",
+	json_t *spec = json_pack("{s:s, s:[s,s,s], s:{s:s, s:s, s:s},"
+				 " s:{s:b}}",
 				 "Image", image, "Cmd", "sh", "-c", "sleep 120",
 				 "Labels", "swarmhub.hub", run_id,
-				 "swarmhub.user", user, "swarmhub.server", "");
+				 "swarmhub.user", user, "swarmhub.server", "",
+				 "HostConfig", "AutoRemove", 1);
 	char *body = json_dumps(spec, 0), *p;
 	struct docker_resp r = { 0 };
 	struct err e = { 0 };
@@ -113,6 +115,35 @@ container(struct docker *d, const char *image, const char *user, char *id,
 	free(p);
 	free(body);
 	json_decref(spec);
+}
+
+/* Every container of this run, also one whose create answered late. */
+static void
+remove_ours(struct docker *d)
+{
+	char *f = xasprintf("{\"label\":[\"swarmhub.hub=%s\"]}", run_id);
+	char *esc = docker_escape(d, f), *path;
+	struct docker_resp r = { 0 };
+	struct err e = { 0 };
+	json_t *a = NULL, *c;
+	size_t i;
+
+	path = xasprintf("/containers/json?all=1&filters=%s", esc);
+	if (docker_get(d, path, &r, &e) == 0)
+		a = json_loadb(r.body, r.len, 0, NULL);
+	docker_resp_release(&r);
+	json_array_foreach(a, i, c) {
+		char *p = xasprintf("/containers/%s?force=1", json_string_value(
+		    json_object_get(c, "Id")));
+
+		docker_delete(d, p, &r, &e);
+		docker_resp_release(&r);
+		free(p);
+	}
+	json_decref(a);
+	free(path);
+	free(esc);
+	free(f);
 }
 
 static void
@@ -188,10 +219,9 @@ main(void)
 {
 	const char *host = getenv("DOCKER_HOST");
 	const char *image = getenv("SWARMHUB_TEST_IMAGE");
-	struct docker_resp r = { 0 };
 	struct docker *d = NULL;
 	struct err e = { 0 };
-	char id[80] = "", *agents, *p;
+	char id[80] = "", *agents;
 	int port = free_port(), status = -1;
 	pid_t pid;
 
@@ -223,11 +253,7 @@ main(void)
 		T_OK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		     "the agent stops cleanly on SIGTERM (status %d)", status);
 	}
-	p = xasprintf("/containers/%s?force=1", id);
-	if (id[0])
-		docker_delete(d, p, &r, &e);
-	docker_resp_release(&r);
-	free(p);
+	remove_ours(d);
 	free(agents);
 	docker_free(d);
 	return t_done();

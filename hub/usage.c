@@ -36,6 +36,8 @@ struct usage {
 	pthread_cond_t wake;		/* CLOCK_MONOTONIC */
 	atomic_int stopping;
 	int failing;			/* last pass failed (log once) */
+	char *agents_failing;		/* which agents failed last pass, and
+					 * why (logged when it changes) */
 };
 
 /* Stores the samples; 1 when a server still lacks a CPU figure. */
@@ -73,30 +75,41 @@ usage_agent_key(const char *secret, char *out)
 	crypto_hmac_hex(secret, AGENT_KEY_CONTEXT, out);
 }
 
+/* Logs the agents that failed when that changes (a node whose agent is
+ * down would otherwise log every pass); takes fails over. */
+static void
+agents_failing(struct usage *U, size_t asked, char *fails)
+{
+	char *was = U->agents_failing;
+
+	if (fails && (was == NULL || strcmp(was, fails) != 0))
+		log_event(LOG_WARN, "usage.agents_failed", "asked=%zu "
+			  "failed=%s", asked, fails);
+	else if (fails == NULL && was != NULL)
+		log_event(LOG_INFO, "usage.agents_recovered", "asked=%zu",
+			  asked);
+	free(was);
+	U->agents_failing = fails;
+}
+
 /* The samples of this pass: from the agents or from the local node. */
 static int
 sample(struct hub *h, struct spawner_usage **v, size_t *n, struct err *e)
 {
-	char key[65];
-	size_t asked, failed;
+	char key[65], *fails = NULL;
+	size_t asked = 0;
 	int rc;
 
 	if (h->cfg.usage_agents == NULL)
 		return spawner_usage(h->spawner, v, n, e);
 	usage_agent_key(h->cfg.secret, key);
 	rc = spawner_usage_agents(h->cfg.usage_agents, key, AGENT_TIMEOUT_MS,
-				  v, n, &asked, &failed, e);
+				  v, n, &asked, &fails, e);
 	explicit_bzero(key, sizeof(key));
-	if (rc == 0 && asked > 0 && failed == asked) {
-		free(*v);
-		*v = NULL;
-		return err_set(e, ERR_UNAVAILABLE, "none of the %zu usage "
-			       "agents at '%s' answered", asked,
-			       h->cfg.usage_agents);
+	if (rc == 0) {
+		agents_failing(h->usage, asked, fails);
+		log_event(LOG_DEBUG, "usage.agents", "asked=%zu", asked);
 	}
-	if (rc == 0)
-		log_event(LOG_DEBUG, "usage.agents", "asked=%zu failed=%zu",
-			  asked, failed);
 	return rc;
 }
 
@@ -220,6 +233,7 @@ usage_stop(struct hub *h)
 	pthread_join(U->thread, NULL);
 	pthread_cond_destroy(&U->wake);
 	pthread_mutex_destroy(&U->lock);
+	free(U->agents_failing);
 	free(U);
 	h->usage = NULL;
 }

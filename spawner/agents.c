@@ -8,8 +8,8 @@
  *                    "mem_bytes", "mem_limit"}]}
  * The hub finds the agents by DNS (all addresses of tasks.<service>, one
  * per node) and asks them all at once over one curl multi handle, each
- * with "Authorization: token <key>"; an agent that fails is logged and
- * left out, the others still count. Parsing is apart from I/O
+ * with "Authorization: token <key>"; an agent that fails is left out
+ * (the caller gets why), the others still count. Parsing is apart from I/O
  * (usage_agent_parse, unit-tested).
  * Ownership: struct spawner_sampler owns its Docker client and hub id.
  */
@@ -299,9 +299,11 @@ run_multi(CURLM *m)
 	}
 }
 
-/* One agent's answer appended to *v (n entries, cap *cap); 0 or -1. */
+/* One agent's answer appended to *v (n entries, cap *cap); 0, or -1
+ * with why it failed added to fails ("<url>: <why>; "). */
 static int
-take(struct ask *q, struct spawner_usage **v, size_t *n, size_t *cap)
+take(struct ask *q, struct spawner_usage **v, size_t *n, size_t *cap,
+     struct strbuf *fails)
 {
 	struct spawner_usage *got = NULL;
 	struct err e = { 0 };
@@ -311,11 +313,16 @@ take(struct ask *q, struct spawner_usage **v, size_t *n, size_t *cap)
 	curl_easy_getinfo(q->c, CURLINFO_RESPONSE_CODE, &status);
 	if (q->rc != CURLE_OK || status != 200 ||
 	    usage_agent_parse(q->body.buf, q->body.len, &got, &k, &e) < 0) {
-		log_event(LOG_WARN, "usage.agent_failed", "url=%s error=%s",
-			  q->url, q->rc != CURLE_OK ?
-			  curl_easy_strerror(q->rc) : status != 200 ?
-			  (status == 401 || status == 403 ? "refused (key)"
-			   : "not 200") : e.msg);
+		if (q->rc != CURLE_OK)
+			sb_addf(fails, "%s: %s; ", q->url,
+				curl_easy_strerror(q->rc));
+		else if (status == 401 || status == 403)
+			sb_addf(fails, "%s: refused the key (%ld); ", q->url,
+				status);
+		else if (status != 200)
+			sb_addf(fails, "%s: answered %ld; ", q->url, status);
+		else
+			sb_addf(fails, "%s: %s; ", q->url, e.msg);
 		return -1;
 	}
 	if (*n + k > *cap) {
@@ -331,16 +338,18 @@ take(struct ask *q, struct spawner_usage **v, size_t *n, size_t *cap)
 int
 spawner_usage_agents(const char *agents, const char *key, long timeout_ms,
 		     struct spawner_usage **out, size_t *n, size_t *asked,
-		     size_t *failed, struct err *e)
+		     char **failures, struct err *e)
 {
 	char host[256], port[8], **ips, *auth;
 	struct curl_slist *h = NULL;
+	struct strbuf fails;
 	struct ask *q;
-	size_t k, cap = 16;
+	size_t k, cap = 16, failed = 0;
 	CURLM *m;
 
 	*out = NULL;
-	*n = *asked = *failed = 0;
+	*n = *asked = 0;
+	*failures = NULL;
 	if (usage_agents_split(agents, host, sizeof(host), port, sizeof(port),
 			       e) < 0 || (ips = resolve(host, &k, e)) == NULL)
 		return -1;
@@ -358,9 +367,10 @@ spawner_usage_agents(const char *agents, const char *key, long timeout_ms,
 	}
 	run_multi(m);
 	*out = xcalloc(cap, sizeof(**out));
+	sb_init(&fails);
 	for (size_t i = 0; i < k; i++) {
-		if (take(&q[i], out, n, &cap) < 0)
-			(*failed)++;
+		if (take(&q[i], out, n, &cap, &fails) < 0)
+			failed++;
 		curl_multi_remove_handle(m, q[i].c);
 		curl_easy_cleanup(q[i].c);
 		sb_release(&q[i].body);
@@ -368,6 +378,12 @@ spawner_usage_agents(const char *agents, const char *key, long timeout_ms,
 		free(ips[i]);
 	}
 	*asked = k;
+	if (failed > 0) {
+		fails.len -= 2;		/* the last "; " */
+		fails.buf[fails.len] = '\0';
+		*failures = sb_detach(&fails, NULL);
+	}
+	sb_release(&fails);
 	curl_multi_cleanup(m);
 	curl_slist_free_all(h);
 	free(auth);

@@ -253,12 +253,13 @@ int spawner_sampler_json(struct spawner_sampler *s, char **json, size_t *n,
 /* Asks every agent behind agents ("host:port"; every IPv4 address of host,
  * e.g. tasks.<agent service>, all at once) GET /usage with "Authorization:
  * token <key>", each within timeout_ms. The samples of those that answered
- * in *out (heap array, caller frees); *asked agents were found, *failed of
- * them did not answer (each logged as usage.agent_failed). -1 with *e when
- * agents is not host:port or the name resolves to nothing. */
+ * in *out (heap array, caller frees); *asked agents were found; those that
+ * did not answer in *failures, "<url>: <why>" joined by "; " (heap string,
+ * caller frees; NULL when all answered). -1 with *e when agents is not
+ * host:port or the name resolves to nothing. */
 int spawner_usage_agents(const char *agents, const char *key,
 			 long timeout_ms, struct spawner_usage **out,
-			 size_t *n, size_t *asked, size_t *failed,
+			 size_t *n, size_t *asked, char **failures,
 			 struct err *e);
 
 /* GET url with "Authorization: token <token>": 0 when it answers 200 with

@@ -6,7 +6,9 @@
  * Docker (DOCKER_HOST: the node's socket, bind-mounted) and answers
  * GET /usage on AGENT_PORT with one sample of every running container
  * labelled swarmhub.hub=HUB_ID, as the spawner's sampler gives it
- * (spawner/agents.c has the JSON). Only a caller with
+ * (spawner/agents.c has the JSON; Docker is connected at start or, when
+ * it does not answer then, at the first request that finds it answering,
+ * 502 until then). Only a caller with
  * "Authorization: token <key>" is answered, key = usage_agent_key(SECRET)
  * (the hub holds the same secret); everyone else gets 401. The hub asks
  * once per USAGE_EVERY, so two threads are plenty.
@@ -23,7 +25,9 @@
 #include "web.h"
 
 struct agent {
-	struct spawner_sampler *sampler;
+	pthread_mutex_t lock;		/* connecting the sampler */
+	struct spawner_sampler *sampler; /* NULL until Docker first answers */
+	const char *docker_host, *cert_path, *hub_id;
 	char key[65];
 	struct log_limit refused_log;
 };
@@ -91,6 +95,22 @@ authorized(struct agent *A, struct MHD_Connection *c)
 	return strlen(v) == 64 && str_ct_eq(v, A->key, 64);
 }
 
+/* The node's Docker client, connected at the first request that finds
+ * Docker answering (so the agent listens even while its Docker is slow or
+ * away at start, and says why to the hub). */
+static int
+sampler(struct agent *A, struct err *e)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&A->lock);
+	if (A->sampler == NULL)
+		rc = spawner_sampler_new(A->docker_host, A->cert_path,
+					 A->hub_id, &A->sampler, e);
+	pthread_mutex_unlock(&A->lock);
+	return rc;
+}
+
 static enum MHD_Result
 on_request(void *cls, struct MHD_Connection *c, const char *url,
 	   const char *method, const char *version, const char *upload,
@@ -119,7 +139,8 @@ on_request(void *cls, struct MHD_Connection *c, const char *url,
 				  "reason=%s", "no valid key");
 		return error_reply(c, 401, "a valid token is required");
 	}
-	if (spawner_sampler_json(A->sampler, &json, &n, &e) < 0) {
+	if (sampler(A, &e) < 0 ||
+	    spawner_sampler_json(A->sampler, &json, &n, &e) < 0) {
 		log_event(LOG_WARN, "agent.failed", "error=%s", e.msg);
 		return error_reply(c, 502, e.msg);
 	}
@@ -166,16 +187,17 @@ settings(struct agent *A, long *port, struct err *e)
 		return err_set(e, ERR_INVALID, "SWARMHUB_LOG_LEVEL: '%.20s' is "
 			       "not debug, info, warn or error", level);
 	log_set_level((enum log_level)lv);
-	return spawner_sampler_new(*host ? host : "unix:///var/run/docker.sock",
-				   cert && *cert ? cert : NULL,
-				   *hub_id ? hub_id : "swarmhub", &A->sampler,
-				   e);
+	A->docker_host = *host ? host : "unix:///var/run/docker.sock";
+	A->cert_path = cert && *cert ? cert : NULL;
+	A->hub_id = *hub_id ? hub_id : "swarmhub";
+	return 0;
 }
 
 static int
 serve(struct agent *A, long port)
 {
 	struct MHD_Daemon *d;
+	struct err e = { 0 };
 	sigset_t set;
 	int sig = 0;
 
@@ -199,6 +221,9 @@ serve(struct agent *A, long port)
 		return 1;
 	}
 	log_event(LOG_INFO, "agent.started", "port=%ld", port);
+	if (sampler(A, &e) < 0)		/* early, but not required yet */
+		log_event(LOG_WARN, "agent.docker_unavailable", "error=%s",
+			  e.msg);
 	sigwait(&set, &sig);
 	MHD_stop_daemon(d);
 	log_event(LOG_INFO, "agent.stopped", "signal=%d", sig);
@@ -233,8 +258,10 @@ agent_main(int argc, char **argv)
 		fprintf(stderr, "swarmhub agent: %s\n", e.msg);
 		return 1;
 	}
+	pthread_mutex_init(&A.lock, NULL);
 	rc = serve(&A, port);
 	spawner_sampler_free(A.sampler);
+	pthread_mutex_destroy(&A.lock);
 	explicit_bzero(A.key, sizeof(A.key));
 	return rc;
 }

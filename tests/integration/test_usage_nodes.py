@@ -24,7 +24,6 @@ worker's server shows "no sample yet" while the others keep their figures.
 """
 import hashlib
 import hmac
-import json
 import os
 import re
 import time
@@ -34,15 +33,26 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from clusterhub import DEFAULT_PROFILES, HUB_IMAGE, Engine, api, \
+from clusterhub import DEFAULT_PROFILES, HUB_IMAGE, Engine, \
     free_host_port, hub_service, node_socket
-from hubtest import DIRECT, esc, form_xsrf, hub_binary, uniq, wait_for
+from hubtest import esc, form_xsrf, hub_binary, uniq, wait_for
 
 USED = r'<tr data-user="{}">.*?<td class="used">(.*?)</td>'
 FIGURES = re.compile(r"^(\d+\.\d\d) CPU, (\d+(?:\.\d\d)?) (MiB|GiB)$")
 HOME_FIGURES = re.compile(r'<dd id="used">(\d+\.\d\d) CPU, '
                           r'(\d+(?:\.\d\d)?) (MiB|GiB)</dd>')
 AGENT_PORT = 8001
+
+
+def api(hub, method, path, **kw):
+    """The hub's REST API over a fresh connection: a pooled one may have
+    been closed by the edge's idle timeout while the test waited (a POST
+    on it fails with RemoteDisconnected, and is not retried)."""
+    with requests.Session() as s:
+        s.trust_env = False
+        return s.request(method, hub["url"] + "/hub/api" + path,
+                         headers={"Authorization": f"token {hub['token']}"},
+                         timeout=30, **kw)
 
 
 def agent_key(secret):
@@ -150,7 +160,9 @@ def agent_url(hub, node):
 
 def ask_agent(hub, node, key):
     h = {"Authorization": f"token {key}"} if key else {}
-    return DIRECT.get(agent_url(hub, node), headers=h, timeout=15)
+    with requests.Session() as s:
+        s.trust_env = False
+        return s.get(agent_url(hub, node), headers=h, timeout=15)
 
 
 def agent_status(hub, node):
@@ -186,9 +198,17 @@ def set_password(hub, user, admin=False):
     return pw
 
 
+def get_page(session, url):
+    """GET with session's cookies over a fresh connection (see api)."""
+    with requests.Session() as s:
+        s.trust_env = False
+        s.cookies.update(session.cookies)
+        return s.get(url, timeout=15)
+
+
 def used_cells(hub, admin):
     """{user: the text of the admin table's Used cell}."""
-    r = admin.get(hub["url"] + "/hub/admin", timeout=15)
+    r = get_page(admin, hub["url"] + "/hub/admin")
     assert r.status_code == 200, r.status_code
     out = {}
     for u in hub["users"]:
@@ -238,8 +258,10 @@ def test_usage_from_every_node(swarm, usage_hub):
         for key in ("0" * 64, hub["secret"], agent_key(hub["secret"])[:-1]):
             r = ask_agent(hub, n, key)
             assert r.status_code == 401, (n, key[:8], r.status_code, r.text)
-        r = DIRECT.post(agent_url(hub, n), timeout=15, headers={
-            "Authorization": f"token {agent_key(hub['secret'])}"})
+        with requests.Session() as s:
+            s.trust_env = False
+            r = s.post(agent_url(hub, n), timeout=15, headers={
+                "Authorization": f"token {agent_key(hub['secret'])}"})
         assert r.status_code == 405, r.status_code
     # one server per node
     admin_name = uniq("useadm")
@@ -285,7 +307,7 @@ def test_usage_from_every_node(swarm, usage_hub):
         assert cpu is not None and cpu >= 0 and mem > 0, (u, cpu, mem)
     for u in users:
         s = session(hub, u, pws[u])
-        home = s.get(hub["url"] + "/hub/home", timeout=15).text
+        home = get_page(s, hub["url"] + "/hub/home").text
         m = HOME_FIGURES.search(home)
         assert m and mib(m) > 0, (u, home[-1500:])
     # a busy loop in the server on worker 2 (limited to 0.1 CPU) shows

@@ -13,6 +13,7 @@
  *   GET    /swarmhub/audit?limit=N              newest audit entries
  *   GET    /swarmhub/nodes                      the swarm's nodes, what this
  *                                               hub's servers reserve there
+ *   GET    /swarmhub/usage                      CPU/memory running servers use
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -514,6 +515,54 @@ get_nodes(struct req *r)
 				     spawner_gpu_kind(r->hub->spawner)));
 }
 
+/* ---- usage (hub/usage.c) ---------------------------------------------- */
+/* One running server's figures; nulls without a recent sample. */
+static json_t *
+usage_row(const struct hub *h, const struct user *u, const struct server *s,
+	  int64_t now)
+{
+	char ts[40];
+	int64_t mem;
+	double cpu;
+
+	if (h->cfg.usage_every_s <= 0 ||
+	    usage_get(s, now, h->cfg.usage_every_s, &cpu, &mem) < 0)
+		return json_pack("{s:s, s:s, s:n, s:n, s:n}", "user", u->name,
+				 "server", s->name, "cpu", "mem_bytes",
+				 "sampled");
+	time_iso8601(s->usage_at_ms, ts, sizeof(ts));
+	return json_pack("{s:s, s:s, s:o, s:I, s:s}", "user", u->name,
+			 "server", s->name, "cpu", cpu < 0 ? json_null() :
+			 json_real(cpu), "mem_bytes", (json_int_t)mem,
+			 "sampled", ts);
+}
+
+static void
+get_usage(struct req *r)
+{
+	struct hub *h = r->hub;
+	int64_t now = time_now_ms();
+	json_t *list = json_array();
+
+	pthread_rwlock_rdlock(&h->state.lock);
+	for (size_t i = 0; i < h->state.nusers; i++) {
+		const struct user *u = h->state.user_list[i];
+
+		for (size_t k = 0; u && k < user_nservers(u); k++) {
+			const struct server *s = user_server_at(u, k);
+
+			if (s && s->state == SRV_RUNNING)
+				json_array_append_new(list,
+						      usage_row(h, u, s, now));
+		}
+	}
+	pthread_rwlock_unlock(&h->state.lock);
+	reply_json(r, 200, json_pack("{s:s, s:o}", "source",
+				     h->cfg.usage_every_s <= 0 ? "off" :
+				     h->cfg.usage_agents ? "agents" : "local",
+				     "servers", list));
+}
+
 /* sub: the path after /hub/api/swarmhub */
 void
 api_admin_handle(struct req *r, const struct who *w, const char *sub)
@@ -533,6 +582,8 @@ api_admin_handle(struct req *r, const struct who *w, const char *sub)
 		get_orphans(r);
 	else if (strcmp(sub, "/nodes") == 0 && m == M_GET)
 		get_nodes(r);
+	else if (strcmp(sub, "/usage") == 0 && m == M_GET)
+		get_usage(r);
 	else if (strncmp(sub, "/orphans/services/", 18) == 0 && m == M_DELETE)
 		delete_orphan_service(r, sub + 18);
 	else if (strncmp(sub, "/chown/", 7) == 0 && m == M_POST)

@@ -200,7 +200,8 @@ load_cull(struct hub_cfg *c, struct err *e)
 	    cfg_long("CULL_CONCURRENCY", 10, 1, 1000, &c->cull_concurrency,
 		     e) < 0 ||
 	    cfg_duration("CULL_PROBE_TIMEOUT", 5, &probe_s, e) < 0 ||
-	    cfg_duration("USAGE_EVERY", 30, &c->usage_every_s, e) < 0)
+	    cfg_duration("USAGE_EVERY", 30, &c->usage_every_s, e) < 0 ||
+	    str_setting("USAGE_AGENTS", NULL, &c->usage_agents, e) < 0)
 		return -1;
 	if (c->cull_every_s < 1)
 		return err_set(e, ERR_INVALID, "SWARMHUB_CULL_EVERY must be at "

@@ -59,6 +59,8 @@ struct hub_cfg {
 	int cull_admin_servers, cull_kernel_busy, cull_websockets;
 	long cull_concurrency, cull_probe_timeout_ms;
 	long usage_every_s;		/* container stats; 0: off */
+	const char *usage_agents;	/* host:port of the usage agents;
+					 * NULL: the local node's stats */
 	/* proxy */
 	int admin_access;		/* admins may open others' servers */
 	long proxy_timeout_s;		/* upstream connect + first byte */
@@ -488,6 +490,10 @@ void usage_stop(struct hub *h);
  * use; -1 when there is no recent sample of this run (state lock held). */
 int usage_get(const struct server *s, int64_t now_ms, long every_s,
 	      double *cpu, int64_t *mem_bytes);
+/* The key the usage agents take ("Authorization: token <key>"): HMAC of
+ * a fixed context with SECRET, 64 hex characters and a NUL into out; the
+ * secret itself never leaves the hub. */
+void usage_agent_key(const char *secret, char *out);
 
 /* ---- the edge's router (proxy.c): the edge_hooks it gets ------------ */
 struct edge_request;

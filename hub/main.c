@@ -28,6 +28,7 @@ usage(FILE *f)
 	fprintf(f,
 "usage: swarmhub [--help] [--version]\n"
 "       swarmhub set-password NAME [--admin]   (local auth; password on stdin)\n"
+"       swarmhub agent [--help]   (the usage agent of one node)\n"
 "\n"
 "Runs the swarmhub notebook hub. Settings come from SWARMHUB_* environment\n"
 "variables (each secret also as SWARMHUB_<NAME>_FILE); docs/settings.md\n"
@@ -393,6 +394,8 @@ main(int argc, char **argv)
 	struct err e = { 0 };
 	int c, admin = 0;
 
+	if (argc > 1 && strcmp(argv[1], "agent") == 0)
+		return agent_main(argc - 1, argv + 1);
 	while ((c = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h': usage(stdout); return 0;

@@ -9,6 +9,13 @@
  * the same container, so a new server shows its memory at once and its
  * CPU one sample later; that second sample is taken after
  * USAGE_FIRST_MS rather than a whole period later.
+ *
+ * Where the samples come from: with USAGE_AGENTS unset, the node the hub
+ * talks to (GET /containers/json and stats there: servers on other nodes
+ * of a swarm are not seen); with USAGE_AGENTS=host:port, the usage agents
+ * (`swarmhub agent`, one per node, agent.c), every one asked at once in
+ * each pass, with a key derived from SECRET (usage_agent_key), so the
+ * pass takes about as long for 10 nodes as for one.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -19,6 +26,8 @@
 #include "hub.h"
 
 #define USAGE_FIRST_MS 5000
+#define AGENT_TIMEOUT_MS 10000L
+#define AGENT_KEY_CONTEXT "swarmhub usage agent v1"
 
 /* The sampler of one hub (h->usage). */
 struct usage {
@@ -27,6 +36,8 @@ struct usage {
 	pthread_cond_t wake;		/* CLOCK_MONOTONIC */
 	atomic_int stopping;
 	int failing;			/* last pass failed (log once) */
+	char *agents_failing;		/* which agents failed last pass, and
+					 * why (logged when it changes) */
 };
 
 /* Stores the samples; 1 when a server still lacks a CPU figure. */
@@ -58,6 +69,50 @@ apply(struct hub *h, const struct spawner_usage *v, size_t n)
 	return again;
 }
 
+void
+usage_agent_key(const char *secret, char *out)
+{
+	crypto_hmac_hex(secret, AGENT_KEY_CONTEXT, out);
+}
+
+/* Logs the agents that failed when that changes (a node whose agent is
+ * down would otherwise log every pass); takes fails over. */
+static void
+agents_failing(struct usage *U, size_t asked, char *fails)
+{
+	char *was = U->agents_failing;
+
+	if (fails && (was == NULL || strcmp(was, fails) != 0))
+		log_event(LOG_WARN, "usage.agents_failed", "asked=%zu "
+			  "failed=%s", asked, fails);
+	else if (fails == NULL && was != NULL)
+		log_event(LOG_INFO, "usage.agents_recovered", "asked=%zu",
+			  asked);
+	free(was);
+	U->agents_failing = fails;
+}
+
+/* The samples of this pass: from the agents or from the local node. */
+static int
+sample(struct hub *h, struct spawner_usage **v, size_t *n, struct err *e)
+{
+	char key[65], *fails = NULL;
+	size_t asked = 0;
+	int rc;
+
+	if (h->cfg.usage_agents == NULL)
+		return spawner_usage(h->spawner, v, n, e);
+	usage_agent_key(h->cfg.secret, key);
+	rc = spawner_usage_agents(h->cfg.usage_agents, key, AGENT_TIMEOUT_MS,
+				  v, n, &asked, &fails, e);
+	explicit_bzero(key, sizeof(key));
+	if (rc == 0) {
+		agents_failing(h->usage, asked, fails);
+		log_event(LOG_DEBUG, "usage.agents", "asked=%zu", asked);
+	}
+	return rc;
+}
+
 static int
 pass(struct hub *h)
 {
@@ -67,7 +122,7 @@ pass(struct hub *h)
 	int again = 0;
 	int64_t t0 = time_mono_ms();
 
-	if (spawner_usage(h->spawner, &v, &n, &e) < 0) {
+	if (sample(h, &v, &n, &e) < 0) {
 		if (!h->usage->failing)
 			log_event(LOG_WARN, "usage.failed", "error=%s", e.msg);
 		h->usage->failing = 1;
@@ -112,6 +167,21 @@ run(void *arg)
 	return NULL;
 }
 
+/* USAGE_AGENTS is host:port, checked before the hub starts. */
+static int
+check_agents(const char *agents, struct err *e)
+{
+	const char *colon = strrchr(agents, ':');
+	long port;
+
+	if (colon == NULL || colon == agents ||
+	    str_to_long(colon + 1, 1, 65535, &port, "port", NULL) < 0)
+		return err_set(e, ERR_INVALID, "SWARMHUB_USAGE_AGENTS: '%.80s' "
+			       "is not host:port (e.g. tasks.swarmhub_agent:"
+			       "8001)", agents);
+	return 0;
+}
+
 int
 usage_start(struct hub *h, struct err *e)
 {
@@ -121,6 +191,8 @@ usage_start(struct hub *h, struct err *e)
 
 	if (h->spawner == NULL || h->cfg.usage_every_s <= 0)
 		return 0;
+	if (h->cfg.usage_agents && check_agents(h->cfg.usage_agents, e) < 0)
+		return -1;
 	if (pthread_condattr_init(&ca) != 0)
 		return err_set(e, ERR_INTERNAL, "usage: no condition variable");
 	U = xcalloc(1, sizeof(*U));
@@ -141,8 +213,9 @@ usage_start(struct hub *h, struct err *e)
 		return err_set(e, ERR_INTERNAL, "usage: cannot start its "
 			       "thread");
 	}
-	log_event(LOG_INFO, "usage.started", "every_s=%ld",
-		  h->cfg.usage_every_s);
+	log_event(LOG_INFO, "usage.started", "every_s=%ld from=%s",
+		  h->cfg.usage_every_s, h->cfg.usage_agents
+		  ? h->cfg.usage_agents : "local");
 	return 0;
 }
 
@@ -160,6 +233,7 @@ usage_stop(struct hub *h)
 	pthread_join(U->thread, NULL);
 	pthread_cond_destroy(&U->wake);
 	pthread_mutex_destroy(&U->lock);
+	free(U->agents_failing);
 	free(U);
 	h->usage = NULL;
 }

@@ -83,6 +83,9 @@ void events_keepalive(void);
 
 
 /* ---- API (api.c), pages (pages.c) ------------------------------------ */
+/* `swarmhub agent` (agent.c): the usage agent of one node, a small HTTP
+ * server of its own; returns the exit status. */
+int agent_main(int argc, char **argv);
 void api_handle(struct req *r, const char *sub);	/* sub: after /hub/api */
 void pages_login(struct req *r);
 void pages_logout(struct req *r);

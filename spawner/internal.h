@@ -11,6 +11,8 @@
  *   usage.c     container stats: what running servers use
  *   nodes.c     the swarm's nodes, what is reserved on them, and whether
  *               any can take a server (fail fast)
+ *   agents.c    usage from every node: the agent's sampler and the hub asking
+ *               every agent at once
  */
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H
@@ -205,6 +207,17 @@ int nodes_fit(const struct spawner_node *v, size_t n,
 	      const char *const *cons, size_t ncons,
 	      const struct spawner_res *ask,
 	      const char *gpu_kind, struct err *e);
+/* ---- agents.c -------------------------------------------------------- */
+/* Samples as the agent's answer {"containers": [...]} (jansson's malloc;
+ * caller frees). */
+char *usage_agent_json(const struct spawner_usage *v, size_t n);
+/* An agent's answer into a heap array (caller frees); -1 naming the first
+ * bad field. */
+int usage_agent_parse(const char *json, size_t len,
+		      struct spawner_usage **out, size_t *n, struct err *e);
+/* "host:port" into host and port; -1 naming SWARMHUB_USAGE_AGENTS. */
+int usage_agents_split(const char *agents, char *host, size_t hsize,
+		       char *port, size_t psize, struct err *e);
 
 /* ---- homes ----------------------------------------------------------- */
 struct home_ops {

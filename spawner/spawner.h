@@ -222,9 +222,10 @@ struct spawner_service {
 int spawner_list(struct spawner *sp, struct spawner_service **out,
 		 size_t *n, struct err *e);
 
-/* What a running server uses, sampled by Docker on the node the hub talks
- * to (servers on other nodes of a swarm are not seen). Counters are
- * cumulative: the CPU rate needs two samples of the same container. */
+/* What a running server uses, sampled by Docker on the server's node
+ * (spawner_usage: the node the hub talks to only; spawner_usage_agents:
+ * every node, through the usage agents). Counters are cumulative: the CPU
+ * rate needs two samples of the same container. */
 struct spawner_usage {
 	char user[USER_NAME_MAX + 1];	/* swarmhub.user label */
 	char server[64];		/* swarmhub.server label */
@@ -285,6 +286,29 @@ int spawner_nodes(struct spawner *sp, struct spawner_node **out, size_t *n,
 void spawner_nodes_free(struct spawner_node *v, size_t n);
 /* The generic-resource kind GPUs are asked for as (GPU_RESOURCE). */
 const char *spawner_gpu_kind(const struct spawner *sp);
+/* Usage from every node (spawner/agents.c). A sampler reads one node's
+ * Docker (docker_host as DOCKER_HOST) for the containers labelled
+ * swarmhub.hub=hub_id: what `swarmhub agent` runs on each node. */
+struct spawner_sampler;
+int spawner_sampler_new(const char *docker_host, const char *cert_path,
+			const char *hub_id, struct spawner_sampler **out,
+			struct err *e);
+void spawner_sampler_free(struct spawner_sampler *s);
+/* One sample of the node's containers as the agent's JSON answer
+ * ({"containers": [...]}, caller frees *json; *n containers in it). */
+int spawner_sampler_json(struct spawner_sampler *s, char **json, size_t *n,
+			 struct err *e);
+/* Asks every agent behind agents ("host:port"; every IPv4 address of host,
+ * e.g. tasks.<agent service>, all at once) GET /usage with "Authorization:
+ * token <key>", each within timeout_ms. The samples of those that answered
+ * in *out (heap array, caller frees); *asked agents were found; those that
+ * did not answer in *failures, "<url>: <why>" joined by "; " (heap string,
+ * caller frees; NULL when all answered). -1 with *e when agents is not
+ * host:port or the name resolves to nothing. */
+int spawner_usage_agents(const char *agents, const char *key,
+			 long timeout_ms, struct spawner_usage **out,
+			 size_t *n, size_t *asked, char **failures,
+			 struct err *e);
 
 /* GET url with "Authorization: token <token>": 0 when it answers 200 with
  * a JSON object within timeout_ms (libcurl; spawner/probe.c). */

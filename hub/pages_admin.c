@@ -517,6 +517,8 @@ pages_admin(struct req *r)
 	sb_adds(&sb, "</section>");
 	add_users_form(&sb);
 	quota_table(&sb, r->hub);
+	if (r->hub->spawner)	/* moves to /hub/admin/nodes */
+		pages_images_block(&sb);
 	audit_table(&sb, r->hub);
 	pages_end(r, &sb, 200);
 }

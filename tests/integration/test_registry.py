@@ -206,6 +206,25 @@ def start(hub, user, image):
     assert r.status_code in (201, 202), (r.status_code, r.text)
 
 
+def progress_messages(hub, user, timeout=90):
+    """The messages of the start's progress stream (replayed from its
+    beginning) until ready or failed."""
+    r = api(hub, "GET", f"/users/{user}/server/progress", stream=True,
+            timeout=timeout)
+    assert r.status_code == 200, (r.status_code, r.text)
+    out = []
+    try:
+        for line in r.iter_lines(decode_unicode=True):
+            if line and line.startswith("data:"):
+                ev = json.loads(line[5:])
+                out.append(ev.get("message", ""))
+                if ev.get("ready") or ev.get("failed"):
+                    break
+    finally:
+        r.close()
+    return out
+
+
 def outcome(hub, user, timeout=90):
     """Waits until the start ends: (ready, last_error)."""
     def done():
@@ -275,8 +294,11 @@ def test_pulled_with_credentials_on_a_worker(swarm, registry, auth_hub):
     assert not any(node_has(swarm, registry["ref"]).values())
     u = uniq("pull")
     start(hub, u, "web")
+    said = progress_messages(hub, u)
     ready, why = outcome(hub, u)
     assert ready, why
+    print("progress:", said)
+    assert f"Pulling {registry['ref']} on node shc-worker1" in said, said
     host, task = swarm["engine"].node_of(f"{hub['run']}-{esc(u)}")
     assert host == "shc-worker1", host
     image = task["Spec"]["ContainerSpec"]["Image"]

@@ -202,7 +202,8 @@ char *pull_ref(struct docker *d, const struct registry_auth *ra,
 	       const char *image, enum pull_policy pull, char *why,
 	       size_t size, struct err *e);
 /* A node rejected a task with "No such image": why, as far as the
- * registry tells (asked again through the manager). Heap sentence. */
+ * registry tells (asked again through the manager, for the images
+ * pull_ref asks about; others: "image 'x' not found on node h"). Heap. */
 char *pull_explain(struct docker *d, const struct registry_auth *ra,
 		   const char *image, const char *hostname);
 /* Runs one GlobalJob per image (v[i].image set by the caller) on every

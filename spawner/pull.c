@@ -153,7 +153,11 @@ pull_explain(struct docker *d, const struct registry_auth *ra,
 	struct err re = { 0 };
 	char *m;
 
-	if (distribution(d, ra, image, digest, sizeof(digest), &re) == 0)
+	if (!ask_registry(ra, image))	/* as pull_ref: the registry is not
+					 * asked about such names */
+		m = xasprintf("image '%s' not found on node %s", image,
+			      hostname);
+	else if (distribution(d, ra, image, digest, sizeof(digest), &re) == 0)
 		m = xasprintf("image '%s' could not be pulled on node %s though "
 		    "the registry has it: the node may be out of disk space or "
 		    "unable to reach %s (see dockerd's log there)", image,
@@ -170,9 +174,10 @@ pull_explain(struct docker *d, const struct registry_auth *ra,
 		 has(why, "does not exist"))
 		m = xasprintf("image '%s' not found: the registry %s has no such "
 		    "image or tag (%.80s)", image, host, why);
-	else
-		m = xasprintf("image '%s' could not be pulled on node %s: %.120s",
-		    image, hostname, why);
+	else	/* no answer from the registry: the image may be in none */
+		m = xasprintf("image '%s' not found on node %s, and its registry "
+		    "%s could not be asked (%.100s)", image, hostname, host,
+		    why);
 	free(host);
 	return m;
 }

@@ -133,11 +133,13 @@ out:
 }
 
 /* ---- the doctor's check ------------------------------------------------ */
-/* "shc-worker2 lacks reg:5000/x:1; ..." into sb; 1 when all is well. */
+/* "shc-worker2 lacks reg:5000/x:1; ..." into sb; 1 when no node lacks
+ * an image the manager has (an image the manager lacks is not checked:
+ * said at the end, not a failure). */
 static int
 lacking(const struct spawner_image_nodes *v, size_t n, struct strbuf *sb)
 {
-	int ok = 1;
+	int ok = 1, unchecked = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		if (*v[i].error) {
@@ -156,6 +158,13 @@ lacking(const struct spawner_image_nodes *v, size_t n, struct strbuf *sb)
 			ok = 0;
 		}
 	}
+	if (ok)
+		sb_addf(sb, "no ready node lacks a profile image the manager "
+			"has");
+	for (size_t i = 0; i < n; i++)
+		if (*v[i].note && !*v[i].error)
+			sb_addf(sb, "%s%s (%s)", unchecked++ ? ", " :
+				"; not checked: ", v[i].image, v[i].note);
 	return ok;
 }
 
@@ -173,9 +182,8 @@ api_images_doctor(struct hub *h, struct json_t *list, int *all_ok)
 	if (spawner_images_pull(h->spawner, NULL, 0, 1, &v, &n, &e) < 0) {
 		sb_adds(&sb, e.msg);
 		ok = 0;
-	} else if ((ok = lacking(v, n, &sb)) != 0) {
-		sb_addf(&sb, "every ready node has the %zu image%s of the "
-			"profiles", n, n == 1 ? "" : "s");
+	} else {
+		ok = lacking(v, n, &sb);
 	}
 	json_array_append_new(list, json_pack("{s:s, s:b, s:s, s:s}", "name",
 	    "images", "ok", ok, "detail", sb.buf, "fix", ok ? "" :

@@ -359,9 +359,9 @@ job_ref(struct docker *d, const struct registry_auth *ra, struct job *j,
 	if (check) {
 		if (image_id(d, o->image, j->ref, sizeof(j->ref), &e) == 0)
 			return 0;
-		snprintf(o->error, sizeof(o->error), "not on the manager node, "
+		snprintf(o->note, sizeof(o->note), "not on the manager node, "
 		    "so the other nodes cannot be compared with it without "
-		    "pulling: run swarmhubctl images pull");
+		    "pulling");
 		return -1;
 	}
 	ref = pull_ref(d, ra, o->image, PULL_MISSING, why, sizeof(why), &e);

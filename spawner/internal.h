@@ -9,6 +9,9 @@
  *   home.c                      their shared name checks
  *   spawner.c   spawner.h: start/stop/locate/list, readiness, progress
  *   usage.c     container stats: what running servers use
+ *   registry.c  REGISTRY_AUTH and image references (pure)
+ *   pull.c      which reference a server runs (pull policy), why a node
+ *               could not pull, jobs that pull or check images on every node
  */
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H

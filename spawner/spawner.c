@@ -549,7 +549,8 @@ wait_running(struct spawner *sp, const char *service,
 			}
 			why = *t->err ? pull_failure(sp, pl, t, host,
 						     req->opts) : NULL;
-			if (strcmp(t->state, "preparing") == 0 && !why)
+			if (strcmp(t->state, "preparing") == 0 && !why &&
+			    pl->pull != PULL_NEVER)
 				snprintf(now, sizeof(now), "Pulling %s on node %s",
 					 pl->image, host);
 			else

@@ -12,13 +12,31 @@
  *     in time). ok: no node "error" and no image whose job failed.
  * The spawner runs one Swarm GlobalJob per image (spawner_images_pull);
  * the request waits for it (up to START_TIMEOUT, at most 240 s).
+ * The doctor's check runs a job per image too (a few seconds): its
+ * answer is kept for DOCTOR_KEEP_MS, and forgotten when images are pulled.
  * Ownership: the spawner's result arrays are freed here.
  */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "web.h"
+
+#define DOCTOR_KEEP_MS 60000
+
+static pthread_mutex_t doctor_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *doctor_kept;		/* the last check, or NULL */
+static int64_t doctor_kept_ms;
+
+static void
+doctor_forget(void)
+{
+	pthread_mutex_lock(&doctor_lock);
+	json_decref(doctor_kept);
+	doctor_kept = NULL;
+	pthread_mutex_unlock(&doctor_lock);
+}
 
 static json_t *
 node_json(const struct spawner_node_image *n)
@@ -114,6 +132,7 @@ api_images_pull(struct req *r, const char *actor)
 
 	if (wanted(r, &j, &names, &n) < 0)
 		goto out;
+	doctor_forget();
 	if (spawner_images_pull(h->spawner, names, n, 0, &v, &nv, &e) < 0) {
 		req_json_error(r, err_http_status(e.code), "%s", e.msg);
 		goto out;
@@ -174,9 +193,19 @@ api_images_doctor(struct hub *h, struct json_t *list, int *all_ok)
 	struct spawner_image_nodes *v = NULL;
 	struct strbuf sb;
 	struct err e = { 0 };
+	json_t *c = NULL;
 	size_t n = 0;
 	int ok;
 
+	pthread_mutex_lock(&doctor_lock);
+	if (doctor_kept && time_mono_ms() - doctor_kept_ms < DOCTOR_KEEP_MS)
+		c = json_deep_copy(doctor_kept);
+	pthread_mutex_unlock(&doctor_lock);
+	if (c) {
+		*all_ok &= json_is_true(json_object_get(c, "ok"));
+		json_array_append_new(list, c);
+		return;
+	}
 	sb_init(&sb);
 	sb_adds(&sb, "");
 	if (spawner_images_pull(h->spawner, NULL, 0, 1, &v, &n, &e) < 0) {
@@ -185,10 +214,16 @@ api_images_doctor(struct hub *h, struct json_t *list, int *all_ok)
 	} else {
 		ok = lacking(v, n, &sb);
 	}
-	json_array_append_new(list, json_pack("{s:s, s:b, s:s, s:s}", "name",
-	    "images", "ok", ok, "detail", sb.buf, "fix", ok ? "" :
-	    "swarmhubctl images pull (pulls the profiles' images on every "
-	    "node with SWARMHUB_REGISTRY_AUTH), or load them on those nodes"));
+	c = json_pack("{s:s, s:b, s:s, s:s}", "name", "images", "ok", ok,
+	    "detail", sb.buf, "fix", ok ? "" : "swarmhubctl images pull (pulls "
+	    "the profiles' images on every node with SWARMHUB_REGISTRY_AUTH), "
+	    "or load them on those nodes");
+	pthread_mutex_lock(&doctor_lock);
+	json_decref(doctor_kept);
+	doctor_kept = json_deep_copy(c);
+	doctor_kept_ms = time_mono_ms();
+	pthread_mutex_unlock(&doctor_lock);
+	json_array_append_new(list, c);
 	*all_ok &= ok;
 	sb_release(&sb);
 	spawner_image_nodes_free(v, n);

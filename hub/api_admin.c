@@ -379,6 +379,7 @@ spawner_checks(struct hub *h, json_t *l, int *all)
 		      "directory) in SWARMHUB_HOME is up, exported read-write "
 		      "with no_root_squash, and reachable from the hub");
 	}
+	api_images_doctor(h, l, all);
 }
 
 static void
@@ -590,6 +591,8 @@ api_admin_handle(struct req *r, const struct who *w, const char *sub)
 		chown_home(r, sub + 7, w->name);
 	else if (strcmp(sub, "/chown-shared") == 0 && m == M_POST)
 		chown_shared(r, w->name);
+	else if (strcmp(sub, "/images/pull") == 0 && m == M_POST)
+		api_images_pull(r, w->name);
 	else if (strncmp(sub, "/homes/", 7) == 0 && m == M_POST)
 		home_action(r, sub + 7, w->name);
 	else

@@ -256,6 +256,7 @@ load_spawn(struct hub_cfg *c, struct err *e)
 			&sc->name_template, e) < 0 ||
 	    str_setting("PROFILES", "/etc/swarmhub/profiles.json",
 			&sc->profiles_path, e) < 0 ||
+	    str_setting("REGISTRY_AUTH", NULL, &sc->registry_auth, e) < 0 ||
 	    str_setting("CONNECT", "dns", &connect, e) < 0 ||
 	    gpu_setting(sc, e) < 0 ||
 	    cfg_duration("START_TIMEOUT", 600, &sc->start_timeout_s, e) < 0 ||

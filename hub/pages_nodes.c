@@ -201,9 +201,11 @@ pages_nodes(struct req *r)
 	pages_begin(&sb, r->hub, "Nodes", &w, PAGE_WIDE);
 	sb_adds(&sb, "<h1>Nodes</h1><p><a href=\"/hub/admin\">Back to the "
 		"administration page</a></p>");
-	/* registry part (issue 11 item 5): the "pull images" button goes
-	 * here, in this div */
-	sb_adds(&sb, "<div id=\"node-actions\"></div>");
+	/* actions on every node: pulling the profiles' images */
+	sb_adds(&sb, "<div id=\"node-actions\">");
+	if (r->hub->spawner)
+		pages_images_block(&sb);
+	sb_adds(&sb, "</div>");
 	if (r->hub->spawner == NULL)
 		sb_adds(&sb, "<p class=\"notice\" id=\"no-spawner\">Spawning is "
 			"not set up on this hub (SWARMHUB_NETWORK): there are "

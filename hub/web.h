@@ -151,5 +151,12 @@ void oauth_token(struct req *r);
 
 /* ---- admin endpoints /hub/api/swarmhub/... (api_admin.c) ------------ */
 void api_admin_handle(struct req *r, const struct who *w, const char *sub);
+/* ---- images on every node (api_images.c) ------------------------------ */
+/* POST /hub/api/swarmhub/images/pull (spawning on). */
+void api_images_pull(struct req *r, const char *actor);
+/* The doctor's "images" check: which nodes lack which profile images. */
+void api_images_doctor(struct hub *h, struct json_t *list, int *all_ok);
+/* The "Pull images" block of the admin pages. */
+void pages_images_block(struct strbuf *sb);
 
 #endif

@@ -27,7 +27,7 @@ ROOT = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
 LEAVES = ("edge", "spawner", "culler")
 WEB = {"http.c", "router.c", "api.c", "api_admin.c", "oauth.c", "pages.c",
        "pages_spawn.c", "pages_admin.c", "pages_nodes.c", "assets.c",
-       "events.c", "agent.c"}
+       "events.c", "agent.c", "api_images.c"}
 INCLUDE = re.compile(r'^\s*#\s*include\s*([<"])([^>"]+)[>"]', re.M)
 DEFINE = re.compile(r"^([A-Za-z_]\w*)\(", re.M)
 NAME = re.compile(r"\b([A-Za-z_]\w*)\b")

@@ -227,9 +227,30 @@ transfer_finish(struct docker *d, struct transfer *t, const char *method,
 	return ret;
 }
 
+/* Adds "X-Registry-Auth: <auth>" (a credential: the copy is wiped). */
+static struct curl_slist *
+auth_header(struct curl_slist *hdrs, const char *auth)
+{
+	char *h = xasprintf("X-Registry-Auth: %s", auth);
+
+	hdrs = curl_slist_append(hdrs, h);
+	memset(h, 0, strlen(h));
+	free(h);
+	return hdrs;
+}
+
+static void
+wipe_headers(struct curl_slist *hdrs)
+{
+	for (struct curl_slist *l = hdrs; l; l = l->next)
+		memset(l->data, 0, strlen(l->data));
+	curl_slist_free_all(hdrs);
+}
+
 static int
 request(struct docker *d, const char *method, const char *path, int versioned,
-	const char *json, struct docker_resp *resp, struct err *e)
+	const char *json, const char *auth, struct docker_resp *resp,
+	struct err *e)
 {
 	struct docker_resp local = { 0 };
 	struct curl_slist *hdrs = NULL;
@@ -245,15 +266,18 @@ request(struct docker *d, const char *method, const char *path, int versioned,
 	if (strcmp(method, "POST") == 0) {
 		hdrs = curl_slist_append(hdrs,
 					 "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, json ? json : "");
 	} else if (strcmp(method, "GET") != 0) {
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	}
+	if (auth != NULL)
+		hdrs = auth_header(hdrs, auth);
+	if (hdrs != NULL)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	t.rc = curl_easy_perform(c);
 	t.done = 1;
 	ret = transfer_finish(d, &t, method, path, resp, e);
-	curl_slist_free_all(hdrs);
+	wipe_headers(hdrs);
 	free(t.url);
 	handle_give(d, c);
 	docker_resp_release(&local);
@@ -264,21 +288,35 @@ int
 docker_get(struct docker *d, const char *path, struct docker_resp *resp,
 	   struct err *e)
 {
-	return request(d, "GET", path, 1, NULL, resp, e);
+	return request(d, "GET", path, 1, NULL, NULL, resp, e);
+}
+
+int
+docker_get_auth(struct docker *d, const char *path, const char *auth,
+		struct docker_resp *resp, struct err *e)
+{
+	return request(d, "GET", path, 1, NULL, auth, resp, e);
+}
+
+int
+docker_post_auth(struct docker *d, const char *path, const char *json,
+		 const char *auth, struct docker_resp *resp, struct err *e)
+{
+	return request(d, "POST", path, 1, json, auth, resp, e);
 }
 
 int
 docker_post(struct docker *d, const char *path, const char *json,
 	    struct docker_resp *resp, struct err *e)
 {
-	return request(d, "POST", path, 1, json, resp, e);
+	return request(d, "POST", path, 1, json, NULL, resp, e);
 }
 
 int
 docker_delete(struct docker *d, const char *path, struct docker_resp *resp,
 	      struct err *e)
 {
-	return request(d, "DELETE", path, 1, NULL, resp, e);
+	return request(d, "DELETE", path, 1, NULL, NULL, resp, e);
 }
 
 /* ---- many GETs at once (curl multi) ----------------------------------- */
@@ -406,7 +444,7 @@ negotiate(struct docker *d, struct err *e)
 	const char *v;
 	int major = 0, minor = 0, rc = -1;
 
-	if (request(d, "GET", "/version", 0, NULL, &r, e) < 0)
+	if (request(d, "GET", "/version", 0, NULL, NULL, &r, e) < 0)
 		goto out;
 	j = json_loads(r.body, 0, NULL);
 	v = json_string_value(json_object_get(j, "ApiVersion"));

@@ -13,6 +13,9 @@
  *               any can take a server (fail fast)
  *   agents.c    usage from every node: the agent's sampler and the hub asking
  *               every agent at once
+ *   registry.c  REGISTRY_AUTH and image references (pure)
+ *   pull.c      which reference a server runs (pull policy), why a node
+ *               could not pull, jobs that pull or check images on every node
  */
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H
@@ -21,6 +24,7 @@
 #include "spawner.h"
 
 /* ---- profiles.c ------------------------------------------------------ */
+enum pull_policy { PULL_MISSING = 0, PULL_ALWAYS, PULL_NEVER };
 struct image_def {
 	char *key;		/* "scipy" */
 	char *image;		/* "jupyter/scipy-notebook:2024-05-20" */
@@ -31,6 +35,7 @@ struct image_def {
 	size_t nenv;
 	int port;		/* default 8888 */
 	struct spawner_image info;	/* kind, default_url, prefix, ... */
+	enum pull_policy pull;	/* "pull": missing (default), always, never */
 };
 
 struct range {
@@ -118,6 +123,8 @@ struct spec_input {
 	const struct profile_def *profile;
 	double cpu_reservation_ratio;
 	const char *service_name;
+	const char *image_ref;		/* what the service runs (pull.c);
+					 * NULL: image->image */
 	const char *home_source;	/* bind: host path; volume: NFS device
 					 * ":<export>/<user>" with addr below */
 	const char *nfs_addr;		/* volume mode: "addr=host,nfsvers=3,…" */
@@ -172,8 +179,66 @@ int docker_delete(struct docker *d, const char *path,
 int docker_get_many(struct docker *d, const char *const *paths, size_t n,
 		    long parallel, struct docker_resp *resps,
 		    struct err *errs);
+/* The same with an X-Registry-Auth header (auth NULL: none). The value is
+ * never logged. */
+int docker_get_auth(struct docker *d, const char *path, const char *auth,
+		    struct docker_resp *resp, struct err *e);
+int docker_post_auth(struct docker *d, const char *path, const char *json,
+		     const char *auth, struct docker_resp *resp,
+		     struct err *e);
 /* URL-encodes a filters JSON for query strings (heap string). */
 char *docker_escape(struct docker *d, const char *s);
+
+/* ---- registry.c (pure) ------------------------------------------------ */
+struct registry_auth;
+/* REGISTRY_AUTH (Docker's config.json text; NULL or "": none, *out NULL):
+ * ERR_INVALID naming SWARMHUB_REGISTRY_AUTH and the entry for bad JSON, no
+ * "auths", an entry without a host or without credentials. */
+int registry_auth_parse(const char *text, struct registry_auth **out,
+			struct err *e);
+void registry_auth_free(struct registry_auth *ra);
+size_t registry_auth_count(const struct registry_auth *ra);
+/* 1 when the image reference names its registry ("reg:5000/x:1"). */
+int registry_names_host(const char *image);
+/* The registry host[:port] of an image reference ("docker.io" when it
+ * names none); heap. */
+char *registry_host(const char *image);
+int registry_has_cred(const struct registry_auth *ra, const char *image);
+/* The X-Registry-Auth value (base64url JSON of username, password,
+ * serveraddress) for the image's registry, or NULL when REGISTRY_AUTH has
+ * none for it (heap; secret: never log it). */
+char *registry_header(const struct registry_auth *ra, const char *image);
+/* image without "@digest" (heap). */
+char *registry_strip_digest(const char *image);
+
+/* ---- pull.c ----------------------------------------------------------- */
+/* The reference a server's service runs, by the image's pull policy:
+ * missing: name:tag@digest as the registry names it now (asked through
+ * the manager with the credentials) when the image names its registry or
+ * REGISTRY_AUTH has credentials for it, else the tag; always: the tag;
+ * never: the image ID the manager has (no node pulls an ID). Heap; NULL
+ * with *e when never and the manager has no such image. why (size >= 200)
+ * gets the registry's answer when it could not be asked. */
+char *pull_ref(struct docker *d, const struct registry_auth *ra,
+	       const char *image, enum pull_policy pull, char *why,
+	       size_t size, struct err *e);
+/* A node rejected a task with "No such image": why, as far as the
+ * registry tells (asked again through the manager, for the images
+ * pull_ref asks about; others: "image 'x' not found on node h"). Heap. */
+char *pull_explain(struct docker *d, const struct registry_auth *ra,
+		   const char *image, const char *hostname);
+/* Runs one GlobalJob per image (v[i].image set by the caller) on every
+ * node that is ready and active, for at most timeout_s, and fills each
+ * v[i].nodes (one per node of the swarm; heap). check: the image ID the
+ * manager has, so no node pulls (v[i].error when the manager has none);
+ * else the tag or the registry's digest with the credentials. -1 only
+ * when the nodes cannot be listed. */
+int pull_jobs(struct docker *d, const struct registry_auth *ra,
+	      const char *hub_id, struct spawner_image_nodes *v, size_t n,
+	      int check, long timeout_s, struct err *e);
+/* The hostname of a node ID ("" unknown) into buf. */
+void pull_node_name(struct docker *d, const char *node_id, char *buf,
+		    size_t size);
 
 /* ---- usage.c --------------------------------------------------------- */
 /* A /containers/<id>/stats answer into u's counters (user, server and

@@ -28,7 +28,7 @@ static const char *const top_keys[] = {
 };
 static const char *const image_keys[] = {
 	"image", "description", "cmd", "port", "env", "kind", "default_url",
-	"prefix", "headers", "ready_path", "trust_network", NULL
+	"prefix", "headers", "ready_path", "trust_network", "pull", NULL
 };
 static const char *const profile_keys[] = {
 	"images", "cpu", "mem_gb", "gpus", "constraints", "quota",
@@ -356,6 +356,30 @@ check_web_credential(const struct image_def *im, const char *path,
 		       "\"trust_network\": true (see compose/profiles.md)");
 }
 
+/* "pull": "missing" (the default), "always" or "never" (pull.c). */
+static int
+get_pull(json_t *obj, const char *path, enum pull_policy *out, struct err *e)
+{
+	json_t *v = json_object_get(obj, "pull");
+	const char *s = json_string_value(v);
+	char p[PATH_LEN];
+
+	*out = PULL_MISSING;
+	if (!v)
+		return 0;
+	join(p, sizeof(p), path, "pull");
+	if (s && strcmp(s, "missing") == 0)
+		return 0;
+	if (s && strcmp(s, "always") == 0)
+		*out = PULL_ALWAYS;
+	else if (s && strcmp(s, "never") == 0)
+		*out = PULL_NEVER;
+	else
+		return invalid(e, p, "must be \"missing\", \"always\" or "
+			       "\"never\"");
+	return 0;
+}
+
 static int
 parse_image(json_t *v, const char *key, struct image_def *im, struct err *e)
 {
@@ -382,6 +406,7 @@ parse_image(json_t *v, const char *key, struct image_def *im, struct err *e)
 		return invalid(e, p, "must be a string");
 	im->description = xstrdup(s ? json_string_value(s) : "");
 	if (get_strv(v, path, "cmd", &im->cmd, &im->ncmd, e) < 0 ||
+	    get_pull(v, path, &im->pull, e) < 0 ||
 	    get_env(v, path, im, e) < 0 ||
 	    get_long(v, path, "port", &port, e) < 0 ||
 	    parse_image_info(v, path, &im->info, e) < 0 ||

@@ -29,6 +29,7 @@ struct spawner {
 	void *home;
 	char *nfs_host;			/* volume mode */
 	char *nfs_path;
+	struct registry_auth *ra;	/* REGISTRY_AUTH, parsed (or NULL) */
 };
 
 static const char *
@@ -232,8 +233,13 @@ spawner_new(const struct spawner_cfg *cfg, struct spawner **out,
 	*out = NULL;
 	copy_cfg(sp, cfg);
 	pthread_rwlock_init(&sp->plock, NULL);
-	if (check_home_cfg(&sp->cfg, e) < 0)
+	sp->cfg.registry_auth = NULL;	/* a secret: kept parsed only */
+	if (check_home_cfg(&sp->cfg, e) < 0 ||
+	    registry_auth_parse(cfg->registry_auth, &sp->ra, e) < 0)
 		goto fail;
+	if (sp->ra)
+		log_event(LOG_INFO, "spawner.registry_auth", "registries=%zu",
+			  registry_auth_count(sp->ra));
 	if (docker_new(sp->cfg.docker_host, sp->cfg.docker_cert_path, &sp->d,
 		       e) < 0 || check_swarm(sp, e) < 0 ||
 	    check_network(sp, e) < 0 ||
@@ -256,6 +262,7 @@ spawner_free(struct spawner *sp)
 	if (sp->home_ops)
 		sp->home_ops->free(sp->home);
 	profiles_free(sp->profiles);
+	registry_auth_free(sp->ra);
 	docker_free(sp->d);
 	pthread_rwlock_destroy(&sp->plock);
 	for (size_t i = 0; i < sizeof(sp->strings) / sizeof(sp->strings[0]);
@@ -455,14 +462,77 @@ cancelled(const struct spawn_req *req)
 	return req->cancel && *req->cancel;
 }
 
+/* The image of a start as the nodes get it (pull.c): the profile's
+ * reference, what the service runs, the credentials header. */
+struct pulling {
+	char image[256];
+	enum pull_policy pull;
+	char *ref;
+	char *auth;		/* X-Registry-Auth value or NULL: a secret */
+	char why[200];		/* the registry could not be asked: why */
+};
+
+static int
+pulling_init(struct spawner *sp, const struct spawn_req *req,
+	     struct pulling *pl, struct err *e)
+{
+	const struct image_def *img;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	img = profiles_image(sp->profiles, req->opts->image);
+	if (img) {
+		snprintf(pl->image, sizeof(pl->image), "%s", img->image);
+		pl->pull = img->pull;
+	}
+	pthread_rwlock_unlock(&sp->plock);
+	if (img == NULL)
+		return err_set(e, ERR_INVALID, "image '%s' is no longer "
+			       "configured", req->opts->image);
+	pl->ref = pull_ref(sp->d, sp->ra, pl->image, pl->pull, pl->why,
+			   sizeof(pl->why), e);
+	if (pl->ref == NULL)
+		return -1;
+	if (*pl->why)
+		log_event(LOG_WARN, "spawn.registry_unasked", "image=%s err=%s",
+			  pl->image, pl->why);
+	if (pl->pull != PULL_NEVER)
+		pl->auth = registry_header(sp->ra, pl->image);
+	return 0;
+}
+
+static void
+pulling_release(struct pulling *pl)
+{
+	free(pl->ref);
+	if (pl->auth)
+		memset(pl->auth, 0, strlen(pl->auth));
+	free(pl->auth);
+}
+
+/* A task error as a sentence; a node without the image says why, as far
+ * as the registry tells. */
+static char *
+pull_failure(struct spawner *sp, const struct pulling *pl,
+	     const struct task *t, const char *host,
+	     const struct spawn_opts *o)
+{
+	if (strstr(t->err, "No such image") == NULL)
+		return spec_task_message(t->state, t->err, t->message, o);
+	if (pl->pull == PULL_NEVER)
+		return xasprintf("image '%s' is not on node %s and its \"pull\" "
+				 "is \"never\": load it there", pl->image,
+				 host);
+	return pull_explain(sp->d, sp->ra, pl->image, host);
+}
+
 /* Waits for the task to run; reports each new state or error. */
 static int
 wait_running(struct spawner *sp, const char *service,
-	     const struct spawn_req *req, spawn_progress_fn fn, void *ctx,
-	     struct task *t, struct err *e)
+	     const struct spawn_req *req, const struct pulling *pl,
+	     spawn_progress_fn fn, void *ctx, struct task *t, struct err *e)
 {
 	int64_t deadline = mono_ms() + sp->cfg.start_timeout_s * 1000;
-	char last[600] = "", now[600];
+	char last[600] = "", now[600], node[80] = "", host[128] = "";
 
 	for (;;) {
 		struct err te = { 0 };
@@ -472,11 +542,21 @@ wait_running(struct spawner *sp, const char *service,
 			return err_set(e, ERR_UPSTREAM, "start cancelled");
 		if (newest_task(sp, service, t, &te) == 0) {
 			const char *w = state_words(t->state, &p);
-			char *why = *t->err ? spec_task_message(t->state,
-			    t->err, t->message, req->opts) : NULL;
+			char *why;
 
-			snprintf(now, sizeof(now), "%s%s%s", w, why ? ": " : "",
-				 why ? why : "");
+			if (*t->node && strcmp(node, t->node) != 0) {
+				snprintf(node, sizeof(node), "%s", t->node);
+				pull_node_name(sp->d, node, host, sizeof(host));
+			}
+			why = *t->err ? pull_failure(sp, pl, t, host,
+						     req->opts) : NULL;
+			if (strcmp(t->state, "preparing") == 0 && !why &&
+			    pl->pull != PULL_NEVER)
+				snprintf(now, sizeof(now), "Pulling %s on node %s",
+					 pl->image, host);
+			else
+				snprintf(now, sizeof(now), "%s%s%s", w,
+					 why ? ": " : "", why ? why : "");
 			if (task_failed(t->state)) {
 				err_set(e, ERR_UPSTREAM, "%s", why ? why :
 					"the server's task stopped");
@@ -769,7 +849,7 @@ spawner_has_home(const struct spawner *sp)
 
 static char *
 build_spec(struct spawner *sp, const struct spawn_req *req,
-	   const char *service, struct err *e)
+	   const char *service, const char *image_ref, struct err *e)
 {
 	struct spec_input in = { 0 };
 	char *src = home_source(sp, req->user);
@@ -784,6 +864,7 @@ build_spec(struct spawner *sp, const struct spawn_req *req,
 	in.profile = profiles_get(sp->profiles, req->opts->profile);
 	in.cpu_reservation_ratio = sp->profiles->cpu_reservation_ratio;
 	in.service_name = service;
+	in.image_ref = image_ref;
 	in.home_source = src;
 	in.nfs_addr = nfs;
 	if (in.image == NULL || in.profile == NULL)
@@ -839,12 +920,13 @@ service_hub(struct spawner *sp, const char *service, char *hub, size_t size,
 
 static int
 create_service(struct spawner *sp, const char *service, const char *spec,
-	       struct err *e)
+	       const char *auth, struct err *e)
 {
 	struct err ce = { 0 };
 	char owner[128];
 
-	if (docker_post(sp->d, "/services/create", spec, NULL, &ce) == 0)
+	if (docker_post_auth(sp->d, "/services/create", spec, auth, NULL,
+			     &ce) == 0)
 		return 0;
 	if (ce.code == ERR_UNAVAILABLE) {
 		*e = ce;
@@ -865,7 +947,8 @@ create_service(struct spawner *sp, const char *service, const char *spec,
 	if (remove_service(sp, service, e) < 0)
 		return -1;
 	for (int i = 0; i < 40; i++) {
-		if (docker_post(sp->d, "/services/create", spec, NULL, &ce) == 0)
+		if (docker_post_auth(sp->d, "/services/create", spec, auth,
+				     NULL, &ce) == 0)
 			return 0;
 		if (ce.code != ERR_CONFLICT)
 			break;
@@ -982,18 +1065,21 @@ spawner_start(struct spawner *sp, const struct spawn_req *req,
 	char *spec = NULL;
 	struct task t = { 0 };
 	struct err ignore = { 0 };
+	struct pulling pl = { 0 };
 	int created = 0, rc = -1;
 
 	memset(out, 0, sizeof(*out));
 	if (fail_fast(sp, req->opts, e) < 0 ||
 	    ensure_home(sp, req, fn, ctx, e) < 0)
 		goto out;
-	spec = build_spec(sp, req, service, e);
-	if (spec == NULL || create_service(sp, service, spec, e) < 0)
+	if (pulling_init(sp, req, &pl, e) < 0)
+		goto out;
+	spec = build_spec(sp, req, service, pl.ref, e);
+	if (spec == NULL || create_service(sp, service, spec, pl.auth, e) < 0)
 		goto out;
 	created = 1;
 	report(fn, ctx, 20, "Server requested from the swarm");
-	if (wait_running(sp, service, req, fn, ctx, &t, e) < 0 ||
+	if (wait_running(sp, service, req, &pl, fn, ctx, &t, e) < 0 ||
 	    address(sp, service, &t, image_port(sp, req->opts->image), out,
 		    e) < 0 ||
 	    wait_http(sp, service, req, out, fn, ctx, e) < 0)
@@ -1007,6 +1093,7 @@ out:
 			  service, e->msg);
 		remove_service(sp, service, &ignore);
 	}
+	pulling_release(&pl);
 	free(spec);
 	free(service);
 	return rc;
@@ -1577,4 +1664,99 @@ spawner_check_homes(struct spawner *sp, struct err *e)
 				 e) < 0)
 		return -1;
 	return sp->home_ops->remove(sp->home, name, e);
+}
+
+/* ---- images on every node ---------------------------------------------- */
+/* A reference as Docker takes it: visible ASCII, no spaces, not empty. */
+static int
+ref_ok(const char *s)
+{
+	if (*s == '\0' || strlen(s) >= 256 || *s == '-' || *s == '/')
+		return 0;
+	for (; *s; s++)
+		if (*s <= ' ' || *s >= 127 || strchr("\"'\\?#%", *s))
+			return 0;
+	return 1;
+}
+
+/* Adds image (with the key it came from) to v unless there already. */
+static void
+add_image(struct spawner_image_nodes *v, size_t *n, const char *image,
+	  const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < *n && strcmp(v[i].image, image) != 0; i++)
+		;
+	if (i == *n)
+		snprintf(v[(*n)++].image, sizeof(v[0].image), "%s", image);
+	if (key && *key) {
+		size_t l = strlen(v[i].keys);
+
+		snprintf(v[i].keys + l, sizeof(v[i].keys) - l, "%s%s",
+			 l ? "," : "", key);
+	}
+}
+
+/* The references to pull: the named keys or references, or every image of
+ * the profiles. */
+static int
+images_wanted(struct spawner *sp, const char *const *images, size_t n,
+	      struct spawner_image_nodes **out, size_t *nout, struct err *e)
+{
+	const struct profiles *p;
+	struct spawner_image_nodes *v;
+	size_t k = 0;
+	int rc = 0;
+
+	pthread_rwlock_rdlock(&sp->plock);
+	p = sp->profiles;
+	v = xcalloc((n ? n : p->nimages) + 1, sizeof(*v));
+	for (size_t i = 0; i < p->nimages && n == 0; i++)
+		add_image(v, &k, p->images[i].image, p->images[i].key);
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const struct image_def *img = profiles_image(p, images[i]);
+
+		if (img)
+			add_image(v, &k, img->image, img->key);
+		else if (ref_ok(images[i]))
+			add_image(v, &k, images[i], NULL);
+		else
+			rc = err_set(e, ERR_INVALID, "images[%zu]: '%.64s' is "
+			    "neither an image key of the profiles nor an image "
+			    "reference", i, images[i]);
+	}
+	pthread_rwlock_unlock(&sp->plock);
+	*out = v;
+	*nout = k;
+	return rc;
+}
+
+int
+spawner_images_pull(struct spawner *sp, const char *const *images, size_t n,
+		    int check, struct spawner_image_nodes **out, size_t *nout,
+		    struct err *e)
+{
+	long timeout = sp->cfg.start_timeout_s < 240 ?
+	    sp->cfg.start_timeout_s : 240;
+
+	if (images_wanted(sp, images, n, out, nout, e) < 0 ||
+	    pull_jobs(sp->d, sp->ra, sp->cfg.hub_id, *out, *nout, check,
+		      check ? 30 : timeout, e) < 0) {
+		spawner_image_nodes_free(*out, *nout);
+		*out = NULL;
+		*nout = 0;
+		return -1;
+	}
+	return 0;
+}
+
+void
+spawner_image_nodes_free(struct spawner_image_nodes *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i].nodes);
+	free(v);
 }

@@ -49,6 +49,8 @@ struct spawner_cfg {
 	int connect_gwbridge;		/* CONNECT=gwbridge (else dns) */
 	const char *gpu_resource;	/* generic-resource kind of "gpus"
 					 * (GPU_RESOURCE; NULL: "gpu") */
+	const char *registry_auth;	/* REGISTRY_AUTH: Docker's config.json
+					 * text (credentials), or NULL */
 };
 
 /* Refuses settings that could never start a server (HOME_MOUNT=volume
@@ -367,6 +369,39 @@ int spawner_check_network(struct spawner *sp, struct err *e);
 int spawner_check_profiles(struct spawner *sp, struct err *e);
 /* Creates and removes a scratch directory under the home root. */
 int spawner_check_homes(struct spawner *sp, struct err *e);
+
+/* ---- images on every node (swarmhubctl images pull, doctor) ----------
+ * A one-shot job per image (Swarm's GlobalJob) runs "true" on every node
+ * that is ready and active: a node whose task ran has the image. */
+struct spawner_node_image {
+	char node_id[80];
+	char hostname[128];
+	int done;		/* 0: no outcome (node down or drained, or no
+				 * answer in time): message says which */
+	int ok;			/* the node has the image */
+	char message[256];	/* "ok", or why not ("unauthorized: ...") */
+};
+struct spawner_image_nodes {
+	char image[256];	/* the reference, as in the profiles */
+	char keys[128];		/* its keys in the profiles, comma-separated */
+	char digest[80];	/* pull: the registry's digest, "" unknown */
+	char error[256];	/* "" or why the job could not run */
+	char note[256];		/* "" or why the registry was not asked */
+	struct spawner_node_image *nodes;	/* every node of the swarm */
+	size_t nnodes;
+};
+/* images: profile image keys or image references (n 0: every image of
+ * the profiles). check 0 pulls on every node with REGISTRY_AUTH's
+ * credentials (the registry's current digest when the hub asks it, see
+ * compose/profiles.md); 1 only checks which nodes have the manager's copy
+ * (by image ID: nothing is pulled). Blocks up to START_TIMEOUT (at most
+ * 240 s). ERR_INVALID naming an entry that is neither a key nor a valid
+ * reference. *out: heap array of *nout, free with
+ * spawner_image_nodes_free. */
+int spawner_images_pull(struct spawner *sp, const char *const *images,
+			size_t n, int check, struct spawner_image_nodes **out,
+			size_t *nout, struct err *e);
+void spawner_image_nodes_free(struct spawner_image_nodes *v, size_t n);
 
 /* 1 when servers get a home mount (HOME or HOME_BIND_ROOT set, or NFS
  * volumes); 0: HOME is empty and files written in a server go with it. */

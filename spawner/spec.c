@@ -435,7 +435,8 @@ container_spec(const struct spec_input *in, int volume, int *ok)
 	char *user = run_as(in);
 	char *host = hostname(in->service_name);
 
-	put(cs, "Image", json_string(in->image->image), ok);
+	put(cs, "Image", json_string(in->image_ref ? in->image_ref :
+				     in->image->image), ok);
 	put(cs, "Labels", labels(in), ok);
 	command(in, cs, ok);
 	put(cs, "Env", env(in, ok), ok);

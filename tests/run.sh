@@ -84,7 +84,7 @@ build_images() {
 	local name pids="" ok=0
 
 	images/build-base.sh >"$SWARMHUB_TEST_OUT/build-base.log" 2>&1 || return 1
-	for name in test-notebook notebook test-shiny test-singleuser; do
+	for name in test-notebook notebook test-shiny test-singleuser test-registry; do
 		docker build -q -t "swarmhub/$name:latest" "images/$name" \
 		    >"$SWARMHUB_TEST_OUT/build-$name.log" 2>&1 &
 		pids="$pids $!"

@@ -133,5 +133,6 @@ int cmd_cleanup(struct ctl *c, const struct args *a, struct err *e);
 int cmd_orphans(struct ctl *c, const struct args *a, struct err *e);
 int cmd_doctor(struct ctl *c, const struct args *a, struct err *e);
 int cmd_nodes(struct ctl *c, const struct args *a, struct err *e);
+int cmd_images_pull(struct ctl *c, const struct args *a, struct err *e);
 
 #endif

@@ -210,8 +210,24 @@ static const struct cmd cmds[] = {
 	    "network, the profiles file, the homes and LDAP (those that "
 	    "apply).\nEach check is printed with \u2713 or \u2717, its "
 	    "detail, and for a failure the fix.\n"
+	    "With spawning on, \"images\" names the nodes that lack a "
+	    "profile image (the\nmanager's copy, compared by image ID on "
+	    "every ready node: nothing is pulled).\n"
 	    "Exit status 0 when every check passed, 1 otherwise.\n",
 	    no_opts, 0, 0, cmd_doctor },
+	{ "images", "pull", "[IMAGE...]", "pull the profiles' images on every "
+	    "node",
+	    "IMAGEs are image keys of the profiles or image references "
+	    "(default: every image\nof the profiles). The hub runs one Swarm "
+	    "job per image on every ready node,\nwith the registry "
+	    "credentials (SWARMHUB_REGISTRY_AUTH), and answers when each\n"
+	    "node has an outcome (at most 240 s).\n"
+	    "Columns: IMAGE NODE STATUS MESSAGE; STATUS is ok, error (the "
+	    "message says why:\nunauthorized, not found, ...) or unknown "
+	    "(node down or drained, or no answer\nin time).\n"
+	    "Exit status 0 when every node asked has every image, 1 "
+	    "otherwise.\n",
+	    no_opts, 0, ANY, cmd_images_pull },
 };
 #define NCMDS (sizeof(cmds) / sizeof(cmds[0]))
 

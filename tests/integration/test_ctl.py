@@ -28,6 +28,7 @@ COMMANDS = [
     ["users", "set-admin"], ["users", "set-password"],
     ["servers", "list"], ["servers", "start"], ["servers", "stop"],
     ["tokens", "list"], ["tokens", "create"], ["tokens", "revoke"],
+    ["images", "pull"],
 ]
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from hubtest import (DOCKER_SOCK, NFS_DIR, PID, ROOT, TINY, Hub, Relay, docker,
+from hubtest import (DOCKER_SOCK, MISSING_IMAGE, NFS_DIR, PID, ROOT, TINY,
+                     Hub, Relay, docker,
                      free_port, ldap_env, need_ldap, need_spawn_services,
                      our_services, pg_service, remove_homes, remove_services,
                      spawn_env, start_ready, stop_hub, uniq, wait_for,
@@ -452,11 +453,16 @@ def test_doctor_all_green(hub):
     r, checks = doctor(hub)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert set(checks) == {"hub", "token", "database", "docker", "network",
-                           "profiles", "homes"}, r.stdout
+                           "profiles", "homes", "images"}, r.stdout
     assert all(ok for ok, _, _ in checks.values()), r.stdout
     assert "fix:" not in r.stdout
+    # the spawn profiles name an image that exists nowhere: not checked,
+    # and said so
+    detail = checks["images"][1]
+    assert "not checked: " + MISSING_IMAGE in detail, detail
+    assert TINY not in detail, detail
     j = ctl_json(hub, "doctor")
-    assert j["ok"] is True and len(j["checks"]) == 7
+    assert j["ok"] is True and len(j["checks"]) == 8
 
 
 def test_doctor_bad_token(hub):

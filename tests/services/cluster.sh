@@ -29,7 +29,11 @@
 #   cluster.sh revive-node I
 #                         starts node I's dockerd again on its old data: it
 #                         rejoins the swarm as the same node; waits until the
-#                         manager sees it Ready
+#                         manager sees it Ready. With SWARMHUB_CLUSTER_PULL=1
+#                         the node pulls service images as production nodes
+#                         do; by default nodes run only the images they have
+#                         (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: no public
+#                         registry is reachable here)
 #
 # Never touches the machine's main dockerd, its swarm or its networks. The
 # nodes hang off a bridge shc-br with addresses SWARMHUB_CLUSTER_NET.1 (the
@@ -158,7 +162,9 @@ start_daemon() { # start_daemon I LAST
 	fi >"$DATA/n$i/daemon.json"
 	# own UTS namespace too, so each node has its own hostname (shc-manager,
 	# shc-worker1, ...), as the node page and constraints expect
-	DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid nsenter --net="/var/run/netns/$P$i" \
+	local offline=1
+	[ "${SWARMHUB_CLUSTER_PULL:-0}" = 1 ] && offline=0
+	DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=$offline setsid nsenter --net="/var/run/netns/$P$i" \
 	    unshare --uts sh -c 'hostname "$0" && exec "$@"' "$(node_name "$i")" \
 	    dockerd --data-root "$DATA/n$i/root" --exec-root "$DATA/n$i/exec" \
 	    -H "unix://$(sock "$i")" -p "$RUN/n$i.pid" \

@@ -247,6 +247,11 @@ def test_ctl_nodes_and_page(swarm, nodes_hub):
         card
     assert f'data-user="{g}"' in card, card
     assert 'id="node-actions"' in html
+    # the registry's "pull images on every node" lives here, not on /hub/admin
+    actions = html.split('id="node-actions"')[1].split('data-node=')[0]
+    assert 'id="pull-images"' in actions, actions[:500]
+    assert 'id="pull-images"' not in sess.get(hub["url"] + "/hub/admin",
+                                              timeout=15).text
     # the spawn form offers the profile's pools; a bad one is marked
     r = sess.get(hub["url"] + "/hub/spawn", timeout=15)
     assert re.search(r'<select id="pool-0" name="pool"[^>]*><option value="">'

@@ -47,6 +47,8 @@ struct spawner_cfg {
 	long start_timeout_s;		/* task scheduled and running */
 	long http_timeout_s;		/* then api/status answering 200 */
 	int connect_gwbridge;		/* CONNECT=gwbridge (else dns) */
+	int workers_only;		/* SERVERS_ON_MANAGERS=false: every
+					 * server also gets node.role==worker */
 };
 
 /* Refuses settings that could never start a server (HOME_MOUNT=volume

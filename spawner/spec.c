@@ -495,6 +495,8 @@ task_template(const struct spec_input *in, int volume, int *ok)
 	put(tt, "Resources", resources(in, ok), ok);
 	for (i = 0; i < pd->nconstraints; i++)
 		push(cons, xstrdup(pd->constraints[i]), ok);
+	if (in->cfg->workers_only)
+		push(cons, xstrdup("node.role==worker"), ok);
 	put(tt, "Placement", json_pack("{s:o}", "Constraints", cons), ok);
 	put(tt, "RestartPolicy", json_pack("{s:s}", "Condition", "none"), ok);
 	net = json_pack("[{s:s, s:[s]}]", "Target", in->cfg->network,

@@ -42,6 +42,17 @@ from hubtest import DIRECT, NB_CMD, ROOT, TINY, form_xsrf, hub_binary, \
 NGINX, POSTGRES = "swarmhub/nginx:latest", "swarmhub/postgres:15"
 
 
+def ensure_image(tag, context):
+    """Builds tag from images/<context> on the main dockerd when missing
+    (tests/run.sh builds them in the background; up.sh would otherwise)."""
+    if subprocess.run(["docker", "image", "inspect", tag],
+                      capture_output=True).returncode != 0:
+        r = subprocess.run(["docker", "build", "-q", "-t", tag,
+                            f"images/{context}"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+
 def load_into(sock, images):
     """Copies images from the main dockerd into one node lacking them."""
     for img in images:
@@ -82,6 +93,8 @@ def stack(swarm):
     work.chmod(0o755)
     homes.chmod(0o755)
     # nginx on the manager, PostgreSQL on the worker that keeps the data
+    ensure_image(NGINX, "nginx")
+    ensure_image(POSTGRES, "postgres")
     load_into(node_socket(eng, 0), [NGINX])
     load_into(node_socket(eng, 1), [POSTGRES])
     docker(mgr, "node", "update", "--label-add", f"{label}=true", nodes[1])
@@ -125,7 +138,7 @@ services:
                SWARMHUB_DB_NODE_LABEL=label,
                SWARMHUB_HTTPS_PORT=str(https),
                SWARMHUB_HTTP_PORT=str(free_host_port()),
-               SWARMHUB_UP_TIMEOUT="180")
+               SWARMHUB_UP_TIMEOUT="300")
     for k in ("SWARMHUB_HUB_PORT", "SWARMHUB_PROXY_REPLICAS",
               "SWARMHUB_USERS_SUBNET", "SWARMHUB_UP_ADDR"):
         env.pop(k, None)

@@ -20,8 +20,7 @@
 # Wall time on two cores: the 3-node test swarm of the cluster suites (and
 # the images it and the end-to-end stage need) is made in the background
 # while the C tests and the other pytest suites run (conftest.py puts the
-# cluster suites last); run.sh stops it at the end. The two end-to-end
-# stacks deploy side by side (own names, ports and hub ids).
+# cluster suites last); run.sh stops it at the end.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -218,20 +217,17 @@ if want integration; then
 fi
 if want e2e && ! skipped e2e; then
 	log="$SWARMHUB_TEST_OUT/e2e.log"
-	dlog="$SWARMHUB_TEST_OUT/e2e-default.log"
 	echo "end-to-end: images, docker stack deploy, browser..." >&2
-	# the default path (make up with the example env, as a newcomer) at
-	# the same time, as its own stack
-	tests/e2e/default.sh >"$dlog" 2>&1 &
-	dpid=$!
 	tests/e2e/run.sh >"$log" 2>&1
 	rc=$?
-	wait "$dpid"
-	drc=$?
 	[ "$rc" != 0 ] && tail -n 40 "$log"
 	count "$log" "$rc" "e2e"
-	[ "$drc" != 0 ] && tail -n 40 "$dlog"
-	count "$dlog" "$drc" "e2e default (example env)"
+	# the default path: make up with the example env, as a newcomer
+	log="$SWARMHUB_TEST_OUT/e2e-default.log"
+	tests/e2e/default.sh >"$log" 2>&1
+	rc=$?
+	[ "$rc" != 0 ] && tail -n 40 "$log"
+	count "$log" "$rc" "e2e default (example env)"
 fi
 if [ "$SKIP" != 0 ]; then
 	echo "$PASS passed, $FAIL failed, $SKIP skipped"

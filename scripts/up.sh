@@ -292,9 +292,9 @@ if [ -z "$home$bind_root" ]; then
 	    "directory, so files are not kept when a server stops (the home page" \
 	    "says so). For homes, see docs/deploy.md#homes"
 fi
-host=localhost; [ -z "${DOCKER_HOST:-}" ] || host=$(front_addr)
+host=localhost; [ -z "${DOCKER_HOST:-}" ] || host=$(front_addr || true)
 url="https://$host${SWARMHUB_HTTPS_PORT/#/:}"; url=${url%:443}
-[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://$(front_addr):$HUB_PORT"
+[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://$(front_addr || true):$HUB_PORT"
 say "the hub is healthy after $(( $(now) - T0 )) s: $url/hub/login"
 say "admin CLI: docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${SWARMHUB_STACK}_hub) sh -c 'SWARMHUB_TOKEN=\$(cat /run/secrets/admin_token) swarmhubctl users list'"
 if [ -n "$HUB_PORT" ]; then

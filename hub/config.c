@@ -245,6 +245,7 @@ load_spawn(struct hub_cfg *c, struct err *e)
 {
 	struct spawner_cfg *sc = &c->spawn;
 	const char *connect;
+	int on_managers;
 
 	if (str_setting("NETWORK", NULL, &sc->network, e) < 0 ||
 	    str_setting("DOCKER_HOST", "unix:///var/run/docker.sock",
@@ -280,6 +281,9 @@ load_spawn(struct hub_cfg *c, struct err *e)
 		return err_set(e, ERR_INVALID, "SWARMHUB_SERVICE_NAME_TEMPLATE "
 		    "must contain {user}");
 	c->spawn_enabled = sc->network != NULL;
+	if (cfg_bool("SERVERS_ON_MANAGERS", 1, &on_managers, e) < 0)
+		return -1;
+	sc->workers_only = !on_managers;
 	return load_cull(c, e) |
 	       cfg_bool("ADMIN_ACCESS", 0, &c->admin_access, e) |
 	       cfg_duration("PROXY_TIMEOUT", 120, &c->proxy_timeout_s, e) |

@@ -9,7 +9,9 @@
 # services, containers and network are gone (Swarm frees a network some
 # seconds after stack rm). --purge also deletes the database volume and the
 # local secrets directory: everything, including every account and server
-# record (homes on NFS are never touched).
+# record (homes on NFS are never touched). The database's volume is on the
+# node labelled for it (SWARMHUB_DB_NODE_LABEL): when that is not the node of
+# DOCKER_HOST, --purge says so and leaves it (remove it on that node).
 # Environment: SWARMHUB_STACK (swarmhub), SWARMHUB_ENV_FILE
 # (compose/swarmhub.env), SWARMHUB_SECRETS_DIR (compose/secrets),
 # SWARMHUB_NETWORK_NAME (swarmhub-users), SWARMHUB_DOWN_TIMEOUT (90).
@@ -42,6 +44,9 @@ if [ "${SWARMHUB_KEEP_SERVERS:-0}" != 1 ]; then
 		echo "$users" | xargs docker service rm >/dev/null
 	fi
 fi
+# the node holding the database's volume (a local volume lives on one node)
+db_node=$(docker service ps -f desired-state=running --format '{{.Node}}' \
+    "${STACK}_db" 2>/dev/null | head -n 1 || true)
 if docker stack ls --format '{{.Name}}' | grep -qx "$STACK"; then
 	say "docker stack rm $STACK"
 	docker stack rm "$STACK" >/dev/null
@@ -72,6 +77,10 @@ if [ "$PURGE" = 1 ]; then
 	for v in $(docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK"); do
 		docker volume rm "$v" >/dev/null && say "removed volume $v"
 	done
+	if [ -n "$db_node" ] && [ "$db_node" != "$(docker info -f '{{.Name}}')" ]; then
+		say "the database's volume ${STACK}_db-data is on node $db_node:" \
+		    "remove it there (docker volume rm ${STACK}_db-data)"
+	fi
 	for kind in secret config; do
 		docker $kind ls -q --filter "label=com.docker.stack.namespace=$STACK" |
 		    xargs -r docker $kind rm >/dev/null 2>&1 || true

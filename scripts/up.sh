@@ -25,6 +25,20 @@
 #   SWARMHUB_COMPOSE_EXTRA    more compose files (space separated) merged
 #                             after compose/docker-compose.yml
 #   SWARMHUB_UP_TIMEOUT=240   seconds to wait for a healthy hub
+#   SWARMHUB_DOCKER_SOCKET=/var/run/docker.sock  the Docker socket on the
+#                             managers, bind-mounted into the hub
+#   SWARMHUB_DB_NODE_LABEL=swarmhub.db  the database runs on the node with
+#                             this label set to true: on a one-node swarm
+#                             up.sh sets it; with more nodes label the node
+#                             that keeps the data (else up.sh stops, saying so)
+#   SWARMHUB_UP_ADDR          where up.sh checks the hub's health; default
+#                             127.0.0.1 for the local engine, else the
+#                             address of the node running nginx (or the hub)
+# DOCKER_HOST may name the Engine API of a manager elsewhere (then the
+# images must already be on the nodes, or built there: docker build runs on
+# that engine). A SWARMHUB_HOME in the env file that is a directory
+# (homes on a filesystem every node has at that path) is mounted into the
+# hub at the same path (compose/homes.yml).
 # Secrets made when missing: db_password, hub_secret, admin_token (random),
 # ldap_bind_password (put the real one there before the first `make up`),
 # tls_cert + tls_key (self-signed for localhost, 127.0.0.1 and this host).
@@ -53,6 +67,17 @@ case $HUB_PORT in
 esac
 export SWARMHUB_NETWORK_NAME=${SWARMHUB_NETWORK_NAME:-swarmhub-users}
 export SWARMHUB_USERS_SUBNET=${SWARMHUB_USERS_SUBNET:-10.250.0.0/20}
+export SWARMHUB_DOCKER_SOCKET=${SWARMHUB_DOCKER_SOCKET:-/var/run/docker.sock}
+export SWARMHUB_DB_NODE_LABEL=${SWARMHUB_DB_NODE_LABEL:-swarmhub.db}
+case $SWARMHUB_DB_NODE_LABEL in
+""|*[!A-Za-z0-9._-]*) die "SWARMHUB_DB_NODE_LABEL='$SWARMHUB_DB_NODE_LABEL' is not a node label name (letters, digits, . _ -)" ;;
+esac
+case $SWARMHUB_DOCKER_SOCKET in
+/*) ;; *) die "SWARMHUB_DOCKER_SOCKET='$SWARMHUB_DOCKER_SOCKET' is not an absolute path" ;;
+esac
+# the engine is on this machine (a unix socket): its files are ours to check
+LOCAL_ENGINE=0
+case ${DOCKER_HOST:-unix://} in unix://*) LOCAL_ENGINE=1 ;; esac
 BUILD=${SWARMHUB_BUILD:-1}
 TIMEOUT=${SWARMHUB_UP_TIMEOUT:-240}
 
@@ -69,6 +94,28 @@ inactive*)
 	    die "docker swarm init failed; run it by hand (--advertise-addr ADDR)" ;;
 *) die "swarm state '$state'" ;;
 esac
+if [ "$LOCAL_ENGINE" = 1 ] && [ -z "${DOCKER_HOST:-}" ] && [ ! -S "$SWARMHUB_DOCKER_SOCKET" ]; then
+	die "SWARMHUB_DOCKER_SOCKET=$SWARMHUB_DOCKER_SOCKET is not a socket on this manager"
+fi
+
+# ---- the database's node ---------------------------------------------------------
+# its volume is local to one node: it runs where SWARMHUB_DB_NODE_LABEL=true
+db_nodes=$(docker node ls -q | xargs docker node inspect \
+    -f "{{.ID}} {{.Description.Hostname}} {{index .Spec.Labels \"$SWARMHUB_DB_NODE_LABEL\"}}")
+labelled=$(echo "$db_nodes" | awk '$3 == "true" { print $2 }')
+if [ -z "$labelled" ] && [ "$(echo "$db_nodes" | wc -l)" = 1 ]; then
+	docker node update --label-add "$SWARMHUB_DB_NODE_LABEL=true" \
+	    "$(echo "$db_nodes" | awk '{ print $1 }')" >/dev/null ||
+	    die "docker node update --label-add $SWARMHUB_DB_NODE_LABEL=true failed"
+	say "labelled this swarm's one node $SWARMHUB_DB_NODE_LABEL=true (the database's node)"
+elif [ -z "$labelled" ]; then
+	die "no node has the label $SWARMHUB_DB_NODE_LABEL=true: the database keeps" \
+	    "its data on one node; choose it: docker node update --label-add" \
+	    "$SWARMHUB_DB_NODE_LABEL=true NODE (nodes: $(echo "$db_nodes" | awk '{ print $2 }' | tr '\n' ' '))"
+elif [ "$(echo "$labelled" | wc -l)" -gt 1 ]; then
+	say "warning: several nodes have $SWARMHUB_DB_NODE_LABEL=true ($(echo $labelled)):" \
+	    "if the database moves between them it starts on an empty volume"
+fi
 
 # ---- images ---------------------------------------------------------------------
 build() {	# TAG CONTEXT-ARGS...
@@ -139,8 +186,20 @@ SWARMHUB_CONFIG_VERSION=$(cat "$SWARMHUB_SECRETS_DIR"/{db_password,hub_secret,ad
     "$SWARMHUB_PROFILES_FILE" compose/nginx.conf | sha256sum | cut -c1-10)
 export SWARMHUB_CONFIG_VERSION
 
+# ---- homes in a local directory ------------------------------------------------------
+home=$(sed -n 's/^SWARMHUB_HOME=//p' "$SWARMHUB_ENV_FILE" | tail -n 1)
+case $home in
+/*)
+	[ "$LOCAL_ENGINE" = 0 ] || [ -d "$home" ] ||
+	    die "SWARMHUB_HOME=$home (in $SWARMHUB_ENV_FILE) is not a directory: make it" \
+	        "(on every node, the same shared filesystem at that path)"
+	export SWARMHUB_HOMES_DIR=$home ;;
+esac
+
 # ---- deploy --------------------------------------------------------------------------
 files=(-c compose/docker-compose.yml)
+# the hub makes the users' directories in a local HOME: it needs the directory
+[ -z "${SWARMHUB_HOMES_DIR:-}" ] || files+=(-c compose/homes.yml)
 # the hub's own port only on request (see compose/hub-port.yml)
 [ -z "$HUB_PORT" ] || files+=(-c compose/hub-port.yml)
 for f in ${SWARMHUB_COMPOSE_EXTRA:-}; do files+=(-c "$f"); done
@@ -158,12 +217,25 @@ done
 # ---- wait until healthy -----------------------------------------------------------------
 # reached the way users reach it: through nginx (any certificate: this only
 # asks whether the hub answers), or on its own port when there is no nginx
-if [ "$SWARMHUB_PROXY_REPLICAS" != 0 ]; then
-	health_url="https://127.0.0.1:$SWARMHUB_HTTPS_PORT/hub/health"
-else
-	health_url="http://127.0.0.1:$HUB_PORT/hub/health"
-fi
-say "waiting for the hub (up to $TIMEOUT s): $health_url"
+# (a remote engine: at the address of the node running nginx or the hub, as
+# host-mode ports bind there)
+front=proxy; [ "$SWARMHUB_PROXY_REPLICAS" != 0 ] || front=hub
+front_addr() {	# the address users reach: SWARMHUB_UP_ADDR, 127.0.0.1 or the node's
+	local node
+	if [ -n "${SWARMHUB_UP_ADDR:-}" ]; then echo "$SWARMHUB_UP_ADDR"; return; fi
+	if [ -z "${DOCKER_HOST:-}" ]; then echo 127.0.0.1; return; fi
+	node=$(docker service ps -f desired-state=running --format '{{.Node}}' \
+	    "${SWARMHUB_STACK}_$front" 2>/dev/null | head -n 1)
+	[ -n "$node" ] && docker node inspect -f '{{.Status.Addr}}' "$node" 2>/dev/null
+}
+health_url() {
+	if [ "$SWARMHUB_PROXY_REPLICAS" != 0 ]; then
+		echo "https://$(front_addr):$SWARMHUB_HTTPS_PORT/hub/health"
+	else
+		echo "http://$(front_addr):$HUB_PORT/hub/health"
+	fi
+}
+say "waiting for the hub (up to $TIMEOUT s): $(health_url)"
 deadline=$(( $(now) + TIMEOUT )); last=""
 current_hub() {	# true when a task of this version runs, is healthy and answers
 	local task state cfg c h
@@ -173,10 +245,13 @@ current_hub() {	# true when a task of this version runs, is healthy and answers
 	cfg=$(docker inspect -f '{{range .Spec.ContainerSpec.Configs}}{{.ConfigName}} {{end}}' "$task" 2>/dev/null)
 	[ "$state" = running ] && [[ $cfg == *"_$SWARMHUB_CONFIG_VERSION"* ]] || return 1
 	c=$(docker inspect -f '{{.Status.ContainerStatus.ContainerID}}' "$task" 2>/dev/null)
-	h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$c" 2>/dev/null)
-	[ "$h" = healthy ] || return 1
+	# the container's health where this engine sees it (the hub may run on
+	# another manager: then the answer below is all there is)
+	if h=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$c" 2>/dev/null); then
+		[ "$h" = healthy ] || return 1
+	fi
 	[ "$(curl -ks -o /dev/null -w '%{http_code}' --noproxy '*' -m 3 \
-	    "$health_url" 2>/dev/null)" = 200 ]
+	    "$(health_url)" 2>/dev/null)" = 200 ]
 }
 while ! current_hub; do
 	line=$(docker stack ps "$SWARMHUB_STACK" --filter desired-state=running \
@@ -211,17 +286,17 @@ if [ "${auth:-local}" = local ] && [ ! -s "$SWARMHUB_SECRETS_DIR/admin_password"
 	say "created the local admin account: admin / $(cat "$SWARMHUB_SECRETS_DIR/admin_password")" \
 	    "(kept in $SWARMHUB_SECRETS_DIR/admin_password)"
 fi
-home=$(sed -n 's/^SWARMHUB_HOME=//p' "$SWARMHUB_ENV_FILE" | tail -n 1)
 bind_root=$(sed -n 's/^SWARMHUB_HOME_BIND_ROOT=//p' "$SWARMHUB_ENV_FILE" | tail -n 1)
 if [ -z "$home$bind_root" ]; then
 	say "SWARMHUB_HOME is empty in $SWARMHUB_ENV_FILE: servers get no home" \
 	    "directory, so files are not kept when a server stops (the home page" \
 	    "says so). For homes, see docs/deploy.md#homes"
 fi
-url="https://localhost${SWARMHUB_HTTPS_PORT/#/:}"; url=${url%:443}
-[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://127.0.0.1:$HUB_PORT"
+host=localhost; [ -z "${DOCKER_HOST:-}" ] || host=$(front_addr || true)
+url="https://$host${SWARMHUB_HTTPS_PORT/#/:}"; url=${url%:443}
+[ "$SWARMHUB_PROXY_REPLICAS" = 0 ] && url="http://$(front_addr || true):$HUB_PORT"
 say "the hub is healthy after $(( $(now) - T0 )) s: $url/hub/login"
 say "admin CLI: docker exec \$(docker ps -q -f label=com.docker.swarm.service.name=${SWARMHUB_STACK}_hub) sh -c 'SWARMHUB_TOKEN=\$(cat /run/secrets/admin_token) swarmhubctl users list'"
 if [ -n "$HUB_PORT" ]; then
-	say "  or (hub port $HUB_PORT published; firewall it): SWARMHUB_URL=http://127.0.0.1:$HUB_PORT bin/swarmhubctl --token-file $SWARMHUB_SECRETS_DIR/admin_token users list"
+	say "  or (hub port $HUB_PORT published; firewall it): SWARMHUB_URL=http://$(front_addr):$HUB_PORT bin/swarmhubctl --token-file $SWARMHUB_SECRETS_DIR/admin_token users list"
 fi

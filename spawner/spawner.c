@@ -997,8 +997,9 @@ spawner_gpu_kind(const struct spawner *sp)
 	return sp->cfg.gpu_resource;
 }
 
-/* The profile's and the pool's constraints (heap vector) and what the
- * service reserves. */
+/* The profile's and the pool's constraints, and node.role==worker with
+ * SERVERS_ON_MANAGERS=false, as the service spec has them (heap vector);
+ * and what the service reserves. */
 static char **
 placement(struct spawner *sp, const struct spawn_opts *o, size_t *n,
 	  struct spawner_res *ask)
@@ -1011,12 +1012,14 @@ placement(struct spawner *sp, const struct spawn_opts *o, size_t *n,
 	pd = profiles_get(sp->profiles, o->profile);
 	pl = profiles_pool(pd, o->pool);
 	v = xcalloc((pd ? pd->nconstraints : 0) +
-		    (pl ? pl->nconstraints : 0) + 1, sizeof(char *));
+		    (pl ? pl->nconstraints : 0) + 2, sizeof(char *));
 	*n = 0;
 	for (size_t i = 0; pd && i < pd->nconstraints; i++)
 		v[(*n)++] = xstrdup(pd->constraints[i]);
 	for (size_t i = 0; pl && i < pl->nconstraints; i++)
 		v[(*n)++] = xstrdup(pl->constraints[i]);
+	if (sp->cfg.workers_only)
+		v[(*n)++] = xstrdup("node.role==worker");
 	ask->cpus = o->cpu * sp->profiles->cpu_reservation_ratio;
 	pthread_rwlock_unlock(&sp->plock);
 	ask->mem_bytes = (int64_t)(o->mem_gb * SPAWNER_GIB + 0.5);

@@ -51,6 +51,8 @@ struct spawner_cfg {
 					 * (GPU_RESOURCE; NULL: "gpu") */
 	const char *registry_auth;	/* REGISTRY_AUTH: Docker's config.json
 					 * text (credentials), or NULL */
+	int workers_only;		/* SERVERS_ON_MANAGERS=false: every
+					 * server also gets node.role==worker */
 };
 
 /* Refuses settings that could never start a server (HOME_MOUNT=volume

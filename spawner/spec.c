@@ -502,6 +502,8 @@ task_template(const struct spec_input *in, int volume, int *ok)
 		push(cons, xstrdup(pd->constraints[i]), ok);
 	for (i = 0; pl && i < pl->nconstraints; i++)
 		push(cons, xstrdup(pl->constraints[i]), ok);
+	if (in->cfg->workers_only)
+		push(cons, xstrdup("node.role==worker"), ok);
 	put(tt, "Placement", json_pack("{s:o}", "Constraints", cons), ok);
 	put(tt, "RestartPolicy", json_pack("{s:s}", "Condition", "none"), ok);
 	net = json_pack("[{s:s, s:[s]}]", "Target", in->cfg->network,

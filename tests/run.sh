@@ -12,6 +12,15 @@
 #   SWARMHUB_VALGRIND=1         run C tests under valgrind (fail on reports)
 #   SWARMHUB_TEST_SKIP=ldap,... skip tests needing these services (counted)
 #   SWARMHUB_TEST_OUT=DIR       where tests keep output (screenshots, logs)
+#   SWARMHUB_TEST_CLUSTER_EARLY 1: make the multi-node test swarm in the
+#                               background at the start (default when the
+#                               whole pytest suite runs); 0: the first
+#                               cluster suite makes it
+#
+# Wall time on two cores: the 3-node test swarm of the cluster suites (and
+# the images it and the end-to-end stage need) is made in the background
+# while the C tests and the other pytest suites run (conftest.py puts the
+# cluster suites last); run.sh stops it at the end.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -22,6 +31,7 @@ mkdir -p "$SWARMHUB_TEST_OUT"
 WORK=$(mktemp -d /tmp/swarmhub-test.XXXXXX)
 chmod 755 "$WORK"
 PASS=0 FAIL=0 SKIP=0
+CLUSTER_PID=""
 
 cleanup() {
 	trap - EXIT INT TERM
@@ -32,6 +42,11 @@ cleanup() {
 	case $sockdir in /tmp/shpg.*) rm -rf "$sockdir" ;; esac	# outside WORK
 	[ -d "$WORK/ldap" ] && tests/services/slapd.sh stop "$WORK/ldap" >/dev/null 2>&1
 	[ -d "$WORK/nfs" ] && tests/services/nfs.sh stop "$WORK/nfs" >/dev/null 2>&1
+	if [ -n "$CLUSTER_PID" ]; then
+		kill -- -"$CLUSTER_PID" 2>/dev/null
+		wait "$CLUSTER_PID" 2>/dev/null
+		tests/services/cluster.sh stop >/dev/null 2>&1
+	fi
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -93,6 +108,39 @@ build_images() {
 	return $ok
 }
 
+# The multi-node swarm of the cluster suites, made in the background (its
+# own session, so cleanup can end it): first the missing images it and the
+# later stages use (hub, nginx, postgres; test-ldap, test-nfs for e2e), then
+# `cluster.sh start 3` with the images clusterhub.py loads. The fixture's
+# own `cluster.sh start 3` then waits for it (cluster.sh's lock) and reuses
+# it; SWARMHUB_TEST_CLUSTER_KEEP=1 leaves stopping it to cleanup. A cluster
+# that runs already (someone's) is left alone.
+cluster_early() {
+	local want=${SWARMHUB_TEST_CLUSTER_EARLY:-}
+	[ -n "$want" ] || { [ -z "${SWARMHUB_TEST_PYTEST:-}" ] && want=1; }
+	[ "$want" = 1 ] && [ "$(id -u)" = 0 ] || return 0
+	tests/services/cluster.sh status >/dev/null 2>&1 && return 0
+	export SWARMHUB_TEST_CLUSTER_KEEP=1
+	echo "making the 3-node test swarm in the background..." >&2
+	E2E=$(want e2e && ! skipped e2e && echo 1) setsid bash -c '
+		t0=$(date +%s)
+		img() { docker image inspect "$1" >/dev/null 2>&1 ||
+		    docker build -q -t "$1" "${@:2}" >/dev/null || exit 1; }
+		img swarmhub/hub:latest -f images/hub/Dockerfile .
+		img swarmhub/nginx:latest images/nginx
+		img swarmhub/postgres:15 images/postgres
+		if [ -n "$E2E" ]; then
+			img swarmhub/test-ldap:latest images/ldap
+			img swarmhub/test-nfs:latest images/nfs
+		fi
+		echo "images ready after $(( $(date +%s) - t0 )) s"
+		SWARMHUB_TEST_IMAGES="swarmhub/hub:latest swarmhub/test-notebook:latest" \
+		    tests/services/cluster.sh start 3 || exit 1
+		echo "cluster ready after $(( $(date +%s) - t0 )) s"' \
+	    >"$SWARMHUB_TEST_OUT/cluster-early.log" 2>&1 </dev/null &
+	CLUSTER_PID=$!
+}
+
 start_services() {
 	local out
 	if ! skipped postgres; then
@@ -122,6 +170,7 @@ start_services() {
 		echo "building the test images (cached after the first run)..." >&2
 		build_images || {
 			echo "FAIL: test images did not build (images/build-base.sh; logs in $SWARMHUB_TEST_OUT/build-*.log)"; exit 1; }
+		cluster_early
 	fi
 }
 

@@ -3,6 +3,9 @@
 # socket's group, then exec the command (default: swarmhub).
 #   SWARMHUB_DOCKER_GID   group id to add (default: the socket's group)
 #   PGPASSWORD_FILE       file holding the PostgreSQL password (a secret)
+# With homes in a local directory (SWARMHUB_HOME=/path) the hub keeps the
+# capabilities that making and owning other users' directories there needs
+# (chown, fowner, fsetid, dac_override), and no others.
 set -eu
 if [ -n "${PGPASSWORD_FILE:-}" ]; then
 	PGPASSWORD=$(cat "$PGPASSWORD_FILE") || {
@@ -29,7 +32,11 @@ if [ "$(id -u)" = 0 ]; then
 		exit 1
 	fi
 	if [ -n "$gid" ]; then groups="--groups=$gid"; else groups=--clear-groups; fi
+	caps=-all
+	case ${SWARMHUB_HOME:-} in
+	/*) caps=-all,+chown,+fowner,+fsetid,+dac_override ;;
+	esac
 	exec setpriv --reuid=10001 --regid=10001 "$groups" \
-	    --inh-caps=-all --no-new-privs -- "$@"
+	    --inh-caps="$caps" --ambient-caps="$caps" --no-new-privs -- "$@"
 fi
 exec "$@"

@@ -43,6 +43,9 @@ free_port() {
 ID=e2e$$
 export SWARMHUB_STACK=shub$ID
 export SWARMHUB_NETWORK_NAME=$SWARMHUB_STACK-users
+# a users' subnet of its own (not up.sh's default 10.250.0.0/20), so that
+# a tests/e2e/default.sh stack on this swarm at the same time does not clash
+export SWARMHUB_USERS_SUBNET=10.$(( 200 + RANDOM % 40 )).$(( RANDOM % 16 * 16 )).0/20
 WORK=/var/tmp/swarmhub-$ID
 export SWARMHUB_SECRETS_DIR=$WORK/secrets
 export SWARMHUB_ENV_FILE=$WORK/swarmhub.env

@@ -109,7 +109,8 @@ class BridgeRelay(Relay):
 def swarm_session(images=IMAGES, n=3):
     """A running n-node test swarm (cluster.sh start n; the images in
     `images` on every node), stopped at the end unless it was running
-    before. SWARMHUB_CLUSTER_ID in the environment picks the cluster."""
+    before (or SWARMHUB_TEST_CLUSTER_KEEP=1: tests/run.sh owns it).
+    SWARMHUB_CLUSTER_ID in the environment picks the cluster."""
     if os.geteuid() != 0:
         pytest.skip("cluster.sh needs root (network namespaces, dockerd)")
     need_postgres()
@@ -152,7 +153,9 @@ def swarm_session(images=IMAGES, n=3):
         yield {"engine": eng, "nodes": nodes, "lines": lines,
                "manager": lines["SWARMHUB_TEST_MANAGER_ADDR"], "load": load}
     finally:
-        if not was_running:
+        # tests/run.sh starts the cluster early and stops it itself
+        if not was_running and \
+                os.environ.get("SWARMHUB_TEST_CLUSTER_KEEP") != "1":
             cluster("stop", timeout=120)
 
 

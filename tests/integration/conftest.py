@@ -21,7 +21,9 @@ Fixtures:
                -> Hub, stopped (exit 0 asserted) at the end of the test
   swarm        session: the 3-node test swarm (clusterhub.py), shared by
                every cluster suite of the run; images: SWARMHUB_TEST_IMAGES
-               of clusterhub.IMAGES (suites load more with swarm["load"])
+               of clusterhub.IMAGES (suites load more with swarm["load"]).
+               Modules using it run after all others (tests/run.sh starts
+               the cluster in the background meanwhile).
 Helpers (hubtest.py): login(hub, user, password, next=None) ->
   (requests.Session, response of the POST); xsrf_of(session); api(...) on Hub.
 """
@@ -55,6 +57,16 @@ def ldap_hub():
     hub = Hub("ldap", env=ldap_env(**SHARED_ENV))
     yield hub
     _finish(hub)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The modules using the multi-node `swarm` run last, in their order:
+    tests/run.sh starts that cluster in the background, and everything
+    else runs meanwhile. Whole modules move, so module fixtures still see
+    their tests together."""
+    cluster = {i.module for i in items if "swarm" in i.fixturenames}
+    items[:] = [i for i in items if i.module not in cluster] + \
+               [i for i in items if i.module in cluster]
 
 
 @pytest.fixture(scope="session")

@@ -368,6 +368,39 @@ test_spec_no_home(void)
 	profiles_free(f.p);
 }
 
+/* SERVERS_ON_MANAGERS=false: node.role==worker joins every server's
+ * constraints, after the profile's own; off, only the profile's apply. */
+static void
+test_spec_workers_only(void)
+{
+	struct fixture f;
+	json_t *v;
+
+	fixture_init(&f);
+	f.in.profile = profiles_get(f.p, "default");
+	f.in.image = profiles_image(f.p, "hubsu");
+	v = build(&f);
+	T_OK(json_array_size(at(v, "TaskTemplate/Placement/Constraints")) == 0,
+	     "servers on managers allowed: no constraint of its own");
+	json_decref(v);
+	f.cfg.workers_only = 1;
+	v = build(&f);
+	T_OK(json_array_size(at(v, "TaskTemplate/Placement/Constraints")) == 1,
+	     "workers only: one constraint");
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/0"),
+		"node.role==worker", "workers only: node.role==worker");
+	json_decref(v);
+	f.in.profile = profiles_get(f.p, "ds");
+	f.in.image = profiles_image(f.p, "scipy");
+	v = build(&f);
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/0"),
+		"node.labels.pool==ds", "workers only: the profile's first");
+	T_STREQ(s_at(v, "TaskTemplate/Placement/Constraints/2"),
+		"node.role==worker", "workers only: added after the profile's");
+	json_decref(v);
+	profiles_free(f.p);
+}
+
 static void
 spec_refused(struct fixture *f, enum err_code code, const char *want)
 {
@@ -712,6 +745,7 @@ main(void)
 	test_spec_volume();
 	test_spec_errors();
 	test_spec_no_home();
+	test_spec_workers_only();
 	test_task_messages();
 	test_usage();
 	return t_done();

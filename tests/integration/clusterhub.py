@@ -173,13 +173,14 @@ DEFAULT_PROFILES = {
 
 @contextlib.contextmanager
 def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
-                prefix="shc"):
+                prefix="shc", subnet=None):
     """The hub as users run it: a service on the cluster's overlay, pinned
     to the manager, port published in host mode. d: a scratch directory;
     profiles: the profiles document (default DEFAULT_PROFILES); env: extra
     "SWARMHUB_X=v" strings; mounts: extra Engine API mounts; groups:
     {group: [user, ...]} local users created and put in the group (then the
-    hub is restarted to read it). Yields a dict with url, token, run, net,
+    hub is restarted to read it); subnet: the users' network's subnet
+    (default: Docker's, a /24 of about 250 addresses). Yields a dict with url, token, run, net,
     service, spec, db, restart(), and users (all users made for groups)."""
     if b"__asan_init" in Path(hub_binary()).read_bytes():
         pytest.skip("the hub runs in swarmhub/hub:latest, which has no "
@@ -189,7 +190,8 @@ def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
     net = run + "-users"
     st, v = eng.call("POST", "/networks/create", {
         "Name": net, "Driver": "overlay", "Attachable": True,
-        "Labels": {"swarmhub.test": run}})
+        "Labels": {"swarmhub.test": run},
+        **({"IPAM": {"Config": [{"Subnet": subnet}]}} if subnet else {})})
     assert st == 201, v
     bridge = swarm["manager"].rsplit(".", 1)[0] + ".1"
     relay = BridgeRelay(("127.0.0.1", pg_port()), bridge).start()

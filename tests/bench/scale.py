@@ -443,21 +443,28 @@ def iso_s(s):
     return t + float(m.group(2) or 0)
 
 
-def progress_ready(hub, name, timeout=240):
-    """Follows the progress stream until ready: the client's epoch time."""
-    r = T.DIRECT.get(hub["url"] + "/hub/api/users/%s/server/progress" % name,
-                     headers={"Authorization": "token " + hub["token"]},
-                     stream=True, timeout=timeout)
-    try:
-        for line in r.iter_lines(decode_unicode=True):
-            if line and line.startswith("data:"):
-                ev = json.loads(line[5:])
-                if ev.get("ready"):
-                    return time.time()
-                if ev.get("failed"):
-                    return None
-    finally:
-        r.close()
+def progress_ready(hub, name, errors, timeout=240):
+    """Follows the progress stream until ready: the client's epoch time.
+    A stream that breaks is noted in errors and followed again."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            r = T.DIRECT.get(hub["url"] + "/hub/api/users/%s/server/progress"
+                             % name, stream=True, timeout=60, headers={
+                                 "Authorization": "token " + hub["token"]})
+            try:
+                for line in r.iter_lines(decode_unicode=True):
+                    if line and line.startswith("data:"):
+                        ev = json.loads(line[5:])
+                        if ev.get("ready"):
+                            return time.time()
+                        if ev.get("failed"):
+                            return None
+            finally:
+                r.close()
+        except requests.RequestException as e:
+            errors.append("%s's progress stream: %s" % (name, e))
+            time.sleep(0.5)
     return None
 
 
@@ -494,7 +501,7 @@ def burst(hub, swarm, names, R):
     B["lat_idle"] = lat_stats(base)
     lat = Latency(hub).start()
     barrier = threading.Barrier(len(names))
-    T0, ready, code = {}, {}, {}
+    T0, ready, code, errors = {}, {}, {}, []
 
     def one(u):
         c = Client(hub)
@@ -503,7 +510,7 @@ def burst(hub, swarm, names, R):
         T0[u] = time.time()
         code[u] = c.request("POST", "/hub/api/users/%s/server" % u, {})[0]
         c.close()
-        ready[u] = progress_ready(hub, u)
+        ready[u] = progress_ready(hub, u, errors)
 
     t_go = time.time()
     T.parallel(*[(lambda u=u: one(u)) for u in names])
@@ -514,6 +521,10 @@ def burst(hub, swarm, names, R):
         B["codes"][str(st)] = B["codes"].get(str(st), 0) + 1
     ok = [u for u in names if ready.get(u)]
     B["ready"] = len(ok)
+    if errors:
+        R["notes"].append("burst: %d progress streams broke and were "
+                          "followed again; first: %s" % (len(errors),
+                                                         errors[0]))
     B["all_ready_s"] = (max(ready[u] for u in ok) - min(T0.values())) \
         if ok else None
     B["load_after"] = load()
@@ -851,52 +862,73 @@ def run(R):
                "SWARMHUB_USAGE_EVERY=%d" % CFG["usage_every_s"]]
         with C.hub_service(swarm, d, PROFILES, env=env, prefix="scl",
                            subnet=CFG["subnet"]) as hub:
-            log("hub %s at %s" % (hub["service"], hub["url"]))
-            c = Client(hub)
-            names = ["u%05d" % i for i in range(CFG["users"])]
-            t = time.time()
-            for i in range(0, len(names), 1000):
-                c.json("POST", "/hub/api/users",
-                       {"usernames": names[i:i + 1000]}, want=(201,))
-            log("%d users in %.1f s" % (len(names), time.time() - t))
-            c.json("POST", "/hub/api/users/" + ADMIN, {}, want=(201,))
-            c.json("PATCH", "/hub/api/users/" + ADMIN,
-                   {"admin": True, "password": ADMIN_PW})
-            c.close()
-            s, r = T.login(type("H", (), {"url": hub["url"]}), ADMIN,
-                           ADMIN_PW)
-            if r.status_code != 302:
-                raise RuntimeError("admin login: HTTP %d" % r.status_code)
-            cookies = s.cookies.get_dict()
-            running = 0
-            done_burst = CFG["burst"] <= 0
-            per_mb = CFG["per_server_mb"]
-            for n in CFG["sizes"]:
-                if not done_burst and n > CFG["burst"] + running:
-                    log("burst: %d servers at once" % CFG["burst"])
-                    burst(hub, swarm, names[running:running + CFG["burst"]],
-                          R)
-                    running += R["burst"]["ready"]
-                    done_burst = True
-                want = n
-                room = (mem_avail_mb() - CFG["keep_free_mb"]) // per_mb
-                if want - running > room:
-                    want = running + max(0, room)
-                    R["notes"].append(
-                        "row %d: only %d servers (memory: %d MB available, "
-                        "~%d MB per server)" % (n, want, mem_avail_mb(),
-                                                per_mb))
-                if want > running:
-                    log("growing to %d servers (load %s, %d MB free)"
-                        % (want, load(), mem_avail_mb()))
-                    before = mem_avail_mb()
-                    got = grow(hub, names[running:want], R)
-                    if got > running + 10:
-                        per_mb = max(per_mb, (before - mem_avail_mb()) //
-                                     (got - running) + 5)
-                    running = got
-                log("row: %d servers (load %s)" % (running, load()))
-                measure_row(hub, cookies, running, R)
+            try:
+                rows(hub, swarm, R)
+            finally:
+                save_log(swarm, hub)
+
+
+def save_log(swarm, hub):
+    """The hub's log (its service's, from the manager) into the scratch
+    directory, for reading after a run."""
+    out = os.environ.get("SWARMHUB_TEST_OUT")
+    if not out:
+        return
+    st, raw = swarm["engine"].call("GET", "/services/%s/logs?stderr=1&"
+                                   "stdout=1&tail=20000" % hub["service"],
+                                   timeout=60)
+    if st == 200 and isinstance(raw, str):
+        with open(os.path.join(out, "hub.log"), "w") as f:
+            f.write(raw)
+
+
+def rows(hub, swarm, R):
+    log("hub %s at %s" % (hub["service"], hub["url"]))
+    c = Client(hub)
+    names = ["u%05d" % i for i in range(CFG["users"])]
+    t = time.time()
+    for i in range(0, len(names), 1000):
+        c.json("POST", "/hub/api/users",
+               {"usernames": names[i:i + 1000]}, want=(201,))
+    log("%d users in %.1f s" % (len(names), time.time() - t))
+    c.json("POST", "/hub/api/users/" + ADMIN, {}, want=(201,))
+    c.json("PATCH", "/hub/api/users/" + ADMIN,
+           {"admin": True, "password": ADMIN_PW})
+    c.close()
+    s, r = T.login(type("H", (), {"url": hub["url"]}), ADMIN,
+                   ADMIN_PW)
+    if r.status_code != 302:
+        raise RuntimeError("admin login: HTTP %d" % r.status_code)
+    cookies = s.cookies.get_dict()
+    running = 0
+    done_burst = CFG["burst"] <= 0
+    per_mb = CFG["per_server_mb"]
+    for n in CFG["sizes"]:
+        if not done_burst and n > CFG["burst"] + running:
+            log("burst: %d servers at once" % CFG["burst"])
+            burst(hub, swarm, names[running:running + CFG["burst"]],
+                  R)
+            running += R["burst"]["ready"]
+            done_burst = True
+        want = n
+        room = (mem_avail_mb() - CFG["keep_free_mb"]) // per_mb
+        if want - running > room:
+            want = running + max(0, room)
+            R["notes"].append(
+                "row %d: only %d servers (memory: %d MB available, "
+                "~%d MB per server)" % (n, want, mem_avail_mb(),
+                                        per_mb))
+        if want > running:
+            log("growing to %d servers (load %s, %d MB free)"
+                % (want, load(), mem_avail_mb()))
+            before = mem_avail_mb()
+            got = grow(hub, names[running:want], R)
+            if got > running + 10:
+                per_mb = max(per_mb, (before - mem_avail_mb()) //
+                             (got - running) + 5)
+            running = got
+        log("row: %d servers (load %s)" % (running, load()))
+        measure_row(hub, cookies, running, R)
 
 
 def main():

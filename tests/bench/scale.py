@@ -859,9 +859,17 @@ def run(R):
         machine(R, swarm)
         env = ["SWARMHUB_CULL_TIMEOUT=3600",
                "SWARMHUB_CULL_EVERY=%d" % CFG["cull_every_s"],
-               "SWARMHUB_USAGE_EVERY=%d" % CFG["usage_every_s"]]
+               "SWARMHUB_USAGE_EVERY=%d" % CFG["usage_every_s"],
+               # 60 starts at once on a loaded machine: Docker alone may
+               # take longer than the tests' 60 s
+               "SWARMHUB_START_TIMEOUT=300"]
+        # the image's health check (5 s timeout, 3 tries) has Swarm kill
+        # the hub when the shared machine is overloaded (seen at a load of
+        # 100): that measures the machine, not the hub
+        health = {"Healthcheck": {"Interval": 30 * 10**9,
+                                  "Timeout": 60 * 10**9, "Retries": 10}}
         with C.hub_service(swarm, d, PROFILES, env=env, prefix="scl",
-                           subnet=CFG["subnet"]) as hub:
+                           subnet=CFG["subnet"], container=health) as hub:
             try:
                 rows(hub, swarm, R)
             finally:

@@ -328,11 +328,14 @@ def post_server(hub, u):
         c.close()
 
 
-def grow(hub, names, R):
-    """Starts the servers of names, CFG['batch'] at a time, each batch
-    waited for until ready; returns how many are ready in all."""
+def grow(hub, names, count, R):
+    """Starts the servers of the first count names without one, CFG['batch']
+    at a time, each batch waited for until ready; returns how many are
+    ready in all."""
     c = Client(hub)
     t_all = time.time()
+    active = users_of(c)   # a burst's late or failed starts are not retried
+    names = [u for u in names if u not in active][:count]
     for i in range(0, len(names), CFG["batch"]):
         b = names[i:i + CFG["batch"]]
         t0 = time.time()
@@ -974,7 +977,7 @@ def rows(hub, swarm, R):
             log("growing to %d servers (load %s, %d MB free)"
                 % (want, load(), mem_avail_mb()))
             before = mem_avail_mb()
-            got = grow(hub, names[running:want], R)
+            got = grow(hub, names[running:], want - running, R)
             if got > running + 10:
                 per_mb = max(per_mb, (before - mem_avail_mb()) //
                              (got - running) + 5)

@@ -929,9 +929,13 @@ def save_log(swarm, hub):
     out = os.environ.get("SWARMHUB_TEST_OUT")
     if not out:
         return
-    st, raw = swarm["engine"].call("GET", "/services/%s/logs?stderr=1&"
-                                   "stdout=1&tail=20000" % hub["service"],
-                                   timeout=60)
+    try:
+        st, raw = swarm["engine"].call("GET", "/services/%s/logs?stderr=1&"
+                                       "stdout=1&tail=20000" % hub["service"],
+                                       timeout=120)
+    except OSError as e:    # a report without the log rather than none
+        log("could not fetch the hub's log: %s" % e)
+        return
     if st == 200 and isinstance(raw, str):
         with open(os.path.join(out, "hub.log"), "w") as f:
             f.write(raw)

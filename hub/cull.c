@@ -225,11 +225,21 @@ policy(struct hub *h, struct culler_policy *p)
 	p->nprofile_timeouts = h->cull->noverrides;
 }
 
+/* Each pass's duration goes to /hub/metrics (swarmhub_pass_*). */
+static void
+pass_done(void *ctx, const struct culler_pass_stats *st)
+{
+	struct hub *h = ctx;
+
+	metrics_pass(h->metrics, METRICS_PASS_CULLER, st->duration_ms,
+		     st->servers);
+}
+
 int
 cull_start(struct hub *h, struct err *e)
 {
 	struct culler_ops ops = { list_servers, probe, stop, list_users,
-				  delete_user, NULL, h };
+				  delete_user, pass_done, h };
 	struct culler_policy p;
 
 	h->cull = xcalloc(1, sizeof(*h->cull));

@@ -512,6 +512,15 @@ void metrics_free(struct metrics *m);
 void metrics_observe(struct metrics *m, const char *handler,
 		     enum method meth, int status, double seconds);
 void metrics_login(struct metrics *m, int ok);
+/* A periodic pass of the hub's own took ms over servers (culler: servers
+ * listed; usage: containers sampled); shown as a histogram and the last
+ * pass's duration, size and end time. */
+enum metrics_pass { METRICS_PASS_CULLER, METRICS_PASS_USAGE,
+		    METRICS_PASS_KINDS };
+void metrics_pass(struct metrics *m, enum metrics_pass kind, int64_t ms,
+		  size_t servers);
+/* The start took ms (to listening, adoption included); servers running. */
+void metrics_started(struct metrics *m, int64_t ms, size_t servers);
 /* Appends the Prometheus text of the counters and the gauges g. */
 void metrics_render(struct strbuf *sb, struct metrics *m,
 		    const struct metrics_gauges *g);

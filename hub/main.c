@@ -212,6 +212,16 @@ start_edge(struct hub *h, struct err *e)
 	return 0;
 }
 
+/* The start's duration and the servers it adopted, for /hub/metrics. */
+static void
+started_metric(struct hub *h, int64_t ms)
+{
+	struct metrics_gauges g = { 0 };
+
+	state_gauges(&h->state, &g);
+	metrics_started(h->metrics, ms, g.running);
+}
+
 static int
 start(struct hub *h, struct err *e)
 {
@@ -246,6 +256,7 @@ start(struct hub *h, struct err *e)
 	    cull_start(h, e) < 0 || usage_start(h, e) < 0)
 		return -1;
 	h->started_ms = time_now_ms();
+	started_metric(h, time_mono_ms() - t0);
 	release_free_heap();
 	log_event(LOG_INFO, "hub.listening", "listen=%s users=%zu auth=%s "
 		  "spawner=%s ms=%ld version=%s", h->cfg.listen,

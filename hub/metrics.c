@@ -1,8 +1,11 @@
 /*
  * metrics.c - Prometheus text format at /hub/metrics, with JupyterHub's
  * metric names where one exists. Counters are relaxed atomics in fixed
- * tables (handler x method x status), so recording costs no lock.
+ * tables (handler x method x status), so recording costs no lock. The
+ * hub's periodic passes (culler, usage) and its start (with adoption) are
+ * recorded under a mutex, since their figures belong together.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,21 +39,78 @@ struct series {
 	uint64_t bucket[NBUCKETS];
 };
 
+static const char *const pass_names[METRICS_PASS_KINDS] = {
+	"culler", "usage"
+};
+static const double pass_buckets[] = {
+	0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
+};
+#define NPASS_BUCKETS (sizeof(pass_buckets) / sizeof(pass_buckets[0]))
+
+/* One kind of pass: a histogram and the last pass's figures. */
+struct pass_series {
+	uint64_t count;
+	int64_t sum_ms;
+	uint64_t bucket[NPASS_BUCKETS];
+	int64_t last_ms, last_end_ms;
+	size_t last_servers;
+};
+
 struct metrics {
 	struct series s[NHANDLERS][NMETHODS][NSTATUS];
 	uint64_t login_ok, login_failed;
+	pthread_mutex_t lock;		/* guards what follows */
+	struct pass_series pass[METRICS_PASS_KINDS];
+	int64_t start_ms;		/* -1: not started yet */
+	size_t start_servers;
 };
 
 struct metrics *
 metrics_new(void)
 {
-	return xcalloc(1, sizeof(struct metrics));
+	struct metrics *m = xcalloc(1, sizeof(struct metrics));
+
+	pthread_mutex_init(&m->lock, NULL);
+	m->start_ms = -1;
+	return m;
 }
 
 void
 metrics_free(struct metrics *m)
 {
+	if (m == NULL)
+		return;
+	pthread_mutex_destroy(&m->lock);
 	free(m);
+}
+
+void
+metrics_pass(struct metrics *m, enum metrics_pass kind, int64_t ms,
+	     size_t servers)
+{
+	struct pass_series *p = &m->pass[kind];
+
+	pthread_mutex_lock(&m->lock);
+	p->count++;
+	p->sum_ms += ms;
+	for (size_t i = 0; i < NPASS_BUCKETS; i++)
+		if ((double)ms / 1e3 <= pass_buckets[i]) {
+			p->bucket[i]++;
+			break;
+		}
+	p->last_ms = ms;
+	p->last_end_ms = time_now_ms();
+	p->last_servers = servers;
+	pthread_mutex_unlock(&m->lock);
+}
+
+void
+metrics_started(struct metrics *m, int64_t ms, size_t servers)
+{
+	pthread_mutex_lock(&m->lock);
+	m->start_ms = ms;
+	m->start_servers = servers;
+	pthread_mutex_unlock(&m->lock);
 }
 
 static size_t
@@ -140,6 +200,73 @@ render_requests(struct strbuf *sb, struct metrics *m)
 			}
 }
 
+static void
+render_pass(struct strbuf *sb, const struct pass_series *p, const char *name)
+{
+	uint64_t cum = 0;
+
+	for (size_t i = 0; i < NPASS_BUCKETS; i++) {
+		cum += p->bucket[i];
+		sb_addf(sb, "swarmhub_pass_duration_seconds_bucket{pass=\"%s\","
+			"le=\"%g\"} %llu\n", name, pass_buckets[i],
+			(unsigned long long)cum);
+	}
+	sb_addf(sb, "swarmhub_pass_duration_seconds_bucket{pass=\"%s\","
+		"le=\"+Inf\"} %llu\nswarmhub_pass_duration_seconds_count{pass="
+		"\"%s\"} %llu\nswarmhub_pass_duration_seconds_sum{pass=\"%s\"}"
+		" %.3f\n", name, (unsigned long long)p->count, name,
+		(unsigned long long)p->count, name, (double)p->sum_ms / 1e3);
+}
+
+static void
+render_last(struct strbuf *sb, const struct pass_series *p, const char *name)
+{
+	sb_addf(sb, "swarmhub_pass_last_seconds{pass=\"%s\"} %.3f\n"
+		"swarmhub_pass_last_servers{pass=\"%s\"} %zu\n"
+		"swarmhub_pass_last_end_timestamp_seconds{pass=\"%s\"} %.3f\n",
+		name, (double)p->last_ms / 1e3, name, p->last_servers, name,
+		(double)p->last_end_ms / 1e3);
+}
+
+/* The passes and the start, from one consistent copy. */
+static void
+render_passes(struct strbuf *sb, struct metrics *m)
+{
+	struct pass_series p[METRICS_PASS_KINDS];
+	int64_t start_ms;
+	size_t start_servers;
+
+	pthread_mutex_lock(&m->lock);
+	memcpy(p, m->pass, sizeof(p));
+	start_ms = m->start_ms;
+	start_servers = m->start_servers;
+	pthread_mutex_unlock(&m->lock);
+	sb_adds(sb, "# HELP swarmhub_pass_duration_seconds how long the "
+		"hub's periodic passes take (culler: list, probe, stop; usage: "
+		"Docker's container stats)\n# TYPE "
+		"swarmhub_pass_duration_seconds histogram\n");
+	for (int k = 0; k < METRICS_PASS_KINDS; k++)
+		render_pass(sb, &p[k], pass_names[k]);
+	sb_adds(sb, "# HELP swarmhub_pass_last_seconds the last pass's "
+		"duration\n# TYPE swarmhub_pass_last_seconds gauge\n"
+		"# HELP swarmhub_pass_last_servers servers (culler) or containers "
+		"(usage) the last pass covered\n# TYPE swarmhub_pass_last_servers"
+		" gauge\n# HELP swarmhub_pass_last_end_timestamp_seconds when the "
+		"last pass ended (Unix time; 0: none yet)\n# TYPE "
+		"swarmhub_pass_last_end_timestamp_seconds gauge\n");
+	for (int k = 0; k < METRICS_PASS_KINDS; k++)
+		render_last(sb, &p[k], pass_names[k]);
+	if (start_ms < 0)
+		return;
+	sb_addf(sb, "# HELP swarmhub_start_seconds the hub's start, from "
+		"reading its settings to listening (database, state, adoption "
+		"of running servers)\n# TYPE swarmhub_start_seconds gauge\n"
+		"swarmhub_start_seconds %.3f\n# HELP swarmhub_start_servers "
+		"servers running after the start's adoption\n# TYPE "
+		"swarmhub_start_servers gauge\nswarmhub_start_servers %zu\n",
+		(double)start_ms / 1e3, start_servers);
+}
+
 void
 metrics_render(struct strbuf *sb, struct metrics *m,
 	       const struct metrics_gauges *g)
@@ -177,4 +304,5 @@ metrics_render(struct strbuf *sb, struct metrics *m,
 		"check succeeded\n# TYPE swarmhub_database_up gauge\n"
 		"swarmhub_database_up %d\n", g->db_up);
 	render_requests(sb, m);
+	render_passes(sb, m);
 }

@@ -1108,18 +1108,12 @@ check_one(struct hub *h, const char *key, int at_start)
 	save(h, name, server);
 }
 
+/* The services of v (n) that no server owns are counted and logged. */
 static void
-count_orphans(struct hub *h)
+count_orphans(struct hub *h, const struct spawner_service *v, size_t n)
 {
-	struct spawner_service *v;
-	struct err e = { 0 };
-	size_t n;
 	long orphans = 0;
 
-	if (spawner_list(h->spawner, &v, &n, &e) < 0) {
-		log_event(LOG_WARN, "reconcile.list_failed", "err=%s", e.msg);
-		return;
-	}
 	pthread_rwlock_rdlock(&h->state.lock);
 	for (size_t i = 0; i < n; i++) {
 		struct server *s = server_of(h, v[i].user, v[i].server);
@@ -1133,7 +1127,55 @@ count_orphans(struct hub *h)
 	}
 	pthread_rwlock_unlock(&h->state.lock);
 	__atomic_store_n(&h->orphans, orphans, __ATOMIC_RELAXED);
-	free(v);
+}
+
+/* This hub's services, sorted by owner (user, server) for runs(). */
+static int
+cmp_owner(const void *a, const void *b)
+{
+	const struct spawner_service *x = a, *y = b;
+	int c = strcmp(x->user, y->user);
+
+	return c ? c : strcmp(x->server, y->server);
+}
+
+static int
+list_sorted(struct hub *h, struct spawner_service **v, size_t *n, int quiet)
+{
+	struct err e = { 0 };
+
+	if (spawner_list(h->spawner, v, n, &e) < 0) {
+		if (!quiet)
+			log_event(LOG_WARN, "reconcile.list_failed", "err=%s",
+				  e.msg);
+		return -1;
+	}
+	qsort(*v, *n, sizeof(**v), cmp_owner);
+	return 0;
+}
+
+/* Whether a service of v (sorted, n) for name's server has a running
+ * task: a binary search, so a pass over every server stays n log n. */
+static int
+runs(const struct spawner_service *v, size_t n, const char *name,
+     const char *server)
+{
+	struct spawner_service k;
+	const struct spawner_service *f;
+	size_t i;
+
+	snprintf(k.user, sizeof(k.user), "%s", name);
+	snprintf(k.server, sizeof(k.server), "%s", server);
+	f = bsearch(&k, v, n, sizeof(*v), cmp_owner);
+	if (f == NULL)
+		return 0;
+	/* the same owner twice (an old service beside a new one): any */
+	for (i = (size_t)(f - v); i > 0 && cmp_owner(&v[i - 1], &k) == 0; i--)
+		;
+	for (; i < n && cmp_owner(&v[i], &k) == 0; i++)
+		if (v[i].running)
+			return 1;
+	return 0;
 }
 
 /* Keys of every user's servers that are not stopped (running_only: that
@@ -1168,15 +1210,70 @@ server_keys(struct hub *h, int running_only)
 	return keys;
 }
 
+/* check_one over keys on up to ADOPT_THREADS threads (the caller's
+ * included): each check waits on Docker, DNS and the database, so at a
+ * start with hundreds of servers running they overlap. */
+#define ADOPT_THREADS 8
+
+struct check_many {
+	struct hub *h;
+	char **keys;
+	size_t n;
+	int at_start;
+	pthread_mutex_t lock;
+	size_t next;			/* guarded by lock */
+};
+
+static void *
+check_worker(void *arg)
+{
+	struct check_many *c = arg;
+	size_t i;
+
+	for (;;) {
+		pthread_mutex_lock(&c->lock);
+		i = c->next++;
+		pthread_mutex_unlock(&c->lock);
+		if (i >= c->n)
+			return NULL;
+		check_one(c->h, c->keys[i], c->at_start);
+	}
+}
+
+static void
+check_keys(struct hub *h, char **keys, int at_start)
+{
+	struct check_many c = { .h = h, .keys = keys, .at_start = at_start };
+	pthread_t t[ADOPT_THREADS - 1];
+	size_t started = 0;
+
+	while (keys[c.n])
+		c.n++;
+	pthread_mutex_init(&c.lock, NULL);
+	/* a thread for every 4 servers or so, up to the bound */
+	while (started < ADOPT_THREADS - 1 && started * 4 + 4 < c.n &&
+	       pthread_create(&t[started], NULL, check_worker, &c) == 0)
+		started++;
+	check_worker(&c);
+	for (size_t i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	pthread_mutex_destroy(&c.lock);
+}
+
+/* At start: every server that is not stopped is located (adopted, with
+ * its address and limit, or marked stopped); then the orphans. */
 static void
 check_all(struct hub *h, int at_start)
 {
 	char **keys = server_keys(h, 0);
+	struct spawner_service *v = NULL;
+	size_t n = 0;
 
-	for (char **k = keys; *k; k++)
-		check_one(h, *k, at_start);
+	check_keys(h, keys, at_start);
 	strv_free(keys);
-	count_orphans(h);
+	if (list_sorted(h, &v, &n, 0) == 0)
+		count_orphans(h, v, n);
+	free(v);
 }
 
 int
@@ -1192,11 +1289,34 @@ servers_load(struct hub *h, struct err *e)
 	return rc;
 }
 
+/* Running servers without a running task are checked one by one; the
+ * rest need nothing: one listing (three Docker calls) however many run. */
+static void
+check_dead(struct hub *h, const struct spawner_service *v, size_t n)
+{
+	char **keys = server_keys(h, 1);
+
+	for (char **k = keys; *k; k++) {
+		char name[USER_NAME_MAX + 1], server[SERVER_NAME_MAX + 1];
+
+		split_key(*k, name, sizeof(name), server, sizeof(server));
+		if (!runs(v, n, name, server))
+			check_one(h, *k, 0);
+	}
+	strv_free(keys);
+}
+
 void
 servers_reconcile(struct hub *h)
 {
-	if (h->spawner)
-		check_all(h, 0);
+	struct spawner_service *v = NULL;
+	size_t n = 0;
+
+	if (h->spawner == NULL || list_sorted(h, &v, &n, 0) < 0)
+		return;
+	check_dead(h, v, n);
+	count_orphans(h, v, n);
+	free(v);
 }
 
 /* After a 502 Docker may still say "running" for a moment: look at 0, 1
@@ -1263,25 +1383,11 @@ servers_cancel_all(struct hub *h)
 void
 servers_sweep(struct hub *h)
 {
-	struct spawner_service *v;
-	struct err e = { 0 };
-	char **keys;
-	size_t n;
+	struct spawner_service *v = NULL;
+	size_t n = 0;
 
-	if (h->spawner == NULL || spawner_list(h->spawner, &v, &n, &e) < 0)
+	if (h->spawner == NULL || list_sorted(h, &v, &n, 1) < 0)
 		return;
-	keys = server_keys(h, 1);
-	for (char **k = keys; *k; k++) {
-		char name[USER_NAME_MAX + 1], server[SERVER_NAME_MAX + 1];
-		int alive = 0;
-
-		split_key(*k, name, sizeof(name), server, sizeof(server));
-		for (size_t x = 0; x < n && !alive; x++)
-			alive = v[x].running && strcmp(v[x].server, server) == 0
-				&& strcmp(v[x].user, name) == 0;
-		if (!alive)
-			check_one(h, *k, 0);
-	}
+	check_dead(h, v, n);
 	free(v);
-	strv_free(keys);
 }

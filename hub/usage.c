@@ -132,6 +132,8 @@ pass(struct hub *h)
 				  n);
 		h->usage->failing = 0;
 		again = apply(h, v, n);
+		metrics_pass(h->metrics, METRICS_PASS_USAGE,
+			     time_mono_ms() - t0, n);
 		log_event(LOG_DEBUG, "usage.pass", "containers=%zu ms=%ld", n,
 			  (long)(time_mono_ms() - t0));
 	}

@@ -92,6 +92,12 @@ spawner_status(const char *base_url, const char *token, long timeout_ms,
 	la = json_string_value(json_object_get(st, "last_activity"));
 	if (la && time_parse_iso8601(la, last_activity_ms) < 0)
 		*last_activity_ms = 0;
+	k = json_object_get(st, "kernels");
+	if (json_is_integer(k) && json_integer_value(k) == 0) {
+		/* no kernel, so none busy: one request per server, not two */
+		json_decref(st);
+		return 0;
+	}
 	json_decref(st);
 	/* asking must not count as activity (Jupyter honours this) */
 	url = xasprintf("%sapi/kernels?no_track_activity=1", base_url);

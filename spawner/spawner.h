@@ -323,8 +323,9 @@ int spawner_probe(const char *url, const char *token, long timeout_ms,
  * a refused or silent connection is -1 with *e). */
 int spawner_probe_http(const char *url, long timeout_ms, struct err *e);
 
-/* Asks a running server: GET <base>api/status (its last_activity) and
- * <base>api/kernels (any execution_state "busy"), with the token. */
+/* Asks a running server: GET <base>api/status (its last_activity) and,
+ * unless that says "kernels": 0, <base>api/kernels (any execution_state
+ * "busy"), with the token. */
 int spawner_status(const char *base_url, const char *token, long timeout_ms,
 		   int64_t *last_activity_ms, int *kernel_busy,
 		   struct err *e);

@@ -11,7 +11,9 @@
 #   SWARMHUB_BENCH_USERS=N     number of users (multiple of 1,000)
 #   SWARMHUB_BENCH_KEEP=1      keep the scratch directory (logs) afterwards
 #   SWARMHUB_BENCH_PARTS=...   which benchmarks after the hub API one (default
-#                              "spawn proxy culler"; "" for the hub API only)
+#                              "spawn proxy culler scale"; "" for the hub API
+#                              only; scale.sh runs on the multi-node test
+#                              swarm, SWARMHUB_CLUSTER_ID default 4)
 #
 # Exit 0 when both hubs ran (missed targets are reported, not failed);
 # non-zero when a hub or PostgreSQL could not be started.
@@ -77,9 +79,9 @@ wait "$PY_PID"
 RC=$?
 set -e
 PY_PID=""
-for part in ${SWARMHUB_BENCH_PARTS-spawn proxy culler}; do
+for part in ${SWARMHUB_BENCH_PARTS-spawn proxy culler scale}; do
 	[ "$RC" != 0 ] && break
-	"$HERE/$part.sh" & PY_PID=$!	# spawn.sh, proxy.sh, culler.sh
+	"$HERE/$part.sh" & PY_PID=$!	# spawn.sh, proxy.sh, culler.sh, scale.sh
 	wait "$PY_PID" || RC=$?
 	PY_PID=""
 done

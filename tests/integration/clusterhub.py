@@ -176,13 +176,15 @@ DEFAULT_PROFILES = {
 
 @contextlib.contextmanager
 def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
-                prefix="shc"):
+                prefix="shc", subnet=None, container=None):
     """The hub as users run it: a service on the cluster's overlay, pinned
     to the manager, port published in host mode. d: a scratch directory;
     profiles: the profiles document (default DEFAULT_PROFILES); env: extra
     "SWARMHUB_X=v" strings; mounts: extra Engine API mounts; groups:
     {group: [user, ...]} local users created and put in the group (then the
-    hub is restarted to read it). Yields a dict with url, token, run, net,
+    hub is restarted to read it); subnet: the users' network's subnet
+    (default: Docker's, a /24 of about 250 addresses); container: more
+    ContainerSpec fields (e.g. a Healthcheck). Yields a dict with url, token, run, net,
     service, spec, db, restart(), and users (all users made for groups)."""
     if b"__asan_init" in Path(hub_binary()).read_bytes():
         pytest.skip("the hub runs in swarmhub/hub:latest, which has no "
@@ -192,7 +194,8 @@ def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
     net = run + "-users"
     st, v = eng.call("POST", "/networks/create", {
         "Name": net, "Driver": "overlay", "Attachable": True,
-        "Labels": {"swarmhub.test": run}})
+        "Labels": {"swarmhub.test": run},
+        **({"IPAM": {"Config": [{"Subnet": subnet}]}} if subnet else {})})
     assert st == 201, v
     bridge = swarm["manager"].rsplit(".", 1)[0] + ".1"
     relay = BridgeRelay(("127.0.0.1", pg_port()), bridge).start()
@@ -210,7 +213,7 @@ def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
         "TaskTemplate": {
             "ContainerSpec": {
                 "Image": HUB_IMAGE,
-                "Env": [
+                "Env": env_merge([
                     "SWARMHUB_DB=" + db_uri(db).replace(
                         f"@127.0.0.1:{pg_port()}/",
                         f"@{bridge}:{relay.port}/"),
@@ -225,8 +228,7 @@ def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
                     "SWARMHUB_PROFILES=/etc/swarmhub/profiles.json",
                     "SWARMHUB_START_TIMEOUT=60",
                     "SWARMHUB_HTTP_TIMEOUT=60",
-                    *env,
-                ],
+                ], env),
                 "Mounts": [
                     {"Type": "bind", "Source": eng.sock,
                      "Target": "/var/run/docker.sock"},
@@ -237,7 +239,8 @@ def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
                      "Source": os.path.abspath(hub_binary()),
                      "Target": "/usr/local/bin/swarmhub", "ReadOnly": True},
                     *mounts,
-                ]},
+                ],
+                **(container or {})},
             "Placement": {"Constraints": ["node.role==manager"]},
             "RestartPolicy": {"Condition": "none"},
             "Networks": [{"Target": net}]},
@@ -309,6 +312,13 @@ def hub_service(swarm, d, profiles=None, env=(), mounts=(), groups=None,
             time.sleep(1)
         relay.stop()
         drop_database(db)
+
+
+def env_merge(base, more):
+    """base's "K=v" strings with more's added; a key in more replaces
+    base's (the container would otherwise see both)."""
+    keys = {x.split("=", 1)[0] for x in more}
+    return [x for x in base if x.split("=", 1)[0] not in keys] + list(more)
 
 
 def free_host_port():

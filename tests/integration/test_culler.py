@@ -112,6 +112,15 @@ def culled_total(hub, reason):
     return float(m.group(1)) if m else 0.0
 
 
+def hub_metrics(hub):
+    """The hub's /hub/metrics as {"name{labels}": value}."""
+    r = hub.get("/hub/metrics",
+                headers={"Authorization": f"token {hub.admin_token}"})
+    assert r.status_code == 200
+    return {k: float(v) for k, v in re.findall(r"^(\S+) (\S+)$", r.text,
+                                               re.M)}
+
+
 def uget(hub, path, token, **kw):
     kw.setdefault("timeout", 20)
     return DIRECT.get(hub.url + path, headers=tok(token),
@@ -191,6 +200,22 @@ def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
     assert culled_total(hub, "idle") >= before + 1
     assert not any(s["Spec"]["Labels"].get("swarmhub.user") == idle
                    for s in our_services(HUB_ID))
+
+    # every pass is timed in the metrics: the last one listed the busy
+    # server (and the idle one if it ran before the stop ended), the
+    # usage sampler's first pass ran at start, the start adopted nothing
+    m = hub_metrics(hub)
+    assert m['swarmhub_pass_duration_seconds_count{pass="culler"}'] >= 2, m
+    assert m['swarmhub_pass_last_servers{pass="culler"}'] in (1, 2), m
+    assert 0 <= m['swarmhub_pass_last_seconds{pass="culler"}'] < EVERY, m
+    assert abs(m['swarmhub_pass_last_end_timestamp_seconds{pass="culler"}']
+               - time.time()) < 3 * EVERY + 5, m
+    assert m['swarmhub_pass_duration_seconds_bucket{pass="culler",'
+             'le="+Inf"}'] == \
+        m['swarmhub_pass_duration_seconds_count{pass="culler"}'], m
+    assert m['swarmhub_pass_duration_seconds_count{pass="usage"}'] >= 1, m
+    assert m["swarmhub_start_servers"] == 0, m
+    assert 0 < m["swarmhub_start_seconds"] < 60, m
 
     # why: in the server's history and on the user's home page
     rows = hub.sql(f"SELECT e.kind, e.message FROM server_events e JOIN "

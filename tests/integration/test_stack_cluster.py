@@ -36,7 +36,7 @@ import pytest
 import requests
 
 from clusterhub import free_host_port, node_socket
-from hubtest import DIRECT, NB_CMD, ROOT, TINY, form_xsrf, hub_binary, \
+from hubtest import NB_CMD, ROOT, TINY, form_xsrf, hub_binary, \
     wait_for
 
 NGINX, POSTGRES = "swarmhub/nginx:latest", "swarmhub/postgres:15"

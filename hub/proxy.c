@@ -15,11 +15,15 @@
  * "web") gets no server token: the hub's login is its only gate; its
  * prefix may be stripped.
  * Answers come from memory only: session and token maps, server addresses.
+ * The hot path allocates nothing and computes no HMAC: each edge thread
+ * keeps the last few server tokens (same until the server restarts with a
+ * new nonce) and image entries (same until the profiles are reloaded).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include "../edge/edge.h"
 #include "hub.h"
 
@@ -130,16 +134,78 @@ not_running(struct hub *h, struct edge_target *t, const char *name,
 	(void)h;
 }
 
-/* The image's per-image keys (kind, prefix, headers): 0, or -1 when the
- * profiles no longer name it (then: a Jupyter server, no headers). */
-static int
-image_info(struct hub *h, const char *image, struct spawner_image *im)
+/* The image's per-image keys (kind, prefix, headers), or NULL when the
+ * profiles no longer name it (then: a Jupyter server, no headers).
+ * Borrowed from this thread's copies, good until its next call: one per
+ * image key and profiles generation, so a reload is seen at once. */
+#define IMAGE_MEMO 4
+static _Thread_local struct {
+	const struct hub *h;
+	unsigned long gen;
+	int found;
+	char key[64];
+	struct spawner_image im;
+} image_memo[IMAGE_MEMO];
+static _Thread_local unsigned image_memo_next;
+
+static const struct spawner_image *
+image_info(struct hub *h, const char *image)
 {
-	if (*image && h->spawner &&
-	    spawner_image_info(h->spawner, image, im, NULL) == 0)
-		return 0;
-	memset(im, 0, sizeof(*im));
-	return -1;
+	unsigned long gen;
+	unsigned i;
+
+	if (*image == '\0' || h->spawner == NULL)
+		return NULL;
+	gen = spawner_profiles_generation(h->spawner);
+	for (i = 0; i < IMAGE_MEMO; i++)
+		if (image_memo[i].h == h && image_memo[i].gen == gen &&
+		    strcmp(image_memo[i].key, image) == 0)
+			return image_memo[i].found ? &image_memo[i].im : NULL;
+	i = image_memo_next++ % IMAGE_MEMO;
+	image_memo[i].h = h;
+	image_memo[i].gen = gen;
+	snprintf(image_memo[i].key, sizeof(image_memo[i].key), "%s", image);
+	image_memo[i].found = strlen(image) < sizeof(image_memo[i].key) &&
+	    spawner_image_info(h->spawner, image, &image_memo[i].im, NULL) == 0;
+	if (!image_memo[i].found)
+		image_memo[i].h = NULL;	/* not kept: asked again next time */
+	return image_memo[i].found ? &image_memo[i].im : NULL;
+}
+
+/* servers_token_for (an HMAC) of this server start, from this thread's
+ * last few: the same name, server and nonce give the same token. */
+#define TOKEN_MEMO 8
+static _Thread_local struct {
+	const struct hub *h;
+	char name[USER_NAME_MAX + 1], server[SERVER_NAME_MAX + 1];
+	char nonce[33], token[65];
+} token_memo[TOKEN_MEMO];
+static _Thread_local unsigned token_memo_next;
+
+static void
+server_token(struct hub *h, const char *name, const char *server,
+	     const char *nonce, char *out)
+{
+	unsigned i;
+
+	for (i = 0; i < TOKEN_MEMO; i++)
+		if (token_memo[i].h == h &&
+		    strcmp(token_memo[i].nonce, nonce) == 0 &&
+		    strcmp(token_memo[i].name, name) == 0 &&
+		    strcmp(token_memo[i].server, server) == 0) {
+			memcpy(out, token_memo[i].token, 65);
+			return;
+		}
+	servers_token_for(h, name, server, nonce, out);
+	if (strlen(name) > USER_NAME_MAX || strlen(server) > SERVER_NAME_MAX ||
+	    strlen(nonce) > 32)
+		return;
+	i = token_memo_next++ % TOKEN_MEMO;
+	token_memo[i].h = h;
+	strcpy(token_memo[i].name, name);
+	strcpy(token_memo[i].server, server);
+	strcpy(token_memo[i].nonce, nonce);
+	memcpy(token_memo[i].token, out, 65);
 }
 
 /* The image's headers name Authorization (then they replace the token). */
@@ -201,6 +267,8 @@ to_server(struct hub *h, const char *name, const char *server,
 {
 	struct user *u;
 	struct server *s;
+	static const struct spawner_image plain;	/* Jupyter, no headers */
+	const struct spawner_image *known;
 	struct spawner_image im;
 	char nonce[33] = "", image[64] = "", token[65];
 	int ok = 0, singleuser = 0;
@@ -221,14 +289,19 @@ to_server(struct hub *h, const char *name, const char *server,
 	pthread_rwlock_unlock(&h->state.lock);
 	if (!ok)
 		return -1;
-	servers_token_for(h, name, server, nonce, token);
-	image_info(h, image, &im);
-	/* the kind the server was started as, whatever the profiles say now */
-	if (singleuser)
-		im.kind = SPAWNER_KIND_SINGLEUSER;
-	else if (im.kind == SPAWNER_KIND_SINGLEUSER)
-		im.kind = SPAWNER_KIND_JUPYTER;
-	if (image_target(&im, prefix, name, token, t) < 0)
+	server_token(h, name, server, nonce, token);
+	known = image_info(h, image);
+	if (known == NULL)
+		known = &plain;
+	/* the kind the server was started as, whatever the profiles say now
+	 * (a copy only then) */
+	if (singleuser != (known->kind == SPAWNER_KIND_SINGLEUSER)) {
+		im = *known;
+		im.kind = singleuser ? SPAWNER_KIND_SINGLEUSER :
+		    SPAWNER_KIND_JUPYTER;
+		known = &im;
+	}
+	if (image_target(known, prefix, name, token, t) < 0)
 		return -2;
 	t->action = EDGE_PROXY;
 	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
@@ -271,7 +344,7 @@ static void
 user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 {
 	const char *p = rq->target + 6, *slash = strchr(p, '/');
-	char name[USER_NAME_MAX + 1], *cookie;
+	char name[USER_NAME_MAX + 1], cookie[65];
 	size_t n = slash ? (size_t)(slash - p) : strcspn(p, "?");
 	struct who w;
 	enum srv_state st;
@@ -292,9 +365,11 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		free(loc);
 		return;
 	}
-	cookie = rq->cookie ? cookie_value(rq->cookie, SESSION_COOKIE) : NULL;
-	who_from(h, rq->authorization, cookie, &w);
-	free(cookie);
+	if (rq->cookie && cookie_copy(rq->cookie, SESSION_COOKIE, cookie,
+				      sizeof(cookie)) == 0)
+		who_from(h, rq->authorization, cookie, &w);
+	else	/* none, or longer than a session id */
+		who_from(h, rq->authorization, NULL, &w);
 	if (w.kind == WHO_NONE) {
 		struct strbuf sb;
 
@@ -332,10 +407,13 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		return;
 	}
 	{
-		char *prefix = servers_url(name, server);
-		int rc = to_server(h, name, server, prefix, t, &st);
+		/* servers_url's path, without a malloc */
+		char prefix[USER_NAME_MAX + SERVER_NAME_MAX + 9];
+		int rc;
 
-		free(prefix);
+		snprintf(prefix, sizeof(prefix), "/user/%s/%s%s", name, server,
+			 *server ? "/" : "");
+		rc = to_server(h, name, server, prefix, t, &st);
 		if (rc == -2)
 			page_error(h, t, 502, "Bad gateway", "A header this "
 				   "server's image adds is too long.");
@@ -385,6 +463,43 @@ proxy_activity(void *ctx, const char *key, int from_client)
 	pthread_rwlock_unlock(&h->state.lock);
 }
 
+/*
+ * A server that dies with many requests in flight fails them all at once:
+ * one re-check with Docker (a thread each) a second per server is enough,
+ * not hundreds (the periodic sweep catches what a skipped one would have).
+ * 1 when key's last re-check was asked less than a second ago; else
+ * notes now.
+ */
+#define RECHECK_SLOTS 64
+static pthread_mutex_t recheck_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	const struct hub *h;
+	char key[160];
+	int64_t ms;
+} recheck_last[RECHECK_SLOTS];
+
+static int
+recheck_recent(const struct hub *h, const char *key, int64_t now)
+{
+	uint32_t x = 2166136261u;
+	int recent;
+
+	for (const char *p = key; *p; p++)
+		x = (x ^ (uint8_t)*p) * 16777619u;
+	x %= RECHECK_SLOTS;
+	pthread_mutex_lock(&recheck_lock);
+	recent = recheck_last[x].h == h && now - recheck_last[x].ms < 1000 &&
+	    strcmp(recheck_last[x].key, key) == 0;
+	if (!recent) {
+		recheck_last[x].h = h;
+		recheck_last[x].ms = now;
+		snprintf(recheck_last[x].key, sizeof(recheck_last[x].key),
+			 "%s", key);
+	}
+	pthread_mutex_unlock(&recheck_lock);
+	return recent;
+}
+
 void
 proxy_upstream_failed(void *ctx, const char *key, int status)
 {
@@ -392,5 +507,6 @@ proxy_upstream_failed(void *ctx, const char *key, int status)
 
 	log_event(LOG_WARN, "proxy.upstream_failed", "user=%s status=%d", key,
 		  status);
-	servers_recheck(h, key);
+	if (!recheck_recent(h, key, time_mono_ms()))
+		servers_recheck(h, key);
 }

@@ -15,9 +15,7 @@
  * "web") gets no server token: the hub's login is its only gate; its
  * prefix may be stripped.
  * Answers come from memory only: session and token maps, server addresses.
- * The hot path allocates nothing and computes no HMAC: each edge thread
- * keeps the last few server tokens (same until the server restarts with a
- * new nonce) and image entries (same until the profiles are reloaded).
+ * The hot path allocates nothing and computes no HMAC (struct memo).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,78 +132,112 @@ not_running(struct hub *h, struct edge_target *t, const char *name,
 	(void)h;
 }
 
+/*
+ * What each edge thread remembers between requests (heap, one per thread
+ * that routes, freed when it ends: static TLS would cost every thread of
+ * the process its size): the last server tokens (an HMAC of name, server
+ * and nonce: the same until the server restarts) and image entries (the
+ * same until the profiles are reloaded).
+ */
+#define IMAGE_MEMO 4
+#define TOKEN_MEMO 8
+struct memo {
+	struct {
+		const struct hub *h;
+		unsigned long gen;
+		char key[64];
+		struct spawner_image im;
+	} image[IMAGE_MEMO];
+	unsigned image_next;
+	struct {
+		const struct hub *h;
+		char name[USER_NAME_MAX + 1], server[SERVER_NAME_MAX + 1];
+		char nonce[33], token[65];
+	} token[TOKEN_MEMO];
+	unsigned token_next;
+};
+static pthread_key_t memo_key;
+static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+
+static void
+memo_key_init(void)
+{
+	if (pthread_key_create(&memo_key, free) != 0)
+		abort();
+}
+
+static struct memo *
+memo_get(void)
+{
+	struct memo *m;
+
+	pthread_once(&memo_once, memo_key_init);
+	m = pthread_getspecific(memo_key);
+	if (m == NULL) {
+		m = xcalloc(1, sizeof(*m));
+		if (pthread_setspecific(memo_key, m) != 0)
+			abort();
+	}
+	return m;
+}
+
 /* The image's per-image keys (kind, prefix, headers), or NULL when the
  * profiles no longer name it (then: a Jupyter server, no headers).
- * Borrowed from this thread's copies, good until its next call: one per
- * image key and profiles generation, so a reload is seen at once. */
-#define IMAGE_MEMO 4
-static _Thread_local struct {
-	const struct hub *h;
-	unsigned long gen;
-	int found;
-	char key[64];
-	struct spawner_image im;
-} image_memo[IMAGE_MEMO];
-static _Thread_local unsigned image_memo_next;
-
+ * Borrowed from this thread's memo, good until its next call; an entry
+ * counts for its image key and profiles generation only, so a reload is
+ * seen at once. */
 static const struct spawner_image *
 image_info(struct hub *h, const char *image)
 {
+	struct memo *m;
 	unsigned long gen;
 	unsigned i;
 
 	if (*image == '\0' || h->spawner == NULL)
 		return NULL;
+	m = memo_get();
 	gen = spawner_profiles_generation(h->spawner);
 	for (i = 0; i < IMAGE_MEMO; i++)
-		if (image_memo[i].h == h && image_memo[i].gen == gen &&
-		    strcmp(image_memo[i].key, image) == 0)
-			return image_memo[i].found ? &image_memo[i].im : NULL;
-	i = image_memo_next++ % IMAGE_MEMO;
-	image_memo[i].h = h;
-	image_memo[i].gen = gen;
-	snprintf(image_memo[i].key, sizeof(image_memo[i].key), "%s", image);
-	image_memo[i].found = strlen(image) < sizeof(image_memo[i].key) &&
-	    spawner_image_info(h->spawner, image, &image_memo[i].im, NULL) == 0;
-	if (!image_memo[i].found)
-		image_memo[i].h = NULL;	/* not kept: asked again next time */
-	return image_memo[i].found ? &image_memo[i].im : NULL;
+		if (m->image[i].h == h && m->image[i].gen == gen &&
+		    strcmp(m->image[i].key, image) == 0)
+			return &m->image[i].im;
+	i = m->image_next++ % IMAGE_MEMO;
+	m->image[i].h = NULL;
+	if (strlen(image) >= sizeof(m->image[i].key) ||
+	    spawner_image_info(h->spawner, image, &m->image[i].im, NULL) < 0)
+		return NULL;	/* not kept: asked again next time */
+	m->image[i].h = h;
+	m->image[i].gen = gen;
+	strcpy(m->image[i].key, image);
+	return &m->image[i].im;
 }
 
-/* servers_token_for (an HMAC) of this server start, from this thread's
- * last few: the same name, server and nonce give the same token. */
-#define TOKEN_MEMO 8
-static _Thread_local struct {
-	const struct hub *h;
-	char name[USER_NAME_MAX + 1], server[SERVER_NAME_MAX + 1];
-	char nonce[33], token[65];
-} token_memo[TOKEN_MEMO];
-static _Thread_local unsigned token_memo_next;
-
+/* servers_token_for (an HMAC) from this thread's memo. */
 static void
 server_token(struct hub *h, const char *name, const char *server,
 	     const char *nonce, char *out)
 {
+	struct memo *m = memo_get();
 	unsigned i;
 
 	for (i = 0; i < TOKEN_MEMO; i++)
-		if (token_memo[i].h == h &&
-		    strcmp(token_memo[i].nonce, nonce) == 0 &&
-		    strcmp(token_memo[i].name, name) == 0 &&
-		    strcmp(token_memo[i].server, server) == 0) {
-			memcpy(out, token_memo[i].token, 65);
+		if (m->token[i].h == h &&
+		    strcmp(m->token[i].nonce, nonce) == 0 &&
+		    strcmp(m->token[i].name, name) == 0 &&
+		    strcmp(m->token[i].server, server) == 0) {
+			memcpy(out, m->token[i].token, 65);
 			return;
 		}
 	servers_token_for(h, name, server, nonce, out);
 	if (strlen(name) > USER_NAME_MAX || strlen(server) > SERVER_NAME_MAX ||
 	    strlen(nonce) > 32)
 		return;
-	i = token_memo_next++ % TOKEN_MEMO;
-	token_memo[i].h = h;
-	strcpy(token_memo[i].name, name);
-	strcpy(token_memo[i].server, server);
-	strcpy(token_memo[i].nonce, nonce);
-	memcpy(token_memo[i].token, out, 65);
+	i = m->token_next++ % TOKEN_MEMO;
+	m->token[i].h = h;
+	strcpy(m->token[i].name, name);
+	strcpy(m->token[i].server, server);
+	strcpy(m->token[i].nonce, nonce);
+	memcpy(m->token[i].token, out, 65);
 }
 
 /* The image's headers name Authorization (then they replace the token). */

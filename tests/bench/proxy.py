@@ -14,7 +14,8 @@ PostgreSQL and the Docker swarm). One run, side by side, the same upstreams:
   direct   straight to the container's docker_gwbridge address
 
 The users' servers, spawned by the hub:
-  alice  swarmhub/nginx:latest running a static nginx (2 workers): 1 KiB and
+  alice  swarmhub/bench-upstream:latest (swarmhub/nginx without its
+         HEALTHCHECK) running a static nginx (2 workers): 1 KiB and
          1 MiB files, a location that discards POST bodies (uploads), and
          api/status for the hub's readiness check
   bob    wsbench echo (C, epoll) in swarmhub/test-notebook:latest
@@ -157,9 +158,11 @@ class RssWatch(threading.Thread):
 
 # ---------------------------------------------------------------- the upstreams
 
-# alice's server: nginx in swarmhub/nginx:latest as uid 1000 (the hub runs
-# every server as HOME_UID:HOME_GID), files in her home (bind-mounted at
-# /home/jovyan/work). Port 80 too: the image's HEALTHCHECK connects there.
+# alice's server: nginx in swarmhub/bench-upstream:latest as uid 1000 (the
+# hub runs every server as HOME_UID:HOME_GID), files in her home
+# (bind-mounted at /home/jovyan/work). Port 80 too, as swarmhub/nginx's
+# HEALTHCHECK expects (bench-upstream drops the check: under load it failed
+# and Swarm stopped the server mid-run).
 ALICE_NGINX = """worker_processes 2;
 pid /tmp/nginx.pid;
 error_log stderr warn;
@@ -265,7 +268,7 @@ def start_nginx_proxy(servers):
 def write_profiles(path, homes):
     wsb = "/home/jovyan/work/wsbench"
     images = {
-        "static": {"image": "swarmhub/nginx:latest", "port": 8888,
+        "static": {"image": "swarmhub/bench-upstream:latest", "port": 8888,
                    "description": "static nginx (the benchmark's upstream)",
                    "cmd": ["nginx", "-e", "stderr", "-c", "/home/jovyan/work/nginx.conf",
                            "-g", "daemon off;"]},

@@ -13,8 +13,9 @@
 # dockerd, the swarm and the overlay network are shared machine state and
 # never stopped. Needs the images swarmhub/nginx:latest,
 # swarmhub/test-notebook:latest and swarmhub/notebook:latest (tests/run.sh
-# builds them). Results: tests/bench/results/proxy.md (also printed). Also
-# run by run.sh.
+# builds them), and builds swarmhub/bench-upstream:latest from the first
+# (images/bench-upstream: no HEALTHCHECK) when missing. Results:
+# tests/bench/results/proxy.md (also printed). Also run by run.sh.
 #
 #   SWARMHUB_BENCH_QUICK=1      3 s wrk runs, one round, 1,000 idle WebSockets
 #   SWARMHUB_BENCH_WS=N         idle WebSockets (default 9,000, or the most
@@ -31,6 +32,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 IMAGES="swarmhub/nginx:latest swarmhub/test-notebook:latest swarmhub/notebook:latest"
+UPSTREAM_IMAGE=swarmhub/bench-upstream:latest
 cd "$ROOT"
 
 say() { echo "bench: proxy: $*" >&2; }
@@ -97,6 +99,9 @@ for image in $IMAGES; do
 	docker image inspect "$image" >/dev/null 2>&1 ||
 	    { say "the image $image is missing (tests/run.sh builds it; see images/README.md)"; exit 1; }
 done
+docker image inspect "$UPSTREAM_IMAGE" >/dev/null 2>&1 ||
+    docker build -q -t "$UPSTREAM_IMAGE" images/bench-upstream >/dev/null ||
+    { say "could not build $UPSTREAM_IMAGE (images/bench-upstream)"; exit 1; }
 export BENCH_NETWORK=${line#SWARMHUB_TEST_DOCKER_NETWORK=}
 PG_STARTED=1
 bench_pg_start || { say "PostgreSQL could not be started"; exit 1; }

@@ -7,7 +7,10 @@
  *       every text/binary message (unmasked), pong for ping, close for close.
  *       Prints "listening PORT" and runs until SIGTERM/SIGINT. A plain request
  *       for a path ending in "api/status" gets 200 "{}" (so the hub's
- *       readiness check passes when it runs as a user's server); any other
+ *       readiness check passes when it runs as a user's server); a POST to
+ *       a path ending in "upload" with a Content-Length has its body read
+ *       to the last byte and dropped, then 204 (keep-alive: an upload
+ *       target that answers only once it has everything); any other
  *       request: 404 and close.
  *   wsbench idle HOST:PORT PATH N
  *       Opens N WebSockets one after the other (blocking), prints
@@ -102,6 +105,7 @@ send_all(int fd, const void *p, size_t n)
 struct conn {
 	int fd;
 	int ws;			/* handshake done */
+	long long discard;	/* body bytes of an upload still to drop */
 	size_t len, cap;
 	unsigned char *buf;
 };
@@ -118,7 +122,7 @@ conn_free(int ep, struct conn *c)
 static int
 handshake(struct conn *c)
 {
-	char *end, *k, key[128], acc[64], resp[256];
+	char *end, *k, *cl, key[128], acc[64], resp[256];
 	unsigned char md[SHA_DIGEST_LENGTH];
 	size_t kl;
 
@@ -137,6 +141,15 @@ handshake(struct conn *c)
 		size_t pl = sp ? strcspn(sp + 1, " ?") : 0;
 
 		q = sp ? sp + 1 + pl : NULL;
+		cl = strcasestr((char *)c->buf, "\r\nContent-Length:");
+		if (q && pl >= 6 && memcmp(q - 6, "upload", 6) == 0 &&
+		    strncmp((char *)c->buf, "POST ", 5) == 0 && cl && cl < end) {
+			end += 4;
+			c->discard = strtoll(cl + 17, NULL, 10);
+			c->len -= (size_t)(end - (char *)c->buf);
+			memmove(c->buf, end, c->len);
+			return 2;
+		}
 		if (q && pl >= 10 && memcmp(q - 10, "api/status", 10) == 0)
 			send_all(c->fd, ok, sizeof(ok) - 1);
 		else
@@ -162,6 +175,34 @@ handshake(struct conn *c)
 	memmove(c->buf, end, c->len);
 	c->ws = 1;
 	return 1;
+}
+
+/* An upload's body: drops what c->buf holds of it, then reads and drops
+ * the rest straight from the socket; 204 once it is all in. 0 go on, -1
+ * to close. */
+static int
+drop_body(struct conn *c)
+{
+	static const char nc[] = "HTTP/1.1 204 No Content\r\n\r\n";
+	static char sink[1 << 16];
+	size_t take = c->len < (size_t)c->discard ? c->len : (size_t)c->discard;
+	ssize_t k;
+
+	c->discard -= (long long)take;
+	c->len -= take;
+	memmove(c->buf, c->buf + take, c->len);
+	while (c->discard > 0) {
+		k = recv(c->fd, sink, c->discard < (long long)sizeof(sink) ?
+			 (size_t)c->discard : sizeof(sink), 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return 0;
+		if (k <= 0)
+			return -1;
+		c->discard -= k;
+	}
+	return send_all(c->fd, nc, sizeof(nc) - 1);
 }
 
 /* Handles whole frames in c->buf; -1 to close. */
@@ -298,7 +339,7 @@ echo_main(int port, const char *addr)
 					break;
 				}
 				c->len += (size_t)k;
-				if (!c->ws) {
+				if (!c->ws && c->discard == 0) {
 					r = handshake(c);
 					if (r < 0) {
 						conn_free(ep, c);
@@ -306,6 +347,14 @@ echo_main(int port, const char *addr)
 					}
 					if (r == 0)
 						continue;
+				}
+				if (!c->ws) {
+					r = drop_body(c);
+					if (r < 0) {
+						conn_free(ep, c);
+						break;
+					}
+					continue;
 				}
 				if (frames(c) < 0) {
 					conn_free(ep, c);

@@ -835,6 +835,8 @@ def report(R, m, failed):
         L += ["**Run failed:** %s" % failed, ""]
     for e in R["errors"]:
         L.append("- error: %s" % e)
+    if R["errors"]:
+        L.append("")
     L += ["## Method (short)", "",
           "`bin/swarmhub` (PostgreSQL, `AUTH=local`, spawner on the local swarm, "
           "`CONNECT=gwbridge`, %d edge threads, activity on) in front of three users' "

@@ -817,7 +817,7 @@ forwarding_header(const struct h1_hdr *h)
 static int
 route_header(const struct h1_hdr *h, const struct edge_target *t)
 {
-	for (int i = 0; i < t->nheaders; i++)
+	for (int i = 0; i < t->nheaders && i < EDGE_HEADERS_MAX; i++)
 		if (h1_name_is(h, t->header_name[i]))
 			return 1;
 	return 0;
@@ -1061,6 +1061,21 @@ proxy_retry(struct conn *c)
 	return 1;
 }
 
+/* The target as the router finds it: zero, but for the bytes of its large
+ * strings past the first (header slots, location: 6.6 of its 7.3 KiB),
+ * which no one reads before the router writes them; every request pays
+ * for what is cleared here. */
+static void
+target_clear(struct edge_target *t)
+{
+	memset(t, 0, offsetof(struct edge_target, header_name));
+	for (int i = 0; i < EDGE_HEADERS_MAX; i++)
+		t->header_name[i][0] = t->header_value[i][0] = '\0';
+	memset(t->activity, 0, offsetof(struct edge_target, location) -
+	       offsetof(struct edge_target, activity));
+	t->location[0] = '\0';
+}
+
 static void
 route_to(struct conn *c, struct h1_request *ri)
 {
@@ -1081,7 +1096,7 @@ route_to(struct conn *c, struct h1_request *ri)
 	rq.https = trusted_peer(E, c->peer) && ri->xfp &&
 	    strcasecmp(ri->xfp, "https") == 0;
 	rq.client_ip = ip;
-	memset(&t, 0, sizeof(t));
+	target_clear(&t);
 	E->hooks.route(E->hooks.ctx, &rq, &t);
 	if (t.action == EDGE_RESPOND) {
 		respond(c, t.status ? t.status : 500, t.content_type, t.body,

@@ -38,7 +38,9 @@ struct edge_request {
 enum edge_action { EDGE_PROXY, EDGE_RESPOND };
 #define EDGE_HEADERS_MAX 8
 
-/* What the router decides; zeroed before the call. */
+/* What the router decides; zeroed before the call, except that of the
+ * strings header_name[i], header_value[i] and location only the first
+ * byte is (they read as ""; write them whole, with snprintf). */
 struct edge_target {
 	enum edge_action action;
 	/* EDGE_PROXY: where to. Either an IPv4 literal + port, or a unix

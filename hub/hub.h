@@ -335,6 +335,9 @@ void who_from(struct hub *h, const char *authorization, const char *cookie,
 	      struct who *w);
 /* The value of cookie name in a Cookie header (heap string), or NULL. */
 char *cookie_value(const char *header, const char *name);
+/* The same into out (no allocation): 0, or -1 when there is no such cookie
+ * or its value needs size bytes or more. */
+int cookie_copy(const char *header, const char *name, char *out, size_t size);
 #define SESSION_COOKIE "swarmhub-session"
 /* XSRF token for a session (hex). */
 void xsrf_for_session(struct hub *h, const char *session_hash, char *out);

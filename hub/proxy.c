@@ -15,11 +15,13 @@
  * "web") gets no server token: the hub's login is its only gate; its
  * prefix may be stripped.
  * Answers come from memory only: session and token maps, server addresses.
+ * The hot path allocates nothing and computes no HMAC (struct memo).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <pthread.h>
 #include "../edge/edge.h"
 #include "hub.h"
 
@@ -130,16 +132,112 @@ not_running(struct hub *h, struct edge_target *t, const char *name,
 	(void)h;
 }
 
-/* The image's per-image keys (kind, prefix, headers): 0, or -1 when the
- * profiles no longer name it (then: a Jupyter server, no headers). */
-static int
-image_info(struct hub *h, const char *image, struct spawner_image *im)
+/*
+ * What each edge thread remembers between requests (heap, one per thread
+ * that routes, freed when it ends: static TLS would cost every thread of
+ * the process its size): the last server tokens (an HMAC of name, server
+ * and nonce: the same until the server restarts) and image entries (the
+ * same until the profiles are reloaded).
+ */
+#define IMAGE_MEMO 4
+#define TOKEN_MEMO 8
+struct memo {
+	struct {
+		const struct hub *h;
+		unsigned long gen;
+		char key[64];
+		struct spawner_image im;
+	} image[IMAGE_MEMO];
+	unsigned image_next;
+	struct {
+		const struct hub *h;
+		char name[USER_NAME_MAX + 1], server[SERVER_NAME_MAX + 1];
+		char nonce[33], token[65];
+	} token[TOKEN_MEMO];
+	unsigned token_next;
+};
+static pthread_key_t memo_key;
+static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+
+static void
+memo_key_init(void)
 {
-	if (*image && h->spawner &&
-	    spawner_image_info(h->spawner, image, im, NULL) == 0)
-		return 0;
-	memset(im, 0, sizeof(*im));
-	return -1;
+	if (pthread_key_create(&memo_key, free) != 0)
+		abort();
+}
+
+static struct memo *
+memo_get(void)
+{
+	struct memo *m;
+
+	pthread_once(&memo_once, memo_key_init);
+	m = pthread_getspecific(memo_key);
+	if (m == NULL) {
+		m = xcalloc(1, sizeof(*m));
+		if (pthread_setspecific(memo_key, m) != 0)
+			abort();
+	}
+	return m;
+}
+
+/* The image's per-image keys (kind, prefix, headers), or NULL when the
+ * profiles no longer name it (then: a Jupyter server, no headers).
+ * Borrowed from this thread's memo, good until its next call; an entry
+ * counts for its image key and profiles generation only, so a reload is
+ * seen at once. */
+static const struct spawner_image *
+image_info(struct hub *h, const char *image)
+{
+	struct memo *m;
+	unsigned long gen;
+	unsigned i;
+
+	if (*image == '\0' || h->spawner == NULL)
+		return NULL;
+	m = memo_get();
+	gen = spawner_profiles_generation(h->spawner);
+	for (i = 0; i < IMAGE_MEMO; i++)
+		if (m->image[i].h == h && m->image[i].gen == gen &&
+		    strcmp(m->image[i].key, image) == 0)
+			return &m->image[i].im;
+	i = m->image_next++ % IMAGE_MEMO;
+	m->image[i].h = NULL;
+	if (strlen(image) >= sizeof(m->image[i].key) ||
+	    spawner_image_info(h->spawner, image, &m->image[i].im, NULL) < 0)
+		return NULL;	/* not kept: asked again next time */
+	m->image[i].h = h;
+	m->image[i].gen = gen;
+	strcpy(m->image[i].key, image);
+	return &m->image[i].im;
+}
+
+/* servers_token_for (an HMAC) from this thread's memo. */
+static void
+server_token(struct hub *h, const char *name, const char *server,
+	     const char *nonce, char *out)
+{
+	struct memo *m = memo_get();
+	unsigned i;
+
+	for (i = 0; i < TOKEN_MEMO; i++)
+		if (m->token[i].h == h &&
+		    strcmp(m->token[i].nonce, nonce) == 0 &&
+		    strcmp(m->token[i].name, name) == 0 &&
+		    strcmp(m->token[i].server, server) == 0) {
+			memcpy(out, m->token[i].token, 65);
+			return;
+		}
+	servers_token_for(h, name, server, nonce, out);
+	if (strlen(name) > USER_NAME_MAX || strlen(server) > SERVER_NAME_MAX ||
+	    strlen(nonce) > 32)
+		return;
+	i = m->token_next++ % TOKEN_MEMO;
+	m->token[i].h = h;
+	strcpy(m->token[i].name, name);
+	strcpy(m->token[i].server, server);
+	strcpy(m->token[i].nonce, nonce);
+	memcpy(m->token[i].token, out, 65);
 }
 
 /* The image's headers name Authorization (then they replace the token). */
@@ -201,6 +299,8 @@ to_server(struct hub *h, const char *name, const char *server,
 {
 	struct user *u;
 	struct server *s;
+	static const struct spawner_image plain;	/* Jupyter, no headers */
+	const struct spawner_image *known;
 	struct spawner_image im;
 	char nonce[33] = "", image[64] = "", token[65];
 	int ok = 0, singleuser = 0;
@@ -221,14 +321,19 @@ to_server(struct hub *h, const char *name, const char *server,
 	pthread_rwlock_unlock(&h->state.lock);
 	if (!ok)
 		return -1;
-	servers_token_for(h, name, server, nonce, token);
-	image_info(h, image, &im);
-	/* the kind the server was started as, whatever the profiles say now */
-	if (singleuser)
-		im.kind = SPAWNER_KIND_SINGLEUSER;
-	else if (im.kind == SPAWNER_KIND_SINGLEUSER)
-		im.kind = SPAWNER_KIND_JUPYTER;
-	if (image_target(&im, prefix, name, token, t) < 0)
+	server_token(h, name, server, nonce, token);
+	known = image_info(h, image);
+	if (known == NULL)
+		known = &plain;
+	/* the kind the server was started as, whatever the profiles say now
+	 * (a copy only then) */
+	if (singleuser != (known->kind == SPAWNER_KIND_SINGLEUSER)) {
+		im = *known;
+		im.kind = singleuser ? SPAWNER_KIND_SINGLEUSER :
+		    SPAWNER_KIND_JUPYTER;
+		known = &im;
+	}
+	if (image_target(known, prefix, name, token, t) < 0)
 		return -2;
 	t->action = EDGE_PROXY;
 	snprintf(t->strip_cookie, sizeof(t->strip_cookie), "%s",
@@ -271,7 +376,7 @@ static void
 user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 {
 	const char *p = rq->target + 6, *slash = strchr(p, '/');
-	char name[USER_NAME_MAX + 1], *cookie;
+	char name[USER_NAME_MAX + 1], cookie[65];
 	size_t n = slash ? (size_t)(slash - p) : strcspn(p, "?");
 	struct who w;
 	enum srv_state st;
@@ -292,9 +397,11 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		free(loc);
 		return;
 	}
-	cookie = rq->cookie ? cookie_value(rq->cookie, SESSION_COOKIE) : NULL;
-	who_from(h, rq->authorization, cookie, &w);
-	free(cookie);
+	if (rq->cookie && cookie_copy(rq->cookie, SESSION_COOKIE, cookie,
+				      sizeof(cookie)) == 0)
+		who_from(h, rq->authorization, cookie, &w);
+	else	/* none, or longer than a session id */
+		who_from(h, rq->authorization, NULL, &w);
 	if (w.kind == WHO_NONE) {
 		struct strbuf sb;
 
@@ -332,10 +439,13 @@ user_route(struct hub *h, const struct edge_request *rq, struct edge_target *t)
 		return;
 	}
 	{
-		char *prefix = servers_url(name, server);
-		int rc = to_server(h, name, server, prefix, t, &st);
+		/* servers_url's path, without a malloc */
+		char prefix[USER_NAME_MAX + SERVER_NAME_MAX + 9];
+		int rc;
 
-		free(prefix);
+		snprintf(prefix, sizeof(prefix), "/user/%s/%s%s", name, server,
+			 *server ? "/" : "");
+		rc = to_server(h, name, server, prefix, t, &st);
 		if (rc == -2)
 			page_error(h, t, 502, "Bad gateway", "A header this "
 				   "server's image adds is too long.");
@@ -385,6 +495,43 @@ proxy_activity(void *ctx, const char *key, int from_client)
 	pthread_rwlock_unlock(&h->state.lock);
 }
 
+/*
+ * A server that dies with many requests in flight fails them all at once:
+ * one re-check with Docker (a thread each) a second per server is enough,
+ * not hundreds (the periodic sweep catches what a skipped one would have).
+ * 1 when key's last re-check was asked less than a second ago; else
+ * notes now.
+ */
+#define RECHECK_SLOTS 64
+static pthread_mutex_t recheck_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	const struct hub *h;
+	char key[160];
+	int64_t ms;
+} recheck_last[RECHECK_SLOTS];
+
+static int
+recheck_recent(const struct hub *h, const char *key, int64_t now)
+{
+	uint32_t x = 2166136261u;
+	int recent;
+
+	for (const char *p = key; *p; p++)
+		x = (x ^ (uint8_t)*p) * 16777619u;
+	x %= RECHECK_SLOTS;
+	pthread_mutex_lock(&recheck_lock);
+	recent = recheck_last[x].h == h && now - recheck_last[x].ms < 1000 &&
+	    strcmp(recheck_last[x].key, key) == 0;
+	if (!recent) {
+		recheck_last[x].h = h;
+		recheck_last[x].ms = now;
+		snprintf(recheck_last[x].key, sizeof(recheck_last[x].key),
+			 "%s", key);
+	}
+	pthread_mutex_unlock(&recheck_lock);
+	return recent;
+}
+
 void
 proxy_upstream_failed(void *ctx, const char *key, int status)
 {
@@ -392,5 +539,6 @@ proxy_upstream_failed(void *ctx, const char *key, int status)
 
 	log_event(LOG_WARN, "proxy.upstream_failed", "user=%s status=%d", key,
 		  status);
-	servers_recheck(h, key);
+	if (!recheck_recent(h, key, time_mono_ms()))
+		servers_recheck(h, key);
 }

@@ -27,6 +27,41 @@ static void bg_push(enum job_kind kind, const char *key,
 
 
 /* ---- identifying a request ------------------------------------------- */
+
+/*
+ * SHA-256 (hex) of a 64-character token or session id, from this thread's
+ * last few: a pure function, so revocation and expiry are untouched (each
+ * request still looks the hash up in memory). A browser or script sends
+ * the same value request after request; this saves a digest each. The
+ * raw value is compared in constant time; other lengths are not kept.
+ */
+#define HASH_MEMO 16
+static _Thread_local struct {
+	char raw[64];
+	char hash[65];
+} hash_memo[HASH_MEMO];
+
+static void
+credential_hash(const char *s, char *out)
+{
+	size_t n = strlen(s);
+	unsigned i;
+
+	if (n != 64) {
+		crypto_sha256_hex(s, n, out);
+		return;
+	}
+	/* the slot from the value's bytes: a sender picking one only
+	 * evicts an entry (a miss), never reads one */
+	i = ((unsigned char)s[0] * 31u + (unsigned char)s[1]) % HASH_MEMO;
+	if (hash_memo[i].hash[0] && str_ct_eq(hash_memo[i].raw, s, 64)) {
+		memcpy(out, hash_memo[i].hash, 65);
+		return;
+	}
+	crypto_sha256_hex(s, 64, out);
+	memcpy(hash_memo[i].raw, s, 64);
+	memcpy(hash_memo[i].hash, out, 65);
+}
 void
 xsrf_for_session(struct hub *h, const char *session_hash, char *out)
 {
@@ -130,7 +165,7 @@ by_token(struct hub *h, const char *tok, struct who *w)
 
 	while (*tok == ' ')
 		tok++;
-	crypto_sha256_hex(tok, strlen(tok), hash);
+	credential_hash(tok, hash);
 	if (h->admin_token_hash[0] && str_ct_eq(hash, h->admin_token_hash, 64)) {
 		w->kind = WHO_SERVICE;
 		w->admin = 1;
@@ -166,7 +201,7 @@ by_cookie(struct hub *h, const char *cookie, struct who *w)
 	int expired = 0, recheck = 0;
 	char hash[65];
 
-	crypto_sha256_hex(cookie, strlen(cookie), hash);
+	credential_hash(cookie, hash);
 	pthread_rwlock_rdlock(&h->state.lock);
 	ss = state_session(&h->state, hash);
 	u = ss ? state_user(&h->state, ss->user) : NULL;
@@ -214,6 +249,30 @@ who_from(struct hub *h, const char *authorization, const char *cookie,
 		return;
 	if (by_cookie(h, cookie, w))
 		bg_push(JOB_RECHECK, w->name, w->session_hash);
+}
+
+int
+cookie_copy(const char *header, const char *name, char *out, size_t size)
+{
+	size_t n = strlen(name);
+	const char *p = header;
+
+	while (p && *p) {
+		while (*p == ' ' || *p == ';')
+			p++;
+		if (strncmp(p, name, n) == 0 && p[n] == '=') {
+			const char *v = p + n + 1;
+			size_t vl = strcspn(v, ";");
+
+			if (vl >= size)
+				return -1;
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return 0;
+		}
+		p = strchr(p, ';');
+	}
+	return -1;
 }
 
 /* The value of cookie name in a Cookie header (heap), or NULL. */

@@ -24,6 +24,7 @@ struct spawner {
 	char *strings[12];		/* owned copies behind cfg */
 	struct docker *d;
 	pthread_rwlock_t plock;
+	unsigned long profiles_gen;	/* + 1 at each reload (under plock) */
 	struct profiles *profiles;
 	const struct home_ops *home_ops;
 	void *home;
@@ -283,6 +284,7 @@ spawner_reload_profiles(struct spawner *sp, struct err *e)
 	pthread_rwlock_wrlock(&sp->plock);
 	old = sp->profiles;
 	sp->profiles = p;
+	__atomic_add_fetch(&sp->profiles_gen, 1, __ATOMIC_RELEASE);
 	pthread_rwlock_unlock(&sp->plock);
 	profiles_free(old);
 	return 0;
@@ -618,6 +620,12 @@ image_port(struct spawner *sp, const char *image_key)
 		port = img->port;
 	pthread_rwlock_unlock(&sp->plock);
 	return port;
+}
+
+unsigned long
+spawner_profiles_generation(struct spawner *sp)
+{
+	return __atomic_load_n(&sp->profiles_gen, __ATOMIC_ACQUIRE);
 }
 
 int

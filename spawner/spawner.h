@@ -138,6 +138,10 @@ struct spawner_image {
  * when the profiles (as now loaded) have no such image. */
 int spawner_image_info(struct spawner *sp, const char *image_key,
 		       struct spawner_image *out, struct err *e);
+/* Changes with every reload of the profiles (never with the same
+ * profiles): what spawner_image_info said stays true while it is the same
+ * (a caller may keep a copy). */
+unsigned long spawner_profiles_generation(struct spawner *sp);
 
 /*
  * tmpl (an "env" or "headers" value of an image) with {base_url} (the

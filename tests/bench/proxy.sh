@@ -1,50 +1,57 @@
 #!/bin/bash
 #
-# proxy.sh - the proxy benchmark: the hub's edge (edge/edge.c) vs nginx
-# proxy_pass vs configurable-http-proxy 5.3, same upstream, same wrk settings,
-# one run; then the real hub end to end (a spawned test notebook through the
-# hub vs direct). Builds build/tests/test_edge (its bench mode is the edge
-# under test), tests/bench/wsbench.c (WebSocket echo server and clients) and
-# tests/bench/mtrim.c (heap figures of the edge, LD_PRELOAD),
-# installs configurable-http-proxy 5.3.0 from npm into build/bench/chp (once),
-# starts the Docker swarm (tests/services/docker.sh start) and a throwaway
-# PostgreSQL (tests/services/postgres.sh), runs tests/bench/proxy.py, and on
-# any exit stops every process it started, removes the services labelled
-# swarmhub.hub=bench<pid> and stops PostgreSQL. dockerd, the swarm and the
-# overlay network are shared machine state and never stopped.
-# Results: tests/bench/results/proxy.md (also printed). Also run by run.sh.
+# proxy.sh - the proxy benchmark on the real path: bin/swarmhub (PostgreSQL,
+# local auth, spawner on the local swarm, CONNECT=gwbridge) in front of users'
+# servers it spawns (a static nginx, a C WebSocket echo server, Jupyter
+# Notebook 6), side by side with nginx proxy_pass to the same containers and
+# with direct access, one run. Builds bin/swarmhub, tests/bench/wsbench.c
+# (WebSocket echo server and clients) and tests/bench/mtrim.c (the hub's heap
+# figures, LD_PRELOAD), starts the Docker swarm (tests/services/docker.sh
+# start) and a throwaway PostgreSQL (tests/services/postgres.sh), runs
+# tests/bench/proxy.py, and on any exit stops every process it started,
+# removes the services labelled swarmhub.hub=bench<pid> and stops PostgreSQL.
+# dockerd, the swarm and the overlay network are shared machine state and
+# never stopped. Needs the images swarmhub/nginx:latest,
+# swarmhub/test-notebook:latest and swarmhub/notebook:latest (tests/run.sh
+# builds them), and builds swarmhub/bench-upstream:latest from the first
+# (images/bench-upstream: no HEALTHCHECK) when missing. Results:
+# tests/bench/results/proxy.md (also printed). Also run by run.sh.
 #
-#   SWARMHUB_BENCH_QUICK=1      3 s wrk runs and 1,000 idle WebSockets
-#   SWARMHUB_BENCH_WS=N         idle WebSockets per proxy (default 10,000, or
-#                               the most the fd limit allows)
+#   SWARMHUB_BENCH_QUICK=1      3 s wrk runs, one round, 1,000 idle WebSockets
+#   SWARMHUB_BENCH_WS=N         idle WebSockets (default 9,000, or the most
+#                               the fd limit allows)
 #   SWARMHUB_BENCH_ONLY=NAME    "jupyterhub" skips this benchmark
 #   SWARMHUB_BENCH_KEEP=1       keep the scratch directory (logs, configs)
 #
 # Exit 0 when everything could be measured (missed targets are reported as
-# MISS); non-zero when a proxy, the upstream, Docker, PostgreSQL or the hub
-# could not be used (the report is still written, with the reason).
+# MISS); non-zero when nginx, Docker, an image, PostgreSQL or the hub could
+# not be used (the report is still written, with the reason).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
-IMAGE=swarmhub/test-notebook:latest
-CHP_VERSION=5.3.0
+IMAGES="swarmhub/nginx:latest swarmhub/test-notebook:latest swarmhub/notebook:latest"
+UPSTREAM_IMAGE=swarmhub/bench-upstream:latest
 cd "$ROOT"
 
 say() { echo "bench: proxy: $*" >&2; }
 
+if [ "${1:-}" = --help ]; then
+	sed -n '3,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+	exit 0
+fi
 if [ "${SWARMHUB_BENCH_ONLY:-}" = jupyterhub ]; then
 	say "skipped (SWARMHUB_BENCH_ONLY=jupyterhub)"
 	exit 0
 fi
 
 SWARMHUB_DEPS="${SWARMHUB_DEPS:-} bench" scripts/deps.sh
-for tool in wrk nginx node npm cc; do
+for tool in wrk nginx cc; do
 	command -v "$tool" >/dev/null || { say "$tool not found"; exit 1; }
 done
 
-make --no-print-directory all build/tests/test_edge >&2
+make --no-print-directory all >&2
 
 HUB_ID=bench$$
 WORK=$(mktemp -d /tmp/swarmhub-proxy.XXXXXX)
@@ -82,41 +89,26 @@ cc -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o "$WORK/wsbench" \
 cc -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -shared -fPIC \
     -o "$WORK/mtrim.so" "$HERE/mtrim.c"
 
-CHP_DIR="$ROOT/build/bench/chp"
-CHP="$CHP_DIR/node_modules/.bin/configurable-http-proxy"
-if ! grep -qs "\"version\": \"$CHP_VERSION\"" \
-    "$CHP_DIR/node_modules/configurable-http-proxy/package.json"; then
-	say "installing configurable-http-proxy@$CHP_VERSION into $CHP_DIR (npm)"
-	mkdir -p "$CHP_DIR"
-	npm install --no-audit --no-fund --prefix "$CHP_DIR" \
-	    "configurable-http-proxy@$CHP_VERSION" >"$WORK/npm.log" 2>&1 ||
-	    { tail -n 20 "$WORK/npm.log" >&2; say "npm install failed"; exit 1; }
-fi
-
-# The end-to-end part needs Docker (swarm, image) and PostgreSQL; without
-# them the proxy part still runs and the report says why part 2 is missing.
-skip=""
 if ! line=$(tests/services/docker.sh start 2>"$WORK/docker.log" |
     grep '^SWARMHUB_TEST_DOCKER_NETWORK='); then
 	tail -n 20 "$WORK/docker.log" >&2
-	skip="Docker could not be started (tests/services/docker.sh start)"
-elif ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-	skip="the image $IMAGE is missing (images/build-base.sh, then docker build -t $IMAGE images/test-notebook)"
-else
-	export BENCH_NETWORK=${line#SWARMHUB_TEST_DOCKER_NETWORK=}
-	PG_STARTED=1
-	if ! bench_pg_start; then
-		skip="PostgreSQL could not be started"
-	else
-		export BENCH_DB="$BENCH_PG_URI" BENCH_PG_VERSION
-	fi
+	say "Docker could not be started (tests/services/docker.sh start)"
+	exit 1
 fi
-[ -z "$skip" ] || say "end-to-end part skipped: $skip"
+for image in $IMAGES; do
+	docker image inspect "$image" >/dev/null 2>&1 ||
+	    { say "the image $image is missing (tests/run.sh builds it; see images/README.md)"; exit 1; }
+done
+docker image inspect "$UPSTREAM_IMAGE" >/dev/null 2>&1 ||
+    docker build -q -t "$UPSTREAM_IMAGE" images/bench-upstream >/dev/null ||
+    { say "could not build $UPSTREAM_IMAGE (images/bench-upstream)"; exit 1; }
+export BENCH_NETWORK=${line#SWARMHUB_TEST_DOCKER_NETWORK=}
+PG_STARTED=1
+bench_pg_start || { say "PostgreSQL could not be started"; exit 1; }
+export BENCH_DB="$BENCH_PG_URI" BENCH_PG_VERSION
 
-export BENCH_WORK="$WORK" BENCH_WSBENCH="$WORK/wsbench" BENCH_CHP="$CHP"
-export BENCH_MTRIM="$WORK/mtrim.so"
-export BENCH_EDGE="$ROOT/build/tests/test_edge" BENCH_HUB_ID="$HUB_ID"
-export BENCH_HUB_SKIP="$skip"
+export BENCH_WORK="$WORK" BENCH_WSBENCH="$WORK/wsbench"
+export BENCH_MTRIM="$WORK/mtrim.so" BENCH_HUB_ID="$HUB_ID"
 
 /usr/bin/python3 "$HERE/proxy.py" &
 PY_PID=$!
@@ -125,5 +117,4 @@ wait "$PY_PID"
 RC=$?
 set -e
 PY_PID=""
-[ -z "$skip" ] || [ "$RC" != 0 ] || RC=1
 exit "$RC"

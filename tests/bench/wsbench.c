@@ -1,11 +1,17 @@
 /*
  * wsbench.c - WebSocket helpers for tests/bench/proxy.py (RFC 6455, minimal).
  *
- *   wsbench echo PORT
- *       Echo server on 127.0.0.1:PORT: one epoll thread, any path, answers the
- *       upgrade with 101 and echoes every text/binary message (unmasked), pong
- *       for ping, close for close. Prints "listening PORT" and runs until
- *       SIGTERM/SIGINT. Any other request: 404 and close.
+ *   wsbench echo PORT [ADDR]
+ *       Echo server on ADDR:PORT (default 127.0.0.1; 0.0.0.0 in a container):
+ *       one epoll thread, any path, answers the upgrade with 101 and echoes
+ *       every text/binary message (unmasked), pong for ping, close for close.
+ *       Prints "listening PORT" and runs until SIGTERM/SIGINT. A plain request
+ *       for a path ending in "api/status" gets 200 "{}" (so the hub's
+ *       readiness check passes when it runs as a user's server); a POST to
+ *       a path ending in "upload" with a Content-Length has its body read
+ *       to the last byte and dropped, then 204 (keep-alive: an upload
+ *       target that answers only once it has everything); any other
+ *       request: 404 and close.
  *   wsbench idle HOST:PORT PATH N
  *       Opens N WebSockets one after the other (blocking), prints
  *       "open N SECONDS", then waits for a line on stdin; closes them all
@@ -17,7 +23,9 @@
  *       "rtt n=COUNT p50=US p90=US p99=US max=US mean=US" (microseconds).
  *
  * WSBENCH_HEADER="Name: value" adds one header to the client's upgrade request
- * (a token for a notebook server). The fd soft limit is raised to the hard one.
+ * (a token for a notebook server, a session cookie). WSBENCH_SOURCES=N (idle
+ * only): connection i comes from the loopback address 127.0.1.(1 + i % N), so
+ * that per-address connection caps apply as to N different clients. The fd soft limit is raised to the hard one.
  * Client frames are masked with a fixed key (fine for a benchmark).
  */
 #ifndef _GNU_SOURCE
@@ -97,6 +105,7 @@ send_all(int fd, const void *p, size_t n)
 struct conn {
 	int fd;
 	int ws;			/* handshake done */
+	long long discard;	/* body bytes of an upload still to drop */
 	size_t len, cap;
 	unsigned char *buf;
 };
@@ -113,7 +122,7 @@ conn_free(int ep, struct conn *c)
 static int
 handshake(struct conn *c)
 {
-	char *end, *k, key[128], acc[64], resp[256];
+	char *end, *k, *cl, key[128], acc[64], resp[256];
 	unsigned char md[SHA_DIGEST_LENGTH];
 	size_t kl;
 
@@ -125,8 +134,26 @@ handshake(struct conn *c)
 	if (!k || k > end) {
 		static const char nf[] = "HTTP/1.1 404 Not Found\r\n"
 			"Content-Length: 0\r\nConnection: close\r\n\r\n";
+		static const char ok[] = "HTTP/1.1 200 OK\r\n"
+			"Content-Type: application/json\r\n"
+			"Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+		char *sp = strchr((char *)c->buf, ' '), *q;
+		size_t pl = sp ? strcspn(sp + 1, " ?") : 0;
 
-		send_all(c->fd, nf, sizeof(nf) - 1);
+		q = sp ? sp + 1 + pl : NULL;
+		cl = strcasestr((char *)c->buf, "\r\nContent-Length:");
+		if (q && pl >= 6 && memcmp(q - 6, "upload", 6) == 0 &&
+		    strncmp((char *)c->buf, "POST ", 5) == 0 && cl && cl < end) {
+			end += 4;
+			c->discard = strtoll(cl + 17, NULL, 10);
+			c->len -= (size_t)(end - (char *)c->buf);
+			memmove(c->buf, end, c->len);
+			return 2;
+		}
+		if (q && pl >= 10 && memcmp(q - 10, "api/status", 10) == 0)
+			send_all(c->fd, ok, sizeof(ok) - 1);
+		else
+			send_all(c->fd, nf, sizeof(nf) - 1);
 		return -1;
 	}
 	k += 20;
@@ -148,6 +175,34 @@ handshake(struct conn *c)
 	memmove(c->buf, end, c->len);
 	c->ws = 1;
 	return 1;
+}
+
+/* An upload's body: drops what c->buf holds of it, then reads and drops
+ * the rest straight from the socket; 204 once it is all in. 0 go on, -1
+ * to close. */
+static int
+drop_body(struct conn *c)
+{
+	static const char nc[] = "HTTP/1.1 204 No Content\r\n\r\n";
+	static char sink[1 << 16];
+	size_t take = c->len < (size_t)c->discard ? c->len : (size_t)c->discard;
+	ssize_t k;
+
+	c->discard -= (long long)take;
+	c->len -= take;
+	memmove(c->buf, c->buf + take, c->len);
+	while (c->discard > 0) {
+		k = recv(c->fd, sink, c->discard < (long long)sizeof(sink) ?
+			 (size_t)c->discard : sizeof(sink), 0);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && errno == EAGAIN)
+			return 0;
+		if (k <= 0)
+			return -1;
+		c->discard -= k;
+	}
+	return send_all(c->fd, nc, sizeof(nc) - 1);
 }
 
 /* Handles whole frames in c->buf; -1 to close. */
@@ -217,7 +272,7 @@ frames(struct conn *c)
 }
 
 static int
-echo_main(int port)
+echo_main(int port, const char *addr)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	struct epoll_event ev, evs[256];
@@ -225,7 +280,10 @@ echo_main(int port)
 	socklen_t al = sizeof(a);
 
 	a.sin_port = htons((uint16_t)port);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
+		fprintf(stderr, "wsbench echo: bad address '%s'\n", addr);
+		return 2;
+	}
 	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
@@ -281,7 +339,7 @@ echo_main(int port)
 					break;
 				}
 				c->len += (size_t)k;
-				if (!c->ws) {
+				if (!c->ws && c->discard == 0) {
 					r = handshake(c);
 					if (r < 0) {
 						conn_free(ep, c);
@@ -289,6 +347,14 @@ echo_main(int port)
 					}
 					if (r == 0)
 						continue;
+				}
+				if (!c->ws) {
+					r = drop_body(c);
+					if (r < 0) {
+						conn_free(ep, c);
+						break;
+					}
+					continue;
 				}
 				if (frames(c) < 0) {
 					conn_free(ep, c);
@@ -303,7 +369,7 @@ echo_main(int port)
 /* ---- client ----------------------------------------------------------- */
 
 static int
-ws_connect(const char *hostport, const char *path)
+ws_connect(const char *hostport, const char *path, int source)
 {
 	char host[64], req[1024], resp[4096];
 	const char *colon = strrchr(hostport, ':'), *extra = getenv("WSBENCH_HEADER");
@@ -321,6 +387,13 @@ ws_connect(const char *hostport, const char *path)
 	if (fd < 0)
 		return -1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (source > 0) {
+		struct sockaddr_in b = { .sin_family = AF_INET };
+
+		b.sin_addr.s_addr = htonl(0x7f000100u + (uint32_t)source);
+		if (bind(fd, (struct sockaddr *)&b, sizeof(b)) < 0)
+			goto fail;
+	}
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		goto fail;
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n"
@@ -385,7 +458,7 @@ rtt_main(const char *hp, const char *path, int count, int size)
 
 	if (size < 1 || size > 65535 || count < 1)
 		return 2;
-	fd = ws_connect(hp, path);
+	fd = ws_connect(hp, path, 0);
 	if (fd < 0) {
 		fprintf(stderr, "wsbench rtt: cannot open %s%s\n", hp, path);
 		return 1;
@@ -449,12 +522,16 @@ broken:
 static int
 idle_main(const char *hp, const char *path, int n)
 {
-	int *fds = malloc(sizeof(int) * (size_t)n), i;
+	int *fds = malloc(sizeof(int) * (size_t)n), i, nsrc = 0;
 	char line[64];
+	const char *src = getenv("WSBENCH_SOURCES");
+
+	if (src)
+		nsrc = atoi(src);
 	double t0 = now_s();
 
 	for (i = 0; i < n; i++) {
-		fds[i] = ws_connect(hp, path);
+		fds[i] = ws_connect(hp, path, nsrc > 0 ? 1 + i % nsrc : 0);
 		if (fds[i] < 0) {
 			fprintf(stderr, "wsbench idle: connection %d failed: "
 				"%s\n", i + 1, strerror(errno));
@@ -482,13 +559,20 @@ main(int argc, char **argv)
 	signal(SIGTERM, on_sig);
 	signal(SIGINT, on_sig);
 	raise_nofile();
-	if (argc == 3 && strcmp(argv[1], "echo") == 0)
-		return echo_main(atoi(argv[2]));
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "echo") == 0)
+		return echo_main(atoi(argv[2]), argc == 4 ? argv[3] :
+				 "127.0.0.1");
 	if (argc == 5 && strcmp(argv[1], "idle") == 0)
 		return idle_main(argv[2], argv[3], atoi(argv[4]));
 	if (argc == 6 && strcmp(argv[1], "rtt") == 0)
 		return rtt_main(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
-	fprintf(stderr, "usage: wsbench echo PORT | idle HOST:PORT PATH N | "
+	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
+		printf("usage: wsbench echo PORT [ADDR] | idle HOST:PORT PATH N "
+		       "| rtt HOST:PORT PATH COUNT SIZE\n(see the comment at "
+		       "the top of tests/bench/wsbench.c)\n");
+		return 0;
+	}
+	fprintf(stderr, "usage: wsbench echo PORT [ADDR] | idle HOST:PORT PATH N | "
 		"rtt HOST:PORT PATH COUNT SIZE\n");
 	return 2;
 }

@@ -180,6 +180,36 @@ test_passwords(void)
 	free(h);
 }
 
+/* cookie_copy (the proxy's session cookie, no allocation) says what
+ * cookie_value says, or -1 where the value does not fit. */
+static void
+test_cookies(void)
+{
+	static const char *const headers[] = {
+		"a=1; swarmhub-session=abc; b=2", "swarmhub-session=x",
+		"xswarmhub-session=no; swarmhub-session=yes",
+		"swarmhub-session=first; swarmhub-session=second",
+		"swarmhub-session=", "other=1", ";;  swarmhub-session=s ;",
+		NULL };
+	char out[8], *v;
+
+	for (size_t i = 0; headers[i]; i++) {
+		int rc = cookie_copy(headers[i], SESSION_COOKIE, out,
+				     sizeof(out));
+
+		v = cookie_value(headers[i], SESSION_COOKIE);
+		T_OK(v ? rc == 0 && strcmp(out, v) == 0 : rc == -1,
+		     "cookie_copy agrees with cookie_value on '%s'",
+		     headers[i]);
+		free(v);
+	}
+	T_OK(cookie_copy("swarmhub-session=1234567", SESSION_COOKIE, out,
+			 sizeof(out)) == 0 && strcmp(out, "1234567") == 0,
+	     "a value of size - 1 fits");
+	T_OK(cookie_copy("swarmhub-session=12345678", SESSION_COOKIE, out,
+			 sizeof(out)) == -1, "a longer one is refused");
+}
+
 int
 main(void)
 {
@@ -189,5 +219,6 @@ main(void)
 	test_state();
 	test_user_servers();
 	test_passwords();
+	test_cookies();
 	return t_done();
 }

@@ -273,6 +273,9 @@ def test_ctl_nodes_and_page(swarm, nodes_hub):
     assert s2.get(hub["url"] + "/hub/admin/nodes", timeout=15) \
         .status_code == 403
     assert api(hub, "DELETE", f"/users/{g}/server").status_code in (202, 204)
+    # gone before the next test counts the group's GPUs
+    wait_for(lambda: api(hub, "GET", f"/users/{g}").json().get("servers")
+             == {}, 90, f"{g}'s GPU server stopped")
 
 
 def test_gpus_env_and_fail_fast(swarm, nodes_hub):

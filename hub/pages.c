@@ -145,6 +145,18 @@ pages_signed_in(struct req *r, struct who *w)
 	return -1;
 }
 
+int
+pages_signed_in_admin(struct req *r, struct who *w)
+{
+	if (pages_signed_in(r, w) < 0)
+		return -1;
+	if (w->admin)
+		return 0;
+	pages_error(r, 403, "Administrators only", "This page is for the "
+		    "hub's administrators.");
+	return -1;
+}
+
 /* ---- the frame ------------------------------------------------------- */
 static pthread_once_t logo_once = PTHREAD_ONCE_INIT;
 static const char *logo;

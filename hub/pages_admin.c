@@ -489,13 +489,8 @@ pages_admin(struct req *r)
 	long page = 1;
 
 	r->handler = "admin";
-	if (pages_signed_in(r, &w) < 0)
+	if (pages_signed_in_admin(r, &w) < 0)
 		return;
-	if (!w.admin) {
-		pages_error(r, 403, "Administrators only", "This page is for "
-			    "the hub's administrators.");
-		return;
-	}
 	snprintf(q, sizeof(q), "%s", qs && str_utf8_ok(qs, strlen(qs)) ?
 		 qs : "");
 	str_trim(q);

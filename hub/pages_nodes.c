@@ -190,13 +190,8 @@ pages_nodes(struct req *r)
 	struct who w;
 
 	r->handler = "admin_nodes";
-	if (pages_signed_in(r, &w) < 0)
+	if (pages_signed_in_admin(r, &w) < 0)
 		return;
-	if (!w.admin) {
-		pages_error(r, 403, "Administrators only", "This page is for "
-			    "the hub's administrators.");
-		return;
-	}
 	sb_init(&sb);
 	pages_begin(&sb, r->hub, "Nodes", &w, PAGE_WIDE);
 	sb_adds(&sb, "<h1>Nodes</h1><p><a href=\"/hub/admin\">Back to the "

@@ -120,6 +120,8 @@ void pages_end(struct req *r, struct strbuf *sb, int status);
 /* Fills w with the signed-in user (session cookie); otherwise redirects
  * to the login page (with next = this page) and returns -1. */
 int pages_signed_in(struct req *r, struct who *w);
+/* pages_signed_in, and a 403 page for anyone but an admin: 0 for an admin */
+int pages_signed_in_admin(struct req *r, struct who *w);
 /* next when it is a local path ("/x", never "//x"), else dflt. */
 const char *pages_local_path(const char *next, const char *dflt);
 /* Appends s percent-encoded for a query value. */

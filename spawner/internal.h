@@ -20,6 +20,7 @@
 #ifndef SWARMHUB_SPAWNER_INTERNAL_H
 #define SWARMHUB_SPAWNER_INTERNAL_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include "spawner.h"
 
@@ -248,6 +249,11 @@ int usage_parse(const char *json, size_t len, struct spawner_usage *u,
 /* spawner_usage on a Docker client and hub label. */
 int usage_collect(struct docker *d, const char *hub_id,
 		  struct spawner_usage **out, size_t *n, struct err *e);
+
+/* ---- spawner.c ------------------------------------------------------- */
+/* The string at a dotted path ("Spec.Labels.x" — keys without dots) of o,
+ * or NULL. */
+const char *jstr(json_t *o, const char *path);
 
 /* ---- nodes.c --------------------------------------------------------- */
 struct nodes_ctx {

@@ -20,21 +20,6 @@
 #include <jansson.h>
 #include "internal.h"
 
-static const char *
-jget(json_t *o, const char *path)
-{
-	char key[64];
-	const char *dot;
-
-	while ((dot = strchr(path, '.')) != NULL) {
-		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
-		o = json_object_get(o, key);
-		path = dot + 1;
-	}
-	o = json_object_get(o, path);
-	return json_is_string(o) ? json_string_value(o) : NULL;
-}
-
 static json_t *
 jobj(json_t *o, const char *a, const char *b)
 {
@@ -58,12 +43,12 @@ generic_count(json_t *arr, const char *kind)
 
 	json_array_foreach(arr, i, g) {
 		d = json_object_get(g, "DiscreteResourceSpec");
-		if (d && strcmp(jget(d, "Kind") ? jget(d, "Kind") : "",
+		if (d && strcmp(jstr(d, "Kind") ? jstr(d, "Kind") : "",
 				kind) == 0)
 			n += (long)json_integer_value(json_object_get(d,
 								      "Value"));
 		d = json_object_get(g, "NamedResourceSpec");
-		if (d && strcmp(jget(d, "Kind") ? jget(d, "Kind") : "",
+		if (d && strcmp(jstr(d, "Kind") ? jstr(d, "Kind") : "",
 				kind) == 0)
 			n++;
 	}
@@ -113,14 +98,14 @@ labels_of(json_t *labels)
 static void
 node_of(json_t *it, const char *kind, struct spawner_node *nd)
 {
-	copy(nd->id, sizeof(nd->id), jget(it, "ID"));
+	copy(nd->id, sizeof(nd->id), jstr(it, "ID"));
 	copy(nd->hostname, sizeof(nd->hostname),
-	     jget(it, "Description.Hostname"));
-	copy(nd->role, sizeof(nd->role), jget(it, "Spec.Role"));
+	     jstr(it, "Description.Hostname"));
+	copy(nd->role, sizeof(nd->role), jstr(it, "Spec.Role"));
 	copy(nd->availability, sizeof(nd->availability),
-	     jget(it, "Spec.Availability"));
-	copy(nd->state, sizeof(nd->state), jget(it, "Status.State"));
-	copy(nd->addr, sizeof(nd->addr), jget(it, "Status.Addr"));
+	     jstr(it, "Spec.Availability"));
+	copy(nd->state, sizeof(nd->state), jstr(it, "Status.State"));
+	copy(nd->addr, sizeof(nd->addr), jstr(it, "Status.Addr"));
 	nd->labels = labels_of(jobj(it, "Spec", "Labels"));
 	res_of(jobj(it, "Description", "Resources"), kind, &nd->total);
 }
@@ -133,8 +118,8 @@ task_holds(json_t *t)
 {
 	static const char *const holding[] = { "assigned", "accepted",
 		"preparing", "ready", "starting", "running", NULL };
-	const char *st = jget(t, "Status.State");
-	const char *node = jget(t, "NodeID");
+	const char *st = jstr(t, "Status.State");
+	const char *node = jstr(t, "NodeID");
 
 	if (!st || !node || !*node)
 		return 0;
@@ -182,8 +167,8 @@ add_server(struct spawner_node *nd, json_t *t, const char *template,
 	name = spec_service_name(template, user ? user : "", server);
 	copy(s->service, sizeof(s->service), name);
 	free(name);
-	copy(s->state, sizeof(s->state), jget(t, "Status.State"));
-	copy(s->desired, sizeof(s->desired), jget(t, "DesiredState"));
+	copy(s->state, sizeof(s->state), jstr(t, "Status.State"));
+	copy(s->desired, sizeof(s->desired), jstr(t, "DesiredState"));
 	s->reserved = *r;
 }
 
@@ -209,7 +194,7 @@ add_tasks(struct spawner_node *v, size_t n, json_t *tasks,
 	json_array_foreach(tasks, i, t) {
 		if (!task_holds(t))
 			continue;
-		nd = find_node(v, n, jget(t, "NodeID"));
+		nd = find_node(v, n, jstr(t, "NodeID"));
 		if (!nd)
 			continue;
 		res_of(jobj(json_object_get(t, "Spec"), "Resources",

@@ -79,7 +79,7 @@ get_json(struct spawner *sp, const char *path, struct err *e)
 	return j;
 }
 
-static const char *
+const char *
 jstr(json_t *o, const char *path)
 {
 	char key[64];

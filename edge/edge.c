@@ -1606,6 +1606,7 @@ relay(struct conn *c, int up)
 	uint8_t *srd = up ? &c->crd : &c->urd, *dwr = up ? &c->uwr : &c->cwr;
 	uint8_t *eof = up ? &c->ceof : &c->ueof;
 	uint8_t *shut = up ? &c->ushut : &c->cshut;
+	uint8_t hup = up ? c->chup : c->uhup;
 	ssize_t n, m;
 	int prog = 0;
 
@@ -1660,6 +1661,11 @@ relay(struct conn *c, int up)
 			*eof = 1;
 			continue;
 		}
+		/* a short read drained the socket: the next message raises a
+		 * new event, so no recv just to see EAGAIN (one system call
+		 * per message; with the peer's EOF seen, read on to it) */
+		if ((size_t)n < SCRATCH_CAP && !hup)
+			*srd = 0;
 		c->cmoved = c->w->now;
 		conn_activity(c, up);
 		m = *dwr ? send(dfd, c->w->scratch, (size_t)n, MSG_NOSIGNAL) : 0;

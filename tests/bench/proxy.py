@@ -27,7 +27,9 @@ Writes tests/bench/results/proxy.md (also printed). Method: README.md here.
 Environment (set by proxy.sh): BENCH_WORK, BENCH_WSBENCH, BENCH_MTRIM,
 BENCH_DB, BENCH_NETWORK, BENCH_HUB_ID, BENCH_PG_VERSION.
 Knobs: SWARMHUB_BENCH_QUICK=1 (3 s wrk runs, 1,000 WebSockets, one round),
-SWARMHUB_BENCH_WS=N (idle WebSockets), SWARMHUB_BIN.
+SWARMHUB_BENCH_WS=N (idle WebSockets), SWARMHUB_BIN, SWARMHUB_BENCH_HOLD=1
+(once everything is up, write BENCH_WORK/hold with the hub's pid, URLs and
+headers, and wait until that file is removed: for profiling by hand).
 Exit status: 0 when everything could be measured (misses are MISS), 1 when a
 proxy, an upstream or the hub could not be started.
 """
@@ -57,6 +59,7 @@ import spawn as S    # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "proxy.md")
 QUICK = os.environ.get("SWARMHUB_BENCH_QUICK", "") not in ("", "0")
+HOLD = os.environ.get("SWARMHUB_BENCH_HOLD", "") not in ("", "0")
 CFG = {
     "secs": 3 if QUICK else 8,           # each wrk run
     "warm_secs": 1,                      # unreported warm-up before each
@@ -607,6 +610,8 @@ def run(R):
             h = dict(x.split(": ", 1) for x in hdrs[who])
             http_check(host, int(port), PATH1K, 1024, h)
             http_check(host, int(port), PATH1M, 1 << 20, h)
+        if HOLD:
+            hold(pid, urls, hdrs)
         for rnd in range(CFG["rounds"]):
             for conns in (16, 128):
                 for who in urls:
@@ -696,6 +701,19 @@ def kernel_rounds(R, carol, hp, ngport, ctok):
 
 
 # ---------------------------------------------------------------- report
+
+def hold(pid, urls, hdrs):
+    """SWARMHUB_BENCH_HOLD=1: everything is up; say how to reach it and
+    wait until the file is removed (for perf/strace by hand)."""
+    f = os.path.join(WORK, "hold")
+    with open(f, "w") as fh:
+        fh.write("hub_pid=%d\n" % pid)
+        for who in urls:
+            fh.write("%s %s %s\n" % (who, urls[who] + PATH1K, " | ".join(hdrs[who])))
+    log("holding: everything is up, see %s; remove it to go on" % f)
+    while os.path.exists(f):
+        time.sleep(1)
+
 
 def ms(x, nd=2):
     return "—" if x is None else "%.*f ms" % (nd, x)

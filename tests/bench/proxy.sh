@@ -22,6 +22,8 @@
 #                               the fd limit allows)
 #   SWARMHUB_BENCH_ONLY=NAME    "jupyterhub" skips this benchmark
 #   SWARMHUB_BENCH_KEEP=1       keep the scratch directory (logs, configs)
+#   SWARMHUB_BENCH_HOLD=1       once all is up, write <scratch>/hold (hub pid,
+#                               URLs, headers) and wait until it is removed
 #
 # Exit 0 when everything could be measured (missed targets are reported as
 # MISS); non-zero when nginx, Docker, an image, PostgreSQL or the hub could

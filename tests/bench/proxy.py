@@ -68,8 +68,8 @@ CFG = {
     "ws_n": int(os.environ.get("SWARMHUB_BENCH_WS") or (1000 if QUICK else 9000)),
     "ws_sources": 20,                    # loopback addresses for the idle ones
     "upload_bytes": 100 * 1000 * 1000, "upload_rounds": 1 if QUICK else 3,
-    "rtt_n": 2000, "rtt_size": 64, "rtt_rounds": 3 if QUICK else 5,
-    "kernel_n": 200 if QUICK else 500, "kernel_rounds": 3,
+    "rtt_n": 2000, "rtt_size": 64, "rtt_rounds": 3 if QUICK else 9,
+    "kernel_n": 200 if QUICK else 500, "kernel_rounds": 3 if QUICK else 5,
     "targets": {"rps_vs_nginx": 0.9, "add_p50": 0.2, "mib_vs_nginx": 1.0,
                 "rss_flat_kib": 4096, "ws_kib": 2.0, "heap_back_kib": 256},
 }
@@ -611,7 +611,10 @@ def run(R):
             http_check(host, int(port), PATH1K, 1024, h)
             http_check(host, int(port), PATH1M, 1 << 20, h)
         if HOLD:
-            hold(pid, urls, hdrs)
+            hold(pid, urls, hdrs, {"bob_ws": "ws://%s/user/bob/ws" % hp,
+                                   "bob_cookie": "swarmhub-session=" + bcookie,
+                                   "bob_direct": "%s:%d" % srv["bob"][:2],
+                                   "bob_token": srv["bob"][2]})
         for rnd in range(CFG["rounds"]):
             for conns in (16, 128):
                 for who in urls:
@@ -702,7 +705,7 @@ def kernel_rounds(R, carol, hp, ngport, ctok):
 
 # ---------------------------------------------------------------- report
 
-def hold(pid, urls, hdrs):
+def hold(pid, urls, hdrs, more):
     """SWARMHUB_BENCH_HOLD=1: everything is up; say how to reach it and
     wait until the file is removed (for perf/strace by hand)."""
     f = os.path.join(WORK, "hold")
@@ -710,6 +713,8 @@ def hold(pid, urls, hdrs):
         fh.write("hub_pid=%d\n" % pid)
         for who in urls:
             fh.write("%s %s %s\n" % (who, urls[who] + PATH1K, " | ".join(hdrs[who])))
+        for k, v in more.items():
+            fh.write("%s=%s\n" % (k, v))
     log("holding: everything is up, see %s; remove it to go on" % f)
     while os.path.exists(f):
         time.sleep(1)

@@ -63,7 +63,7 @@ HOLD = os.environ.get("SWARMHUB_BENCH_HOLD", "") not in ("", "0")
 CFG = {
     "secs": 3 if QUICK else 8,           # each wrk run
     "warm_secs": 1,                      # unreported warm-up before each
-    "rounds": 1 if QUICK else 2,         # 1 KiB runs: best of the rounds
+    "rounds": 1 if QUICK else 3,         # 1 KiB runs: best of the rounds
     "edge_threads": 2,                   # the hub's default EDGE_THREADS
     "ws_n": int(os.environ.get("SWARMHUB_BENCH_WS") or (1000 if QUICK else 9000)),
     "ws_sources": 20,                    # loopback addresses for the idle ones
@@ -619,6 +619,10 @@ def run(R):
             for conns in (16, 128):
                 for who in urls:
                     run_wrk(R, "1k_c%d" % conns, who, urls[who] + PATH1K, conns, hdrs[who])
+        # one connection: what each request costs without queueing (at 16
+        # the 2 cores are saturated, so p50 is mostly the queue: 16/rate)
+        for who in urls:
+            run_wrk(R, "1k_c1", who, urls[who] + PATH1K, 1, hdrs[who])
         watch = RssWatch(pid)
         watch.start()
         for who in ("direct", "nginx", "hub token"):
@@ -766,6 +770,14 @@ def rows(R):
                     ms(add), ms(n - d if n is not None and d is not None else None), "0", "",
                     "≤ %.1f ms: %s" % (Tg["add_p50"], verdict(add <= Tg["add_p50"]
                                                               if add is not None else None))))
+    d = get(R, "1k_c1", "direct", "p50")
+    h = [get(R, "1k_c1", w, "p50") for w in ("hub token", "hub cookie")]
+    n = get(R, "1k_c1", "nginx", "p50")
+    if d is not None and None not in h:
+        out.append(("added p50 over direct, 1 connection (no queueing), token / cookie",
+                    "%s / %s" % (ms(h[0] - d, 3), ms(h[1] - d, 3)),
+                    ms(n - d, 3) if n is not None else "—", "0 (p50 %s)" % ms(d, 3), "",
+                    "(information)"))
     h, n, d = (get(R, "1m_c16", w, "xfer") for w in ("hub token", "nginx", "direct"))
     ok = h / n >= Tg["mib_vs_nginx"] if h and n else None
     out.append(("1 MiB responses, 16 conns: throughput", mbs(h), mbs(n), mbs(d),

@@ -81,7 +81,7 @@ CFG = {
     "passes": 3,                    # culler passes per latency window
     "lat_threads": 4, "lat_every_s": 0.01,
     "reps": 10,                     # timed GETs per list / page
-    "batch_timeout_s": 240,
+    "batch_timeout_s": 300,
     "per_server_mb": 20,            # memory guess until measured (tiny:
                                     # its containerd-shim, mostly)
     "keep_free_mb": 3000,
@@ -132,6 +132,26 @@ def sh(cmd):
 def load():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def procs():
+    """What Docker is doing on the machine: "shims S, runc R, D-state D"
+    (containerd-shim and runc processes, and processes in uninterruptible
+    sleep: where the node daemons stalled at ~350 Python servers)."""
+    shim = runc = dstate = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                v = f.read()
+        except OSError:
+            continue
+        name, rest = v[v.find("(") + 1:v.rfind(")")], v[v.rfind(")") + 2:]
+        shim += name.startswith("containerd-shim")
+        runc += name == "runc"
+        dstate += rest[:1] == "D"
+    return "shims %d, runc %d, D-state %d" % (shim, runc, dstate)
 
 
 def mem_avail_mb():
@@ -377,11 +397,13 @@ def grow(hub, names, count, R):
                     pending == 0:
                 break
             time.sleep(1)
-        log("  started %d of %d in %.1f s (load %s)"
-            % (ready, len(b), time.time() - t0, load()))
+        log("  started %d of %d in %.1f s (load %s; %s)"
+            % (ready, len(b), time.time() - t0, load(), procs()))
         if ready < len(b):
             R["notes"].append("a batch of %d starts had %d ready after %.0f s"
-                              % (len(b), ready, time.time() - t0))
+                              " (load %s; %s)" % (len(b), ready,
+                                                  time.time() - t0, load(),
+                                                  procs()))
     total = len([u for u in users_of(c).values() if is_ready(u)])
     c.close()
     R.setdefault("grow", []).append((total, time.time() - t_all))

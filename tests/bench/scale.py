@@ -29,6 +29,8 @@ Knobs:
                                 (swarmhub/test-notebook:latest, the Python
                                 fake of the tests)
   SWARMHUB_BIN_DIR              where bin/swarmhub is (default bin)
+  SWARMHUB_BENCH_HUB_ENV="K=V ..."  more settings for the hub (e.g.
+                                SWARMHUB_CULL_CONCURRENCY=1), in the report
   SWARMHUB_BENCH_AB_BIN_DIR=D   after each row, the same row again with
                                 D/swarmhub (a before/after on one set of
                                 servers)
@@ -62,6 +64,8 @@ SVG = os.path.join(HERE, "results", "scale.svg")
 QUICK = os.environ.get("SWARMHUB_BENCH_QUICK", "") not in ("", "0")
 # another build of the hub measured on the same servers after each row
 AB_BIN = os.environ.get("SWARMHUB_BENCH_AB_BIN_DIR", "")
+# more of the hub's settings, "SWARMHUB_X=v" separated by spaces
+HUB_ENV = os.environ.get("SWARMHUB_BENCH_HUB_ENV", "").split()
 
 
 def ints(s):
@@ -916,6 +920,8 @@ def report(R, failed):
           "none), CULL_EVERY=%d, CULL_CONCURRENCY=10, USAGE_EVERY=%d"
           % (SERVER_IMAGE, json.dumps(SERVER_CMD), CFG["cull_every_s"],
              CFG["usage_every_s"]),
+          "- more settings for the hub (`SWARMHUB_BENCH_HUB_ENV`): %s"
+          % (" ".join("`%s`" % x for x in HUB_ENV) or "none"),
           "- latency client: %d threads, one keep-alive connection each, "
           "`GET /hub/api/user` with the admin token then %.0f ms pause; a "
           "request is \"during\" a pass when it started inside [end − "
@@ -977,6 +983,7 @@ def run(R):
                # 60 starts at once on a loaded machine: Docker alone may
                # take longer than the tests' 60 s
                "SWARMHUB_START_TIMEOUT=300"]
+        env = C.env_merge(env, HUB_ENV)
         # the image's health check (5 s timeout, 3 tries) has Swarm kill
         # the hub when the shared machine is overloaded (seen at a load of
         # 100): that measures the machine, not the hub

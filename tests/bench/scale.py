@@ -494,6 +494,12 @@ def measure_row(hub, cookies, n, R, key="rows"):
     row["usage"] = up
     inside, outside = split(samples, cp)
     row["lat_in"], row["lat_out"] = lat_stats(inside), lat_stats(outside)
+    # few requests fall inside short passes, so their p99 is about their
+    # maximum; the share of them slower than the p99 between passes (1 %
+    # when passes change nothing) does not depend on how many there are
+    cut = row["lat_out"]["p99"]
+    row["lat_in"]["over"] = (100.0 * sum(1 for x in inside if x[1] > cut) /
+                             len(inside)) if inside and cut else None
     log("  %d servers: culler passes %s ms; usage %s ms; p99 in %.1f / "
         "out %.1f ms" % (n, [round(p["ms"]) for p in cp],
                          [round(p["ms"]) for p in up],
@@ -820,6 +826,9 @@ def rows_section(L, rows, title, svg_name):
              "≤ %.1f× between: %s" % (tg["p99_ratio"], verdicts))
         L.append("| requests during / between passes | %s | | |" % " | ".join(
             "%d / %d" % (r["lat_in"]["n"], r["lat_out"]["n"]) for r in rows))
+        L.append("| requests during passes slower than the p99 between them "
+                 "(1 %% if passes changed nothing) | %s | | |" % " | ".join(
+                     fmt(r["lat_in"].get("over"), "%") for r in rows))
         L.append("| machine load at the row's start | %s | | |" % " | ".join(
             r["load"] for r in rows))
         L.append("| the hub's own CPU use in the latency window (%% of one "

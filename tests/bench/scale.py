@@ -5,8 +5,12 @@ Started by tests/bench/scale.sh (which starts a throwaway PostgreSQL and
 exports SWARMHUB_TEST_DB / SWARMHUB_TEST_PG_DIR). The hub runs as users run
 it: a service on the cluster's overlay, CONNECT=dns, admin token and a
 signed-in admin (tests/integration/clusterhub.py: swarm_session,
-hub_service). With 10,000 users it measures, at 1, 100 and 500 running
-servers of the tiny test image: one culler pass, one usage pass (both from
+hub_service), and the per-node usage agents (`swarmhub agent`, a global
+service, clusterhub.usage_agent; the hub has SWARMHUB_USAGE_AGENTS). The
+servers run swarmhub/test-tiny (images/test-tiny: a static C fake notebook,
+one thread, ~1 MB), so that the hub's probes cost the servers next to
+nothing. With 10,000 users it measures, at 1, 100 and 500 running
+servers: one culler pass, one usage pass over every node (both from
 the hub's own swarmhub_pass_* metrics), GET /hub/api/users (all, and
 ?state=active), rendering /hub/admin, a restart with adoption of every
 running server, and GET /hub/api/user latency during culler passes against
@@ -20,7 +24,13 @@ Knobs:
   SWARMHUB_BENCH_SCALE=1,100,500  the rows (running servers)
   SWARMHUB_BENCH_USERS=N        users (default 10,000)
   SWARMHUB_BENCH_BURST=N        servers started at once (default 60; 0: none)
+  SWARMHUB_BENCH_IMAGE=I        the servers' image: tiny (default,
+                                swarmhub/test-tiny:latest) or test-notebook
+                                (swarmhub/test-notebook:latest, the Python
+                                fake of the tests)
   SWARMHUB_BIN_DIR              where bin/swarmhub is (default bin)
+  SWARMHUB_BENCH_HUB_ENV="K=V ..."  more settings for the hub (e.g.
+                                SWARMHUB_CULL_CONCURRENCY=1), in the report
   SWARMHUB_BENCH_AB_BIN_DIR=D   after each row, the same row again with
                                 D/swarmhub (a before/after on one set of
                                 servers)
@@ -54,6 +64,8 @@ SVG = os.path.join(HERE, "results", "scale.svg")
 QUICK = os.environ.get("SWARMHUB_BENCH_QUICK", "") not in ("", "0")
 # another build of the hub measured on the same servers after each row
 AB_BIN = os.environ.get("SWARMHUB_BENCH_AB_BIN_DIR", "")
+# more of the hub's settings, "SWARMHUB_X=v" separated by spaces
+HUB_ENV = os.environ.get("SWARMHUB_BENCH_HUB_ENV", "").split()
 
 
 def ints(s):
@@ -73,16 +85,31 @@ CFG = {
     "passes": 3,                    # culler passes per latency window
     "lat_threads": 4, "lat_every_s": 0.01,
     "reps": 10,                     # timed GETs per list / page
-    "batch_timeout_s": 240,
-    "per_server_mb": 40,            # memory guess until measured
+    "batch_timeout_s": 300,
+    "per_server_mb": 20,            # memory guess until measured (tiny:
+                                    # its containerd-shim, mostly)
     "keep_free_mb": 3000,
     "targets": {"p99_ratio": 1.5},
 }
-IMAGES = C.IMAGES
+# the servers' image and how the hub starts it (the profile's cmd)
+TINY_IMAGE = "swarmhub/test-tiny:latest"
+SERVER_IMAGES = {
+    "tiny": (TINY_IMAGE, ["/tiny-notebook",
+                          "--NotebookApp.base_url={base_url}",
+                          "--ip=0.0.0.0", "--port={port}"]),
+    "test-notebook": (T.TINY, T.NB_CMD + ["--no-browser"]),
+}
+IMAGE_KEY = os.environ.get("SWARMHUB_BENCH_IMAGE") or "tiny"
+if IMAGE_KEY not in SERVER_IMAGES:
+    sys.exit("scale.py: SWARMHUB_BENCH_IMAGE must be one of: %s"
+             % ", ".join(SERVER_IMAGES))
+SERVER_IMAGE, SERVER_CMD = SERVER_IMAGES[IMAGE_KEY]
+IMAGES = "%s %s" % (C.HUB_IMAGE, SERVER_IMAGE)
 PROFILES = {
     "cpu_reservation_ratio": 0.1,
-    "images": {"tiny": {"image": T.TINY, "description": "fake notebook",
-                        "cmd": T.NB_CMD + ["--no-browser"], "port": 8888}},
+    "images": {"tiny": {"image": SERVER_IMAGE,
+                        "description": "fake notebook",
+                        "cmd": SERVER_CMD, "port": 8888}},
     "profiles": {"default": {"images": ["tiny"],
                              "cpu": {"min": 0.01, "max": 1, "default": 0.02},
                              "mem_gb": {"min": 0.02, "max": 1,
@@ -109,6 +136,26 @@ def sh(cmd):
 def load():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def procs():
+    """What Docker is doing on the machine: "shims S, runc R, D-state D"
+    (containerd-shim and runc processes, and processes in uninterruptible
+    sleep: where the node daemons stalled at ~350 Python servers)."""
+    shim = runc = dstate = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                v = f.read()
+        except OSError:
+            continue
+        name, rest = v[v.find("(") + 1:v.rfind(")")], v[v.rfind(")") + 2:]
+        shim += name.startswith("containerd-shim")
+        runc += name == "runc"
+        dstate += rest[:1] == "D"
+    return "shims %d, runc %d, D-state %d" % (shim, runc, dstate)
 
 
 def mem_avail_mb():
@@ -354,11 +401,13 @@ def grow(hub, names, count, R):
                     pending == 0:
                 break
             time.sleep(1)
-        log("  started %d of %d in %.1f s (load %s)"
-            % (ready, len(b), time.time() - t0, load()))
+        log("  started %d of %d in %.1f s (load %s; %s)"
+            % (ready, len(b), time.time() - t0, load(), procs()))
         if ready < len(b):
             R["notes"].append("a batch of %d starts had %d ready after %.0f s"
-                              % (len(b), ready, time.time() - t0))
+                              " (load %s; %s)" % (len(b), ready,
+                                                  time.time() - t0, load(),
+                                                  procs()))
     total = len([u for u in users_of(c).values() if is_ready(u)])
     c.close()
     R.setdefault("grow", []).append((total, time.time() - t_all))
@@ -445,6 +494,12 @@ def measure_row(hub, cookies, n, R, key="rows"):
     row["usage"] = up
     inside, outside = split(samples, cp)
     row["lat_in"], row["lat_out"] = lat_stats(inside), lat_stats(outside)
+    # few requests fall inside short passes, so their p99 is about their
+    # maximum; the share of them slower than the p99 between passes (1 %
+    # when passes change nothing) does not depend on how many there are
+    cut = row["lat_out"]["p99"]
+    row["lat_in"]["over"] = (100.0 * sum(1 for x in inside if x[1] > cut) /
+                             len(inside)) if inside and cut else None
     log("  %d servers: culler passes %s ms; usage %s ms; p99 in %.1f / "
         "out %.1f ms" % (n, [round(p["ms"]) for p in cp],
                          [round(p["ms"]) for p in up],
@@ -507,9 +562,9 @@ LOG_LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (.*)")
 
 
 def first_probe(swarm, task):
-    """Epoch time of the server's first answered api/status (the fake
-    notebook logs each request; the node's Engine adds timestamps), or
-    None."""
+    """Epoch time of the server's first answered api/status (test-tiny
+    logs the first one, test-notebook each request; the node's Engine adds
+    timestamps), or None."""
     cid = ((task.get("Status") or {}).get("ContainerStatus") or {}) \
         .get("ContainerID")
     if not cid or task["NodeID"] not in swarm["nodes"]:
@@ -711,11 +766,12 @@ def rows_section(L, rows, title, svg_name):
     tg = CFG["targets"]
     if rows:
         L += [title, "",
-              "Each at N running servers (tiny image) with %s users; times "
+              "Each at N running servers (`%s`) with %s users; times "
               "are medians of %d sequential requests (after one untimed), "
               "passes the hub's own `swarmhub_pass_*` metrics, the start "
               "`swarmhub_start_seconds`. Load is `/proc/loadavg` (1, 5, "
-              "15 min) when the row began." % ("{:,}".format(CFG["users"]),
+              "15 min) when the row began." % (SERVER_IMAGE,
+                                               "{:,}".format(CFG["users"]),
                                                CFG["reps"]), ""]
         hdr = "| metric | " + " | ".join("N = %d" % r["n"] for r in rows) + \
             " | growth, last two rows | target |"
@@ -770,6 +826,9 @@ def rows_section(L, rows, title, svg_name):
              "≤ %.1f× between: %s" % (tg["p99_ratio"], verdicts))
         L.append("| requests during / between passes | %s | | |" % " | ".join(
             "%d / %d" % (r["lat_in"]["n"], r["lat_out"]["n"]) for r in rows))
+        L.append("| requests during passes slower than the p99 between them "
+                 "(1 %% if passes changed nothing) | %s | | |" % " | ".join(
+                     fmt(r["lat_in"].get("over"), "%") for r in rows))
         L.append("| machine load at the row's start | %s | | |" % " | ".join(
             r["load"] for r in rows))
         L.append("| the hub's own CPU use in the latency window (%% of one "
@@ -864,19 +923,24 @@ def report(R, failed):
               R["git"], os.path.relpath(T.hub_binary(), ROOT),
               os.environ.get("SWARMHUB_CLUSTER_ID", "0"), R["docker"],
               CFG["subnet"], R["pg"]),
-          "- profile: `%s` (fake notebook), cpu 0.02 (reservation 0.002), "
+          "- profile: `%s` (fake notebook; `cmd` %s), cpu 0.02 (reservation 0.002), "
           "mem 0.03 GiB; no placement constraint (Swarm spreads over the 3 "
           "nodes); CULL_TIMEOUT=3600 (each pass probes every server, stops "
           "none), CULL_EVERY=%d, CULL_CONCURRENCY=10, USAGE_EVERY=%d"
-          % (T.TINY, CFG["cull_every_s"], CFG["usage_every_s"]),
+          % (SERVER_IMAGE, json.dumps(SERVER_CMD), CFG["cull_every_s"],
+             CFG["usage_every_s"]),
+          "- more settings for the hub (`SWARMHUB_BENCH_HUB_ENV`): %s"
+          % (" ".join("`%s`" % x for x in HUB_ENV) or "none"),
           "- latency client: %d threads, one keep-alive connection each, "
           "`GET /hub/api/user` with the admin token then %.0f ms pause; a "
           "request is \"during\" a pass when it started inside [end − "
           "duration, end] of a culler pass (from the metrics; same clock)."
           % (CFG["lat_threads"], CFG["lat_every_s"] * 1e3),
-          "- the usage pass samples only the containers on the manager (the "
-          "node whose Engine API the hub uses); the others show \"no sample "
-          "yet\" until the per-node usage work lands", ""]
+          "- usage: the per-node agents (`swarmhub agent`, a global service "
+          "on the hub's overlay, each reading its own node's Engine API; "
+          "`SWARMHUB_USAGE_AGENTS=tasks.<agent>:8001`), so a usage pass "
+          "samples the servers of every node (\"containers sampled\" in the "
+          "rows: the pass's `swarmhub_pass_last_servers`)", ""]
     if R["notes"]:
         L += ["## Notes", ""] + ["- " + n for n in R["notes"]] + [""]
     return "\n".join(L)
@@ -898,25 +962,47 @@ def machine(R, swarm):
     R["pg"] = sh("psql --version | awk '{print $3}'")
 
 
+def same_images(swarm):
+    """Reloads into every node an image whose ID differs from the main
+    dockerd's (swarm["load"] only adds missing ones; a rebuilt test-tiny
+    would otherwise run in its old version)."""
+    for img in IMAGES.split():
+        want = sh("docker image inspect -f '{{.Id}}' %s" % img)
+        for i in range(len(swarm["nodes"])):
+            host = "unix://" + C.node_socket(swarm["engine"], i)
+            if sh("docker -H %s image inspect -f '{{.Id}}' %s 2>/dev/null"
+                  % (host, img)) != want:
+                log("loading %s into node %d" % (img, i))
+                os.system("docker save %s | docker -H %s load -q >/dev/null"
+                          % (img, host))
+
+
 def run(R):
     global SWARM
     with C.swarm_session(IMAGES, 3) as swarm, \
             tempfile.TemporaryDirectory(prefix="scale-") as d:
         SWARM = swarm
+        same_images(swarm)
         machine(R, swarm)
-        env = ["SWARMHUB_CULL_TIMEOUT=3600",
+        agent = C.agent_name("sclag")
+        env = ["SWARMHUB_USAGE_AGENTS=tasks.%s:%d" % (agent, C.AGENT_PORT),
+               "SWARMHUB_CULL_TIMEOUT=3600",
                "SWARMHUB_CULL_EVERY=%d" % CFG["cull_every_s"],
                "SWARMHUB_USAGE_EVERY=%d" % CFG["usage_every_s"],
                # 60 starts at once on a loaded machine: Docker alone may
                # take longer than the tests' 60 s
                "SWARMHUB_START_TIMEOUT=300"]
+        env = C.env_merge(env, HUB_ENV)
         # the image's health check (5 s timeout, 3 tries) has Swarm kill
         # the hub when the shared machine is overloaded (seen at a load of
         # 100): that measures the machine, not the hub
         health = {"Healthcheck": {"Interval": 30 * 10**9,
                                   "Timeout": 60 * 10**9, "Retries": 10}}
-        with C.hub_service(swarm, d, PROFILES, env=env, prefix="scl",
-                           subnet=CFG["subnet"], container=health) as hub:
+        os.mkdir(os.path.join(d, "hub"))
+        with C.hub_service(swarm, os.path.join(d, "hub"), PROFILES, env=env,
+                           prefix="scl", subnet=CFG["subnet"],
+                           container=health) as hub, \
+                C.usage_agent(swarm, hub, d, agent):
             try:
                 rows(hub, swarm, R)
             finally:
@@ -1024,4 +1110,7 @@ def main():
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0)
     sys.exit(main())

@@ -3,10 +3,12 @@
 # scale.sh - the hub's own cost as work grows (issue 14) and 60 servers
 # started at once (issue 11), on the multi-node test swarm. Installs the
 # bench packages, starts a throwaway PostgreSQL (tests/services/postgres.sh),
-# builds the hub, and runs tests/bench/scale.py, which starts the 3-node test
-# swarm (tests/services/cluster.sh start 3; stopped again at its end unless it
-# was running before) and the hub on it as users run it. On any exit the
-# benchmark's services on the test swarm are removed and PostgreSQL stopped.
+# builds the hub and, when missing, the servers' image swarmhub/test-tiny
+# (images/test-tiny/build.sh), and runs tests/bench/scale.py, which starts
+# the 3-node test swarm (tests/services/cluster.sh start 3; stopped again at
+# its end unless it was running before) and the hub on it as users run it.
+# On any exit the benchmark's services on the test swarm are removed and
+# PostgreSQL stopped.
 # The machine's main dockerd and swarm are never touched.
 # Results: tests/bench/results/scale.md and scale.svg (also printed). Also
 # run by run.sh.
@@ -17,6 +19,8 @@
 #   SWARMHUB_BENCH_SCALE=1,100,500, SWARMHUB_BENCH_USERS=N,
 #   SWARMHUB_BENCH_BURST=N       the rows, users, servers started at once
 #   SWARMHUB_BENCH_KEEP=1        keep the scratch directory afterwards
+#   SWARMHUB_BENCH_IMAGE=test-notebook  the servers run the tests' Python
+#                                fake notebook instead of test-tiny
 #
 # Exit 0 when everything could be measured (missed targets are reported,
 # not failed); non-zero when PostgreSQL, the cluster or the hub could not
@@ -31,6 +35,12 @@ export SWARMHUB_CLUSTER_ID=${SWARMHUB_CLUSTER_ID:-4}
 
 say() { echo "bench: scale: $*" >&2; }
 
+case ${1:-} in
+-h|--help)
+	sed -n '3,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit 0 ;;
+esac
+
 if [ "${SWARMHUB_BENCH_ONLY:-}" = jupyterhub ]; then
 	say "skipped (SWARMHUB_BENCH_ONLY=jupyterhub)"
 	exit 0
@@ -42,6 +52,11 @@ fi
 
 # no extra packages: the test suite's (pytest, requests) are enough
 make -s all
+if [ "${SWARMHUB_BENCH_IMAGE:-tiny}" = tiny ] &&
+    ! docker image inspect swarmhub/test-tiny:latest >/dev/null 2>&1; then
+	say "building swarmhub/test-tiny:latest"
+	images/test-tiny/build.sh
+fi
 
 WORK=$(mktemp -d /tmp/swarmhub-scale.XXXXXX)
 chmod 755 "$WORK"	# the PostgreSQL server runs as user postgres

@@ -4,6 +4,7 @@ the hub run on it as users run it, for the cluster suites:
 
   with swarm_session(images) as swarm: ...      # {"engine", "nodes", ...}
   with hub_service(swarm, tmpdir, profiles, env=[...]) as hub: ...
+  with usage_agent(swarm, hub, tmpdir, name) as agent: ...  # per-node agents
 
 The hub runs as a service on the cluster's overlay network (CONNECT=dns),
 pinned to the manager, its port published in host mode and reached at
@@ -341,3 +342,102 @@ def api(hub, method, path, **kw):
 def node_socket(eng, i):
     """Node i's Engine socket (0: the manager), beside the manager's."""
     return os.path.join(os.path.dirname(eng.sock), f"n{i}.sock")
+
+
+# ---- the per-node usage agents (`swarmhub agent`, a global service) -------
+
+AGENT_PORT = 8001
+
+
+def agent_name(prefix="shcag"):
+    """A fresh name for the agent service; the hub is told it before it
+    starts: SWARMHUB_USAGE_AGENTS=tasks.<name>:AGENT_PORT."""
+    return prefix + uuid.uuid4().hex[:8]
+
+
+def hub_secret(hub):
+    """SWARMHUB_SECRET of a hub_service (the agents' key derives from it)."""
+    return next(e.split("=", 1)[1] for e in
+                hub["spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
+                if e.startswith("SWARMHUB_SECRET="))
+
+
+def sock_links(eng, nodes, d):
+    """d/<node ID> -> that node's Engine socket; the sockets' group. The
+    node daemons share the host's filesystem, so "the node's own Docker
+    socket" cannot be one path on every node: each agent task finds its
+    own through this directory and the {{.Node.ID}} template."""
+    d.mkdir()
+    d.chmod(0o755)
+    gid = None
+    for i in range(len(nodes)):
+        sock = node_socket(eng, i)
+        st, info = Engine("unix://" + sock).call("GET", "/info")
+        assert st == 200, (sock, info)
+        os.symlink(sock, d / info["Swarm"]["NodeID"])
+        gid = os.stat(sock).st_gid
+    assert sorted(p.name for p in d.iterdir()) == sorted(nodes)
+    return gid
+
+
+def agent_spec(name, hub, secret, links, gid, port=None):
+    """The agent as the stack runs it: this tree's bin/swarmhub as
+    `swarmhub agent` in swarmhub/hub:latest, one task per node, on the
+    hub's overlay. hub["eng"]: the manager's Engine; links: sock_links's
+    directory; port: also published in host mode on every node (None:
+    reached on the overlay only)."""
+    sockdir = os.path.dirname(hub["eng"].sock)
+    spec = {
+        "Name": name,
+        "Labels": {"swarmhub.test": hub["run"]},
+        "Mode": {"Global": {}},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": HUB_IMAGE,
+                "Args": ["swarmhub", "agent"],
+                "Env": [
+                    f"SWARMHUB_SECRET={secret}",
+                    f"SWARMHUB_HUB_ID={hub['run']}",
+                    f"SWARMHUB_AGENT_PORT={AGENT_PORT}",
+                    "SWARMHUB_DOCKER_HOST=unix:///run/agent-socks/"
+                    "{{.Node.ID}}",
+                    # the entrypoint would stat the link, not the socket
+                    f"SWARMHUB_DOCKER_GID={gid}",
+                ],
+                "HealthCheck": {"Test": ["NONE"]},
+                "Mounts": [
+                    {"Type": "bind", "Source": str(links),
+                     "Target": "/run/agent-socks", "ReadOnly": True},
+                    {"Type": "bind", "Source": sockdir, "Target": sockdir},
+                    {"Type": "bind",
+                     "Source": os.path.abspath(hub_binary()),
+                     "Target": "/usr/local/bin/swarmhub", "ReadOnly": True},
+                ]},
+            "RestartPolicy": {"Condition": "any", "Delay": 1000000000},
+            "Networks": [{"Target": hub["net"]}]},
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+    if port is not None:
+        spec["EndpointSpec"]["Ports"] = [
+            {"TargetPort": AGENT_PORT, "PublishedPort": port,
+             "Protocol": "tcp", "PublishMode": "host"}]
+    return spec
+
+
+@contextlib.contextmanager
+def usage_agent(swarm, hub, d, name, port=None):
+    """Runs the agent service `name` (agent_spec) for a hub_service whose
+    env had SWARMHUB_USAGE_AGENTS=tasks.<name>:AGENT_PORT; d: a scratch
+    directory (the socket links go in d/socks). Yields {"name", "spec",
+    "secret", "port"}; removes the service at the end."""
+    eng = swarm["engine"]
+    hub.setdefault("eng", eng)
+    secret = hub_secret(hub)
+    gid = sock_links(eng, swarm["nodes"], Path(d) / "socks")
+    spec = agent_spec(name, hub, secret, Path(d) / "socks", gid, port)
+    st, v = eng.call("POST", "/services/create", spec)
+    assert st == 201, v
+    try:
+        yield {"name": name, "spec": spec, "secret": secret, "port": port}
+    finally:
+        eng.call("DELETE", f"/services/{name}")

@@ -8,9 +8,10 @@ USAGE_EVERY=2. The agent is this tree's bin/swarmhub run as `swarmhub
 agent` in swarmhub/hub:latest, a global service (one task per node) on the
 hub's overlay, as the stack runs it. The node daemons share the host's
 filesystem, so "the node's own Docker socket" cannot be one path on every
-node: the test makes a directory of links, <node ID> -> that node's
-socket, and gives the agent SWARMHUB_DOCKER_HOST=unix:///run/agent-socks/
-{{.Node.ID}} (a Swarm service template, expanded per task). The agent's
+node: clusterhub.usage_agent makes a directory of links, <node ID> -> that
+node's socket, and gives the agent
+SWARMHUB_DOCKER_HOST=unix:///run/agent-socks/{{.Node.ID}} (a Swarm service
+template, expanded per task). The agent's
 port is also published in host mode, so the host can ask each node's agent
 directly at the node's bridge address.
 
@@ -24,7 +25,6 @@ worker's server shows "no sample yet" while the others keep their figures.
 """
 import hashlib
 import hmac
-import os
 import re
 import time
 import uuid
@@ -33,16 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from clusterhub import DEFAULT_PROFILES, HUB_IMAGE, Engine, \
-    free_host_port, hub_service, node_socket
-from hubtest import esc, form_xsrf, hub_binary, uniq, wait_for
+from clusterhub import AGENT_PORT, DEFAULT_PROFILES, Engine, agent_name, \
+    free_host_port, hub_service, node_socket, usage_agent
+from hubtest import esc, form_xsrf, uniq, wait_for
 
 USED = r'<tr data-user="{}">.*?<td class="used">(.*?)</td>'
 FIGURES = re.compile(r"^(\d+\.\d\d) CPU, (\d+(?:\.\d\d)?) (MiB|GiB)$")
 HOME_FIGURES = re.compile(r'<dd id="used">(\d+\.\d\d) CPU, '
                           r'(\d+(?:\.\d\d)?) (MiB|GiB)</dd>')
-AGENT_PORT = 8001
-
 
 def api(hub, method, path, **kw):
     """The hub's REST API over a fresh connection: a pooled one may have
@@ -71,61 +69,11 @@ def profiles_per_node(nodes):
     return p
 
 
-def sock_links(eng, nodes, d):
-    """d/<node ID> -> that node's Engine socket; the sockets' group."""
-    d.mkdir()
-    d.chmod(0o755)
-    gid = None
-    for i in range(len(nodes)):
-        sock = node_socket(eng, i)
-        st, info = Engine("unix://" + sock).call("GET", "/info")
-        assert st == 200, (sock, info)
-        os.symlink(sock, d / info["Swarm"]["NodeID"])
-        gid = os.stat(sock).st_gid
-    assert sorted(p.name for p in d.iterdir()) == sorted(nodes)
-    return gid
-
-
-def agent_spec(name, hub, secret, links, gid, port):
-    sockdir = os.path.dirname(hub["eng"].sock)
-    return {
-        "Name": name,
-        "Labels": {"swarmhub.test": hub["run"]},
-        "Mode": {"Global": {}},
-        "TaskTemplate": {
-            "ContainerSpec": {
-                "Image": HUB_IMAGE,
-                "Args": ["swarmhub", "agent"],
-                "Env": [
-                    f"SWARMHUB_SECRET={secret}",
-                    f"SWARMHUB_HUB_ID={hub['run']}",
-                    f"SWARMHUB_AGENT_PORT={AGENT_PORT}",
-                    "SWARMHUB_DOCKER_HOST=unix:///run/agent-socks/"
-                    "{{.Node.ID}}",
-                    # the entrypoint would stat the link, not the socket
-                    f"SWARMHUB_DOCKER_GID={gid}",
-                ],
-                "HealthCheck": {"Test": ["NONE"]},
-                "Mounts": [
-                    {"Type": "bind", "Source": str(links),
-                     "Target": "/run/agent-socks", "ReadOnly": True},
-                    {"Type": "bind", "Source": sockdir, "Target": sockdir},
-                    {"Type": "bind", "Source": hub_binary(),
-                     "Target": "/usr/local/bin/swarmhub", "ReadOnly": True},
-                ]},
-            "RestartPolicy": {"Condition": "any", "Delay": 1000000000},
-            "Networks": [{"Target": hub["net"]}]},
-        "EndpointSpec": {"Mode": "dnsrr", "Ports": [
-            {"TargetPort": AGENT_PORT, "PublishedPort": port,
-             "Protocol": "tcp", "PublishMode": "host"}]},
-    }
-
-
 @pytest.fixture(scope="module")
 def usage_hub(swarm, tmp_path_factory):
     eng, nodes = swarm["engine"], swarm["nodes"]
     d = tmp_path_factory.mktemp("usage")
-    agent = "shcag" + uuid.uuid4().hex[:8]
+    agent = agent_name()
     users = [uniq("use") for _ in nodes]
     groups = {f"n{i}": [u] for i, u in enumerate(users) if i}
     env = [f"SWARMHUB_USAGE_AGENTS=tasks.{agent}:{AGENT_PORT}",
@@ -134,24 +82,16 @@ def usage_hub(swarm, tmp_path_factory):
     with hub_service(swarm, d / "hub", profiles_per_node(nodes), env=env,
                      groups=groups) as hub:
         hub["eng"] = eng
-        secret = next(e.split("=", 1)[1] for e in
-                      hub["spec"]["TaskTemplate"]["ContainerSpec"]["Env"]
-                      if e.startswith("SWARMHUB_SECRET="))
-        gid = sock_links(eng, nodes, d / "socks")
         port = free_host_port()
-        spec = agent_spec(agent, hub, secret, d / "socks", gid, port)
-        st, v = eng.call("POST", "/services/create", spec)
-        assert st == 201, v
-        addrs = {}
-        for n in nodes:
-            st, info = eng.call("GET", f"/nodes/{n}")
-            addrs[n] = info["Status"]["Addr"]
-        hub.update(secret=secret, agent=agent, agent_spec=spec,
-                   agent_port=port, addrs=addrs, users=users)
-        try:
+        with usage_agent(swarm, hub, d, agent, port) as ag:
+            addrs = {}
+            for n in nodes:
+                st, info = eng.call("GET", f"/nodes/{n}")
+                addrs[n] = info["Status"]["Addr"]
+            hub.update(secret=ag["secret"], agent=agent,
+                       agent_spec=ag["spec"], agent_port=port, addrs=addrs,
+                       users=users)
             yield hub
-        finally:
-            eng.call("DELETE", f"/services/{agent}")
 
 
 def agent_url(hub, node):

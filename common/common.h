@@ -118,11 +118,6 @@ int str_to_duration(const char *s, long *seconds, const char *what,
 
 /* ---- time ------------------------------------------------------------ */
 /* Milliseconds since the epoch (wall clock) and monotonic. */
-/* sched.c: the calling thread (and threads it starts) at nice
- * THREAD_BG_NICE, for background passes */
-#define THREAD_BG_NICE 10
-void thread_background(void);
-
 int64_t time_now_ms(void);
 int64_t time_mono_ms(void);
 /* ISO 8601 UTC with milliseconds and Z; buf >= 32 bytes. 0 -> "" */

@@ -378,9 +378,6 @@ run(void *arg)
 	struct culler *c = arg;
 	int64_t next = time_mono_ms();
 
-	/* a pass's bursts of probes (its threads inherit this) wait for
-	 * the CPU rather than the requests users wait on */
-	thread_background();
 	while (!atomic_load(&c->stopping)) {
 		run_one(c);
 		next += c->every_ms;

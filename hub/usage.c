@@ -147,7 +147,6 @@ run(void *arg)
 	struct hub *h = arg;
 	struct usage *U = h->usage;
 
-	thread_background();	/* as the culler's passes */
 	pthread_mutex_lock(&U->lock);
 	while (!atomic_load(&U->stopping)) {
 		int64_t next;

@@ -7,10 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
 #include "../../culler/culler.h"
 #include "../lib/t.h"
 
@@ -440,7 +437,6 @@ struct fake {
 	long probe_sleep_ms;
 	atomic_int inflight, max_inflight, probes, stops, lists;
 	atomic_int in_list, max_in_list, passes_done;
-	atomic_int nice_min, nice_max;	/* of the probing threads */
 	pthread_mutex_t lock;
 	char stopped[64][USER_NAME_MAX + 1];
 	enum culler_reason reasons[64];
@@ -492,19 +488,6 @@ fake_probe(void *ctx, const char *user, const char *server,
 	       !atomic_compare_exchange_weak(&f->max_inflight, &max, in))
 		;
 	atomic_fetch_add(&f->probes, 1);
-	{
-		int nv = getpriority(PRIO_PROCESS,
-				     (id_t)syscall(SYS_gettid)), m;
-
-		m = atomic_load(&f->nice_min);
-		while (nv < m &&
-		       !atomic_compare_exchange_weak(&f->nice_min, &m, nv))
-			;
-		m = atomic_load(&f->nice_max);
-		while (nv > m &&
-		       !atomic_compare_exchange_weak(&f->nice_max, &m, nv))
-			;
-	}
 	if (server == NULL || *server)
 		rc = -1;	/* the fake has default servers only */
 	sleep_ms(strcmp(user, "slow") == 0 ? 150 : f->probe_sleep_ms);
@@ -577,8 +560,6 @@ fake_init(struct fake *f, struct culler_server *tmpl, size_t n)
 	f->tmpl = tmpl;
 	f->n = n;
 	f->probe_sleep_ms = 10;
-	atomic_init(&f->nice_min, 100);
-	atomic_init(&f->nice_max, -100);
 	pthread_mutex_init(&f->lock, NULL);
 }
 
@@ -743,19 +724,6 @@ test_start_stop(void)
 	T_OK(time_mono_ms() - t0 < 200, "stop within 200 ms (%lld ms)",
 	     (long long)(time_mono_ms() - t0));
 	T_OK(atomic_load(&f.passes_done) >= 2, "pass_done called");
-	{
-		/* background work: every probing thread at nice +10 (capped
-		 * at 19), the caller's own nice unchanged */
-		int base = getpriority(PRIO_PROCESS, 0);
-		int want = base + THREAD_BG_NICE > 19 ? 19 :
-		    base + THREAD_BG_NICE;
-
-		T_OK(atomic_load(&f.nice_min) == want &&
-		     atomic_load(&f.nice_max) == want &&
-		     getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)) ==
-		     base, "probes run at nice %d (seen %d..%d)", want,
-		     atomic_load(&f.nice_min), atomic_load(&f.nice_max));
-	}
 	culler_stop(NULL);
 
 	/* First pass at start; stop right after it, while waiting. */

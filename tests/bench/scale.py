@@ -912,8 +912,10 @@ def report(R, failed):
     L += ["## Machine and method", "",
           "- date: %s; %s, `nproc` = %s, %s; kernel %s" % (
               R["date"], R["cpu"], os.cpu_count(), R["mem"], R["kernel"]),
-          "- shared machine: other work ran beside this benchmark; the load "
-          "(`/proc/loadavg`) is given per row; `uptime` at the start: %s"
+          "- everything here (the hub, three dockerds, the servers, "
+          "PostgreSQL, the client) shares the machine's cores; the load "
+          "(`/proc/loadavg`) is given per row, and other work running beside "
+          "this benchmark would show there; `uptime` at the start: %s"
           % R["uptime_start"],
           "- swarmhub: git %s (`%s`), as a service on the 3-node test swarm "
           "(`tests/services/cluster.sh start 3`, cluster id %s: one manager, "

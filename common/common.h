@@ -120,6 +120,9 @@ int str_to_duration(const char *s, long *seconds, const char *what,
 /* Milliseconds since the epoch (wall clock) and monotonic. */
 int64_t time_now_ms(void);
 int64_t time_mono_ms(void);
+/* Monotonic microseconds; CPU microseconds the calling thread has used. */
+int64_t time_mono_us(void);
+int64_t time_thread_cpu_us(void);
 /* ISO 8601 UTC with milliseconds and Z; buf >= 32 bytes. 0 -> "" */
 void time_iso8601(int64_t ms, char *buf, size_t size);
 /* Parses ISO 8601 ("2024-05-01T10:00:00Z", fractions, +00:00); -1 bad. */

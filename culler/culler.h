@@ -145,6 +145,7 @@ struct culler_pass_stats {
 	size_t culled[CULL_REASON_COUNT];	/* stops, deletions done */
 	size_t stop_failures;	/* stops or deletions that failed */
 	int64_t duration_ms;
+	int64_t cpu_us;		/* CPU time the pass's threads used */
 };
 
 /*
@@ -179,9 +180,11 @@ struct culler_ops {
 /*
  * One pass: list; probe each server that could be culled (not pending,
  * admin's only with cull_admins) with at most concurrency probes at once
- * (threads; < 1 counts as 1); plan with the time after probing; stop each
- * action (same concurrency); then, with users_after_s and the user ops,
- * plan and delete users. A probe that fails, or answers after
+ * (threads; < 1 counts as 1), probe i starting no earlier than
+ * i / probe_rate seconds into the pass (probe_rate <= 0: no limit); plan
+ * with the time after probing; stop each action (same concurrency, not
+ * paced); then, with users_after_s and the user ops, plan and delete
+ * users. A probe that fails, or answers after
  * probe_timeout_ms (> 0), is counted in probe_failures and its result
  * dropped: the server is judged on the hub's record alone. The pass waits
  * for every probe it started (the ops' own timeout bounds it), so nothing
@@ -189,14 +192,16 @@ struct culler_ops {
  * event=culler.pass. Returns 0, or -1 when listing failed (nothing done).
  */
 int culler_pass(const struct culler_ops *ops, const struct culler_policy *p,
-		int concurrency, long probe_timeout_ms,
+		int concurrency, long probe_timeout_ms, long probe_rate,
 		struct culler_pass_stats *st);
 
 /*
  * Runs culler_pass on a thread: once at start, then every every_s seconds
  * (from the start of one pass to the next; a pass that runs long delays
- * the next, passes never overlap). Copies *ops and *p (profile names
- * included); ops->ctx must stay valid until culler_stop() returns.
+ * the next, passes never overlap), probes paced as by culler_pass but
+ * all started within every_s / 2 (the rate rises when there are more
+ * than probe_rate * every_s / 2 servers). Copies *ops and *p (profile
+ * names included); ops->ctx must stay valid until culler_stop() returns.
  * Returns NULL with *e filled (ERR_INVALID: no list or stop op, no policy,
  * every_s <= 0; ERR_INTERNAL: no thread).
  */
@@ -204,7 +209,7 @@ struct culler;
 struct culler *culler_start(const struct culler_ops *ops,
 			    const struct culler_policy *p, long every_s,
 			    int concurrency, long probe_timeout_ms,
-			    struct err *e);
+			    long probe_rate, struct err *e);
 /* Replaces the policy (copied) from the next pass on (profiles reload). */
 void culler_set_policy(struct culler *c, const struct culler_policy *p);
 /* The number of passes finished so far (a pass whose listing failed does

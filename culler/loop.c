@@ -3,9 +3,15 @@
  *
  * A pass: ops->list -> probe the servers that could be culled on up to
  * `concurrency` threads (each thread takes the next index from an atomic
- * counter; results go to a slot per server, so threads share nothing else)
+ * counter; results go to a slot per server, so threads share nothing else),
+ * probe i starting no earlier than i / probe_rate seconds into the pass
  * -> culler_plan() at the time probing ended -> ops->stop on the same kind
  * of threads -> users, when enabled. The pass joins every thread it starts.
+ * Pacing: a pass's probes are spread out rather than fired in a burst, so
+ * that a pass over hundreds of servers never takes the machine's CPU
+ * (each probe is a TCP connection through the servers' overlay) from the
+ * requests of people; the timer thread bounds the spread to half of
+ * CULL_EVERY so passes keep their rhythm however many servers there are.
  * culler_start() runs passes on one thread, so passes never overlap; it
  * sleeps on a condition variable (monotonic clock) that culler_stop()
  * signals, and its stop flag also cancels a pass under way between probes
@@ -27,9 +33,28 @@ struct pfor {
 	size_t n;
 	atomic_size_t next;
 	const atomic_int *cancel;	/* NULL: never */
+	int64_t start_us, gap_us;	/* item i starts at start + i * gap */
+	atomic_llong cpu_us;		/* CPU the threads it started used */
 	void (*fn)(void *arg, size_t i);
 	void *arg;
 };
+
+/* Sleeps until item i's turn, in steps short enough that a cancel is
+ * seen within 50 ms. */
+static void
+wait_turn(const struct pfor *f, size_t i)
+{
+	int64_t due = f->start_us + (int64_t)i * f->gap_us, now;
+
+	while (!(f->cancel && atomic_load(f->cancel)) &&
+	       (now = time_mono_us()) < due) {
+		int64_t us = due - now < 50000 ? due - now : 50000;
+		struct timespec ts = { .tv_sec = 0,
+				       .tv_nsec = (long)(us * 1000) };
+
+		nanosleep(&ts, NULL);
+	}
+}
 
 static void *
 pfor_worker(void *arg)
@@ -43,34 +68,57 @@ pfor_worker(void *arg)
 		i = atomic_fetch_add(&f->next, 1);
 		if (i >= f->n)
 			break;
+		if (f->gap_us > 0) {
+			wait_turn(f, i);
+			if (f->cancel && atomic_load(f->cancel))
+				break;
+		}
 		f->fn(f->arg, i);
 	}
 	return NULL;
 }
 
-/* fn(arg, i) for i in [0, n) on at most concurrency threads, the caller's
- * included (so a failing pthread_create only slows it down). */
-static void
-pfor_run(size_t n, int concurrency, const atomic_int *cancel,
-	 void (*fn)(void *, size_t), void *arg)
+/* A thread of pfor_run's own: pfor_worker, then what it used. */
+static void *
+pfor_thread(void *arg)
 {
-	struct pfor f = { .n = n, .cancel = cancel, .fn = fn, .arg = arg };
+	struct pfor *f = arg;
+
+	pfor_worker(f);
+	atomic_fetch_add(&f->cpu_us, (long long)time_thread_cpu_us());
+	return NULL;
+}
+
+/* fn(arg, i) for i in [0, n) on at most concurrency threads, the caller's
+ * included (so a failing pthread_create only slows it down); item i
+ * starts no earlier than gap_us * i after the call (0: at once). Returns
+ * the CPU time (us) the threads it started used; the caller's own is
+ * the caller's to count. */
+static int64_t
+pfor_run(size_t n, int concurrency, int64_t gap_us,
+	 const atomic_int *cancel, void (*fn)(void *, size_t), void *arg)
+{
+	struct pfor f = { .n = n, .cancel = cancel, .fn = fn, .arg = arg,
+			  .start_us = time_mono_us(),
+			  .gap_us = gap_us > 0 ? gap_us : 0 };
 	size_t want = concurrency < 1 ? 1 : (size_t)concurrency, started = 0;
 	pthread_t *t;
 
 	atomic_init(&f.next, 0);
+	atomic_init(&f.cpu_us, 0);
 	if (want > n)
 		want = n;
 	if (want == 0)
-		return;
+		return 0;
 	t = xcalloc(want, sizeof(*t));
 	while (started + 1 < want &&
-	       pthread_create(&t[started], NULL, pfor_worker, &f) == 0)
+	       pthread_create(&t[started], NULL, pfor_thread, &f) == 0)
 		started++;
 	pfor_worker(&f);
 	for (size_t i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
 	free(t);
+	return (int64_t)atomic_load(&f.cpu_us);
 }
 
 /* ---- probing -------------------------------------------------------- */
@@ -90,6 +138,24 @@ struct probing {
 	long timeout_ms;
 	struct probe_slot *slots;
 };
+
+/* Pacing of a pass's probes. */
+struct pace {
+	long rate;		/* probe starts per second at most; 0: no limit */
+	int64_t window_ms;	/* but all started within this (0: no bound) */
+};
+
+/* The gap between probe starts for m probes under pc. */
+static int64_t
+probe_gap_us(const struct pace *pc, size_t m)
+{
+	int64_t gap = pc->rate > 0 ? 1000000 / pc->rate : 0;
+
+	if (gap > 0 && pc->window_ms > 0 && m > 1 &&
+	    gap * (int64_t)(m - 1) > pc->window_ms * 1000)
+		gap = pc->window_ms * 1000 / (int64_t)(m - 1);
+	return gap;
+}
 
 static void
 probe_one(void *arg, size_t i)
@@ -123,7 +189,7 @@ cullable(const struct culler_server *s, const struct culler_policy *p)
 static void
 probe_all(const struct culler_ops *ops, const struct culler_policy *p,
 	  struct culler_server *s, size_t n, int concurrency,
-	  long timeout_ms, const atomic_int *cancel,
+	  long timeout_ms, const struct pace *pc, const atomic_int *cancel,
 	  struct culler_pass_stats *st)
 {
 	struct probing pr = { .ops = ops, .timeout_ms = timeout_ms };
@@ -135,7 +201,8 @@ probe_all(const struct culler_ops *ops, const struct culler_policy *p,
 	for (size_t i = 0; i < n; i++)
 		if (cullable(&s[i], p))
 			pr.slots[m++].s = &s[i];
-	pfor_run(m, concurrency, cancel, probe_one, &pr);
+	st->cpu_us += pfor_run(m, concurrency, probe_gap_us(pc, m), cancel,
+			       probe_one, &pr);
 	for (size_t i = 0; i < m; i++) {
 		struct probe_slot *sl = &pr.slots[i];
 
@@ -186,7 +253,7 @@ act_all(int (*fn)(void *, const struct culler_action *), void *ctx,
 	ac.rc = xmalloc(n * sizeof(*ac.rc));
 	for (size_t i = 0; i < n; i++)
 		ac.rc[i] = 1;	/* not attempted */
-	pfor_run(n, concurrency, cancel, act_one, &ac);
+	st->cpu_us += pfor_run(n, concurrency, 0, cancel, act_one, &ac);
 	for (size_t i = 0; i < n; i++) {
 		if (ac.rc[i] == 1)
 			continue;
@@ -240,21 +307,22 @@ log_pass(const struct culler_pass_stats *st)
 {
 	log_event(LOG_INFO, "culler.pass", "servers=%zu probed=%zu "
 		  "probe_failures=%zu culled_idle=%zu culled_max_age=%zu "
-		  "users_deleted=%zu failures=%zu ms=%lld", st->servers,
-		  st->probed, st->probe_failures, st->culled[CULL_IDLE],
-		  st->culled[CULL_MAX_AGE], st->culled[CULL_USER_INACTIVE],
-		  st->stop_failures, (long long)st->duration_ms);
+		  "users_deleted=%zu failures=%zu ms=%lld cpu_ms=%.1f",
+		  st->servers, st->probed, st->probe_failures,
+		  st->culled[CULL_IDLE], st->culled[CULL_MAX_AGE],
+		  st->culled[CULL_USER_INACTIVE], st->stop_failures,
+		  (long long)st->duration_ms, (double)st->cpu_us / 1e3);
 }
 
 static int
 pass(const struct culler_ops *ops, const struct culler_policy *p,
-     int concurrency, long probe_timeout_ms, const atomic_int *cancel,
-     struct culler_pass_stats *st)
+     int concurrency, long probe_timeout_ms, const struct pace *pc,
+     const atomic_int *cancel, struct culler_pass_stats *st)
 {
 	struct culler_server *s = NULL;
 	struct culler_action *a = NULL;
 	size_t n = 0, na = 0;
-	int64_t t0 = time_mono_ms();
+	int64_t t0 = time_mono_ms(), cpu0 = time_thread_cpu_us();
 
 	memset(st, 0, sizeof(*st));
 	if (ops->list(ops->ctx, &s, &n) < 0) {
@@ -262,7 +330,7 @@ pass(const struct culler_ops *ops, const struct culler_policy *p,
 		return -1;
 	}
 	st->servers = n;
-	probe_all(ops, p, s, n, concurrency, probe_timeout_ms, cancel, st);
+	probe_all(ops, p, s, n, concurrency, probe_timeout_ms, pc, cancel, st);
 	if (!cancelled(cancel) &&
 	    culler_plan(s, n, p, time_now_ms(), &a, &na) == 0)
 		act_all(ops->stop, ops->ctx, a, na, concurrency, cancel, st);
@@ -270,20 +338,22 @@ pass(const struct culler_ops *ops, const struct culler_policy *p,
 	free(s);
 	cull_users(ops, p, concurrency, cancel, st);
 	st->duration_ms = time_mono_ms() - t0;
+	st->cpu_us += time_thread_cpu_us() - cpu0;
 	log_pass(st);
 	return 0;
 }
 
 int
 culler_pass(const struct culler_ops *ops, const struct culler_policy *p,
-	    int concurrency, long probe_timeout_ms,
+	    int concurrency, long probe_timeout_ms, long probe_rate,
 	    struct culler_pass_stats *st)
 {
 	struct culler_pass_stats local;
+	struct pace pc = { .rate = probe_rate, .window_ms = 0 };
 
 	if (!ops || !ops->list || !ops->stop || !p)
 		return err_set(NULL, ERR_INVALID, "culler: missing argument");
-	return pass(ops, p, concurrency, probe_timeout_ms, NULL,
+	return pass(ops, p, concurrency, probe_timeout_ms, &pc, NULL,
 		    st ? st : &local);
 }
 
@@ -329,6 +399,7 @@ struct culler {
 	long every_ms;
 	int concurrency;
 	long probe_timeout_ms;
+	struct pace pace;
 	pthread_t thread;
 	pthread_mutex_t lock;		/* guards what follows */
 	pthread_cond_t wake;		/* CLOCK_MONOTONIC */
@@ -361,7 +432,7 @@ run_one(struct culler *c)
 	policy_dup(&pol, &c->policy.p);
 	pthread_mutex_unlock(&c->lock);
 	if (pass(&c->ops, &pol.p, c->concurrency, c->probe_timeout_ms,
-		 &c->stopping, &st) == 0) {
+		 &c->pace, &c->stopping, &st) == 0) {
 		pthread_mutex_lock(&c->lock);
 		c->last = st;
 		c->passes++;
@@ -411,7 +482,7 @@ init_sync(struct culler *c)
 struct culler *
 culler_start(const struct culler_ops *ops, const struct culler_policy *p,
 	     long every_s, int concurrency, long probe_timeout_ms,
-	     struct err *e)
+	     long probe_rate, struct err *e)
 {
 	struct culler *c;
 
@@ -425,6 +496,10 @@ culler_start(const struct culler_ops *ops, const struct culler_policy *p,
 	c->every_ms = every_s * 1000;
 	c->concurrency = concurrency < 1 ? 1 : concurrency;
 	c->probe_timeout_ms = probe_timeout_ms;
+	c->pace.rate = probe_rate > 0 ? probe_rate : 0;
+	/* a pass's probes all start within half the interval, so a rate
+	 * too low for the servers there are still leaves room between */
+	c->pace.window_ms = every_s * 500;
 	atomic_init(&c->stopping, 0);
 	policy_dup(&c->policy, p);
 	if (init_sync(c) < 0)

@@ -199,6 +199,8 @@ load_cull(struct hub_cfg *c, struct err *e)
 	    cfg_bool("CULL_WEBSOCKETS", 0, &c->cull_websockets, e) < 0 ||
 	    cfg_long("CULL_CONCURRENCY", 10, 1, 1000, &c->cull_concurrency,
 		     e) < 0 ||
+	    cfg_long("CULL_PROBE_RATE", 100, 0, 100000, &c->cull_probe_rate,
+		     e) < 0 ||
 	    cfg_duration("CULL_PROBE_TIMEOUT", 5, &probe_s, e) < 0 ||
 	    cfg_duration("USAGE_EVERY", 30, &c->usage_every_s, e) < 0 ||
 	    str_setting("USAGE_AGENTS", NULL, &c->usage_agents, e) < 0)

@@ -232,7 +232,7 @@ pass_done(void *ctx, const struct culler_pass_stats *st)
 	struct hub *h = ctx;
 
 	metrics_pass(h->metrics, METRICS_PASS_CULLER, st->duration_ms,
-		     st->servers);
+		     st->cpu_us, st->servers);
 }
 
 int
@@ -250,12 +250,14 @@ cull_start(struct hub *h, struct err *e)
 	policy(h, &p);
 	h->cull->culler = culler_start(&ops, &p, h->cfg.cull_every_s,
 				       (int)h->cfg.cull_concurrency,
-				       h->cfg.cull_probe_timeout_ms, e);
+				       h->cfg.cull_probe_timeout_ms,
+				       h->cfg.cull_probe_rate, e);
 	if (h->cull->culler == NULL)
 		return -1;
 	log_event(LOG_INFO, "culler.started", "timeout_s=%ld every_s=%ld "
-		  "max_age_s=%ld", h->cfg.cull_timeout_s, h->cfg.cull_every_s,
-		  h->cfg.cull_max_age_s);
+		  "max_age_s=%ld probe_rate=%ld", h->cfg.cull_timeout_s,
+		  h->cfg.cull_every_s, h->cfg.cull_max_age_s,
+		  h->cfg.cull_probe_rate);
 	return 0;
 }
 

@@ -57,7 +57,7 @@ struct hub_cfg {
 	/* culler */
 	long cull_timeout_s, cull_every_s, cull_max_age_s, cull_users_after_s;
 	int cull_admin_servers, cull_kernel_busy, cull_websockets;
-	long cull_concurrency, cull_probe_timeout_ms;
+	long cull_concurrency, cull_probe_timeout_ms, cull_probe_rate;
 	long usage_every_s;		/* container stats; 0: off */
 	const char *usage_agents;	/* host:port of the usage agents;
 					 * NULL: the local node's stats */
@@ -515,13 +515,13 @@ void metrics_free(struct metrics *m);
 void metrics_observe(struct metrics *m, const char *handler,
 		     enum method meth, int status, double seconds);
 void metrics_login(struct metrics *m, int ok);
-/* A periodic pass of the hub's own took ms over servers (culler: servers
- * listed; usage: containers sampled); shown as a histogram and the last
- * pass's duration, size and end time. */
+/* A periodic pass of the hub's own took ms (and cpu_us of the hub's CPU)
+ * over servers (culler: servers listed; usage: containers sampled); shown
+ * as a histogram and the last pass's duration, CPU, size and end time. */
 enum metrics_pass { METRICS_PASS_CULLER, METRICS_PASS_USAGE,
 		    METRICS_PASS_KINDS };
 void metrics_pass(struct metrics *m, enum metrics_pass kind, int64_t ms,
-		  size_t servers);
+		  int64_t cpu_us, size_t servers);
 /* The start took ms (to listening, adoption included); servers running. */
 void metrics_started(struct metrics *m, int64_t ms, size_t servers);
 /* Appends the Prometheus text of the counters and the gauges g. */

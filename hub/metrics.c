@@ -52,7 +52,7 @@ struct pass_series {
 	uint64_t count;
 	int64_t sum_ms;
 	uint64_t bucket[NPASS_BUCKETS];
-	int64_t last_ms, last_end_ms;
+	int64_t last_ms, last_cpu_us, last_end_ms;
 	size_t last_servers;
 };
 
@@ -86,7 +86,7 @@ metrics_free(struct metrics *m)
 
 void
 metrics_pass(struct metrics *m, enum metrics_pass kind, int64_t ms,
-	     size_t servers)
+	     int64_t cpu_us, size_t servers)
 {
 	struct pass_series *p = &m->pass[kind];
 
@@ -99,6 +99,7 @@ metrics_pass(struct metrics *m, enum metrics_pass kind, int64_t ms,
 			break;
 		}
 	p->last_ms = ms;
+	p->last_cpu_us = cpu_us;
 	p->last_end_ms = time_now_ms();
 	p->last_servers = servers;
 	pthread_mutex_unlock(&m->lock);
@@ -222,9 +223,11 @@ static void
 render_last(struct strbuf *sb, const struct pass_series *p, const char *name)
 {
 	sb_addf(sb, "swarmhub_pass_last_seconds{pass=\"%s\"} %.3f\n"
+		"swarmhub_pass_last_cpu_seconds{pass=\"%s\"} %.4f\n"
 		"swarmhub_pass_last_servers{pass=\"%s\"} %zu\n"
 		"swarmhub_pass_last_end_timestamp_seconds{pass=\"%s\"} %.3f\n",
-		name, (double)p->last_ms / 1e3, name, p->last_servers, name,
+		name, (double)p->last_ms / 1e3, name,
+		(double)p->last_cpu_us / 1e6, name, p->last_servers, name,
 		(double)p->last_end_ms / 1e3);
 }
 
@@ -249,6 +252,10 @@ render_passes(struct strbuf *sb, struct metrics *m)
 		render_pass(sb, &p[k], pass_names[k]);
 	sb_adds(sb, "# HELP swarmhub_pass_last_seconds the last pass's "
 		"duration\n# TYPE swarmhub_pass_last_seconds gauge\n"
+		"# HELP swarmhub_pass_last_cpu_seconds CPU time the hub's "
+		"threads used in the last pass (the culler paces its probes, "
+		"so its duration is mostly waiting)\n# TYPE "
+		"swarmhub_pass_last_cpu_seconds gauge\n"
 		"# HELP swarmhub_pass_last_servers servers (culler) or containers "
 		"(usage) the last pass covered\n# TYPE swarmhub_pass_last_servers"
 		" gauge\n# HELP swarmhub_pass_last_end_timestamp_seconds when the "

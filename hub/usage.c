@@ -120,7 +120,7 @@ pass(struct hub *h)
 	struct err e = { 0 };
 	size_t n = 0;
 	int again = 0;
-	int64_t t0 = time_mono_ms();
+	int64_t t0 = time_mono_ms(), cpu0 = time_thread_cpu_us();
 
 	if (sample(h, &v, &n, &e) < 0) {
 		if (!h->usage->failing)
@@ -133,7 +133,8 @@ pass(struct hub *h)
 		h->usage->failing = 0;
 		again = apply(h, v, n);
 		metrics_pass(h->metrics, METRICS_PASS_USAGE,
-			     time_mono_ms() - t0, n);
+			     time_mono_ms() - t0, time_thread_cpu_us() - cpu0,
+			     n);
 		log_event(LOG_DEBUG, "usage.pass", "containers=%zu ms=%ld", n,
 			  (long)(time_mono_ms() - t0));
 	}

@@ -175,7 +175,10 @@ class Traffic:
 # ---- the culler ------------------------------------------------------------
 
 def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
-    hub = cull_hub(start_hub, cull_dir, "cull-idle")
+    # one probe a second: a pass over both servers spreads its two probes
+    # over half of CULL_EVERY (1 s), however slow the rate
+    hub = cull_hub(start_hub, cull_dir, "cull-idle",
+                   SWARMHUB_CULL_PROBE_RATE="1")
     pw = "pw-" + secrets.token_hex(6)
     idle = hub.make_user(uniq("idle"), password=pw)
     busy = hub.make_user(uniq("busy"))
@@ -208,6 +211,11 @@ def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
     assert m['swarmhub_pass_duration_seconds_count{pass="culler"}'] >= 2, m
     assert m['swarmhub_pass_last_servers{pass="culler"}'] in (1, 2), m
     assert 0 <= m['swarmhub_pass_last_seconds{pass="culler"}'] < EVERY, m
+    # the CPU the pass's threads used: some (listing, a probe), and no more
+    # than its length, as its probes ran one at a time, paced
+    assert 0 < m['swarmhub_pass_last_cpu_seconds{pass="culler"}'] <= \
+        m['swarmhub_pass_last_seconds{pass="culler"}'] + 0.002, m
+    assert m['swarmhub_pass_last_cpu_seconds{pass="usage"}'] >= 0, m
     assert abs(m['swarmhub_pass_last_end_timestamp_seconds{pass="culler"}']
                - time.time()) < 3 * EVERY + 5, m
     assert m['swarmhub_pass_duration_seconds_bucket{pass="culler",'
@@ -216,6 +224,13 @@ def test_idle_culled_home_kept_traffic_kept(start_hub, cull_dir):
     assert m['swarmhub_pass_duration_seconds_count{pass="usage"}'] >= 1, m
     assert m["swarmhub_start_servers"] == 0, m
     assert 0 < m["swarmhub_start_seconds"] < 60, m
+    # paced: a pass that asked both servers took at least the 1 s between
+    # their probes, and less than a pass interval (the rate of 1 a second
+    # rose to fit half of it)
+    both = [int(ms) for ms in re.findall(
+        r"event=culler\.pass servers=2 probed=2 .* ms=(\d+)", hub.stderr())]
+    assert both, hub.stderr()[-3000:]
+    assert all(1000 <= ms < 1000 * EVERY for ms in both), both
 
     # why: in the server's history and on the user's home page
     rows = hub.sql(f"SELECT e.kind, e.message FROM server_events e JOIN "

@@ -217,7 +217,11 @@ def test_default_mode_has_no_ids(start_hub):
 def test_bad_settings_refused(start_hub):
     for env, words in (({"SWARMHUB_HOME_UID": "ldapx"}, "HOME_UID"),
                        ({"SWARMHUB_LOCAL_UID_RANGE": "5-3"},
-                        "LOCAL_UID_RANGE")):
+                        "LOCAL_UID_RANGE"),
+                       ({"SWARMHUB_CULL_PROBE_RATE": "-1"},
+                        "CULL_PROBE_RATE"),
+                       ({"SWARMHUB_CULL_PROBE_RATE": "fast"},
+                        "CULL_PROBE_RATE")):
         hub = start_hub("iso-bad", env, wait=False)
         try:
             hub.proc.wait(20)

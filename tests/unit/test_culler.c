@@ -435,6 +435,7 @@ struct fake {
 	size_t n;
 	int list_fails;
 	long probe_sleep_ms;
+	long probe_burn_us;		/* CPU each probe uses */
 	atomic_int inflight, max_inflight, probes, stops, lists;
 	atomic_int in_list, max_in_list, passes_done;
 	pthread_mutex_t lock;
@@ -445,7 +446,19 @@ struct fake {
 	size_t nusers;
 	char deleted[8][USER_NAME_MAX + 1];
 	int ndeleted;
+	int64_t listed_us;		/* when the last list returned (mono) */
+	int64_t probe_at_us[64];	/* when each probe began (mono) */
+	atomic_int nprobe_at;
 };
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static void
 sleep_ms(long ms)
@@ -473,6 +486,7 @@ fake_list(void *ctx, struct culler_server **out, size_t *n)
 	*out = malloc(f->n * sizeof(**out) + 1);
 	memcpy(*out, f->tmpl, f->n * sizeof(**out));
 	*n = f->n;
+	f->listed_us = mono_us();
 	return 0;
 }
 
@@ -482,7 +496,10 @@ fake_probe(void *ctx, const char *user, const char *server,
 {
 	struct fake *f = ctx;
 	int in = atomic_fetch_add(&f->inflight, 1) + 1, max, rc = 0;
+	int k = atomic_fetch_add(&f->nprobe_at, 1);
 
+	if (k < 64)
+		f->probe_at_us[k] = mono_us();
 	max = atomic_load(&f->max_inflight);
 	while (in > max &&
 	       !atomic_compare_exchange_weak(&f->max_inflight, &max, in))
@@ -490,6 +507,9 @@ fake_probe(void *ctx, const char *user, const char *server,
 	atomic_fetch_add(&f->probes, 1);
 	if (server == NULL || *server)
 		rc = -1;	/* the fake has default servers only */
+	for (int64_t c0 = time_thread_cpu_us();
+	     time_thread_cpu_us() - c0 < f->probe_burn_us;)
+		;
 	sleep_ms(strcmp(user, "slow") == 0 ? 150 : f->probe_sleep_ms);
 	if (strncmp(user, "active", 6) == 0 || strcmp(user, "slow") == 0 ||
 	    strcmp(user, "old") == 0)
@@ -619,7 +639,7 @@ test_pass(void)
 	p.max_age_s = 24 * 3600;
 	p.cull_admins = 0;
 
-	T_OK(culler_pass(&ops, &p, 4, 100, &st) == 0, "pass runs");
+	T_OK(culler_pass(&ops, &p, 4, 100, 0, &st) == 0, "pass runs");
 	T_OK(atomic_load(&f.max_inflight) <= 4,
 	     "never more than 4 probes at once (saw %d)",
 	     atomic_load(&f.max_inflight));
@@ -653,21 +673,21 @@ test_pass(void)
 
 	/* Concurrency 1: strictly one at a time. No probe op: no probes. */
 	fake_init(&f, s, n);
-	T_OK(culler_pass(&ops, &p, 1, 0, &st) == 0 &&
+	T_OK(culler_pass(&ops, &p, 1, 0, 0, &st) == 0 &&
 	     atomic_load(&f.max_inflight) == 1, "concurrency 1");
 	T_OK(st.probe_failures == 2, "no timeout: slow result kept");
 	fake_init(&f, s, n);
 	ops.probe = NULL;
-	T_OK(culler_pass(&ops, &p, 4, 100, &st) == 0 && st.probed == 0 &&
+	T_OK(culler_pass(&ops, &p, 4, 100, 0, &st) == 0 && st.probed == 0 &&
 	     atomic_load(&f.probes) == 0, "no probe op: hub record only");
 	ops = fake_ops(&f);
 
 	/* Listing fails: nothing done. */
 	fake_init(&f, s, n);
 	f.list_fails = 1;
-	T_OK(culler_pass(&ops, &p, 4, 100, &st) < 0 &&
+	T_OK(culler_pass(&ops, &p, 4, 100, 0, &st) < 0 &&
 	     atomic_load(&f.stops) == 0, "list failure: -1, no stops");
-	T_OK(culler_pass(NULL, &p, 4, 100, &st) < 0, "no ops: -1");
+	T_OK(culler_pass(NULL, &p, 4, 100, 0, &st) < 0, "no ops: -1");
 
 	/* Users, after the servers. */
 	fake_init(&f, s, 0);
@@ -677,10 +697,10 @@ test_pass(void)
 	f.nusers = 2;
 	ops.list_users = fake_list_users;
 	ops.delete_user = fake_delete_user;
-	T_OK(culler_pass(&ops, &p, 4, 100, &st) == 0 &&
+	T_OK(culler_pass(&ops, &p, 4, 100, 0, &st) == 0 &&
 	     st.culled[CULL_USER_INACTIVE] == 0, "users off: none deleted");
 	p.users_after_s = 90 * 86400;
-	T_OK(culler_pass(&ops, &p, 4, 100, &st) == 0 &&
+	T_OK(culler_pass(&ops, &p, 4, 100, 0, &st) == 0 &&
 	     st.culled[CULL_USER_INACTIVE] == 1 && f.ndeleted == 1 &&
 	     strcmp(f.deleted[0], "leaver") == 0, "inactive user deleted");
 }
@@ -705,9 +725,9 @@ test_start_stop(void)
 	ops = fake_ops(&f);
 	ops.pass_done = fake_pass_done;
 	culler_policy_init(&p);
-	T_OK(culler_start(&ops, &p, 0, 2, 100, &e) == NULL &&
+	T_OK(culler_start(&ops, &p, 0, 2, 100, 0, &e) == NULL &&
 	     e.code == ERR_INVALID, "every 0 refused");
-	c = culler_start(&ops, &p, 1, 2, 100, &e);
+	c = culler_start(&ops, &p, 1, 2, 100, 0, &e);
 	T_OK(c != NULL, "culler starts");
 	if (!c)
 		return;
@@ -729,7 +749,7 @@ test_start_stop(void)
 	/* First pass at start; stop right after it, while waiting. */
 	fake_init(&f, s, 3);
 	p.timeout_s = 3600 * 10;
-	c = culler_start(&ops, &p, 300, 2, 100, &e);
+	c = culler_start(&ops, &p, 300, 2, 100, 0, &e);
 	t0 = time_mono_ms();
 	while (time_mono_ms() - t0 < 2000 && culler_passes(c, NULL) < 1)
 		sleep_ms(5);
@@ -767,13 +787,126 @@ test_stop_mid_pass(void)
 	culler_policy_init(&p);
 	p.profile_timeouts = o;
 	p.nprofile_timeouts = 1;
-	c = culler_start(&ops, &p, 60, 1, 1000, &e);
+	c = culler_start(&ops, &p, 60, 1, 1000, 0, &e);
 	sleep_ms(120);
 	t0 = time_mono_ms();
 	culler_stop(c);
 	T_OK(time_mono_ms() - t0 < 200, "stop mid-pass within 200 ms");
 	T_OK(atomic_load(&f.probes) < 10 && atomic_load(&f.stops) == 0,
 	     "a cancelled pass stops nothing (%d probes)",
+	     atomic_load(&f.probes));
+}
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Were the probes paced gap_us apart: did the k-th to start (from 0)
+ * start no earlier than k * gap_us after listing? (The promise: a late
+ * probe does not push the later ones back, so two may start closer.) */
+static int
+paced(struct fake *f, int64_t gap_us)
+{
+	int n = atomic_load(&f->nprobe_at), m = n < 64 ? n : 64;
+
+	qsort(f->probe_at_us, (size_t)m, sizeof(int64_t), cmp_i64);
+	for (int k = 0; k < m; k++)
+		if (f->probe_at_us[k] - f->listed_us < (int64_t)k * gap_us) {
+			fprintf(stderr, "probe %d of %d started %lld us after "
+				"listing, before its turn at %lld us\n", k, m,
+				(long long)(f->probe_at_us[k] - f->listed_us),
+				(long long)k * gap_us);
+			return 0;
+		}
+	return m > 0;
+}
+
+/* Probes paced: at most probe_rate starts a second, whatever the
+ * concurrency; the timer thread fits them into half of every_s. */
+static void
+test_pacing(void)
+{
+	struct culler_server s[40];
+	struct culler_policy p;
+	struct culler_pass_stats st;
+	struct culler_ops ops;
+	struct culler *c;
+	struct fake f;
+	struct err e;
+	int64_t t = time_now_ms(), t0;
+	char name[32];
+
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "active%02d", i);
+		s[i] = srv(name, t - 3 * HOUR);
+	}
+	/* 11 probes at 50 a second on 4 threads: 20 ms apart, 200 ms in
+	 * all; unpaced they would overlap 4 at a time */
+	fake_init(&f, s, 11);
+	f.probe_sleep_ms = 1;
+	ops = fake_ops(&f);
+	culler_policy_init(&p);
+	T_OK(culler_pass(&ops, &p, 4, 1000, 50, &st) == 0 && st.probed == 11,
+	     "paced pass probes all 11 (%zu)", st.probed);
+	T_OK(paced(&f, 20000), "probe k starts at 20 ms * k or later");
+	T_OK(st.duration_ms >= 200 && st.duration_ms < 2000,
+	     "pass spans the 10 gaps (%lld ms)", (long long)st.duration_ms);
+	T_OK(atomic_load(&f.max_inflight) == 1, "one probe at a time when "
+	     "each is shorter than the gap (%d)", atomic_load(&f.max_inflight));
+	/* slow probes: the rate limits starts, concurrency what runs */
+	fake_init(&f, s, 11);
+	f.probe_sleep_ms = 100;
+	T_OK(culler_pass(&ops, &p, 4, 1000, 50, &st) == 0 &&
+	     atomic_load(&f.max_inflight) >= 3 &&
+	     atomic_load(&f.max_inflight) <= 4, "slow probes overlap up to "
+	     "the concurrency (%d)", atomic_load(&f.max_inflight));
+	T_OK(paced(&f, 20000), "and still start 20 ms apart");
+	/* rate 0: no pacing */
+	fake_init(&f, s, 11);
+	f.probe_sleep_ms = 20;
+	T_OK(culler_pass(&ops, &p, 4, 1000, 0, &st) == 0 &&
+	     atomic_load(&f.max_inflight) == 4 && st.duration_ms < 150,
+	     "rate 0: a burst on 4 threads (%lld ms)",
+	     (long long)st.duration_ms);
+	/* the pass counts the CPU its threads use: 11 probes of 4 ms */
+	fake_init(&f, s, 11);
+	f.probe_sleep_ms = 0;
+	f.probe_burn_us = 4000;
+	T_OK(culler_pass(&ops, &p, 4, 1000, 0, &st) == 0 &&
+	     st.cpu_us >= 44000 && st.cpu_us < 44000 + 200000,
+	     "pass CPU: 11 x 4 ms burnt, %lld us counted",
+	     (long long)st.cpu_us);
+	/* the timer thread: 1 a second for 11 servers would take 10 s, but
+	 * every_s = 1 fits them into 0.5 s (50 ms apart) */
+	fake_init(&f, s, 11);
+	f.probe_sleep_ms = 1;
+	c = culler_start(&ops, &p, 1, 4, 1000, 1, &e);
+	T_OK(c != NULL, "paced culler starts");
+	if (!c)
+		return;
+	t0 = time_mono_ms();
+	while (time_mono_ms() - t0 < 4000 && culler_passes(c, &st) < 1)
+		sleep_ms(10);
+	culler_stop(c);
+	T_OK(st.probed == 11 && st.duration_ms >= 490 &&
+	     st.duration_ms < 1500, "a slow rate rises to fit half of "
+	     "every_s (%zu probed in %lld ms)", st.probed,
+	     (long long)st.duration_ms);
+	T_OK(paced(&f, 50000), "starts 50 ms apart");
+	/* a stop while a paced pass waits for a probe's turn */
+	fake_init(&f, s, 40);
+	c = culler_start(&ops, &p, 60, 4, 1000, 1, &e);
+	sleep_ms(120);
+	t0 = time_mono_ms();
+	culler_stop(c);
+	T_OK(time_mono_ms() - t0 < 200, "stop while pacing within 200 ms "
+	     "(%lld ms)", (long long)(time_mono_ms() - t0));
+	T_OK(atomic_load(&f.probes) == 1 && atomic_load(&f.stops) == 0,
+	     "one probe started (1 s apart), nothing stopped (%d probes)",
 	     atomic_load(&f.probes));
 }
 
@@ -797,5 +930,6 @@ main(void)
 	test_pass();
 	test_start_stop();
 	test_stop_mid_pass();
+	test_pacing();
 	return t_done();
 }

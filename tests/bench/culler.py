@@ -6,7 +6,9 @@ and the Docker swarm. This program starts swarmhub with spawning and the
 culler on (CULL_TIMEOUT large, so every pass probes every server and stops
 none; CULL_EVERY=5, CULL_CONCURRENCY=10), starts N servers of the tiny test
 image in batches, lets the culler run several passes over all N while a paced
-client measures GET /hub/api/user, then stops every server and writes
+client measures GET /hub/api/user, first at the default CULL_PROBE_RATE (what
+users run), then after a restart with CULL_PROBE_RATE=0 (the hub's own speed
+through a pass), then stops every server and writes
 tests/bench/results/culler.md (also printed). Method: README.md here.
 
 Environment (set by culler.sh): BENCH_WORK, BENCH_DB, BENCH_NETWORK,
@@ -53,6 +55,7 @@ CFG = {
     "batch_timeout_s": 300.0, "stop_timeout_s": 300.0,
     "cpu": 0.02, "cpu_min": 0.01, "mem_gb": 0.03, "mem_min": 0.02,
     "cpu_reservation_ratio": 0.1,
+    "default_rate": 100,            # the hub's CULL_PROBE_RATE default
     "targets": {"pass_s": 2.0, "p99_ms": 20.0},
 }
 # the spawn benchmark's hub class reads its own CFG for the spawn limit
@@ -64,8 +67,11 @@ def log(msg):
 
 
 class CullHub(S.SpawnHub):
+    extra = {}    # more settings, for the unpaced restart
+
     def environ(self):
         env = super().environ()
+        env.update(self.extra)
         env.update(SWARMHUB_CULL_TIMEOUT=str(CFG["cull_timeout_s"]),
                    SWARMHUB_CULL_EVERY=str(CFG["cull_every_s"]),
                    SWARMHUB_CULL_CONCURRENCY=str(CFG["cull_concurrency"]),
@@ -298,6 +304,36 @@ def stop_servers(hub, docker, users, R):
         R["errors"].append("services left %.0f s after the DELETEs" % CFG["stop_timeout_s"])
 
 
+def observe(hub, n, R, key):
+    """Waits for CFG['passes'] + 1 culler passes that start from now while
+    the latency client runs; R["passes" + key], R["lat_pass" + key],
+    R["lat_between" + key]."""
+    log("culler passes (every %d s)%s: waiting for %d passes over %d servers"
+        % (CFG["cull_every_s"], " unpaced" if key else "", CFG["passes"], n))
+    t_from = time.time()
+    lat = Latency(hub.api_port, hub.token)
+    lat.start()
+    end = t_from + CFG["passes"] * CFG["cull_every_s"] * 3 + 60
+    P = []
+    while time.time() < end:
+        time.sleep(1)
+        P = [p for p in passes(hub.log) if p["t_start"] >= t_from]
+        if len(P) >= CFG["passes"] + 1:   # one more, so latency covers after the last
+            break
+        if hub.proc is None or hub.proc.poll() is not None:
+            R["errors"].append("the hub exited during the passes")
+            break
+    samples = lat.stop()
+    R["passes" + key] = P
+    inpass = [s for s in samples
+              if any(p["t_start"] - 0.001 <= s[0] <= p["t_end"] + 0.001 for p in P)]
+    between = [s for s in samples
+               if not any(p["t_start"] - 0.001 <= s[0] <= p["t_end"] + 0.001 for p in P)]
+    R["lat_pass" + key] = lat_stats(inpass)
+    R["lat_between" + key] = lat_stats(between)
+    log("%d passes: ms %s" % (len(P), ", ".join(str(p["ms"]) for p in P)))
+
+
 def measure(hub, docker, R):
     n = R["n"]
     users = ["cull%03d" % i for i in range(n)]
@@ -318,34 +354,14 @@ def measure(hub, docker, R):
     R["ready"] = len(ready)
     log("%d of %d servers ready after %.1f s" % (len(ready), n, R["start_s"]))
 
-    # passes over all ready servers: only those that start after this moment
-    log("culler passes (every %d s): waiting for %d passes over %d servers"
-        % (CFG["cull_every_s"], CFG["passes"], len(ready)))
-    t_from = time.time()
-    lat = Latency(hub.api_port, hub.token)
-    lat.start()
-    end = t_from + CFG["passes"] * CFG["cull_every_s"] * 3 + 60
-    P = []
-    while time.time() < end:
-        time.sleep(1)
-        P = [p for p in passes(hub.log) if p["t_start"] >= t_from]
-        if len(P) >= CFG["passes"] + 1:   # one more, so latency covers after the last
-            break
-        if hub.proc is None or hub.proc.poll() is not None:
-            R["errors"].append("the hub exited during the passes")
-            break
-    t_to = time.time()
-    samples = lat.stop()
-    R["passes"] = P
-    R["window_s"] = t_to - t_from
-    inpass = [s for s in samples
-              if any(p["t_start"] - 0.001 <= s[0] <= p["t_end"] + 0.001 for p in P)]
-    between = [s for s in samples
-               if not any(p["t_start"] - 0.001 <= s[0] <= p["t_end"] + 0.001 for p in P)]
-    R["lat_pass"] = lat_stats(inpass)
-    R["lat_between"] = lat_stats(between)
-    R["lat_window"] = lat_stats(samples)
-    log("%d passes: ms %s" % (len(P), ", ".join(str(p["ms"]) for p in P)))
+    # passes over all ready servers at the default pace, then unpaced
+    observe(hub, len(ready), R, "")
+    log("restarting the hub with SWARMHUB_CULL_PROBE_RATE=0 (it adopts the "
+        "servers)")
+    hub.stop()
+    hub.extra = {"SWARMHUB_CULL_PROBE_RATE": "0"}
+    hub.start()
+    observe(hub, len(ready), R, "0")
 
     log("stopping %d servers" % len(ready))
     stop_servers(hub, docker, [u for u in users], R)
@@ -383,27 +399,41 @@ def report(R, m, failed):
                  "ready | |" % (CFG["batch"], CFG["spawn_limit"], R.get("ready", 0), n))
         L.append("| time to start them all | %.1f s (batches: %s) | |" % (
             R.get("start_s", 0), ", ".join("%.1f s" % b["s"] for b in R["batches"])))
-        ms_full = [p["ms"] for p in full]
-        mx = max(ms_full) if ms_full else None
-        ok = None if mx is None else (mx <= tg["pass_s"] * 1e3 and
-                                      R.get("ready") == CFG["servers"])
-        L.append("| culler passes over all %d servers (after all were ready) | %d | ≥ %d |"
-                 % (R.get("ready", 0), len(full), CFG["passes"]))
-        L.append("| **pass duration: median / max** (`culler.pass ms=`) | %s / %s | "
-                 "≤ %.0f s with %d servers: %s |" % (
-                     "—" if not ms_full else "%.0f ms" % statistics.median(ms_full),
-                     "—" if mx is None else "%.0f ms" % mx, tg["pass_s"], CFG["servers"],
-                     S.verdict(ok)))
+        full0 = [p for p in R.get("passes0") or [] if p["servers"] == R.get("ready")]
+        L.append("| culler passes over all %d servers (after all were ready): "
+                 "paced / unpaced | %d / %d | ≥ %d each |"
+                 % (R.get("ready", 0), len(full), len(full0), CFG["passes"]))
+        for P_, label in ((full, "pass duration at the default pace "
+                           "(`CULL_PROBE_RATE` unset: %d probes a second; a pass "
+                           "spreads its probes over servers / rate by design): "
+                           "median / max" % CFG["default_rate"]),
+                          (full0, "**pass duration unpaced** "
+                           "(`CULL_PROBE_RATE=0`: the hub's speed): median / max")):
+            ms_ = [p["ms"] for p in P_]
+            mx = max(ms_) if ms_ else None
+            tgt = ""
+            if P_ is full0:
+                ok = None if mx is None else (mx <= tg["pass_s"] * 1e3 and
+                                              R.get("ready") == CFG["servers"])
+                tgt = "≤ %.0f s with %d servers: %s" % (
+                    tg["pass_s"], CFG["servers"], S.verdict(ok))
+            L.append("| %s (`culler.pass ms=`) | %s / %s | %s |" % (
+                label, "—" if not ms_ else "%.0f ms" % statistics.median(ms_),
+                "—" if mx is None else "%.0f ms" % mx, tgt))
         L.append("| probe failures (sum over these passes) | %s | 0 |" % (
-            sum(p["probe_failures"] for p in full) if full else "—"))
+            sum(p["probe_failures"] for p in full + full0) if full else "—"))
         L.append("| servers culled by these passes | %s | 0 (timeout %d s) |" % (
-            sum(p["culled_idle"] + p["culled_max_age"] for p in full) if full else "—",
-            CFG["cull_timeout_s"]))
+            sum(p["culled_idle"] + p["culled_max_age"] for p in full + full0)
+            if full else "—", CFG["cull_timeout_s"]))
         for key, label in (("lat_idle", "GET /hub/api/user before any server (%d s)"
                             % CFG["idle_s"]),
-                           ("lat_pass", "**GET /hub/api/user during the passes**"),
+                           ("lat_pass", "**GET /hub/api/user during the passes** "
+                            "(default pace)"),
                            ("lat_between", "GET /hub/api/user between the passes (N "
-                            "servers running, no pass)")):
+                            "servers running, no pass)"),
+                           ("lat_pass0", "GET /hub/api/user during unpaced passes"),
+                           ("lat_between0", "GET /hub/api/user between unpaced "
+                            "passes")):
             s = R.get(key) or {}
             extra = ""
             if key == "lat_pass":
@@ -418,12 +448,16 @@ def report(R, m, failed):
         L.append("| → every service gone from Docker | %s | |" % (
             "—" if R.get("stop_gone_s") is None else "%.1f s" % R["stop_gone_s"]))
         L.append("")
-    if P:
-        L.append("Every `culler.pass` line logged after all servers were ready:")
+    for key, what in (("passes", "at the default pace"), ("passes0", "unpaced")):
+        P_ = R.get(key) or []
+        if not P_:
+            continue
+        L.append("Every `culler.pass` line logged after all servers were ready, "
+                 "%s:" % what)
         L.append("")
         L.append("| # | servers | probed | probe_failures | culled | failures | ms |")
         L.append("| --- | --- | --- | --- | --- | --- | --- |")
-        for i, p in enumerate(P, 1):
+        for i, p in enumerate(P_, 1):
             L.append("| %d | %d | %d | %d | %d | %d | %d |" % (
                 i, p["servers"], p["probed"], p["probe_failures"],
                 p["culled_idle"] + p["culled_max_age"], p["failures"], p["ms"]))
@@ -447,7 +481,9 @@ def report(R, m, failed):
              "`%s`, cpu min %.2f default %.2f, mem_gb min %.2f default %.2f, "
              "cpu_reservation_ratio %.1f. Culler: CULL_TIMEOUT=%d (nothing is idle that "
              "long, so each pass probes every server and stops none), CULL_EVERY=%d, "
-             "CULL_CONCURRENCY=%d, CULL_PROBE_TIMEOUT=%d. %d users, their servers "
+             "CULL_CONCURRENCY=%d, CULL_PROBE_TIMEOUT=%d; passes measured first "
+             "at the default CULL_PROBE_RATE, then after a restart with "
+             "CULL_PROBE_RATE=0 (the hub adopts the running servers). %d users, their servers "
              "POSTed %d at a time, each batch waited for until every server is ready in "
              "the user model. Pass durations and counts are the hub's own "
              "`event=culler.pass` lines; a pass is [ts − ms, ts]. Latency: %d threads, "
@@ -463,7 +499,8 @@ def report(R, m, failed):
                 int(CFG["lat_threads"] / CFG["lat_every_s"])))
     L.append("")
     notes = list(R.get("errors", []))
-    for key in ("lat_idle", "lat_pass", "lat_between"):
+    for key in ("lat_idle", "lat_pass", "lat_between", "lat_pass0",
+                "lat_between0"):
         s = R.get(key) or {}
         if s.get("bad"):
             notes.append("%s: %d answers not 200" % (key, s["bad"]))

@@ -763,6 +763,19 @@ test_start_stop(void)
 	T_OK(atomic_load(&f.lists) == 1, "no second pass before every_s");
 }
 
+/* s[0..n) started at started_ms, named prefix00, prefix01, ... */
+static void
+servers(struct culler_server *s, int n, const char *prefix,
+	int64_t started_ms)
+{
+	char name[32];
+
+	for (int i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "%s%02d", prefix, i);
+		s[i] = srv(name, started_ms);
+	}
+}
+
 /* Stop during a long pass: no new probes or stops after it. */
 static void
 test_stop_mid_pass(void)
@@ -775,12 +788,8 @@ test_stop_mid_pass(void)
 	struct fake f;
 	struct err e;
 	int64_t t = time_now_ms(), t0;
-	char name[32];
 
-	for (int i = 0; i < 40; i++) {
-		snprintf(name, sizeof(name), "idle%02d", i);
-		s[i] = srv(name, t - 3 * HOUR);
-	}
+	servers(s, 40, "idle", t - 3 * HOUR);
 	fake_init(&f, s, 40);
 	f.probe_sleep_ms = 50;
 	ops = fake_ops(&f);
@@ -838,12 +847,8 @@ test_pacing(void)
 	struct fake f;
 	struct err e;
 	int64_t t = time_now_ms(), t0;
-	char name[32];
 
-	for (int i = 0; i < 40; i++) {
-		snprintf(name, sizeof(name), "active%02d", i);
-		s[i] = srv(name, t - 3 * HOUR);
-	}
+	servers(s, 40, "active", t - 3 * HOUR);
 	/* 11 probes at 50 a second on 4 threads: 20 ms apart, 200 ms in
 	 * all; unpaced they would overlap 4 at a time */
 	fake_init(&f, s, 11);

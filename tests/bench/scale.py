@@ -34,6 +34,9 @@ Knobs:
   SWARMHUB_BENCH_AB_BIN_DIR=D   after each row, the same row again with
                                 D/swarmhub (a before/after on one set of
                                 servers)
+  SWARMHUB_BENCH_HOLD=1         after each row, write <scratch>/hold (the
+                                hub's URL, service and admin token) and
+                                wait until it is removed: to profile by hand
 
 Exit status: 0 when everything could be measured (a missed target is a MISS
 in the report), 1 when the cluster or the hub could not be used.
@@ -58,6 +61,8 @@ import pytest  # noqa: E402  (clusterhub skips/fails with pytest's exceptions)
 import requests  # noqa: E402
 import clusterhub as C  # noqa: E402
 import hubtest as T  # noqa: E402
+
+HOLD = os.environ.get("SWARMHUB_BENCH_HOLD", "") not in ("", "0")
 
 RESULTS = os.path.join(HERE, "results", "scale.md")
 SVG = os.path.join(HERE, "results", "scale.svg")
@@ -253,10 +258,13 @@ class Passes:
                 end = m['swarmhub_pass_last_end_timestamp_seconds{pass="%s"}'
                         % kind]
                 ms = m['swarmhub_pass_last_seconds{pass="%s"}' % kind] * 1e3
+                cpu = m.get('swarmhub_pass_last_cpu_seconds{pass="%s"}'
+                            % kind)     # None: a build from before it
                 with self.lock:
                     if kind in self.count:  # not one from before we looked
                         self.seen.append({
                             "kind": kind, "n": n, "ms": ms, "t_end": end,
+                            "cpu_ms": None if cpu is None else cpu * 1e3,
                             "t_start": end - ms / 1e3,
                             "servers": int(m['swarmhub_pass_last_servers{'
                                              'pass="%s"}' % kind])})
@@ -671,6 +679,7 @@ def series(rows):
     med = lambda ps: statistics.median(p["ms"] for p in ps) if ps else None
     return {
         "culler pass": [(r["n"], med(r["culler"])) for r in rows],
+        "culler pass, hub CPU": [(r["n"], med_cpu(r["culler"])) for r in rows],
         "usage pass": [(r["n"], med(r["usage"])) for r in rows],
         "GET /hub/api/users": [(r["n"], r["users_all"]["median"])
                                for r in rows],
@@ -685,7 +694,7 @@ def series(rows):
 
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-          "#e377c2"]
+          "#e377c2", "#17becf"]
 
 
 def svg(S):
@@ -761,6 +770,12 @@ def fmt(v, unit="ms", nd=1):
     return "—" if v is None else ("%.*f %s" % (nd, v, unit))
 
 
+def med_cpu(ps):
+    """The median CPU ms of passes ps, None when the hub did not say."""
+    v = [p["cpu_ms"] for p in ps if p.get("cpu_ms") is not None]
+    return statistics.median(v) if v else None
+
+
 def rows_section(L, rows, title, svg_name):
     """The table of rows, the plot and the growth verdicts, into L."""
     tg = CFG["targets"]
@@ -788,11 +803,18 @@ def rows_section(L, rows, title, svg_name):
 
         med = lambda ps: statistics.median(p["ms"] for p in ps) if ps \
             else None
-        line("one culler pass (median of %d; servers listed)"
-             % (CFG["passes"] + 1), [med(r["culler"]) for r in rows])
+        line("one culler pass (median of %d; servers listed; paced: "
+             "`CULL_PROBE_RATE` 100 probes a second, all started within "
+             "`CULL_EVERY` / 2)" % (CFG["passes"] + 1),
+             [med(r["culler"]) for r in rows])
+        line("one culler pass: the hub's CPU time "
+             "(`swarmhub_pass_last_cpu_seconds`, median)",
+             [med_cpu(r["culler"]) for r in rows])
         line("one usage pass (containers sampled: %s)" % ", ".join(
             str(r["usage"][-1]["servers"]) if r["usage"] else "—"
             for r in rows), [med(r["usage"]) for r in rows])
+        line("one usage pass: the hub's CPU time",
+             [med_cpu(r["usage"]) for r in rows])
         line("`GET /hub/api/users` (all %s; body %s)" % (
             "{:,}".format(CFG["users"] + 1), ", ".join(
                 "%.1f MB" % (r["users_all"]["bytes"] / 1e6) for r in rows)),
@@ -928,7 +950,9 @@ def report(R, failed):
           "- profile: `%s` (fake notebook; `cmd` %s), cpu 0.02 (reservation 0.002), "
           "mem 0.03 GiB; no placement constraint (Swarm spreads over the 3 "
           "nodes); CULL_TIMEOUT=3600 (each pass probes every server, stops "
-          "none), CULL_EVERY=%d, CULL_CONCURRENCY=10, USAGE_EVERY=%d"
+          "none), CULL_EVERY=%d, CULL_CONCURRENCY=10, CULL_PROBE_RATE unset "
+          "(100 a second, so a pass over N servers lasts about N / 100 s, at "
+          "most CULL_EVERY / 2), USAGE_EVERY=%d"
           % (SERVER_IMAGE, json.dumps(SERVER_CMD), CFG["cull_every_s"],
              CFG["usage_every_s"]),
           "- more settings for the hub (`SWARMHUB_BENCH_HUB_ENV`): %s"
@@ -1029,6 +1053,18 @@ def save_log(swarm, hub):
             f.write(raw)
 
 
+def hold(hub, n):
+    """SWARMHUB_BENCH_HOLD=1: say how to reach the hub and wait until the
+    file is removed (for perf and experiments by hand)."""
+    f = os.path.join(tempfile.gettempdir(), "swarmhub-scale-hold")
+    with open(f, "w") as fh:
+        fh.write("servers=%d\nurl=%s\nservice=%s\ntoken=%s\n"
+                 % (n, hub["url"], hub["service"], hub["token"]))
+    log("holding at %d servers: see %s; remove it to go on" % (n, f))
+    while os.path.exists(f):
+        time.sleep(1)
+
+
 def rows(hub, swarm, R):
     log("hub %s at %s" % (hub["service"], hub["url"]))
     c = Client(hub)
@@ -1076,6 +1112,8 @@ def rows(hub, swarm, R):
             running = got
         log("row: %d servers (load %s)" % (running, load()))
         measure_row(hub, cookies, running, R)
+        if HOLD:
+            hold(hub, running)
         if AB_BIN:
             log("row: %d servers with %s" % (running, AB_BIN))
             use_binary(hub, AB_BIN)

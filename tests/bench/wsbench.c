@@ -21,9 +21,19 @@
  *       One WebSocket; 200 warm-up round trips, then COUNT sequential round
  *       trips of a SIZE-byte text message; prints
  *       "rtt n=COUNT p50=US p90=US p99=US max=US mean=US" (microseconds).
+ *   wsbench http HOST:PORT PATH CONNS RATE SECS
+ *       Open-loop HTTP/1.1 load: CONNS keep-alive connections, GET PATH at
+ *       RATE requests a second in all (connection c sends its k-th request
+ *       at (c + k * CONNS) / RATE seconds; one in flight per connection, a
+ *       late one goes as soon as the previous answer is in), for 1 s of
+ *       warm-up then SECS seconds. Each request's latency runs from the
+ *       time it was due, not from when it went, so a stall shows in full.
+ *       Answers must be 2xx with a Content-Length. Prints "http n=N
+ *       p50=US p90=US p99=US max=US mean=US rate=SENT_PER_S" (microseconds).
  *
  * WSBENCH_HEADER="Name: value" adds one header to the client's upgrade request
- * (a token for a notebook server, a session cookie). WSBENCH_SOURCES=N (idle
+ * (a token for a notebook server, a session cookie), or (http) to each
+ * request; several are separated by CRLF. WSBENCH_SOURCES=N (idle
  * only): connection i comes from the loopback address 127.0.1.(1 + i % N), so
  * that per-address connection caps apply as to N different clients. The fd soft limit is raised to the hard one.
  * Client frames are masked with a fixed key (fine for a benchmark).
@@ -552,6 +562,192 @@ idle_main(const char *hp, const char *path, int n)
 	return i == n ? 0 : 1;
 }
 
+/* ---- http: open-loop GETs ---------------------------------------------- */
+
+struct hconn {
+	int fd;
+	double due;		/* when its next request is due */
+	double sent_due;	/* the due time of the request in flight */
+	int busy;
+	size_t got, want;	/* bytes read; head + body when known */
+	char buf[16384];
+};
+
+static int
+tcp_connect(const char *hostport)
+{
+	char host[64];
+	const char *colon = strrchr(hostport, ':');
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd, one = 1;
+
+	if (!colon || (size_t)(colon - hostport) >= sizeof(host))
+		return -1;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
+	a.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+		return -1;
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* 1 when c->buf holds a whole answer (c->want set), 0 when not yet, -1
+ * when it is not a 2xx with a Content-Length. */
+static int
+answer_done(struct hconn *c)
+{
+	char *end, *cl;
+
+	if (c->want == 0) {
+		c->buf[c->got < sizeof(c->buf) ? c->got : sizeof(c->buf) - 1] = 0;
+		end = strstr(c->buf, "\r\n\r\n");
+		if (!end)
+			return c->got >= sizeof(c->buf) - 1 ? -1 : 0;
+		if (strncmp(c->buf, "HTTP/1.1 2", 10) != 0)
+			return -1;
+		*end = 0;
+		cl = strcasestr(c->buf, "\r\ncontent-length:");
+		*end = '\r';
+		if (!cl)
+			return -1;
+		c->want = (size_t)(end + 4 - c->buf) +
+			  (size_t)strtoul(cl + 17, NULL, 10);
+	}
+	return c->got >= c->want;
+}
+
+static int
+http_main(const char *hp, const char *path, int nconn, double rate,
+	  double secs)
+{
+	const char *extra = getenv("WSBENCH_HEADER");
+	struct hconn *cs;
+	struct epoll_event ev, evs[64];
+	char req[2048];
+	size_t rl, cap = (size_t)(rate * secs * 1.2) + 16, n = 0;
+	double *lat, t0, t_meas, t_end, sum = 0, gap;
+	long sent = 0;
+	int ep, rc = 1;
+
+	if (nconn < 1 || nconn > 4096 || rate <= 0 || secs <= 0)
+		return 2;
+	rl = (size_t)snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s"
+			      "\r\n%s%s\r\n", path, hp, extra ? extra : "",
+			      extra ? "\r\n" : "");
+	if (rl >= sizeof(req))
+		return 2;
+	lat = malloc(sizeof(double) * cap);
+	cs = calloc((size_t)nconn, sizeof(*cs));
+	ep = epoll_create1(0);
+	gap = nconn / rate;
+	t0 = now_s() + 0.05;
+	t_meas = t0 + 1.0;
+	t_end = t_meas + secs;
+	for (int i = 0; i < nconn; i++) {
+		cs[i].fd = tcp_connect(hp);
+		if (cs[i].fd < 0) {
+			fprintf(stderr, "wsbench http: cannot connect to %s\n",
+				hp);
+			goto out;
+		}
+		cs[i].due = t0 + i / rate;
+		ev.events = EPOLLIN;
+		ev.data.u32 = (uint32_t)i;
+		epoll_ctl(ep, EPOLL_CTL_ADD, cs[i].fd, &ev);
+	}
+	for (;;) {
+		double now = now_s(), next = t_end + 1;
+		int timeout, k;
+
+		for (int i = 0; i < nconn; i++) {
+			struct hconn *c = &cs[i];
+
+			if (c->busy)
+				continue;
+			if (c->due <= now && c->due < t_end) {
+				if (send_all(c->fd, req, rl) < 0) {
+					fprintf(stderr, "wsbench http: send "
+						"failed\n");
+					goto out;
+				}
+				c->busy = 1;
+				c->sent_due = c->due;
+				c->due += gap;
+				c->got = c->want = 0;
+				sent += c->sent_due >= t_meas;
+			} else if (c->due < next) {
+				next = c->due;
+			}
+		}
+		if (now >= t_end) {
+			int any = 0;
+
+			for (int i = 0; i < nconn; i++)
+				any |= cs[i].busy;
+			if (!any)
+				break;
+		}
+		timeout = next > t_end ? 100 :
+		    (int)((next - now) * 1000);
+		k = epoll_wait(ep, evs, 64, timeout < 0 ? 0 : timeout);
+		for (int j = 0; j < k; j++) {
+			struct hconn *c = &cs[evs[j].data.u32];
+			ssize_t r = recv(c->fd, c->buf + c->got,
+					 sizeof(c->buf) - 1 - c->got, 0);
+			int d;
+
+			if (r <= 0 || !c->busy) {
+				fprintf(stderr, "wsbench http: connection "
+					"closed or unasked data\n");
+				goto out;
+			}
+			c->got += (size_t)r;
+			d = answer_done(c);
+			if (d < 0) {
+				fprintf(stderr, "wsbench http: bad answer: "
+					"%.60s\n", c->buf);
+				goto out;
+			}
+			if (d == 0)
+				continue;
+			c->busy = 0;
+			if (c->sent_due >= t_meas && n < cap) {
+				lat[n] = (now_s() - c->sent_due) * 1e6;
+				sum += lat[n++];
+			}
+			if (c->got > c->want) {
+				fprintf(stderr, "wsbench http: more than "
+					"one answer\n");
+				goto out;
+			}
+		}
+	}
+	if (n == 0)
+		goto out;
+	qsort(lat, n, sizeof(double), cmp_d);
+#define HPCT(p) lat[(size_t)((p) * n / 100.0 + 0.999999) > 0 ? \
+	(size_t)((p) * n / 100.0 + 0.999999) - 1 : 0]
+	printf("http n=%zu p50=%.1f p90=%.1f p99=%.1f max=%.1f mean=%.1f "
+	       "rate=%.0f\n", n, HPCT(50), HPCT(90), HPCT(99), lat[n - 1],
+	       sum / (double)n, sent / secs);
+	rc = 0;
+out:
+	for (int i = 0; i < nconn; i++)
+		if (cs[i].fd > 0)
+			close(cs[i].fd);
+	close(ep);
+	free(cs);
+	free(lat);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -566,13 +762,18 @@ main(int argc, char **argv)
 		return idle_main(argv[2], argv[3], atoi(argv[4]));
 	if (argc == 6 && strcmp(argv[1], "rtt") == 0)
 		return rtt_main(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]));
+	if (argc == 7 && strcmp(argv[1], "http") == 0)
+		return http_main(argv[2], argv[3], atoi(argv[4]),
+				 atof(argv[5]), atof(argv[6]));
 	if (argc == 2 && strcmp(argv[1], "--help") == 0) {
 		printf("usage: wsbench echo PORT [ADDR] | idle HOST:PORT PATH N "
-		       "| rtt HOST:PORT PATH COUNT SIZE\n(see the comment at "
-		       "the top of tests/bench/wsbench.c)\n");
+		       "| rtt HOST:PORT PATH COUNT SIZE | http HOST:PORT PATH "
+		       "CONNS RATE SECS\n(see the comment at the top of "
+		       "tests/bench/wsbench.c)\n");
 		return 0;
 	}
 	fprintf(stderr, "usage: wsbench echo PORT [ADDR] | idle HOST:PORT PATH N | "
-		"rtt HOST:PORT PATH COUNT SIZE\n");
+		"rtt HOST:PORT PATH COUNT SIZE | http HOST:PORT PATH CONNS "
+		"RATE SECS\n");
 	return 2;
 }

@@ -378,14 +378,15 @@ echo_main(int port, const char *addr)
 
 /* ---- client ----------------------------------------------------------- */
 
+/* A TCP connection to HOST:PORT (TCP_NODELAY), from 127.0.1.source when
+ * source > 0; -1 on failure. */
 static int
-ws_connect(const char *hostport, const char *path, int source)
+tcp_connect(const char *hostport, int source)
 {
-	char host[64], req[1024], resp[4096];
-	const char *colon = strrchr(hostport, ':'), *extra = getenv("WSBENCH_HEADER");
+	char host[64];
+	const char *colon = strrchr(hostport, ':');
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	int fd, one = 1;
-	size_t got = 0;
 
 	if (!colon || (size_t)(colon - hostport) >= sizeof(host))
 		return -1;
@@ -406,6 +407,22 @@ ws_connect(const char *hostport, const char *path, int source)
 	}
 	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static int
+ws_connect(const char *hostport, const char *path, int source)
+{
+	char req[1024], resp[4096];
+	const char *extra = getenv("WSBENCH_HEADER");
+	int fd = tcp_connect(hostport, source);
+	size_t got = 0;
+
+	if (fd < 0)
+		return -1;
 	snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\n"
 		 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 		 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -573,31 +590,6 @@ struct hconn {
 	char buf[16384];
 };
 
-static int
-tcp_connect(const char *hostport)
-{
-	char host[64];
-	const char *colon = strrchr(hostport, ':');
-	struct sockaddr_in a = { .sin_family = AF_INET };
-	int fd, one = 1;
-
-	if (!colon || (size_t)(colon - hostport) >= sizeof(host))
-		return -1;
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
-	a.sin_port = htons((uint16_t)atoi(colon + 1));
-	if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
-		return -1;
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
 /* 1 when c->buf holds a whole answer (c->want set), 0 when not yet, -1
  * when it is not a 2xx with a Content-Length. */
 static int
@@ -651,7 +643,7 @@ http_main(const char *hp, const char *path, int nconn, double rate,
 	t_meas = t0 + 1.0;
 	t_end = t_meas + secs;
 	for (int i = 0; i < nconn; i++) {
-		cs[i].fd = tcp_connect(hp);
+		cs[i].fd = tcp_connect(hp, 0);
 		if (cs[i].fd < 0) {
 			fprintf(stderr, "wsbench http: cannot connect to %s\n",
 				hp);

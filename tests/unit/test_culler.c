@@ -451,15 +451,6 @@ struct fake {
 	atomic_int nprobe_at;
 };
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 sleep_ms(long ms)
 {
@@ -486,7 +477,7 @@ fake_list(void *ctx, struct culler_server **out, size_t *n)
 	*out = malloc(f->n * sizeof(**out) + 1);
 	memcpy(*out, f->tmpl, f->n * sizeof(**out));
 	*n = f->n;
-	f->listed_us = mono_us();
+	f->listed_us = time_mono_us();
 	return 0;
 }
 
@@ -499,7 +490,7 @@ fake_probe(void *ctx, const char *user, const char *server,
 	int k = atomic_fetch_add(&f->nprobe_at, 1);
 
 	if (k < 64)
-		f->probe_at_us[k] = mono_us();
+		f->probe_at_us[k] = time_mono_us();
 	max = atomic_load(&f->max_inflight);
 	while (in > max &&
 	       !atomic_compare_exchange_weak(&f->max_inflight, &max, in))
